@@ -1,0 +1,355 @@
+//! One `Config` for the whole broker: built from defaults, then a TOML file, then flags.
+//!
+//! Every limit is a named constant with its documented default, so that the numbers
+//! live in one place. This module owns parsing and validation of the configuration;
+//! it refuses nothing about protocols and starts nothing.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Default MQTT listener (loopback, like mosquitto 2 without a config file).
+pub const DEFAULT_MQTT_ADDR: &str = "127.0.0.1:1883";
+/// Default AMQP 0-9-1 listener.
+pub const DEFAULT_AMQP_ADDR: &str = "127.0.0.1:5672";
+/// Default STOMP listener.
+pub const DEFAULT_STOMP_ADDR: &str = "127.0.0.1:61613";
+/// Default NATS listener.
+pub const DEFAULT_NATS_ADDR: &str = "127.0.0.1:4222";
+/// Default Kafka REST Proxy v2 listener.
+pub const DEFAULT_KAFKA_REST_ADDR: &str = "127.0.0.1:8082";
+
+/// Largest message (MQTT: whole packet) accepted from a client: 16 MiB, RabbitMQ's default.
+/// Announced to MQTT 5 clients as Maximum Packet Size.
+pub const DEFAULT_MAX_MESSAGE_SIZE: u32 = 16 * 1024 * 1024;
+/// Open connections across all listeners; beyond it new sockets are closed at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 65_536;
+/// Unacknowledged QoS 1/2 messages in each direction of one MQTT connection
+/// (announced as Receive Maximum; the client's own Receive Maximum may lower it outbound).
+pub const DEFAULT_MAX_INFLIGHT: u16 = 1024;
+/// Messages held per session while it is offline or behind (mosquitto's `max_queued_messages`).
+pub const DEFAULT_MAX_QUEUED_MESSAGES: usize = 1000;
+/// Payload bytes held per session while it is offline or behind.
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
+/// Largest keep alive a client may ask for, in seconds; above it (or for 0) MQTT 5
+/// clients are told Server Keep Alive. 65535 = accept whatever the client asks.
+pub const DEFAULT_MAX_KEEP_ALIVE: u16 = 65_535;
+/// Time a new connection has to complete its protocol handshake (RabbitMQ: 10 s).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest session expiry interval granted to MQTT clients, in seconds (1 day).
+pub const DEFAULT_MAX_SESSION_EXPIRY: u32 = 86_400;
+
+/// Where one protocol listens, or that it is switched off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    /// Bind this address (port 0 picks a free port).
+    At(SocketAddr),
+    /// Do not start this listener.
+    Off,
+}
+
+impl Listen {
+    /// Parses `HOST:PORT` or `off`.
+    pub fn parse(text: &str) -> Result<Listen, ConfigError> {
+        if text.eq_ignore_ascii_case("off") {
+            return Ok(Listen::Off);
+        }
+        text.parse().map(Listen::At).map_err(|_| {
+            ConfigError::Invalid(format!("listener address {text:?} is not HOST:PORT or off"))
+        })
+    }
+}
+
+/// The listeners of the five protocols.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listeners {
+    /// MQTT 3.1.1 / 5.0.
+    pub mqtt: Listen,
+    /// AMQP 0-9-1.
+    pub amqp: Listen,
+    /// STOMP 1.0-1.2.
+    pub stomp: Listen,
+    /// NATS client protocol.
+    pub nats: Listen,
+    /// Confluent Kafka REST Proxy v2.
+    pub kafka_rest: Listen,
+}
+
+/// Limits that bound memory and time per connection and per session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// See [`DEFAULT_MAX_MESSAGE_SIZE`].
+    pub max_message_size: u32,
+    /// See [`DEFAULT_MAX_CONNECTIONS`].
+    pub max_connections: usize,
+    /// See [`DEFAULT_MAX_INFLIGHT`].
+    pub max_inflight: u16,
+    /// See [`DEFAULT_MAX_QUEUED_MESSAGES`].
+    pub max_queued_messages: usize,
+    /// See [`DEFAULT_MAX_QUEUED_BYTES`].
+    pub max_queued_bytes: usize,
+    /// See [`DEFAULT_MAX_KEEP_ALIVE`].
+    pub max_keep_alive: u16,
+    /// See [`DEFAULT_CONNECT_TIMEOUT`].
+    pub connect_timeout: Duration,
+    /// See [`DEFAULT_MAX_SESSION_EXPIRY`].
+    pub max_session_expiry: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_inflight: DEFAULT_MAX_INFLIGHT,
+            max_queued_messages: DEFAULT_MAX_QUEUED_MESSAGES,
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
+            max_keep_alive: DEFAULT_MAX_KEEP_ALIVE,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            max_session_expiry: DEFAULT_MAX_SESSION_EXPIRY,
+        }
+    }
+}
+
+/// The whole broker configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Listener addresses.
+    pub listeners: Listeners,
+    /// Accept clients without credentials on non-loopback listeners too.
+    pub allow_anonymous: bool,
+    /// Log filter (`RUST_LOG` syntax), e.g. `info` or `dwbroker=debug`.
+    pub log: Option<String>,
+    /// Resource limits.
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let at = |s: &str| Listen::parse(s).unwrap_or(Listen::Off);
+        Config {
+            listeners: Listeners {
+                mqtt: at(DEFAULT_MQTT_ADDR),
+                amqp: at(DEFAULT_AMQP_ADDR),
+                stomp: at(DEFAULT_STOMP_ADDR),
+                nats: at(DEFAULT_NATS_ADDR),
+                kafka_rest: at(DEFAULT_KAFKA_REST_ADDR),
+            },
+            allow_anonymous: false,
+            log: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// Parser message.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The TOML file: every key optional, the same names as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    mqtt: Option<String>,
+    amqp: Option<String>,
+    stomp: Option<String>,
+    nats: Option<String>,
+    kafka_rest: Option<String>,
+    allow_anonymous: Option<bool>,
+    log: Option<String>,
+    #[serde(default)]
+    limits: FileLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    max_message_size: Option<u32>,
+    max_connections: Option<usize>,
+    max_inflight: Option<u16>,
+    max_queued_messages: Option<usize>,
+    max_queued_bytes: Option<usize>,
+    max_keep_alive: Option<u16>,
+    connect_timeout_secs: Option<u64>,
+    max_session_expiry: Option<u32>,
+}
+
+impl Config {
+    /// Applies a TOML configuration file on top of `self`.
+    pub fn merge_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        self.merge_toml(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: shown,
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Applies TOML text on top of `self`.
+    pub fn merge_toml(&mut self, text: &str) -> Result<(), ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: String::new(),
+            message: e.to_string(),
+        })?;
+        let listeners = [
+            (&mut self.listeners.mqtt, file.mqtt),
+            (&mut self.listeners.amqp, file.amqp),
+            (&mut self.listeners.stomp, file.stomp),
+            (&mut self.listeners.nats, file.nats),
+            (&mut self.listeners.kafka_rest, file.kafka_rest),
+        ];
+        for (slot, value) in listeners {
+            if let Some(text) = value {
+                *slot = Listen::parse(&text)?;
+            }
+        }
+        if let Some(v) = file.allow_anonymous {
+            self.allow_anonymous = v;
+        }
+        if file.log.is_some() {
+            self.log = file.log;
+        }
+        let l = file.limits;
+        let lim = &mut self.limits;
+        set(&mut lim.max_message_size, l.max_message_size);
+        set(&mut lim.max_connections, l.max_connections);
+        set(&mut lim.max_inflight, l.max_inflight);
+        set(&mut lim.max_queued_messages, l.max_queued_messages);
+        set(&mut lim.max_queued_bytes, l.max_queued_bytes);
+        set(&mut lim.max_keep_alive, l.max_keep_alive);
+        set(&mut lim.max_session_expiry, l.max_session_expiry);
+        if let Some(secs) = l.connect_timeout_secs {
+            lim.connect_timeout = Duration::from_secs(secs);
+        }
+        Ok(())
+    }
+
+    /// Checks ranges and the anonymous-access rule.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        // An MQTT packet cannot exceed 268,435,455 + 5 bytes; smaller than 128 bytes
+        // would refuse ordinary CONNECT packets.
+        if !(128..=268_435_460).contains(&l.max_message_size) {
+            return Err(ConfigError::Invalid(format!(
+                "limits.max_message_size {} must be between 128 and 268435460",
+                l.max_message_size
+            )));
+        }
+        if l.max_inflight == 0 || l.max_queued_messages == 0 || l.max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.max_inflight, max_queued_messages and max_connections must be at least 1"
+                    .into(),
+            ));
+        }
+        if l.max_keep_alive == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.max_keep_alive must be at least 1".into(),
+            ));
+        }
+        if !self.allow_anonymous {
+            for (name, listen) in self.listener_list() {
+                if let Listen::At(addr) = listen {
+                    if !addr.ip().is_loopback() {
+                        return Err(ConfigError::Invalid(format!(
+                            "the {name} listener on {addr} is not on loopback and no authentication is \
+                             configured; pass --allow-anonymous (or allow_anonymous = true) to accept \
+                             anonymous clients from the network"
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The listeners with their protocol names, in a fixed order.
+    pub fn listener_list(&self) -> [(&'static str, Listen); 5] {
+        let l = &self.listeners;
+        [
+            ("mqtt", l.mqtt),
+            ("amqp", l.amqp),
+            ("stomp", l.stomp),
+            ("nats", l.nats),
+            ("kafka-rest", l.kafka_rest),
+        ]
+    }
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_loopback_and_valid() {
+        let c = Config::default();
+        assert_eq!(c.listeners.mqtt, Listen::parse("127.0.0.1:1883").unwrap());
+        assert_eq!(c.limits.max_message_size, 16 * 1024 * 1024);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn file_overrides_and_off() {
+        let mut c = Config::default();
+        c.merge_toml("mqtt = \"127.0.0.1:0\"\nnats = \"off\"\n[limits]\nmax_message_size = 1024\n")
+            .unwrap();
+        assert_eq!(c.listeners.nats, Listen::Off);
+        assert_eq!(c.limits.max_message_size, 1024);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let mut c = Config::default();
+        assert!(c.merge_toml("mqtt_port = 3\n").is_err());
+    }
+
+    #[test]
+    fn network_listener_needs_allow_anonymous() {
+        let mut c = Config::default();
+        c.listeners.mqtt = Listen::parse("0.0.0.0:1883").unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("--allow-anonymous"), "{err}");
+        c.allow_anonymous = true;
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_listener_text_is_refused() {
+        assert!(Listen::parse("localhost").is_err());
+        assert_eq!(Listen::parse("OFF").unwrap(), Listen::Off);
+    }
+}

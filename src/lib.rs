@@ -1,0 +1,149 @@
+//! dwbroker, the DataWarehouse message broker, as a library.
+//!
+//! [`Broker`] starts the listeners in process and is also the warehouse's internal
+//! message bus: it publishes and subscribes with the same [`router::Message`] that
+//! every protocol front uses, so an in-process subscriber sees what MQTT clients
+//! publish and MQTT subscribers see what the warehouse publishes.
+//!
+//! ```
+//! use dwbroker::config::{Config, Listen};
+//! use dwbroker::router::{Message, Subject};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut config = Config::default();
+//! // Port 0 picks a free port; protocols not needed here are switched off.
+//! config.listeners.mqtt = Listen::parse("127.0.0.1:0")?;
+//! let broker = dwbroker::Broker::start(config).await?;
+//! println!("MQTT on {:?}", broker.mqtt_addr());
+//!
+//! // NATS-style filters over the shared subject space ("sensors/+/temp" in MQTT).
+//! let mut sub = broker.subscribe("sensors.*.temp")?;
+//! let message = Message {
+//!     subject: Subject::new("sensors.kitchen.temp")?,
+//!     payload: "21.5".into(),
+//!     ..Message::default()
+//! };
+//! assert_eq!(broker.publish(message), 1);
+//! let got = sub.recv().await.expect("broker running");
+//! assert_eq!(&got.payload[..], b"21.5");
+//! broker.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+#![deny(missing_docs, missing_debug_implementations)]
+
+pub mod config;
+pub(crate) mod protocols;
+pub mod router;
+pub mod server;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use router::{Delivery, Filter, FilterError, Message, Session, SubOptions};
+use server::Context;
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// A listener could not be bound.
+    #[error("cannot listen for {protocol} on {addr}: {source}")]
+    Bind {
+        /// The protocol of the listener.
+        protocol: &'static str,
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A running broker: its listeners and its in-process bus.
+#[derive(Debug)]
+pub struct Broker {
+    ctx: Arc<Context>,
+    listeners: server::Listeners,
+}
+
+impl Broker {
+    /// Validates `config`, binds its listeners and starts serving.
+    pub async fn start(config: config::Config) -> Result<Broker, Error> {
+        config.validate()?;
+        let ctx = Arc::new(Context::new(config));
+        let listeners = server::start(&ctx).await?;
+        Ok(Broker { ctx, listeners })
+    }
+
+    /// The address the MQTT listener is bound to, if it runs.
+    pub fn mqtt_addr(&self) -> Option<SocketAddr> {
+        self.listeners.mqtt
+    }
+
+    /// Publishes a message to every matching subscriber of every protocol; returns
+    /// how many subscriber sessions it was queued for.
+    pub fn publish(&self, message: Message) -> usize {
+        self.ctx.router.publish(message, Instant::now())
+    }
+
+    /// Subscribes in process with a NATS-style filter over the shared subject space
+    /// (`*` one token, `>` one or more trailing tokens).
+    pub fn subscribe(&self, filter: &str) -> Result<Subscription, FilterError> {
+        let filter = Filter::nats(filter)?;
+        let session = self.ctx.router.open_session();
+        self.ctx.router.subscribe(
+            session.id(),
+            filter,
+            SubOptions {
+                qos: Delivery::ExactlyOnce,
+                no_local: false,
+                retain_as_published: false,
+                subscription_id: None,
+                share_group: None,
+            },
+        );
+        Ok(Subscription {
+            ctx: self.ctx.clone(),
+            session,
+        })
+    }
+
+    /// Stops the listeners, disconnects clients (MQTT 5 clients are told 0x8B
+    /// Server shutting down) and waits, bounded, for their tasks to end.
+    pub async fn shutdown(self) {
+        self.listeners.shutdown(&self.ctx).await;
+    }
+}
+
+/// An in-process subscription; unsubscribes when dropped.
+#[derive(Debug)]
+pub struct Subscription {
+    ctx: Arc<Context>,
+    session: Arc<Session>,
+}
+
+impl Subscription {
+    /// The next message; `None` once the broker has shut down.
+    pub async fn recv(&mut self) -> Option<Arc<Message>> {
+        loop {
+            if let Some(dispatch) = self.session.pop() {
+                return Some(dispatch.message);
+            }
+            tokio::select! {
+                _ = self.session.wait() => {}
+                _ = self.ctx.shutdown.cancelled() => return None,
+            }
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.ctx.router.close_session(self.session.id());
+    }
+}

@@ -1,0 +1,111 @@
+//! `dwbroker`: command line -> `Config` -> `server::run`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use dwbroker::config::{Config, Listen};
+
+/// dwbroker, the DataWarehouse message broker: MQTT 3.1.1/5.0, AMQP 0-9-1, STOMP,
+/// NATS and Kafka REST on one in-process bus.
+///
+/// Every listener flag takes HOST:PORT (port 0 picks a free port) or `off`.
+/// Defaults bind to loopback. Flags override the config file, which overrides the
+/// defaults. Listeners of protocols not built yet are not started.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    /// TOML configuration file (see README.md for every key).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// MQTT listener [default: 127.0.0.1:1883].
+    #[arg(long, value_name = "ADDR")]
+    mqtt: Option<String>,
+    /// AMQP 0-9-1 listener [default: 127.0.0.1:5672].
+    #[arg(long, value_name = "ADDR")]
+    amqp: Option<String>,
+    /// STOMP listener [default: 127.0.0.1:61613].
+    #[arg(long, value_name = "ADDR")]
+    stomp: Option<String>,
+    /// NATS listener [default: 127.0.0.1:4222].
+    #[arg(long, value_name = "ADDR")]
+    nats: Option<String>,
+    /// Kafka REST Proxy v2 listener [default: 127.0.0.1:8082].
+    #[arg(long = "kafka-rest", value_name = "ADDR")]
+    kafka_rest: Option<String>,
+    /// Accept anonymous clients on listeners that are not on loopback.
+    #[arg(long)]
+    allow_anonymous: bool,
+    /// Log filter, e.g. `info`, `debug` or `dwbroker=trace` [default: info, or RUST_LOG].
+    #[arg(long, value_name = "LEVEL")]
+    log: Option<String>,
+}
+
+fn build_config(cli: Cli) -> Result<Config, dwbroker::config::ConfigError> {
+    let mut config = Config::default();
+    if let Some(path) = &cli.config {
+        config.merge_file(path)?;
+    }
+    let flags = [
+        (&mut config.listeners.mqtt, cli.mqtt),
+        (&mut config.listeners.amqp, cli.amqp),
+        (&mut config.listeners.stomp, cli.stomp),
+        (&mut config.listeners.nats, cli.nats),
+        (&mut config.listeners.kafka_rest, cli.kafka_rest),
+    ];
+    for (slot, value) in flags {
+        if let Some(text) = value {
+            *slot = Listen::parse(&text)?;
+        }
+    }
+    if cli.allow_anonymous {
+        config.allow_anonymous = true;
+    }
+    if cli.log.is_some() {
+        config.log = cli.log;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn init_logging(level: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match level {
+        Some(l) => EnvFilter::new(l),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn main() -> ExitCode {
+    let config = match build_config(Cli::parse()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dwbroker: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.log.as_deref());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dwbroker: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dwbroker::server::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("dwbroker: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

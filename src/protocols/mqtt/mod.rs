@@ -1,0 +1,352 @@
+//! The MQTT front's I/O shell: reads packets with the codec, runs them through the
+//! session state machine, writes what it produced in one batch per wake-up, and
+//! applies the connection's ending (DISCONNECT, will, session parking, takeover).
+//!
+//! Policy lives in `session.rs` and `registry.rs`; this file only moves bytes and
+//! waits on the socket, the session's queue, timers, takeover and shutdown.
+
+mod registry;
+mod session;
+mod translate;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use dwbroker_codecs::mqtt::{
+    Codec, DecodeError, Disconnect, Packet, Properties, ProtocolVersion, ReasonCode,
+};
+use futures_util::StreamExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio_util::codec::FramedRead;
+use tracing::{debug, info, warn};
+
+pub(crate) use registry::Registry;
+use registry::{Handoff, Prior, SessionState};
+use session::{Connection, Exit};
+
+use crate::server::Context;
+
+/// At most this many queued messages are moved to the socket per wake-up, so that
+/// one busy subscriber cannot starve reading its own socket.
+const PUMP_BUDGET: usize = 256;
+/// How long a new connection waits for the previous holder of its client id.
+const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often parked sessions are checked for expiry and delayed wills.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Serves one MQTT network connection until it ends.
+pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
+    let conn_id = ctx.next_conn_id();
+    let (read_half, mut writer) = stream.into_split();
+    let limits = &ctx.config.limits;
+    let mut reader = FramedRead::new(read_half, Codec::server(limits.max_message_size));
+    let mut wbuf = BytesMut::new();
+
+    // [MQTT-3.1.0-1] The first packet MUST be CONNECT; wait for it a bounded time.
+    let first = tokio::select! {
+        r = tokio::time::timeout(limits.connect_timeout, reader.next()) => r,
+        _ = ctx.shutdown.cancelled() => return,
+    };
+    let connect = match first {
+        Err(_) => return debug!(%peer, "mqtt: no CONNECT in time"),
+        Ok(None) => return,
+        Ok(Some(Ok(Packet::Connect(c)))) => c,
+        Ok(Some(Ok(other))) => {
+            return warn!(%peer, packet = ?other.packet_type(), "mqtt: first packet is not CONNECT")
+        }
+        Ok(Some(Err(DecodeError::UnsupportedProtocolVersion { level }))) => {
+            // [MQTT-3.1.2-2] CONNACK 0x84 (v5 form) / return code 0x01 (3.1.1 form),
+            // in the form the client's level can read, then close.
+            let version = if level > 5 {
+                ProtocolVersion::V5
+            } else {
+                ProtocolVersion::V311
+            };
+            let packet = session::refusal_connack(ReasonCode::UNSUPPORTED_PROTOCOL_VERSION);
+            let _ = write_packets(&mut writer, &mut wbuf, version, &[packet]).await;
+            return warn!(%peer, level, "mqtt: unsupported protocol level");
+        }
+        Ok(Some(Err(e))) => return warn!(%peer, error = %e, "mqtt: bad first packet"),
+    };
+    let version = connect.version;
+    reader.decoder_mut().set_version(version);
+
+    let accepted = match session::accept_connect(connect, limits, || ctx.assign_client_id()) {
+        Ok(a) => a,
+        Err(refusal) => {
+            let _ = write_packets(
+                &mut writer,
+                &mut wbuf,
+                version,
+                &[session::refusal_connack(refusal.code)],
+            )
+            .await;
+            return warn!(%peer, code = %refusal.code, why = refusal.why, "mqtt: CONNECT refused");
+        }
+    };
+    let client_id = accepted.client_id.clone();
+    let (kick_tx, kick_rx) = oneshot::channel::<Handoff>();
+    let prior = match ctx.mqtt.claim(&client_id, conn_id, kick_tx) {
+        Prior::Fresh => None,
+        Prior::Parked(state) => Some(state),
+        Prior::Online(kick) => {
+            let (tx, rx) = oneshot::channel();
+            if kick.send(tx).is_ok() {
+                tokio::time::timeout(TAKEOVER_TIMEOUT, rx)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .flatten()
+            } else {
+                None
+            }
+        }
+    };
+    // [MQTT-3.1.2-4] Clean Start discards any existing session.
+    let (state, session_present) = match prior {
+        Some(old) if accepted.clean_start => {
+            ctx.router.close_session(old.session.id());
+            (SessionState::new(&ctx.router), false)
+        }
+        Some(old) => (old, true),
+        None => (SessionState::new(&ctx.router), false),
+    };
+    let keep_alive = accepted.keep_alive;
+    let mut conn = Connection::start(
+        accepted,
+        state,
+        session_present,
+        conn_id,
+        ctx.router.clone(),
+        limits,
+    );
+    info!(%peer, client_id = %client_id, ?version, keep_alive, session_present, "mqtt: client connected");
+
+    if session_present {
+        let dropped = conn.session().take_drop_stats();
+        if dropped.messages > 0 {
+            warn!(%peer, client_id = %client_id, dropped = dropped.messages, "mqtt: messages were dropped while the session was offline (queue full)");
+        }
+    }
+    let mut kick = Some(kick_rx);
+    let exit = match run(
+        &mut conn,
+        &mut reader,
+        &mut writer,
+        &mut wbuf,
+        &mut kick,
+        &ctx,
+    )
+    .await
+    {
+        Ok(never) => match never {},
+        Err(exit) => exit,
+    };
+    match &exit {
+        Exit::ClientDisconnect(code) => {
+            info!(%peer, client_id = %client_id, %code, "mqtt: client disconnected")
+        }
+        Exit::Normal | Exit::TakenOver(_) | Exit::ServerShutdown => {
+            info!(%peer, client_id = %client_id, ?exit, "mqtt: client disconnected")
+        }
+        Exit::Network(why) => {
+            info!(%peer, client_id = %client_id, why = %why, "mqtt: connection lost")
+        }
+        Exit::KeepAliveTimeout => info!(%peer, client_id = %client_id, "mqtt: keep alive timeout"),
+        Exit::Protocol(code, why) => {
+            warn!(%peer, client_id = %client_id, %code, why = %why, "mqtt: protocol error")
+        }
+    }
+    if let (ProtocolVersion::V5, Some(code)) = (conn.version, exit.disconnect_code()) {
+        let reason_string = match &exit {
+            Exit::Protocol(_, why) => Some(why.clone()),
+            _ => None,
+        };
+        let packet = Packet::Disconnect(Disconnect {
+            code,
+            properties: Properties {
+                reason_string,
+                ..Properties::default()
+            },
+        });
+        conn.out.push(packet);
+    }
+    if !matches!(exit, Exit::Network(_)) {
+        let out = std::mem::take(&mut conn.out);
+        let _ = write_packets(&mut writer, &mut wbuf, conn.version, &out).await;
+        let _ = writer.shutdown().await;
+    }
+    end_session(conn, exit, kick, &ctx).await;
+}
+
+/// The connected loop. `Ok` never happens: the loop ends only with an `Exit`.
+async fn run(
+    conn: &mut Connection,
+    reader: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, Codec>,
+    writer: &mut OwnedWriteHalf,
+    wbuf: &mut BytesMut,
+    kick: &mut Option<oneshot::Receiver<Handoff>>,
+    ctx: &Context,
+) -> Result<std::convert::Infallible, Exit> {
+    let session = conn.session().clone();
+    let mut deadline = conn.keep_alive_deadline(Instant::now());
+    let keep_alive = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now).into());
+    tokio::pin!(keep_alive);
+    let mut more = conn.pump(Instant::now(), PUMP_BUDGET);
+    loop {
+        if !conn.out.is_empty() {
+            let out = std::mem::take(&mut conn.out);
+            write_packets(writer, wbuf, conn.version, &out)
+                .await
+                .map_err(|e| Exit::Network(e.to_string()))?;
+        }
+        tokio::select! {
+            biased;
+            _ = ctx.shutdown.cancelled() => return Err(Exit::ServerShutdown),
+            handoff = kicked(kick) => if let Some(handoff) = handoff {
+                return Err(Exit::TakenOver(Some(handoff)));
+            },
+            frame = reader.next() => {
+                let now = Instant::now();
+                match frame {
+                    None => return Err(Exit::Network("closed by the client".into())),
+                    Some(Err(e)) => return Err(decode_exit(e)),
+                    Some(Ok(packet)) => {
+                        conn.handle(packet, now)?;
+                        if let Some(d) = conn.keep_alive_deadline(now) {
+                            deadline = Some(d);
+                            keep_alive.as_mut().reset(d.into());
+                        }
+                    }
+                }
+            }
+            _ = session.wait(), if conn.window_open() && !more => {}
+            _ = std::future::ready(()), if more => {}
+            _ = &mut keep_alive, if deadline.is_some() => return Err(Exit::KeepAliveTimeout),
+        }
+        more = conn.pump(Instant::now(), PUMP_BUDGET);
+    }
+}
+
+/// Waits for a takeover request; pends forever once the channel is gone.
+async fn kicked(kick: &mut Option<oneshot::Receiver<Handoff>>) -> Option<Handoff> {
+    let Some(rx) = kick.as_mut() else {
+        return std::future::pending().await;
+    };
+    let handoff = rx.await.ok();
+    // A completed receiver must not be polled again.
+    *kick = None;
+    handoff
+}
+
+/// The exit for an undecodable packet, with the reason code the codec chose.
+fn decode_exit(e: DecodeError) -> Exit {
+    match e {
+        DecodeError::Io(io) => Exit::Network(io.to_string()),
+        other => Exit::Protocol(other.reason_code(), other.to_string()),
+    }
+}
+
+/// Encodes `packets` into one buffer and writes it with one call. A packet that
+/// cannot be encoded is logged and skipped; nothing half-encoded is sent.
+async fn write_packets<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    buf: &mut BytesMut,
+    version: ProtocolVersion,
+    packets: &[Packet],
+) -> std::io::Result<()> {
+    buf.clear();
+    for packet in packets {
+        let mark = buf.len();
+        if let Err(e) = packet.encode(version, buf) {
+            buf.truncate(mark);
+            warn!(error = %e, packet = ?packet.packet_type(), "mqtt: packet not encodable, dropped");
+        }
+    }
+    writer.write_all(buf).await?;
+    // Keep an idle connection small: drop a buffer that grew for a large message.
+    if buf.capacity() > 64 * 1024 {
+        *buf = BytesMut::new();
+    }
+    Ok(())
+}
+
+/// Applies the end of a connection to its will and its session.
+async fn end_session(
+    conn: Connection,
+    exit: Exit,
+    mut kick: Option<oneshot::Receiver<Handoff>>,
+    ctx: &Context,
+) {
+    let client_id = conn.client_id.clone();
+    let conn_id = conn.conn_id;
+    let finish = conn.finish(&exit, Instant::now());
+    if let Some(will) = finish.will_now {
+        ctx.router.publish(will, Instant::now());
+    }
+    let session_id = finish.state.session.id();
+    if let Exit::TakenOver(Some(handoff)) = exit {
+        // The new holder decides (Clean Start) what to keep; a session that ends
+        // with this connection is not handed over.
+        match finish.park {
+            Some(_) => {
+                let _ = handoff.send(Some(finish.state));
+            }
+            None => {
+                ctx.router.close_session(session_id);
+                let _ = handoff.send(None);
+            }
+        }
+        return;
+    }
+    let park = finish
+        .park
+        .map(|(expires_at, will)| (finish.state, expires_at, will));
+    let parked = park.is_some();
+    if let Some(state) = ctx.mqtt.release(&client_id, conn_id, park) {
+        // Taken over while ending: the new holder's kick is on its way.
+        debug!(client_id = %client_id, "mqtt: session handed over while closing");
+        match tokio::time::timeout(TAKEOVER_TIMEOUT, kicked(&mut kick)).await {
+            Ok(Some(handoff)) => {
+                if let Err(Some(state)) = handoff.send(Some(state)) {
+                    ctx.router.close_session(state.session.id());
+                }
+            }
+            _ => ctx.router.close_session(state.session.id()),
+        }
+        return;
+    }
+    if !parked {
+        ctx.router.close_session(session_id);
+    }
+}
+
+/// Publishes delayed wills and ends expired sessions until shutdown.
+pub(crate) async fn sweeper(ctx: Arc<Context>) {
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = ctx.shutdown.cancelled() => return,
+        }
+        let now = Instant::now();
+        let due = ctx.mqtt.sweep(now);
+        for will in due.wills {
+            ctx.router.publish(will, now);
+        }
+        for (client_id, state) in due.expired {
+            debug!(client_id = %client_id, "mqtt: session expired");
+            let dropped = state.session.take_drop_stats();
+            if dropped.messages > 0 {
+                info!(client_id = %client_id, dropped = dropped.messages, "mqtt: expired session had dropped messages");
+            }
+            ctx.router.close_session(state.session.id());
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! MQTT sessions by client identifier: who holds each one, session takeover, parking
+//! a persistent session while its client is away, session expiry and delayed wills.
+//!
+//! The registry owns no sockets and reads no clock: callers pass `now`. Its one
+//! mutex is never held across an `.await` and is taken before (never while holding)
+//! any router lock; see docs/locks.md.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use dwbroker_codecs::mqtt::Publish;
+use tokio::sync::oneshot;
+
+use crate::router::{ConnId, Message, Router, Session};
+
+/// An outgoing QoS 1/2 message not yet fully acknowledged by the client.
+#[derive(Debug, Clone)]
+pub(crate) enum OutFlight {
+    /// PUBLISH sent; waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
+    Sent(Box<Publish>),
+    /// PUBREL sent; waiting for PUBCOMP.
+    Released,
+}
+
+/// The part of an MQTT session that outlives a network connection
+/// ([MQTT-4.1.0-1]: subscriptions live in the router under `session`).
+#[derive(Debug)]
+pub(crate) struct SessionState {
+    /// The router subscriber: its subscriptions and its queue of pending messages.
+    pub(crate) session: Arc<Session>,
+    /// Outgoing QoS 1/2 messages in the order they were first sent.
+    pub(crate) inflight: VecDeque<(u16, OutFlight)>,
+    /// Incoming QoS 2 packet ids whose PUBREL has not arrived yet.
+    pub(crate) awaiting_rel: HashSet<u16>,
+    /// The last packet identifier used for an outgoing message.
+    pub(crate) last_packet_id: u16,
+}
+
+impl SessionState {
+    /// A new, empty session with its own router subscriber.
+    pub(crate) fn new(router: &Router) -> SessionState {
+        SessionState {
+            session: router.open_session(),
+            inflight: VecDeque::new(),
+            awaiting_rel: HashSet::new(),
+            last_packet_id: 0,
+        }
+    }
+}
+
+/// A will message waiting for its Will Delay Interval.
+#[derive(Debug)]
+pub(crate) struct PendingWill {
+    pub(crate) message: Message,
+    pub(crate) due: Instant,
+}
+
+/// How a new connection asks the current holder of a client id to hand over.
+/// The holder answers with its session state (or `None` if its session ended).
+pub(crate) type Handoff = oneshot::Sender<Option<SessionState>>;
+
+#[derive(Debug)]
+enum Slot {
+    /// A live connection holds the session; `kick` asks it to leave.
+    Online {
+        conn: ConnId,
+        kick: oneshot::Sender<Handoff>,
+    },
+    /// No connection; kept until its expiry.
+    Parked(Box<Parked>),
+}
+
+#[derive(Debug)]
+struct Parked {
+    state: SessionState,
+    expires_at: Instant,
+    will: Option<PendingWill>,
+}
+
+/// What a connecting client finds under its client id.
+#[derive(Debug)]
+pub(crate) enum Prior {
+    /// Nothing: a new session.
+    Fresh,
+    /// A parked session, now claimed (a pending delayed will is cancelled:
+    /// the client came back in time).
+    Parked(SessionState),
+    /// A live connection, which must be asked to hand over.
+    Online(oneshot::Sender<Handoff>),
+}
+
+/// Everything the sweeper found due.
+#[derive(Debug, Default)]
+pub(crate) struct Due {
+    /// Wills whose delay has passed or whose session ended.
+    pub(crate) wills: Vec<Message>,
+    /// Sessions that expired, with their client ids (the caller closes them).
+    pub(crate) expired: Vec<(String, SessionState)>,
+}
+
+/// The registry of MQTT sessions.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    slots: Mutex<HashMap<String, Slot>>,
+}
+
+impl Registry {
+    fn slots(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes `conn` the holder of `client_id` and says what was there before.
+    pub(crate) fn claim(
+        &self,
+        client_id: &str,
+        conn: ConnId,
+        kick: oneshot::Sender<Handoff>,
+    ) -> Prior {
+        let mut slots = self.slots();
+        match slots.insert(client_id.to_owned(), Slot::Online { conn, kick }) {
+            None => Prior::Fresh,
+            Some(Slot::Parked(parked)) => Prior::Parked(parked.state),
+            Some(Slot::Online { kick, .. }) => Prior::Online(kick),
+        }
+    }
+
+    /// Called when `conn` ends. If it still holds `client_id`, the session is parked
+    /// until `expires_at` (when `park` is given) or forgotten, and `None` is returned.
+    /// If another connection has taken the id over meanwhile, the state is given
+    /// back so that the caller can hand it over through its kick channel.
+    pub(crate) fn release(
+        &self,
+        client_id: &str,
+        conn: ConnId,
+        park: Option<(SessionState, Instant, Option<PendingWill>)>,
+    ) -> Option<SessionState> {
+        let mut slots = self.slots();
+        let ours = matches!(slots.get(client_id), Some(Slot::Online { conn: c, .. }) if *c == conn);
+        if !ours {
+            return park.map(|(state, _, _)| state);
+        }
+        match park {
+            Some((state, expires_at, will)) => {
+                slots.insert(
+                    client_id.to_owned(),
+                    Slot::Parked(Box::new(Parked {
+                        state,
+                        expires_at,
+                        will,
+                    })),
+                );
+            }
+            None => {
+                slots.remove(client_id);
+            }
+        }
+        None
+    }
+
+    /// Collects due wills and expired sessions.
+    pub(crate) fn sweep(&self, now: Instant) -> Due {
+        let mut due = Due::default();
+        let mut slots = self.slots();
+        let expired: Vec<String> = slots
+            .iter_mut()
+            .filter_map(|(id, slot)| match slot {
+                Slot::Parked(parked) => {
+                    let expired = parked.expires_at <= now;
+                    // A will is published when its delay passes or when the session
+                    // ends, whichever comes first (MQTT 5 §3.1.3.2.2).
+                    if parked
+                        .will
+                        .as_ref()
+                        .is_some_and(|w| w.due <= now || expired)
+                    {
+                        if let Some(w) = parked.will.take() {
+                            due.wills.push(w.message);
+                        }
+                    }
+                    expired.then(|| id.clone())
+                }
+                Slot::Online { .. } => None,
+            })
+            .collect();
+        for id in expired {
+            if let Some(Slot::Parked(parked)) = slots.remove(&id) {
+                due.expired.push((id, parked.state));
+            }
+        }
+        due
+    }
+
+    /// Number of client ids known (online or parked).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.slots().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::OutboxLimits;
+    use std::time::Duration;
+
+    fn router() -> Router {
+        Router::new(OutboxLimits {
+            max_messages: 10,
+            max_bytes: 1 << 20,
+        })
+    }
+
+    #[test]
+    fn claim_release_park_and_resume() {
+        let r = router();
+        let reg = Registry::default();
+        let (tx, _rx) = oneshot::channel();
+        assert!(matches!(reg.claim("c", 1, tx), Prior::Fresh));
+        let now = Instant::now();
+        let state = SessionState::new(&r);
+        let id = state.session.id();
+        assert!(reg
+            .release("c", 1, Some((state, now + Duration::from_secs(5), None)))
+            .is_none());
+        let (tx, _rx) = oneshot::channel();
+        match reg.claim("c", 2, tx) {
+            Prior::Parked(s) => assert_eq!(s.session.id(), id),
+            other => panic!("expected parked, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn release_after_takeover_gives_state_back() {
+        let r = router();
+        let reg = Registry::default();
+        let (tx1, _rx1) = oneshot::channel();
+        reg.claim("c", 1, tx1);
+        let (tx2, _rx2) = oneshot::channel();
+        assert!(matches!(reg.claim("c", 2, tx2), Prior::Online(_)));
+        let back = reg.release("c", 1, Some((SessionState::new(&r), Instant::now(), None)));
+        assert!(back.is_some());
+        assert_eq!(reg.len(), 1);
+    }
+
+    #[test]
+    fn sweep_publishes_due_wills_and_expires_sessions() {
+        let r = router();
+        let reg = Registry::default();
+        let now = Instant::now();
+        for (id, will_in, expire_in) in [("a", 1, 10), ("b", 10, 2), ("c", 10, 10)] {
+            let (tx, _rx) = oneshot::channel();
+            reg.claim(id, 1, tx);
+            let will = PendingWill {
+                message: Message::default(),
+                due: now + Duration::from_secs(will_in),
+            };
+            reg.release(
+                id,
+                1,
+                Some((
+                    SessionState::new(&r),
+                    now + Duration::from_secs(expire_in),
+                    Some(will),
+                )),
+            );
+        }
+        let due = reg.sweep(now + Duration::from_secs(3));
+        assert_eq!(due.wills.len(), 2, "a's delay passed, b's session ended");
+        assert_eq!(due.expired.len(), 1);
+        assert_eq!(due.expired[0].0, "b");
+        assert_eq!(reg.len(), 2);
+        let due = reg.sweep(now + Duration::from_secs(3));
+        assert!(due.wills.is_empty(), "a will is published once");
+    }
+}

@@ -1,0 +1,687 @@
+//! The MQTT connection state machine: what CONNECT is accepted, what each packet of a
+//! connected client does, and what the server sends back.
+//!
+//! No I/O: `handle` and `pump` only append packets to `out`, which the I/O shell in
+//! `mod.rs` writes. Time is passed in as `now`.
+//!
+//! ```text
+//!  TCP accepted --CONNECT ok--> Connected --DISCONNECT / error / timeout / takeover--> Closing
+//!       |                          ^  |
+//!       +--anything else: close    +--+ PUBLISH, SUBSCRIBE, acks, PINGREQ
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dwbroker_codecs::mqtt::{
+    Ack, ConnAck, Connect, Disconnect, Packet, Properties, ProtocolVersion, Publish, QoS,
+    ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe,
+};
+
+use super::registry::{OutFlight, PendingWill, SessionState};
+use super::translate;
+use crate::config::Limits;
+use crate::router::{ConnId, Dispatch, Router, SubOptions};
+
+/// Why a connection ends; decides the will, the session and the last packet sent.
+#[derive(Debug)]
+pub(crate) enum Exit {
+    /// DISCONNECT with reason 0x00: the will is discarded.
+    Normal,
+    /// MQTT 5 DISCONNECT with another reason (0x04 asks for the will).
+    ClientDisconnect(ReasonCode),
+    /// The network connection failed or the client closed it.
+    Network(String),
+    /// Nothing arrived for 1.5 x Keep Alive ([MQTT-3.1.2-22]).
+    KeepAliveTimeout,
+    /// The client broke the protocol; MQTT 5 clients get DISCONNECT with the code.
+    Protocol(ReasonCode, String),
+    /// Another connection took the client id; it waits for the session on `Handoff`.
+    TakenOver(Option<super::registry::Handoff>),
+    /// The broker is stopping.
+    ServerShutdown,
+}
+
+impl Exit {
+    fn protocol(code: ReasonCode, why: impl Into<String>) -> Exit {
+        Exit::Protocol(code, why.into())
+    }
+
+    /// The reason code of the DISCONNECT an MQTT 5 client is sent, if any.
+    pub(crate) fn disconnect_code(&self) -> Option<ReasonCode> {
+        match self {
+            Exit::Protocol(code, _) => Some(*code),
+            Exit::KeepAliveTimeout => Some(ReasonCode::KEEP_ALIVE_TIMEOUT),
+            Exit::TakenOver(_) => Some(ReasonCode::SESSION_TAKEN_OVER),
+            Exit::ServerShutdown => Some(ReasonCode::SERVER_SHUTTING_DOWN),
+            Exit::Normal | Exit::ClientDisconnect(_) | Exit::Network(_) => None,
+        }
+    }
+
+    /// Whether this ending publishes the will ([MQTT-3.1.2-8], MQTT 5 §3.1.2.5).
+    fn publishes_will(&self) -> bool {
+        match self {
+            Exit::Normal | Exit::ServerShutdown => false,
+            Exit::ClientDisconnect(_)
+            | Exit::Network(_)
+            | Exit::KeepAliveTimeout
+            | Exit::Protocol(..)
+            | Exit::TakenOver(_) => true,
+        }
+    }
+}
+
+/// A CONNECT refused before any session is touched: the CONNACK code to answer with.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub(crate) code: ReasonCode,
+    pub(crate) why: &'static str,
+}
+
+/// The will of a connection, turned into a message only when published (its
+/// expiry interval starts then).
+#[derive(Debug)]
+struct WillSpec {
+    publish: Publish,
+    delay: u32,
+}
+
+/// A CONNECT that passed validation, before the session is claimed.
+#[derive(Debug)]
+pub(crate) struct Accepted {
+    pub(crate) version: ProtocolVersion,
+    pub(crate) client_id: String,
+    pub(crate) assigned_id: bool,
+    pub(crate) clean_start: bool,
+    /// Seconds the session outlives the connection (0: it ends with it).
+    pub(crate) session_expiry: u32,
+    session_expiry_changed: bool,
+    /// Keep alive in force, in seconds (0: none).
+    pub(crate) keep_alive: u16,
+    keep_alive_changed: bool,
+    will: Option<WillSpec>,
+    client_receive_max: u16,
+    client_max_packet: u32,
+}
+
+/// Validates a CONNECT against the protocol and the server's limits.
+pub(crate) fn accept_connect(
+    connect: Connect,
+    limits: &Limits,
+    next_id: impl FnOnce() -> String,
+) -> Result<Accepted, Refusal> {
+    let v5 = connect.version == ProtocolVersion::V5;
+    let props = &connect.properties;
+    if props.authentication_method.is_some() {
+        // No enhanced authentication method is configured (MQTT 5 §4.12).
+        return Err(Refusal {
+            code: ReasonCode::BAD_AUTHENTICATION_METHOD,
+            why: "no authentication method is configured",
+        });
+    }
+    let (client_id, assigned_id) = if connect.client_id.is_empty() {
+        // [MQTT-3.1.3-8] (3.1.1) A zero-byte ClientId with CleanSession 0 MUST be
+        // answered with return code 0x02 (Identifier rejected).
+        if !v5 && !connect.clean_start {
+            return Err(Refusal {
+                code: ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+                why: "empty client id needs clean session",
+            });
+        }
+        (next_id(), true)
+    } else {
+        (connect.client_id, false)
+    };
+    let (keep_alive, keep_alive_changed) =
+        if connect.keep_alive == 0 || connect.keep_alive > limits.max_keep_alive {
+            if limits.max_keep_alive == u16::MAX {
+                (connect.keep_alive, false)
+            } else if v5 {
+                // MQTT 5 §3.2.2.3.14: the server imposes its own Server Keep Alive.
+                (limits.max_keep_alive, true)
+            } else {
+                // A 3.1.1 client cannot be told another keep alive (mosquitto refuses too).
+                return Err(Refusal {
+                    code: ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+                    why: "keep alive above the server's maximum",
+                });
+            }
+        } else {
+            (connect.keep_alive, false)
+        };
+    let requested_expiry = if v5 {
+        props.session_expiry_interval.unwrap_or(0)
+    } else if connect.clean_start {
+        0
+    } else {
+        // A 3.1.1 persistent session has no expiry of its own; bound it by the limit.
+        limits.max_session_expiry
+    };
+    let session_expiry = requested_expiry.min(limits.max_session_expiry);
+    let will = match connect.will {
+        None => None,
+        Some(w) => {
+            if crate::router::Subject::from_mqtt_topic(&w.topic).is_err() {
+                return Err(Refusal {
+                    code: ReasonCode::TOPIC_NAME_INVALID,
+                    why: "invalid will topic",
+                });
+            }
+            if w.properties.payload_format_indicator == Some(1)
+                && std::str::from_utf8(&w.payload).is_err()
+            {
+                return Err(Refusal {
+                    code: ReasonCode::PAYLOAD_FORMAT_INVALID,
+                    why: "will payload is not UTF-8",
+                });
+            }
+            let delay = w.properties.will_delay_interval.unwrap_or(0);
+            Some(WillSpec {
+                publish: Publish {
+                    dup: false,
+                    qos: w.qos,
+                    retain: w.retain,
+                    topic: w.topic,
+                    packet_id: 0,
+                    properties: w.properties,
+                    payload: w.payload,
+                },
+                delay,
+            })
+        }
+    };
+    Ok(Accepted {
+        version: connect.version,
+        client_id,
+        assigned_id,
+        clean_start: connect.clean_start,
+        session_expiry,
+        session_expiry_changed: v5 && session_expiry != requested_expiry,
+        keep_alive,
+        keep_alive_changed,
+        will,
+        client_receive_max: props.receive_maximum.unwrap_or(u16::MAX),
+        client_max_packet: props.maximum_packet_size.unwrap_or(u32::MAX),
+    })
+}
+
+/// The CONNACK refusing a CONNECT (3.1.1 clients get the matching return code).
+pub(crate) fn refusal_connack(code: ReasonCode) -> Packet {
+    Packet::ConnAck(ConnAck {
+        session_present: false,
+        code,
+        properties: Properties::default(),
+    })
+}
+
+/// A connected client.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub(crate) version: ProtocolVersion,
+    pub(crate) client_id: String,
+    pub(crate) conn_id: ConnId,
+    /// Seconds the session outlives the connection (0: it ends with it).
+    session_expiry: u32,
+    keep_alive: u16,
+    will: Option<WillSpec>,
+    state: SessionState,
+    router: Arc<Router>,
+    max_session_expiry: u32,
+    /// How many QoS 2 messages a client may have in flight towards us.
+    server_receive_max: u16,
+    /// How many QoS 1/2 messages we may have in flight towards the client.
+    send_window: usize,
+    client_max_packet: u32,
+    /// Packets to write, in order.
+    pub(crate) out: Vec<Packet>,
+}
+
+impl Connection {
+    /// Starts the connection on `state` (resumed when `session_present`) and queues
+    /// the CONNACK, then any unacknowledged messages of a resumed session
+    /// ([MQTT-4.4.0-1]: resent with their original packet identifiers, DUP set).
+    pub(crate) fn start(
+        accepted: Accepted,
+        state: SessionState,
+        session_present: bool,
+        conn_id: ConnId,
+        router: Arc<Router>,
+        limits: &Limits,
+    ) -> Connection {
+        state.session.set_connection(conn_id);
+        let mut properties = Properties::default();
+        if accepted.version == ProtocolVersion::V5 {
+            properties.receive_maximum = Some(limits.max_inflight);
+            properties.maximum_packet_size = Some(limits.max_message_size);
+            if accepted.assigned_id {
+                properties.assigned_client_identifier = Some(accepted.client_id.clone());
+            }
+            if accepted.session_expiry_changed {
+                properties.session_expiry_interval = Some(accepted.session_expiry);
+            }
+            if accepted.keep_alive_changed {
+                properties.server_keep_alive = Some(accepted.keep_alive);
+            }
+        }
+        let mut conn = Connection {
+            version: accepted.version,
+            client_id: accepted.client_id,
+            conn_id,
+            session_expiry: accepted.session_expiry,
+            keep_alive: accepted.keep_alive,
+            will: accepted.will,
+            state,
+            router,
+            max_session_expiry: limits.max_session_expiry,
+            server_receive_max: limits.max_inflight,
+            send_window: usize::from(accepted.client_receive_max.min(limits.max_inflight)),
+            client_max_packet: accepted.client_max_packet,
+            out: vec![Packet::ConnAck(ConnAck {
+                session_present,
+                code: ReasonCode::SUCCESS,
+                properties,
+            })],
+        };
+        for (packet_id, flight) in &conn.state.inflight {
+            conn.out.push(match flight {
+                OutFlight::Sent(p) => Packet::Publish(Publish {
+                    dup: true,
+                    ..(**p).clone()
+                }),
+                OutFlight::Released => Packet::PubRel(ack(*packet_id, ReasonCode::SUCCESS)),
+            });
+        }
+        conn
+    }
+
+    /// The router subscriber of this connection's session.
+    pub(crate) fn session(&self) -> &Arc<crate::router::Session> {
+        &self.state.session
+    }
+
+    /// The keep-alive deadline after a packet received at `now` (1.5 x Keep Alive).
+    pub(crate) fn keep_alive_deadline(&self, now: Instant) -> Option<Instant> {
+        (self.keep_alive > 0)
+            .then(|| now + Duration::from_millis(u64::from(self.keep_alive) * 1500))
+    }
+
+    /// Whether outgoing QoS 1/2 messages may be sent now (flow control).
+    pub(crate) fn window_open(&self) -> bool {
+        self.state.inflight.len() < self.send_window
+    }
+
+    /// Handles one packet from the client.
+    pub(crate) fn handle(&mut self, packet: Packet, now: Instant) -> Result<(), Exit> {
+        match packet {
+            Packet::Publish(p) => self.on_publish(p, now),
+            Packet::PubAck(a) => {
+                self.complete(
+                    a.packet_id,
+                    |f| matches!(f, OutFlight::Sent(p) if p.qos == QoS::AtLeastOnce),
+                );
+                Ok(())
+            }
+            Packet::PubRec(a) => self.on_pubrec(a),
+            Packet::PubRel(a) => {
+                // [MQTT-4.3.3-11] Release the packet id; answer PUBCOMP even for an
+                // unknown id (v5: with 0x92 Packet Identifier not found).
+                let code = if self.state.awaiting_rel.remove(&a.packet_id) {
+                    ReasonCode::SUCCESS
+                } else {
+                    ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
+                };
+                self.out.push(Packet::PubComp(self.ack(a.packet_id, code)));
+                Ok(())
+            }
+            Packet::PubComp(a) => {
+                self.complete(a.packet_id, |f| matches!(f, OutFlight::Released));
+                Ok(())
+            }
+            Packet::Subscribe(s) => self.on_subscribe(s, now),
+            Packet::Unsubscribe(u) => {
+                self.on_unsubscribe(u);
+                Ok(())
+            }
+            Packet::PingReq => {
+                self.out.push(Packet::PingResp);
+                Ok(())
+            }
+            Packet::Disconnect(d) => Err(self.on_disconnect(d)),
+            // [MQTT-3.1.0-2] A second CONNECT is a Protocol Error.
+            Packet::Connect(_) => Err(Exit::protocol(ReasonCode::PROTOCOL_ERROR, "second CONNECT")),
+            // MQTT 5 §4.12: AUTH without an authentication method in CONNECT is a
+            // Protocol Error.
+            Packet::Auth(_) => Err(Exit::protocol(
+                ReasonCode::PROTOCOL_ERROR,
+                "AUTH without an authentication method",
+            )),
+            other => Err(Exit::protocol(
+                ReasonCode::PROTOCOL_ERROR,
+                format!("{:?} may not be sent by a client", other.packet_type()),
+            )),
+        }
+    }
+
+    fn ack(&self, packet_id: u16, code: ReasonCode) -> Ack {
+        // 3.1.1 acks carry no reason code; the encoder drops it.
+        ack(packet_id, code)
+    }
+
+    fn on_publish(&mut self, p: Publish, now: Instant) -> Result<(), Exit> {
+        let v5 = self.version == ProtocolVersion::V5;
+        if p.properties.topic_alias.is_some() {
+            // The server announces no Topic Alias Maximum, so any alias exceeds it
+            // (MQTT 5 §3.3.2.3.4).
+            return Err(Exit::protocol(
+                ReasonCode::TOPIC_ALIAS_INVALID,
+                "topic aliases are not accepted",
+            ));
+        }
+        if p.topic.is_empty() {
+            // [MQTT-3.3.2-1]; MQTT 5 §3.3.4: a zero-length Topic Name without a Topic
+            // Alias is a Protocol Error.
+            return Err(Exit::protocol(
+                ReasonCode::PROTOCOL_ERROR,
+                "empty topic name",
+            ));
+        }
+        if !p.properties.subscription_identifiers.is_empty() {
+            // [MQTT-3.3.4-6] A PUBLISH sent to a Server MUST NOT contain a
+            // Subscription Identifier.
+            return Err(Exit::protocol(
+                ReasonCode::PROTOCOL_ERROR,
+                "subscription identifier in a client PUBLISH",
+            ));
+        }
+        if v5
+            && p.properties.payload_format_indicator == Some(1)
+            && std::str::from_utf8(&p.payload).is_err()
+        {
+            // MQTT 5 §3.3.2.3.2: the receiver may refuse a payload that is not the
+            // UTF-8 it claims to be with 0x99 Payload format invalid.
+            if p.qos == QoS::AtMostOnce {
+                return Err(Exit::protocol(
+                    ReasonCode::PAYLOAD_FORMAT_INVALID,
+                    "payload is not UTF-8",
+                ));
+            }
+            self.push_publish_ack(&p, ReasonCode::PAYLOAD_FORMAT_INVALID);
+            return Ok(());
+        }
+        if p.qos == QoS::ExactlyOnce && self.state.awaiting_rel.contains(&p.packet_id) {
+            // A resent QoS 2 PUBLISH before PUBREL: already routed once (method B of
+            // MQTT 5 §4.3.3), so only acknowledge again.
+            self.out
+                .push(Packet::PubRec(self.ack(p.packet_id, ReasonCode::SUCCESS)));
+            return Ok(());
+        }
+        if p.qos == QoS::ExactlyOnce
+            && self.state.awaiting_rel.len() >= usize::from(self.server_receive_max)
+        {
+            // MQTT 5 §3.3.4: more unacknowledged QoS 2 PUBLISHes than Receive Maximum.
+            return Err(Exit::protocol(
+                ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                "more QoS 2 messages in flight than Receive Maximum",
+            ));
+        }
+        let message = translate::message_from_publish(&p, self.conn_id, now)
+            .map_err(|code| Exit::protocol(code, "invalid topic name"))?;
+        let routed = self.router.publish(message, now);
+        let code = if routed == 0 && v5 {
+            ReasonCode::NO_MATCHING_SUBSCRIBERS
+        } else {
+            ReasonCode::SUCCESS
+        };
+        if p.qos == QoS::ExactlyOnce {
+            self.state.awaiting_rel.insert(p.packet_id);
+        }
+        self.push_publish_ack(&p, code);
+        Ok(())
+    }
+
+    fn push_publish_ack(&mut self, p: &Publish, code: ReasonCode) {
+        match p.qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.out.push(Packet::PubAck(self.ack(p.packet_id, code))),
+            QoS::ExactlyOnce => self.out.push(Packet::PubRec(self.ack(p.packet_id, code))),
+        }
+    }
+
+    fn on_pubrec(&mut self, a: Ack) -> Result<(), Exit> {
+        let pos = self.state.inflight.iter().position(|(id, f)| {
+            *id == a.packet_id && matches!(f, OutFlight::Sent(p) if p.qos == QoS::ExactlyOnce)
+        });
+        match pos {
+            Some(i) if a.code.is_error() => {
+                // MQTT 5 §4.3.3: a PUBREC with an error code ends the exchange.
+                self.state.inflight.remove(i);
+            }
+            Some(i) => {
+                if let Some(slot) = self.state.inflight.get_mut(i) {
+                    slot.1 = OutFlight::Released;
+                }
+                self.out
+                    .push(Packet::PubRel(self.ack(a.packet_id, ReasonCode::SUCCESS)));
+            }
+            None => {
+                self.out.push(Packet::PubRel(
+                    self.ack(a.packet_id, ReasonCode::PACKET_IDENTIFIER_NOT_FOUND),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the in-flight entry `packet_id` if it is in the state `expected`.
+    fn complete(&mut self, packet_id: u16, expected: impl Fn(&OutFlight) -> bool) {
+        if let Some(i) = self
+            .state
+            .inflight
+            .iter()
+            .position(|(id, f)| *id == packet_id && expected(f))
+        {
+            self.state.inflight.remove(i);
+        }
+    }
+
+    fn on_subscribe(&mut self, s: Subscribe, now: Instant) -> Result<(), Exit> {
+        let v5 = self.version == ProtocolVersion::V5;
+        let subscription_id = s.properties.subscription_identifiers.first().copied();
+        let mut codes = Vec::with_capacity(s.filters.len());
+        for (text, opts) in &s.filters {
+            let Some(tf) = translate::topic_filter(text) else {
+                codes.push(ReasonCode::TOPIC_FILTER_INVALID);
+                continue;
+            };
+            if opts.no_local && tf.share_group.is_some() {
+                // [MQTT-3.8.3-4] No Local on a Shared Subscription is a Protocol Error.
+                return Err(Exit::protocol(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "no local on a shared subscription",
+                ));
+            }
+            let sub = SubOptions {
+                qos: translate::delivery(opts.qos),
+                no_local: v5 && opts.no_local,
+                retain_as_published: v5 && opts.retain_as_published,
+                subscription_id,
+                share_group: tf.share_group.clone(),
+            };
+            let replaced = self
+                .router
+                .subscribe(self.state.session.id(), tf.filter.clone(), sub);
+            // [MQTT-3.3.1-9], MQTT 5 §3.3.1.3: retained messages are sent on a new
+            // subscription per Retain Handling, never on a shared subscription
+            // ([MQTT-3.8.4-4] 3.1.1 sends them on every SUBSCRIBE).
+            let send_retained = tf.share_group.is_none()
+                && match opts.retain_handling {
+                    RetainHandling::SendAtSubscribe => true,
+                    RetainHandling::SendIfNew => !replaced,
+                    RetainHandling::DoNotSend => false,
+                };
+            if send_retained {
+                for message in self.router.retained(&tf.filter, now) {
+                    if v5 && opts.no_local && message.origin == self.conn_id {
+                        continue;
+                    }
+                    let qos = message.qos.min(translate::delivery(opts.qos));
+                    self.state.session.push(Dispatch {
+                        message,
+                        qos,
+                        retain: true,
+                        subscription_ids: subscription_id.into_iter().collect(),
+                    });
+                }
+            }
+            codes.push(ReasonCode(opts.qos as u8));
+        }
+        self.out.push(Packet::SubAck(SubAck {
+            packet_id: s.packet_id,
+            properties: Properties::default(),
+            codes,
+        }));
+        Ok(())
+    }
+
+    fn on_unsubscribe(&mut self, u: Unsubscribe) {
+        let codes = u
+            .filters
+            .iter()
+            .map(|text| match translate::topic_filter(text) {
+                None => ReasonCode::TOPIC_FILTER_INVALID,
+                Some(tf) => {
+                    let existed = self.router.unsubscribe(
+                        self.state.session.id(),
+                        &tf.filter,
+                        tf.share_group.as_deref(),
+                    );
+                    if existed {
+                        ReasonCode::SUCCESS
+                    } else {
+                        ReasonCode::NO_SUBSCRIPTION_EXISTED
+                    }
+                }
+            })
+            .collect();
+        self.out.push(Packet::UnsubAck(UnsubAck {
+            packet_id: u.packet_id,
+            properties: Properties::default(),
+            codes,
+        }));
+    }
+
+    fn on_disconnect(&mut self, d: Disconnect) -> Exit {
+        if let Some(expiry) = d.properties.session_expiry_interval {
+            // [MQTT-3.14.2-2] Setting a non-zero Session Expiry Interval on DISCONNECT
+            // after CONNECT had 0 is a Protocol Error.
+            if self.session_expiry == 0 && expiry != 0 {
+                return Exit::protocol(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "session expiry set on DISCONNECT after 0 in CONNECT",
+                );
+            }
+            self.session_expiry = expiry.min(self.max_session_expiry);
+        }
+        if d.code == ReasonCode::SUCCESS {
+            Exit::Normal
+        } else {
+            Exit::ClientDisconnect(d.code)
+        }
+    }
+
+    /// Moves queued messages from the session into `out` while flow control allows,
+    /// at most `budget` of them; returns true if it stopped on the budget.
+    pub(crate) fn pump(&mut self, now: Instant, budget: usize) -> bool {
+        for _ in 0..budget {
+            if !self.window_open() {
+                return false;
+            }
+            let Some(dispatch) = self.state.session.pop() else {
+                return false;
+            };
+            let Some(mut publish) = translate::publish_from_dispatch(&dispatch, now) else {
+                continue;
+            };
+            if self.client_max_packet != u32::MAX {
+                let packet = Packet::Publish(publish);
+                let len = packet.encoded_len(self.version);
+                let Packet::Publish(p) = packet else { continue };
+                publish = p;
+                // [MQTT-3.1.2-25] A packet above the client's Maximum Packet Size is
+                // discarded as if it had been sent.
+                if len > self.client_max_packet as usize {
+                    tracing::debug!(client_id = %self.client_id, len, "message above the client's maximum packet size dropped");
+                    continue;
+                }
+            }
+            if publish.qos != QoS::AtMostOnce {
+                publish.packet_id = self.next_packet_id();
+                self.state.inflight.push_back((
+                    publish.packet_id,
+                    OutFlight::Sent(Box::new(publish.clone())),
+                ));
+            }
+            self.out.push(Packet::Publish(publish));
+        }
+        true
+    }
+
+    fn next_packet_id(&mut self) -> u16 {
+        // The window is smaller than 65535, so a free identifier always exists.
+        loop {
+            let id = self.state.last_packet_id.checked_add(1).unwrap_or(1);
+            self.state.last_packet_id = id;
+            if !self.state.inflight.iter().any(|(used, _)| *used == id) {
+                return id;
+            }
+        }
+    }
+
+    /// Ends the connection: decides what becomes of the will and the session.
+    pub(crate) fn finish(self, exit: &Exit, now: Instant) -> Finish {
+        let session_ends = self.session_expiry == 0;
+        let mut will_now = None;
+        let mut will_later = None;
+        if let Some(will) = self.will.filter(|_| exit.publishes_will()) {
+            match translate::message_from_publish(&will.publish, self.conn_id, now) {
+                Ok(message) if will.delay == 0 || session_ends => will_now = Some(message),
+                // A new connection took over before the delay passed: the will is
+                // not published (MQTT 5 §3.1.2.5).
+                Ok(_) if matches!(exit, Exit::TakenOver(_)) => {}
+                Ok(message) => {
+                    will_later = Some(PendingWill {
+                        message,
+                        due: now + Duration::from_secs(u64::from(will.delay)),
+                    })
+                }
+                Err(_) => {}
+            }
+        }
+        self.state.session.set_connection(0);
+        let expires_at = now + Duration::from_secs(u64::from(self.session_expiry));
+        Finish {
+            will_now,
+            state: self.state,
+            park: (!session_ends).then_some((expires_at, will_later)),
+        }
+    }
+}
+
+/// What remains to do when a connection ends.
+#[derive(Debug)]
+pub(crate) struct Finish {
+    /// A will to publish now.
+    pub(crate) will_now: Option<crate::router::Message>,
+    /// The session.
+    pub(crate) state: SessionState,
+    /// `Some` if the session persists: until when, and a will waiting for its delay.
+    pub(crate) park: Option<(Instant, Option<PendingWill>)>,
+}
+
+fn ack(packet_id: u16, code: ReasonCode) -> Ack {
+    Ack {
+        packet_id,
+        code,
+        properties: Properties::default(),
+    }
+}

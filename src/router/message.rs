@@ -1,0 +1,114 @@
+//! The neutral message every protocol front translates to and from.
+//!
+//! Owns: [`Message`] (one publish, whatever protocol it came from), [`Delivery`]
+//! (the delivery guarantee) and [`Dispatch`] (what is queued for one subscriber).
+//! Refuses: any wire type or wire encoding (no `dwbroker_codecs` here), and any
+//! clock: expiry is an absolute [`Instant`] computed by the front that received the
+//! message, compared against a `now` the caller passes in.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::subject::Subject;
+
+/// The id of the connection a message came from; 0 means in process (no connection).
+pub type ConnId = u64;
+
+/// The delivery guarantee of a message or a subscription (MQTT QoS).
+///
+/// Ordered, so that `min`/`max` give the effective guarantee of a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Delivery {
+    /// Fire and forget (QoS 0).
+    #[default]
+    AtMostOnce = 0,
+    /// Acknowledged, possibly duplicated (QoS 1).
+    AtLeastOnce = 1,
+    /// Acknowledged with a two-step handshake, never duplicated (QoS 2).
+    ExactlyOnce = 2,
+}
+
+/// Message headers: ordered, and a name may repeat (MQTT user properties, AMQP
+/// headers, STOMP and NATS headers).
+pub type Headers = Vec<(String, String)>;
+
+/// One published message, shared by every subscriber it is delivered to.
+///
+/// Fields a protocol cannot express are `None`/empty and are dropped on the way
+/// out to that protocol, never invented (see DESIGN.md, "Message properties").
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Message {
+    /// Where it was published, in the canonical subject space. Only
+    /// `Message::default()` has the empty subject.
+    pub subject: Subject,
+    /// The body; shared, never copied on fan-out.
+    pub payload: Bytes,
+    /// Application headers, in order.
+    pub headers: Headers,
+    /// The MIME type of the payload.
+    pub content_type: Option<String>,
+    /// Opaque request/reply correlation data.
+    pub correlation_id: Option<Bytes>,
+    /// Where a reply should be published.
+    pub reply_to: Option<Subject>,
+    /// When the message stops being deliverable (absolute; computed by the front).
+    pub expires_at: Option<Instant>,
+    /// AMQP/STOMP priority.
+    pub priority: Option<u8>,
+    /// A publisher-assigned message id.
+    pub message_id: Option<String>,
+    /// A partitioning key (Kafka).
+    pub key: Option<Bytes>,
+    /// Milliseconds since the Unix epoch, as given by the publisher.
+    pub timestamp: Option<u64>,
+    /// The publisher declared the payload UTF-8 (MQTT 5 payload format indicator 1).
+    pub payload_utf8: bool,
+    /// The connection that published it (0 = in process), for no-local.
+    pub origin: ConnId,
+    /// Publish as retained: also stored as the subject's last retained message.
+    pub retain: bool,
+    /// The publisher's delivery guarantee.
+    pub qos: Delivery,
+}
+
+/// What the router queues for one subscriber session: one per (message, session),
+/// however many of its subscriptions match.
+#[derive(Debug, Clone)]
+pub struct Dispatch {
+    /// The shared message.
+    pub message: Arc<Message>,
+    /// The effective guarantee: the message's, capped by the granted one.
+    pub qos: Delivery,
+    /// Whether the delivery carries the retain flag.
+    pub retain: bool,
+    /// The subscription identifiers of every matching subscription (MQTT 5).
+    pub subscription_ids: Vec<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_orders_like_qos() {
+        assert!(Delivery::AtMostOnce < Delivery::AtLeastOnce);
+        assert!(Delivery::AtLeastOnce < Delivery::ExactlyOnce);
+        assert_eq!(
+            Delivery::ExactlyOnce.min(Delivery::AtLeastOnce),
+            Delivery::AtLeastOnce
+        );
+        assert_eq!(Delivery::ExactlyOnce as u8, 2);
+    }
+
+    #[test]
+    fn default_message_is_empty_qos0() {
+        let m = Message::default();
+        assert_eq!(m.subject.as_str(), "");
+        assert!(m.payload.is_empty());
+        assert_eq!(m.qos, Delivery::AtMostOnce);
+        assert_eq!(m.origin, 0);
+        assert!(!m.retain);
+    }
+}

@@ -1,0 +1,819 @@
+//! The protocol-neutral router: the in-process message bus every front publishes
+//! into and subscribes from.
+//!
+//! Owns: the subscription index ([`Trie`] of plain subscriptions and shared
+//! [`Group`]s), the registry of subscriber [`Session`]s and their bounded outboxes,
+//! the [`Retained`] store, and the fan-out rules of [`Router::publish`] (one
+//! [`Dispatch`] per session, granted-QoS capping, no-local, retain-as-published,
+//! round robin in groups).
+//! Refuses: wire types (nothing here imports `dwbroker_codecs`; fronts translate to
+//! [`Message`] and [`Filter`]), I/O, tasks and clocks (`now` is an argument; the only
+//! async function is [`Session::wait`]), and protocol policy (acks, in-flight windows,
+//! permissions, what a full outbox means for the protocol).
+//!
+//! Concurrency: publishers match and push themselves, concurrently, under the
+//! index's read lock; (un)subscribing and opening/closing sessions take the write
+//! lock. Locks are `std::sync`, never held across `.await`; the order is written in
+//! docs/locks.md.
+
+pub mod groups;
+pub mod message;
+pub mod retained;
+pub mod sessions;
+pub mod subject;
+pub mod trie;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
+
+pub use groups::{Group, Member};
+pub use message::{ConnId, Delivery, Dispatch, Headers, Message};
+pub use retained::Retained;
+pub use sessions::{DropStats, OutboxLimits, Pushed, Session, SessionId};
+pub use subject::{Dialect, Filter, FilterError, FilterToken, Subject, SubjectError};
+pub use trie::Trie;
+
+/// The options of one subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubOptions {
+    /// The highest delivery guarantee granted.
+    pub qos: Delivery,
+    /// Do not deliver messages published by the connection the session is attached
+    /// to (MQTT 5 No Local).
+    pub no_local: bool,
+    /// Keep the publisher's retain flag on delivery (MQTT 5 Retain As Published).
+    pub retain_as_published: bool,
+    /// The MQTT 5 subscription identifier, echoed on matching deliveries.
+    pub subscription_id: Option<u32>,
+    /// The shared subscription group (MQTT `$share/<group>/`, NATS queue group).
+    pub share_group: Option<String>,
+}
+
+/// What the trie stores under a filter.
+#[derive(Debug)]
+enum Target {
+    /// A plain subscription of one session.
+    Sub {
+        session: Arc<Session>,
+        opts: SubOptions,
+    },
+    /// A shared group: one member per message.
+    Group(Group),
+}
+
+/// A subscription as a session remembers it, to find it again on unsubscribe and
+/// on close.
+type SubKey = (Filter, Option<String>);
+
+#[derive(Debug)]
+struct Registered {
+    session: Arc<Session>,
+    subs: HashSet<SubKey>,
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    trie: Trie<Target>,
+    sessions: HashMap<SessionId, Registered>,
+    /// Subscriptions of all sessions, group memberships included.
+    subscriptions: usize,
+}
+
+impl Index {
+    /// Takes `session`'s subscription to `filter` (in `group`) out of the trie.
+    fn detach(&mut self, session: SessionId, filter: &Filter, group: Option<&str>) {
+        match group {
+            Some(name) => {
+                let is_group = |t: &Target| matches!(t, Target::Group(g) if g.name() == name);
+                let mut emptied = false;
+                if let Some(Target::Group(g)) = self.trie.find_mut(filter, is_group) {
+                    g.leave(session);
+                    emptied = g.is_empty();
+                }
+                if emptied {
+                    self.trie.remove(filter, is_group);
+                }
+            }
+            None => {
+                self.trie.remove(filter, |t| is_sub_of(t, session));
+            }
+        }
+    }
+}
+
+fn is_sub_of(target: &Target, id: SessionId) -> bool {
+    matches!(target, Target::Sub { session, .. } if session.id() == id)
+}
+
+/// The message bus. `Send + Sync`; share it in an `Arc`.
+pub struct Router {
+    limits: OutboxLimits,
+    next_session: AtomicU64,
+    index: RwLock<Index>,
+    retained: Mutex<Retained>,
+}
+
+impl fmt::Debug for Router {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Router")
+            .field("limits", &self.limits)
+            .field("sessions", &self.session_count())
+            .field("subscriptions", &self.subscription_count())
+            .field("retained", &self.retained_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Router {
+    /// An empty router whose sessions get outboxes bounded by `limits`.
+    pub fn new(limits: OutboxLimits) -> Router {
+        Router {
+            limits,
+            next_session: AtomicU64::new(1),
+            index: RwLock::new(Index::default()),
+            retained: Mutex::new(Retained::default()),
+        }
+    }
+
+    // Poisoning only means a thread panicked while holding the lock; every
+    // structure behind these locks stays consistent between statements, so keep
+    // serving instead of spreading the panic to every connection.
+    fn read(&self) -> RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn retained_store(&self) -> MutexGuard<'_, Retained> {
+        self.retained.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a new session with an empty outbox and returns it.
+    pub fn open_session(&self) -> Arc<Session> {
+        let id = self.next_session.fetch_add(1, Ordering::Relaxed);
+        let session = Arc::new(Session::new(id, self.limits));
+        self.write().sessions.insert(
+            id,
+            Registered {
+                session: session.clone(),
+                subs: HashSet::new(),
+            },
+        );
+        session
+    }
+
+    /// Drops every subscription and group membership of session `id` and
+    /// unregisters it. Holders of its `Arc` may still drain what was queued.
+    pub fn close_session(&self, id: SessionId) {
+        let mut index = self.write();
+        let Some(registered) = index.sessions.remove(&id) else {
+            return;
+        };
+        for (filter, group) in &registered.subs {
+            index.detach(id, filter, group.as_deref());
+        }
+        index.subscriptions -= registered.subs.len();
+    }
+
+    /// Subscribes `session` to `filter` (in `opts.share_group`, if any). Returns
+    /// true if it replaced the session's existing subscription to the same
+    /// (filter, share group), whose options are then replaced. An unknown (closed)
+    /// session is ignored and false returned.
+    pub fn subscribe(&self, session: SessionId, filter: Filter, opts: SubOptions) -> bool {
+        let mut guard = self.write();
+        let index = &mut *guard;
+        let Some(registered) = index.sessions.get_mut(&session) else {
+            return false;
+        };
+        // [MQTT-3.8.4-3] A new subscription with the same filter as an existing one
+        // replaces it (its options), it does not add a second one.
+        let replaced = !registered
+            .subs
+            .insert((filter.clone(), opts.share_group.clone()));
+        match opts.share_group.clone() {
+            Some(name) => {
+                let is_group = |t: &Target| matches!(t, Target::Group(g) if g.name() == name);
+                if let Some(Target::Group(g)) = index.trie.find_mut(&filter, is_group) {
+                    g.join(session, opts);
+                } else {
+                    let mut group = Group::new(&name, filter.clone());
+                    group.join(session, opts);
+                    index.trie.insert(&filter, Target::Group(group));
+                }
+            }
+            None => {
+                if let Some(Target::Sub { opts: old, .. }) =
+                    index.trie.find_mut(&filter, |t| is_sub_of(t, session))
+                {
+                    *old = opts;
+                } else {
+                    let session = registered.session.clone();
+                    index.trie.insert(&filter, Target::Sub { session, opts });
+                }
+            }
+        }
+        if !replaced {
+            index.subscriptions += 1;
+        }
+        replaced
+    }
+
+    /// Removes `session`'s subscription to `filter` in `share_group`; returns
+    /// whether there was one.
+    pub fn unsubscribe(
+        &self,
+        session: SessionId,
+        filter: &Filter,
+        share_group: Option<&str>,
+    ) -> bool {
+        let mut index = self.write();
+        let Some(registered) = index.sessions.get_mut(&session) else {
+            return false;
+        };
+        if !registered
+            .subs
+            .remove(&(filter.clone(), share_group.map(str::to_owned)))
+        {
+            return false;
+        }
+        index.detach(session, filter, share_group);
+        index.subscriptions -= 1;
+        true
+    }
+
+    /// Routes `msg` and returns how many sessions it was queued for (pushes dropped
+    /// by a full outbox are not counted).
+    ///
+    /// - A retained message becomes its subject's retained message (an empty
+    ///   payload clears it) and is still delivered to current subscribers as a
+    ///   normal message (MQTT 3.1.1 [MQTT-3.3.1-10], MQTT 5 [MQTT-3.3.1-6]).
+    /// - A message that has expired by `now` is delivered to no one (a retained one
+    ///   clears the retained message instead of being stored).
+    /// - Plain subscriptions: one [`Dispatch`] per session however many of its
+    ///   subscriptions match, with qos = min(message qos, highest granted qos of
+    ///   those subscriptions) [MQTT-3.3.5-1], every matching subscription id, and
+    ///   the retain flag kept if any of them has retain-as-published. No-local
+    ///   subscriptions skip messages whose origin is the session's connection.
+    /// - Each matching shared group: one member, round robin, passing over members
+    ///   that no-local excludes and, if another member has room, members whose
+    ///   outbox is full (MQTT 5 §4.8.2 leaves the choice of member to the server).
+    pub fn publish(&self, msg: Message, now: Instant) -> usize {
+        let expired = msg.expires_at.is_some_and(|at| at <= now);
+        let msg = Arc::new(msg);
+        if msg.retain {
+            let mut retained = self.retained_store();
+            if expired {
+                retained.clear(&msg.subject);
+            } else {
+                retained.set(msg.clone());
+            }
+        }
+        if expired {
+            return 0;
+        }
+        let origin = msg.origin;
+        let local = move |session: &Session, opts: &SubOptions| {
+            opts.no_local && origin != 0 && session.connection() == origin
+        };
+        let index = self.read();
+        let mut queued = 0;
+        let mut plain: Vec<(&Arc<Session>, &SubOptions)> = Vec::new();
+        index
+            .trie
+            .for_each_match(&msg.subject, |target| match target {
+                Target::Sub { session, opts } => {
+                    if !local(session, opts) {
+                        plain.push((session, opts));
+                    }
+                }
+                Target::Group(group) => {
+                    queued += dispatch_to_group(&index.sessions, group, &msg, local);
+                }
+            });
+        if plain.len() > 1 {
+            plain.sort_unstable_by_key(|(session, _)| session.id());
+        }
+        for run in plain.chunk_by(|a, b| a.0.id() == b.0.id()) {
+            let session = run[0].0;
+            let granted = run.iter().map(|(_, o)| o.qos).max().unwrap_or_default();
+            let dispatch = Dispatch {
+                message: msg.clone(),
+                qos: msg.qos.min(granted),
+                retain: msg.retain && run.iter().any(|(_, o)| o.retain_as_published),
+                subscription_ids: run.iter().filter_map(|(_, o)| o.subscription_id).collect(),
+            };
+            if session.push(dispatch) == Pushed::Queued {
+                queued += 1;
+            }
+        }
+        queued
+    }
+
+    /// The retained messages matching `filter` that have not expired by `now`.
+    pub fn retained(&self, filter: &Filter, now: Instant) -> Vec<Arc<Message>> {
+        self.retained_store().matching(filter, now)
+    }
+
+    /// How many sessions are registered.
+    pub fn session_count(&self) -> usize {
+        self.read().sessions.len()
+    }
+
+    /// How many subscriptions exist (group memberships included).
+    pub fn subscription_count(&self) -> usize {
+        self.read().subscriptions
+    }
+
+    /// How many subjects have a retained message (expired ones included until
+    /// they are replaced).
+    pub fn retained_count(&self) -> usize {
+        self.retained_store().len()
+    }
+}
+
+/// Queues `msg` for one member of `group`; returns 1 if it was queued.
+fn dispatch_to_group(
+    sessions: &HashMap<SessionId, Registered>,
+    group: &Group,
+    msg: &Arc<Message>,
+    local: impl Fn(&Session, &SubOptions) -> bool,
+) -> usize {
+    let eligible = |m: &Member, need_room: bool| {
+        sessions.get(&m.session).is_some_and(|r| {
+            let full = need_room && r.session.is_full();
+            !local(&r.session, &m.opts) && !full
+        })
+    };
+    let Some(member) = group
+        .pick_where(|m| eligible(m, true))
+        .or_else(|| group.pick_where(|m| eligible(m, false)))
+    else {
+        return 0;
+    };
+    let Some(registered) = sessions.get(&member.session) else {
+        return 0;
+    };
+    let dispatch = Dispatch {
+        message: msg.clone(),
+        qos: msg.qos.min(member.opts.qos),
+        retain: msg.retain && member.opts.retain_as_published,
+        subscription_ids: member.opts.subscription_id.into_iter().collect(),
+    };
+    usize::from(registered.session.push(dispatch) == Pushed::Queued)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const ROOMY: OutboxLimits = OutboxLimits {
+        max_messages: 100,
+        max_bytes: 1 << 20,
+    };
+
+    fn opts(qos: Delivery) -> SubOptions {
+        SubOptions {
+            qos,
+            no_local: false,
+            retain_as_published: false,
+            subscription_id: None,
+            share_group: None,
+        }
+    }
+
+    fn shared(group: &str, qos: Delivery) -> SubOptions {
+        SubOptions {
+            share_group: Some(group.into()),
+            ..opts(qos)
+        }
+    }
+
+    fn mqtt(f: &str) -> Filter {
+        Filter::mqtt(f).unwrap()
+    }
+
+    fn msg(topic: &str, qos: Delivery) -> Message {
+        Message {
+            subject: Subject::from_mqtt_topic(topic).unwrap(),
+            payload: "p".into(),
+            qos,
+            ..Message::default()
+        }
+    }
+
+    fn drain(session: &Session) -> Vec<Dispatch> {
+        std::iter::from_fn(|| session.pop()).collect()
+    }
+
+    #[test]
+    fn router_is_send_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Router>();
+        check::<Session>();
+    }
+
+    #[test]
+    fn plain_subscription_receives_shared_payload() {
+        let now = Instant::now();
+        let r = Router::new(ROOMY);
+        let s = r.open_session();
+        assert!(!r.subscribe(s.id(), mqtt("a/+"), opts(Delivery::AtLeastOnce)));
+        let m = msg("a/b", Delivery::ExactlyOnce);
+        let payload = m.payload.clone();
+        assert_eq!(r.publish(m, now), 1);
+        assert_eq!(r.publish(msg("b/b", Delivery::AtLeastOnce), now), 0);
+        let got = drain(&s);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].qos, Delivery::AtLeastOnce);
+        assert!(!got[0].retain);
+        // The payload is shared, not copied.
+        assert_eq!(got[0].message.payload.as_ptr(), payload.as_ptr());
+        assert_eq!(r.session_count(), 1);
+        assert_eq!(r.subscription_count(), 1);
+    }
+
+    #[test]
+    fn overlapping_subscriptions_give_one_dispatch_with_max_qos_and_all_ids() {
+        // [MQTT-3.3.5-1]
+        let now = Instant::now();
+        let r = Router::new(ROOMY);
+        let s = r.open_session();
+        let other = r.open_session();
+        let mut a = opts(Delivery::AtMostOnce);
+        a.subscription_id = Some(1);
+        let mut b = opts(Delivery::AtLeastOnce);
+        b.subscription_id = Some(2);
+        r.subscribe(s.id(), mqtt("a/+"), a);
+        r.subscribe(s.id(), mqtt("a/#"), b);
+        r.subscribe(
+            s.id(),
+            Filter::nats("a.b").unwrap(),
+            opts(Delivery::AtMostOnce),
+        );
+        r.subscribe(other.id(), mqtt("#"), opts(Delivery::ExactlyOnce));
+        assert_eq!(r.subscription_count(), 4);
+        assert_eq!(r.publish(msg("a/b", Delivery::ExactlyOnce), now), 2);
+        let got = drain(&s);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].qos, Delivery::AtLeastOnce);
+        let mut ids = got[0].subscription_ids.clone();
+        ids.sort_unstable();
+        assert_eq!(ids, [1, 2]);
+        let got = drain(&other);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].qos, Delivery::ExactlyOnce);
+        assert!(got[0].subscription_ids.is_empty());
+        // The message's own qos caps the delivery.
+        r.publish(msg("a/b", Delivery::AtMostOnce), now);
+        assert_eq!(drain(&s)[0].qos, Delivery::AtMostOnce);
+    }
+
+    #[test]
+    fn resubscribing_replaces_options() {
+        let now = Instant::now();
+        let r = Router::new(ROOMY);
+        let s = r.open_session();
+        assert!(!r.subscribe(s.id(), mqtt("a"), opts(Delivery::AtMostOnce)));
+        assert!(r.subscribe(s.id(), mqtt("a"), opts(Delivery::ExactlyOnce)));
+        assert_eq!(r.subscription_count(), 1);
+        assert_eq!(r.publish(msg("a", Delivery::ExactlyOnce), now), 1);
+        let got = drain(&s);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].qos, Delivery::ExactlyOnce);
+        // The same filter in a share group is a different subscription.
+        assert!(!r.subscribe(s.id(), mqtt("a"), shared("g", Delivery::AtMostOnce)));
+        assert!(r.subscribe(s.id(), mqtt("a"), shared("g", Delivery::AtLeastOnce)));
+        assert_eq!(r.subscription_count(), 2);
+    }
+
+    #[test]
+    fn unsubscribe() {
+        let now = Instant::now();
+        let r = Router::new(ROOMY);
+        let s = r.open_session();
+        r.subscribe(s.id(), mqtt("a/#"), opts(Delivery::AtMostOnce));
+        r.subscribe(s.id(), mqtt("a/#"), shared("g", Delivery::AtMostOnce));
+        assert!(!r.unsubscribe(s.id(), &mqtt("a/+"), None));
+        assert!(!r.unsubscribe(s.id(), &mqtt("a/#"), Some("h")));
+        // Same tokens, other dialect: a different filter.
+        assert!(!r.unsubscribe(s.id(), &Filter::amqp_topic("a.#").unwrap(), None));
+        assert!(r.unsubscribe(s.id(), &mqtt("a/#"), None));
+        assert!(!r.unsubscribe(s.id(), &mqtt("a/#"), None));
+        assert_eq!(r.subscription_count(), 1);
+        assert_eq!(r.publish(msg("a/b", Delivery::AtMostOnce), now), 1);
+        assert!(r.unsubscribe(s.id(), &mqtt("a/#"), Some("g")));
+        assert_eq!(r.publish(msg("a/b", Delivery::AtMostOnce), now), 0);
+        assert_eq!(r.subscription_count(), 0);
+        assert!(r.read().trie.is_empty());
+    }
+
+    #[test]
+    fn no_local_skips_own_connection_only() {
+        let now = Instant::now();
+        let r = Router::new(ROOMY);
+        let s = r.open_session();
+        s.set_connection(5);
+        let mut o = opts(Delivery::AtMostOnce);
+        o.no_local = true;
+        r.subscribe(s.id(), mqtt("a"), o);
+        let from = |origin| Message {
+            origin,
+            ..msg("a", Delivery::AtMostOnce)
+        };
+        assert_eq!(r.publish(from(5), now), 0);
+        assert_eq!(r.publish(from(6), now), 1);
+        // Origin 0 is in process, never "local".
+        assert_eq!(r.publish(from(0), now), 1);
+        // A second, non-no-local subscription still delivers (once).
+        r.subscribe(s.id(), mqtt("+"), opts(Delivery::AtMostOnce));
+        assert_eq!(r.publish(from(5), now), 1);
+        assert_eq!(drain(&s).len(), 3);
+    }
+
+    #[test]
+    fn retain_as_published() {
+        let now = Instant::now();
+        let r = Router::new(ROOMY);
+        let plain = r.open_session();
+        let rap = r.open_session();
+        r.subscribe(plain.id(), mqtt("a"), opts(Delivery::AtMostOnce));
+        let mut o = opts(Delivery::AtMostOnce);
+        o.retain_as_published = true;
+        r.subscribe(rap.id(), mqtt("a"), o);
+        // One of two matching subscriptions with retain-as-published is enough.
+        r.subscribe(rap.id(), mqtt("#"), opts(Delivery::AtMostOnce));
+        let retained = Message {
+            retain: true,
+            ..msg("a", Delivery::AtMostOnce)
+        };
+        assert_eq!(r.publish(retained, now), 2);
+        assert!(!drain(&plain)[0].retain);
+        assert!(drain(&rap)[0].retain);
+        r.publish(msg("a", Delivery::AtMostOnce), now);
+        assert!(!drain(&rap)[0].retain);
+    }
+
+    #[test]
+    fn retained_store_set_clear_and_expiry() {
+        let now = Instant::now();
+        let r = Router::new(ROOMY);
+        let s = r.open_session();
+        r.subscribe(s.id(), mqtt("a/#"), opts(Delivery::AtMostOnce));
+        let retained = |topic: &str, payload: &'static str| Message {
+            retain: true,
+            payload: payload.into(),
+            ..msg(topic, Delivery::AtLeastOnce)
+        };
+        r.publish(retained("a/b", "1"), now);
+        r.publish(retained("a/c", "2"), now);
+        assert_eq!(r.retained_count(), 2);
+        let found = r.retained(&mqtt("a/+"), now);
+        assert_eq!(found.len(), 2);
+        assert!(found.iter().all(|m| m.retain));
+        // An empty retained payload clears the store and is still delivered.
+        drain(&s);
+        assert_eq!(r.publish(retained("a/b", ""), now), 1);
+        assert_eq!(drain(&s).len(), 1);
+        assert_eq!(r.retained_count(), 1);
+        assert!(r.retained(&mqtt("a/b"), now).is_empty());
+        // Expiry: skipped after its time, not delivered if already expired.
+        let expiring = Message {
+            expires_at: Some(now + Duration::from_secs(1)),
+            ..retained("a/d", "3")
+        };
+        assert_eq!(r.publish(expiring, now), 1);
+        assert_eq!(r.retained(&mqtt("a/d"), now).len(), 1);
+        assert!(r
+            .retained(&mqtt("a/d"), now + Duration::from_secs(1))
+            .is_empty());
+        let dead = Message {
+            expires_at: Some(now),
+            ..retained("a/c", "4")
+        };
+        assert_eq!(r.publish(dead, now), 0);
+        assert!(r.retained(&mqtt("a/c"), now).is_empty());
+        let dead_plain = Message {
+            expires_at: Some(now - Duration::from_millis(1)),
+            ..msg("a/x", Delivery::AtMostOnce)
+        };
+        assert_eq!(r.publish(dead_plain, now), 0);
+    }
+
+    #[test]
+    fn dollar_subjects_skip_leading_mqtt_wildcards() {
+        // [MQTT-4.7.2-1]
+        let now = Instant::now();
+        let r = Router::new(ROOMY);
+        let hash = r.open_session();
+        let sys = r.open_session();
+        let nats = r.open_session();
+        r.subscribe(hash.id(), mqtt("#"), opts(Delivery::AtMostOnce));
+        r.subscribe(hash.id(), mqtt("+/x"), opts(Delivery::AtMostOnce));
+        r.subscribe(sys.id(), mqtt("$SYS/#"), opts(Delivery::AtMostOnce));
+        r.subscribe(
+            nats.id(),
+            Filter::nats(">").unwrap(),
+            opts(Delivery::AtMostOnce),
+        );
+        assert_eq!(r.publish(msg("$SYS/x", Delivery::AtMostOnce), now), 2);
+        assert!(hash.is_empty());
+        assert_eq!(sys.len(), 1);
+        assert_eq!(nats.len(), 1);
+        assert_eq!(r.publish(msg("a/x", Delivery::AtMostOnce), now), 2);
+        assert_eq!(drain(&hash).len(), 1);
+        // Retained lookup follows the same rule.
+        r.publish(
+            Message {
+                retain: true,
+                ..msg("$SYS/y", Delivery::AtMostOnce)
+            },
+            now,
+        );
+        assert!(r.retained(&mqtt("#"), now).is_empty());
+        assert_eq!(r.retained(&mqtt("$SYS/+"), now).len(), 1);
+    }
+
+    #[test]
+    fn shared_group_round_robin_beside_plain_subscribers() {
+        let now = Instant::now();
+        let r = Router::new(ROOMY);
+        let m1 = r.open_session();
+        let m2 = r.open_session();
+        let plain = r.open_session();
+        let mut o1 = shared("g", Delivery::AtLeastOnce);
+        o1.subscription_id = Some(11);
+        r.subscribe(m1.id(), mqtt("a/+"), o1);
+        r.subscribe(m2.id(), mqtt("a/+"), shared("g", Delivery::AtMostOnce));
+        r.subscribe(plain.id(), mqtt("a/#"), opts(Delivery::AtMostOnce));
+        // m1 is also a plain subscriber: that delivery is separate.
+        r.subscribe(m1.id(), mqtt("a/b"), opts(Delivery::AtMostOnce));
+        let mut m1_group = 0;
+        for _ in 0..4 {
+            let queued = r.publish(msg("a/b", Delivery::ExactlyOnce), now);
+            assert_eq!(queued, 3);
+        }
+        assert_eq!(plain.len(), 4);
+        for d in drain(&m1) {
+            if d.subscription_ids == [11] {
+                m1_group += 1;
+                assert_eq!(d.qos, Delivery::AtLeastOnce);
+            } else {
+                assert_eq!(d.qos, Delivery::AtMostOnce);
+                assert!(d.subscription_ids.is_empty());
+            }
+        }
+        assert_eq!(m1_group, 2);
+        let m2_got = drain(&m2);
+        assert_eq!(m2_got.len(), 2);
+        assert!(m2_got
+            .iter()
+            .all(|d| d.qos == Delivery::AtMostOnce && !d.retain));
+        // Another group on the same filter gets its own copy.
+        let other = r.open_session();
+        r.subscribe(other.id(), mqtt("a/+"), shared("h", Delivery::AtMostOnce));
+        assert_eq!(r.publish(msg("a/b", Delivery::AtMostOnce), now), 4);
+        assert_eq!(other.len(), 1);
+    }
+
+    #[test]
+    fn shared_group_passes_over_full_and_local_members() {
+        let now = Instant::now();
+        let r = Router::new(OutboxLimits {
+            max_messages: 1,
+            max_bytes: 1 << 20,
+        });
+        let m1 = r.open_session();
+        let m2 = r.open_session();
+        r.subscribe(m1.id(), mqtt("a"), shared("g", Delivery::AtMostOnce));
+        r.subscribe(m2.id(), mqtt("a"), shared("g", Delivery::AtMostOnce));
+        assert_eq!(r.publish(msg("a", Delivery::AtMostOnce), now), 1);
+        assert_eq!(r.publish(msg("a", Delivery::AtMostOnce), now), 1);
+        assert_eq!((m1.len(), m2.len()), (1, 1));
+        // Both full: the turn's member takes the drop.
+        assert_eq!(r.publish(msg("a", Delivery::AtMostOnce), now), 0);
+        assert_eq!(
+            m1.take_drop_stats().messages + m2.take_drop_stats().messages,
+            1
+        );
+        drain(&m1);
+        // m2 full, m1 has room: m1 gets it whoever's turn it is.
+        assert_eq!(r.publish(msg("a", Delivery::AtMostOnce), now), 1);
+        assert_eq!(m1.len(), 1);
+        drain(&m1);
+        drain(&m2);
+        // No-local members are passed over.
+        m1.set_connection(9);
+        r.subscribe(
+            m1.id(),
+            mqtt("a"),
+            SubOptions {
+                no_local: true,
+                ..shared("g", Delivery::AtMostOnce)
+            },
+        );
+        for _ in 0..2 {
+            let m = Message {
+                origin: 9,
+                ..msg("a", Delivery::AtMostOnce)
+            };
+            assert_eq!(r.publish(m, now), 1);
+            drain(&m2);
+        }
+        let m = Message {
+            origin: 9,
+            ..msg("a", Delivery::AtMostOnce)
+        };
+        assert_eq!(r.publish(m, now), 1);
+        assert_eq!((m1.len(), m2.len()), (0, 1));
+    }
+
+    #[test]
+    fn close_session_removes_everything() {
+        let now = Instant::now();
+        let r = Router::new(ROOMY);
+        let s = r.open_session();
+        let keep = r.open_session();
+        r.subscribe(s.id(), mqtt("a/#"), opts(Delivery::AtMostOnce));
+        r.subscribe(
+            s.id(),
+            Filter::nats("a.*").unwrap(),
+            opts(Delivery::AtMostOnce),
+        );
+        r.subscribe(s.id(), mqtt("a/b"), shared("g", Delivery::AtMostOnce));
+        r.subscribe(keep.id(), mqtt("a/b"), shared("g", Delivery::AtMostOnce));
+        assert_eq!(r.subscription_count(), 4);
+        r.close_session(s.id());
+        r.close_session(s.id());
+        assert_eq!(r.session_count(), 1);
+        assert_eq!(r.subscription_count(), 1);
+        assert_eq!(r.publish(msg("a/b", Delivery::AtMostOnce), now), 1);
+        assert!(s.is_empty());
+        assert_eq!(keep.len(), 1);
+        // Subscribing a closed session does nothing.
+        assert!(!r.subscribe(s.id(), mqtt("a/b"), opts(Delivery::AtMostOnce)));
+        assert_eq!(r.subscription_count(), 1);
+        r.close_session(keep.id());
+        assert_eq!(r.session_count(), 0);
+        assert_eq!(r.subscription_count(), 0);
+        assert!(r.read().trie.is_empty());
+    }
+
+    #[test]
+    fn full_outbox_is_not_counted_and_records_drops() {
+        let now = Instant::now();
+        let r = Router::new(OutboxLimits {
+            max_messages: 2,
+            max_bytes: 1 << 20,
+        });
+        let s = r.open_session();
+        r.subscribe(s.id(), mqtt("a"), opts(Delivery::AtLeastOnce));
+        let counts: Vec<usize> = (0..4)
+            .map(|_| r.publish(msg("a", Delivery::AtMostOnce), now))
+            .collect();
+        assert_eq!(counts, [1, 1, 0, 0]);
+        assert_eq!(
+            s.take_drop_stats(),
+            DropStats {
+                messages: 2,
+                qos0: 2
+            }
+        );
+    }
+
+    #[test]
+    fn cross_dialect_delivery() {
+        let now = Instant::now();
+        let r = Router::new(ROOMY);
+        let m = r.open_session();
+        let n = r.open_session();
+        let a = r.open_session();
+        r.subscribe(m.id(), mqtt("sensors/+/temp"), opts(Delivery::AtMostOnce));
+        r.subscribe(
+            n.id(),
+            Filter::nats("sensors.*.temp").unwrap(),
+            opts(Delivery::AtMostOnce),
+        );
+        r.subscribe(
+            a.id(),
+            Filter::amqp_topic("sensors.#").unwrap(),
+            opts(Delivery::AtMostOnce),
+        );
+        let from_nats = Message {
+            subject: Subject::new("sensors.kitchen.temp").unwrap(),
+            ..Message::default()
+        };
+        assert_eq!(r.publish(from_nats, now), 3);
+        assert_eq!(
+            drain(&m)[0].message.subject.to_mqtt_topic(),
+            "sensors/kitchen/temp"
+        );
+        assert!(format!("{r:?}").contains("sessions: 3"));
+    }
+}

@@ -1,0 +1,339 @@
+//! Subscriber sessions: an identity plus a bounded outbox.
+//!
+//! Owns: the outbox of one subscriber (the MQTT front, and later the NATS/STOMP
+//! fronts and the in-process API, hold one per subscriber; an MQTT persistent
+//! session keeps it while the client is offline), its limits and its drop
+//! accounting, and the wake-up of the task that drains it.
+//! Refuses: protocol state (packet ids, in-flight windows, acknowledgements belong
+//! to the front), I/O, and the decision of what a drop means for the protocol (the
+//! front reads [`Session::take_drop_stats`]).
+//!
+//! Locking: the outbox `Mutex` is a leaf (see docs/locks.md); nothing else is locked
+//! while it is held, and the waiter is notified after it is released.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+use super::message::{ConnId, Delivery, Dispatch};
+
+/// Identifies a session within one router.
+pub type SessionId = u64;
+
+/// How much an outbox holds before pushes are dropped.
+#[derive(Debug, Clone, Copy)]
+pub struct OutboxLimits {
+    /// The most messages queued at once.
+    pub max_messages: usize,
+    /// The most payload bytes queued at once (the message that crosses the limit
+    /// is still accepted; the next one is dropped).
+    pub max_bytes: usize,
+}
+
+/// What happened to a pushed dispatch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// It is in the outbox.
+    Queued,
+    /// The outbox was full; it was counted in [`DropStats`] and discarded.
+    Dropped,
+}
+
+/// Dispatches dropped because the outbox was full, since the last
+/// [`Session::take_drop_stats`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DropStats {
+    /// All dropped dispatches.
+    pub messages: u64,
+    /// Of which at-most-once (QoS 0).
+    pub qos0: u64,
+}
+
+#[derive(Debug, Default)]
+struct Outbox {
+    queue: VecDeque<Dispatch>,
+    bytes: usize,
+    drops: DropStats,
+    /// Dropping since the last successful push: warn once per overflow episode.
+    overflowing: bool,
+}
+
+/// One subscriber: an id, the connection it is attached to, and its outbox.
+pub struct Session {
+    id: SessionId,
+    connection: AtomicU64,
+    limits: OutboxLimits,
+    outbox: Mutex<Outbox>,
+    notify: Notify,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("connection", &self.connection())
+            .field("queued", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// A session with an empty outbox, attached to no connection (0).
+    pub fn new(id: SessionId, limits: OutboxLimits) -> Session {
+        Session {
+            id,
+            connection: AtomicU64::new(0),
+            limits,
+            outbox: Mutex::new(Outbox::default()),
+            notify: Notify::new(),
+        }
+    }
+
+    /// The session id.
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+
+    /// The connection currently attached (0 = none), for no-local.
+    pub fn connection(&self) -> ConnId {
+        self.connection.load(Ordering::Acquire)
+    }
+
+    /// Attaches the session to `conn` (0 to detach).
+    pub fn set_connection(&self, conn: ConnId) {
+        self.connection.store(conn, Ordering::Release);
+    }
+
+    // A poisoned outbox only means another thread panicked mid-push; the queue is
+    // still a valid VecDeque, so keep serving rather than spread the panic.
+    fn outbox(&self) -> MutexGuard<'_, Outbox> {
+        self.outbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `d` unless the outbox already holds `max_messages` messages or
+    /// `max_bytes` payload bytes; wakes the waiter when queued.
+    pub fn push(&self, d: Dispatch) -> Pushed {
+        {
+            let mut outbox = self.outbox();
+            if outbox.queue.len() >= self.limits.max_messages
+                || outbox.bytes >= self.limits.max_bytes
+            {
+                outbox.drops.messages += 1;
+                if d.qos == Delivery::AtMostOnce {
+                    outbox.drops.qos0 += 1;
+                }
+                if !outbox.overflowing {
+                    outbox.overflowing = true;
+                    tracing::warn!(
+                        session = self.id,
+                        queued = outbox.queue.len(),
+                        bytes = outbox.bytes,
+                        "session outbox full, dropping messages"
+                    );
+                }
+                return Pushed::Dropped;
+            }
+            outbox.overflowing = false;
+            outbox.bytes += d.message.payload.len();
+            outbox.queue.push_back(d);
+        }
+        self.notify.notify_one();
+        Pushed::Queued
+    }
+
+    /// Puts `ds` back at the head of the outbox, in order, whatever the limits
+    /// (hands back unacknowledged messages, which were already admitted once).
+    pub fn push_front(&self, ds: Vec<Dispatch>) {
+        if ds.is_empty() {
+            return;
+        }
+        {
+            let mut outbox = self.outbox();
+            for d in ds.into_iter().rev() {
+                outbox.bytes += d.message.payload.len();
+                outbox.queue.push_front(d);
+            }
+        }
+        self.notify.notify_one();
+    }
+
+    /// The next queued dispatch.
+    pub fn pop(&self) -> Option<Dispatch> {
+        let mut outbox = self.outbox();
+        let d = outbox.queue.pop_front()?;
+        outbox.bytes = outbox.bytes.saturating_sub(d.message.payload.len());
+        Some(d)
+    }
+
+    /// How many dispatches are queued.
+    pub fn len(&self) -> usize {
+        self.outbox().queue.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.outbox().queue.is_empty()
+    }
+
+    /// Whether a push now would be dropped.
+    pub fn is_full(&self) -> bool {
+        let outbox = self.outbox();
+        outbox.queue.len() >= self.limits.max_messages || outbox.bytes >= self.limits.max_bytes
+    }
+
+    /// Resolves once something has been pushed since the previous `wait` resolved
+    /// (a push made before `wait` is called is not lost). Cancel-safe.
+    pub async fn wait(&self) {
+        self.notify.notified().await;
+    }
+
+    /// The drops since the previous call, resetting the counters.
+    pub fn take_drop_stats(&self) -> DropStats {
+        std::mem::take(&mut self.outbox().drops)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::router::message::Message;
+
+    fn dispatch(payload: &'static str, qos: Delivery) -> Dispatch {
+        Dispatch {
+            message: Arc::new(Message {
+                payload: payload.into(),
+                ..Message::default()
+            }),
+            qos,
+            retain: false,
+            subscription_ids: Vec::new(),
+        }
+    }
+
+    fn session(max_messages: usize, max_bytes: usize) -> Session {
+        Session::new(
+            7,
+            OutboxLimits {
+                max_messages,
+                max_bytes,
+            },
+        )
+    }
+
+    #[test]
+    fn fifo_and_connection() {
+        let s = session(10, 1000);
+        assert_eq!(s.id(), 7);
+        assert_eq!(s.connection(), 0);
+        s.set_connection(42);
+        assert_eq!(s.connection(), 42);
+        assert!(s.is_empty());
+        assert_eq!(s.push(dispatch("a", Delivery::AtMostOnce)), Pushed::Queued);
+        assert_eq!(s.push(dispatch("b", Delivery::AtMostOnce)), Pushed::Queued);
+        assert_eq!(s.len(), 2);
+        assert_eq!(&s.pop().unwrap().message.payload[..], b"a");
+        assert_eq!(&s.pop().unwrap().message.payload[..], b"b");
+        assert!(s.pop().is_none());
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn message_limit_drops_and_counts() {
+        let s = session(2, 1000);
+        assert_eq!(s.push(dispatch("a", Delivery::AtLeastOnce)), Pushed::Queued);
+        assert_eq!(s.push(dispatch("b", Delivery::AtLeastOnce)), Pushed::Queued);
+        assert!(s.is_full());
+        assert_eq!(s.push(dispatch("c", Delivery::AtMostOnce)), Pushed::Dropped);
+        assert_eq!(
+            s.push(dispatch("d", Delivery::AtLeastOnce)),
+            Pushed::Dropped
+        );
+        assert_eq!(s.len(), 2);
+        assert_eq!(
+            s.take_drop_stats(),
+            DropStats {
+                messages: 2,
+                qos0: 1
+            }
+        );
+        assert_eq!(s.take_drop_stats(), DropStats::default());
+        s.pop();
+        assert_eq!(s.push(dispatch("e", Delivery::AtMostOnce)), Pushed::Queued);
+    }
+
+    #[test]
+    fn byte_limit_admits_the_crossing_message_then_drops() {
+        let s = session(100, 4);
+        assert_eq!(
+            s.push(dispatch("abc", Delivery::AtMostOnce)),
+            Pushed::Queued
+        );
+        // 3 < 4 bytes queued: this one is admitted and crosses the limit.
+        assert_eq!(
+            s.push(dispatch("defg", Delivery::AtMostOnce)),
+            Pushed::Queued
+        );
+        assert_eq!(s.push(dispatch("h", Delivery::AtMostOnce)), Pushed::Dropped);
+        s.pop();
+        s.pop();
+        assert_eq!(s.push(dispatch("h", Delivery::AtMostOnce)), Pushed::Queued);
+        assert_eq!(s.take_drop_stats().messages, 1);
+    }
+
+    #[test]
+    fn push_front_requeues_in_order_beyond_the_limit() {
+        let s = session(1, 1000);
+        s.push(dispatch("c", Delivery::AtLeastOnce));
+        s.push_front(vec![
+            dispatch("a", Delivery::AtLeastOnce),
+            dispatch("b", Delivery::AtLeastOnce),
+        ]);
+        assert_eq!(s.len(), 3);
+        let order: Vec<_> = std::iter::from_fn(|| s.pop())
+            .map(|d| d.message.payload.clone())
+            .collect();
+        assert_eq!(order, ["a", "b", "c"]);
+        assert_eq!(s.take_drop_stats(), DropStats::default());
+    }
+
+    #[test]
+    fn wait_sees_a_push_made_before_it() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let s = session(10, 1000);
+        s.push(dispatch("a", Delivery::AtMostOnce));
+        rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(5), s.wait())
+                .await
+                .expect("the stored permit wakes the waiter");
+        });
+    }
+
+    #[test]
+    fn wait_wakes_on_push_from_another_thread() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let s = Arc::new(session(10, 1000));
+        let pusher = s.clone();
+        rt.block_on(async {
+            let t = std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                pusher.push(dispatch("a", Delivery::AtMostOnce));
+            });
+            tokio::time::timeout(std::time::Duration::from_secs(5), s.wait())
+                .await
+                .expect("woken by the push");
+            t.join().unwrap();
+        });
+        assert_eq!(s.len(), 1);
+    }
+}

@@ -1,0 +1,186 @@
+//! Listeners, accept loops and graceful shutdown: one listener per protocol built so
+//! far, every accepted socket served by its protocol front in its own task.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::config::{Config, Listen};
+use crate::protocols::mqtt;
+use crate::router::{OutboxLimits, Router};
+use crate::Error;
+
+/// How long shutdown waits for connections to say goodbye before giving up.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// What every connection task shares.
+#[derive(Debug)]
+pub(crate) struct Context {
+    pub(crate) config: Config,
+    pub(crate) router: Arc<Router>,
+    pub(crate) mqtt: mqtt::Registry,
+    pub(crate) shutdown: CancellationToken,
+    next_conn: AtomicU64,
+    connections: AtomicUsize,
+}
+
+impl Context {
+    pub(crate) fn new(config: Config) -> Context {
+        let limits = OutboxLimits {
+            max_messages: config.limits.max_queued_messages,
+            max_bytes: config.limits.max_queued_bytes,
+        };
+        Context {
+            config,
+            router: Arc::new(Router::new(limits)),
+            mqtt: mqtt::Registry::default(),
+            shutdown: CancellationToken::new(),
+            next_conn: AtomicU64::new(1),
+            connections: AtomicUsize::new(0),
+        }
+    }
+
+    /// A connection id, never 0 (0 marks in-process publishers).
+    pub(crate) fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A client identifier for a client that sent none; unique within this run.
+    pub(crate) fn assign_client_id(&self) -> String {
+        format!("dwbroker-{}-{}", std::process::id(), self.next_conn_id())
+    }
+}
+
+/// Counts a connection while it lives.
+struct ConnectionSlot(Arc<Context>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The running listeners.
+#[derive(Debug)]
+pub(crate) struct Listeners {
+    pub(crate) mqtt: Option<SocketAddr>,
+    tracker: TaskTracker,
+}
+
+/// Binds every configured listener and starts serving.
+pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
+    let tracker = TaskTracker::new();
+    let mut mqtt_addr = None;
+    for (name, listen) in ctx.config.listener_list() {
+        let Listen::At(addr) = listen else { continue };
+        if name != "mqtt" {
+            debug!(protocol = name, %addr, "listener not started: protocol not built yet");
+            continue;
+        }
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind {
+                protocol: name,
+                addr,
+                source,
+            })?;
+        let bound = listener.local_addr().map_err(|source| Error::Bind {
+            protocol: name,
+            addr,
+            source,
+        })?;
+        info!(protocol = name, addr = %bound, "listening");
+        mqtt_addr = Some(bound);
+        tracker.spawn(accept_loop(listener, ctx.clone(), tracker.clone()));
+    }
+    tracker.spawn(mqtt::sweeper(ctx.clone()));
+    Ok(Listeners {
+        mqtt: mqtt_addr,
+        tracker,
+    })
+}
+
+async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, tracker: TaskTracker) {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = ctx.shutdown.cancelled() => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let count = ctx.connections.fetch_add(1, Ordering::Relaxed);
+                let slot = ConnectionSlot(ctx.clone());
+                if count >= ctx.config.limits.max_connections {
+                    warn!(%peer, max = ctx.config.limits.max_connections, "connection refused: max_connections reached");
+                    continue;
+                }
+                tracker.spawn(serve(stream, peer, ctx.clone(), slot));
+            }
+            Err(e) => {
+                // Out of file descriptors and similar: back off instead of spinning.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>, _slot: ConnectionSlot) {
+    // Nagle would hold small acks and publishes for up to 40 ms.
+    if let Err(e) = stream.set_nodelay(true) {
+        debug!(%peer, error = %e, "TCP_NODELAY not set");
+    }
+    mqtt::serve(stream, peer, ctx).await;
+}
+
+impl Listeners {
+    /// Stops accepting, tells connected clients the server is going away and waits
+    /// (bounded) for their tasks to end.
+    pub(crate) async fn shutdown(self, ctx: &Context) {
+        ctx.shutdown.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!("shutdown: some connections did not close in time");
+        }
+    }
+}
+
+/// Runs the broker until SIGINT or SIGTERM, then shuts down gracefully.
+pub async fn run(config: Config) -> Result<(), Error> {
+    let broker = crate::Broker::start(config).await?;
+    wait_for_signal().await;
+    info!("shutting down");
+    broker.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
