@@ -95,7 +95,7 @@ pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
             addr,
             source,
         })?;
-        info!(protocol = name, addr = %bound, "listening");
+        info!(protocol = %name, addr = %bound, "listening");
         mqtt_addr = Some(bound);
         tracker.spawn(accept_loop(listener, ctx.clone(), tracker.clone()));
     }

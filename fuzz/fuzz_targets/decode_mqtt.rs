@@ -1,6 +1,10 @@
 //! Feeds arbitrary bytes to the server-side MQTT decoder, in two chunks split at a
 //! fuzzed offset (the partial-frame hazard of a streaming decoder).
 //!
+//! Input layout: byte 0 chooses the decoder's starting state (no version yet, so
+//! CONNECT must come first; or already 3.1.1 / 5.0, so every packet type is reached
+//! without a CONNECT), byte 1 the split offset, the rest is the stream.
+//!
 //! Invariants: no panic; the decoder never consumes more than it was given; what
 //! decodes re-encodes, and the re-encoding decodes to the same packet.
 #![no_main]
@@ -13,9 +17,14 @@ use tokio_util::codec::Decoder;
 const MAX_PACKET: u32 = 1 << 20;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&split, data)) = data.split_first() else { return };
-    let split = usize::from(split).min(data.len());
+    let [mode, split, data @ ..] = data else { return };
+    let split = usize::from(*split).min(data.len());
     let mut codec = Codec::server(MAX_PACKET);
+    match mode % 3 {
+        1 => codec.set_version(ProtocolVersion::V311),
+        2 => codec.set_version(ProtocolVersion::V5),
+        _ => {}
+    }
     let mut buf = BytesMut::new();
     let mut fed = 0usize;
     let mut consumed = 0usize;

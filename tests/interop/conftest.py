@@ -1,0 +1,114 @@
+"""Fixtures: the dwbroker binary (one per session, plus specially configured ones), unique
+names per test, and clients that are always cleaned up."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+
+import pytest
+
+from helpers import Broker, Client
+
+_counter = itertools.count(1)
+_running: list[Broker] = []
+
+
+def start_broker(config_text: str | None = None, tmp_dir=None, **kw) -> Broker:
+    config = None
+    if config_text is not None:
+        config = os.path.join(str(tmp_dir), f"dwbroker-{uuid.uuid4().hex[:8]}.toml")
+        with open(config, "w") as f:
+            f.write(config_text)
+    b = Broker(config=config, **kw).start()
+    _running.append(b)
+    return b
+
+
+def stop_broker(b: Broker) -> int | None:
+    rc = b.stop()
+    if b in _running:
+        _running.remove(b)
+    return rc
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory):
+    """The shared broker, default configuration: yields a Broker (``.addr`` = (host, port))."""
+    b = start_broker()
+    yield b
+    rc = stop_broker(b)
+    # A crash or a hang on SIGTERM is a broker bug worth seeing in the CI log.
+    if rc not in (0, -15):
+        print(f"\n[dwbroker exited with {rc} on SIGTERM]\n{b.tail(40)}")
+
+
+@pytest.fixture(scope="module")
+def small_broker(tmp_path_factory):
+    """A broker with small limits, for the limit tests."""
+    b = start_broker(
+        "[limits]\n"
+        "max_message_size = 1024\n"
+        "max_queued_messages = 5\n"
+        "max_keep_alive = 10\n",
+        tmp_path_factory.mktemp("cfg"),
+    )
+    yield b
+    stop_broker(b)
+
+
+@pytest.fixture
+def uid(request) -> str:
+    """A short name unique to this test (and this run): use it in topics and client ids."""
+    return f"t{next(_counter)}{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def topic(uid) -> str:
+    """A unique topic prefix for this test."""
+    return f"interop/{uid}"
+
+
+@pytest.fixture
+def clients():
+    """``make = clients; c = make(broker, id, version, **kw)``: clients closed after the test."""
+    made: list[Client] = []
+
+    def make(broker, client_id, version="v5", connect=True, **kw) -> Client:
+        c = Client(broker, client_id, version, **kw)
+        made.append(c)
+        if connect:
+            c.connect()
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+@pytest.fixture(autouse=True)
+def _broker_log_marks(request):
+    """Remember where each running broker's output stood when the test started."""
+    request.node._broker_marks = {id(b): len(b.lines) for b in _running}
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Attach the broker output produced during a failed test to its report."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed and rep.when in ("call", "setup"):
+        marks = getattr(item, "_broker_marks", {})
+        out = []
+        for b in list(_running):
+            new = b.lines[marks.get(id(b), 0):]
+            if new:
+                out.append(f"--- broker :{b.port} ---")
+                out.extend(new[-80:])
+        for b in list(_running):
+            if not b.alive():
+                out.append(f"!!! broker :{b.port} is no longer running (exit {b.proc.returncode})")
+        if out:
+            rep.sections.append(("broker log", "\n".join(out)))

@@ -1,0 +1,365 @@
+"""Broker process control and a small synchronous wrapper around paho-mqtt 2.x."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_BIN = REPO / "target" / "debug" / "dwbroker"
+LISTENING = re.compile(r"listening\s+protocol=\"?mqtt\"?\s+addr=\"?([0-9.]+|\[[0-9a-f:]+\]):(\d+)")
+
+# Every wait in this suite is bounded by one of these.
+WAIT = 5.0  # an event that should happen now
+QUIET = 0.5  # grace period after a sentinel when checking that something did NOT happen
+
+VERSIONS = {"v311": mqtt.MQTTv311, "v5": mqtt.MQTTv5}
+
+
+class Broker:
+    """The dwbroker binary on an ephemeral port, its output read by a thread."""
+
+    def __init__(self, binary: str | os.PathLike | None = None, config: str | None = None,
+                 log: str | None = None, extra_args: list[str] | None = None):
+        self.binary = str(binary or os.environ.get("DWBROKER_BIN") or DEFAULT_BIN)
+        self.config = config
+        self.log_level = log or os.environ.get("DWBROKER_LOG", "info")
+        self.extra_args = extra_args or []
+        self.lines: list[str] = []
+        self.proc: subprocess.Popen | None = None
+        self.host = "127.0.0.1"
+        self.port: int | None = None
+        self._ready = threading.Event()
+        self._reader: threading.Thread | None = None
+
+    @property
+    def addr(self) -> tuple[str, int]:
+        return self.host, self.port
+
+    def start(self, timeout: float = 15.0) -> "Broker":
+        if not os.access(self.binary, os.X_OK):
+            raise RuntimeError(f"broker binary {self.binary} missing: run `cargo build --bin dwbroker` "
+                               "or set DWBROKER_BIN")
+        args = [self.binary, "--mqtt", "127.0.0.1:0", "--amqp", "off", "--stomp", "off",
+                "--nats", "off", "--kafka-rest", "off", "--log", self.log_level]
+        if self.config:
+            args += ["--config", self.config]
+        args += self.extra_args
+        env = dict(os.environ, NO_COLOR="1")
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, env=env)
+        self._reader = threading.Thread(target=self._read, daemon=True, name="broker-log")
+        self._reader.start()
+        if not self._ready.wait(timeout) or self.port is None:
+            self.stop()
+            raise RuntimeError("broker did not log `listening protocol=mqtt addr=...` within "
+                               f"{timeout}s; exit={self.proc.returncode}; output:\n" + self.tail(60))
+        return self
+
+    def _read(self) -> None:
+        assert self.proc and self.proc.stdout
+        for raw in self.proc.stdout:  # never lets the pipe fill
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            line = re.sub(r"\x1b\[[0-9;]*m", "", line)
+            self.lines.append(line)
+            if self.port is None:
+                m = LISTENING.search(line)
+                if m:
+                    self.host = m.group(1).strip("[]")
+                    self.port = int(m.group(2))
+                    self._ready.set()
+        self._ready.set()  # EOF: the process is gone; start() reports it
+
+    def tail(self, n: int = 40) -> str:
+        return "\n".join(self.lines[-n:])
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, grace: float = 5.0) -> int | None:
+        """SIGTERM, then SIGKILL after ``grace`` seconds.  Returns the exit status."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self._reader:
+            self._reader.join(2)
+        return self.proc.returncode
+
+
+@dataclass
+class Msg:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    properties: Properties | None
+
+    def prop(self, name, default=None):
+        return getattr(self.properties, name, default) if self.properties is not None else default
+
+
+@dataclass
+class ConnResult:
+    reason: int
+    session_present: bool
+    properties: Properties | None
+
+    def prop(self, name, default=None):
+        return getattr(self.properties, name, default) if self.properties is not None else default
+
+
+def publish_props(**kw) -> Properties:
+    """``publish_props(UserProperty=[("k","v")], ContentType="x", ...)``"""
+    p = Properties(PacketTypes.PUBLISH)
+    for k, v in kw.items():
+        setattr(p, k, v)
+    return p
+
+
+def reason_value(rc) -> int:
+    if isinstance(rc, ReasonCode):
+        return rc.value
+    return int(rc)
+
+
+class Client:
+    """A connected paho client whose events can be awaited with timeouts.
+
+    Incoming messages are collected in ``self.messages`` (a queue.Queue of ``Msg``).
+    The network loop runs in paho's thread; automatic reconnection is off so that a
+    connection the broker closes stays closed and is observable.
+    """
+
+    def __init__(self, broker: Broker | tuple, client_id: str, version: str = "v5", *,
+                 clean: bool = True, session_expiry: int | None = None, keepalive: int = 10,
+                 will: dict | None = None, connect_props: dict | None = None):
+        self.addr = broker.addr if isinstance(broker, Broker) else broker
+        self.version = version
+        self.v5 = version == "v5"
+        self.client_id = client_id
+        self.clean = clean
+        self.session_expiry = session_expiry
+        self.keepalive = keepalive
+        self.connect_props = dict(connect_props or {})
+        kwargs = dict(client_id=client_id, protocol=VERSIONS[version], reconnect_on_failure=False)
+        if not self.v5:
+            kwargs["clean_session"] = clean
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, **kwargs)
+        self.c.max_inflight_messages_set(100)
+        self.c.max_queued_messages_set(0)
+        if will is not None:
+            wp = None
+            if self.v5 and will.get("props"):
+                wp = Properties(PacketTypes.WILLMESSAGE)
+                for k, v in will["props"].items():
+                    setattr(wp, k, v)
+            self.c.will_set(will["topic"], will.get("payload", b"will"), will.get("qos", 0),
+                            will.get("retain", False), properties=wp)
+        self.messages: queue.Queue[Msg] = queue.Queue()
+        self.connack: ConnResult | None = None
+        self._connected = threading.Event()
+        self.disconnected = threading.Event()
+        self.disconnect_reason: int | None = None
+        self.disconnect_from_server: bool | None = None
+        self._lock = threading.Condition()
+        self._subacks: dict[int, list[int]] = {}
+        self._unsubacks: dict[int, list[int]] = {}
+        self.c.on_connect = self._on_connect
+        self.c.on_disconnect = self._on_disconnect
+        self.c.on_message = self._on_message
+        self.c.on_subscribe = self._on_subscribe
+        self.c.on_unsubscribe = self._on_unsubscribe
+
+    # -- callbacks (paho thread) -----------------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason, properties):
+        self.connack = ConnResult(reason_value(reason), bool(flags.session_present),
+                                  properties if self.v5 else None)
+        self._connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason, properties):
+        self.disconnect_reason = reason_value(reason)
+        self.disconnect_from_server = flags.is_disconnect_packet_from_server
+        self.disconnected.set()
+        self._connected.set()  # wake a connect() that is waiting on a refused CONNECT
+
+    def _on_message(self, client, userdata, m):
+        self.messages.put(Msg(m.topic, bytes(m.payload), m.qos, bool(m.retain),
+                              getattr(m, "properties", None) if self.v5 else None))
+
+    def _on_subscribe(self, client, userdata, mid, reasons, properties):
+        with self._lock:
+            self._subacks[mid] = [reason_value(r) for r in reasons]
+            self._lock.notify_all()
+
+    def _on_unsubscribe(self, client, userdata, mid, reasons, properties):
+        with self._lock:
+            self._unsubacks[mid] = [reason_value(r) for r in reasons] if reasons else []
+            self._lock.notify_all()
+
+    # -- operations ------------------------------------------------------------------
+    def connect(self, timeout: float = WAIT, expect_success: bool = True) -> ConnResult:
+        props = None
+        if self.v5:
+            props = Properties(PacketTypes.CONNECT)
+            if self.session_expiry is not None:
+                props.SessionExpiryInterval = self.session_expiry
+            for k, v in self.connect_props.items():
+                setattr(props, k, v)
+            self.c.connect(*self.addr, keepalive=self.keepalive, clean_start=self.clean,
+                           properties=props)
+        else:
+            self.c.connect(*self.addr, keepalive=self.keepalive)
+        self.c.loop_start()
+        if not self._connected.wait(timeout):
+            raise AssertionError(f"{self.client_id}: no CONNACK within {timeout}s")
+        if self.connack is None:
+            raise AssertionError(f"{self.client_id}: connection closed before CONNACK "
+                                 f"(reason {self.disconnect_reason})")
+        if expect_success:
+            assert self.connack.reason == 0, f"{self.client_id}: CONNACK refused: {self.connack}"
+        return self.connack
+
+    def subscribe(self, filters, qos: int = 0, timeout: float = WAIT, props: Properties | None = None,
+                  **options) -> list[int]:
+        """Subscribe and wait for the SUBACK; returns its reason codes (granted QoS).
+
+        ``filters`` is a filter string or a list of (filter, qos); v5 ``options`` are
+        SubscribeOptions keywords (noLocal, retainAsPublished, retainHandling).
+        """
+        if isinstance(filters, str):
+            filters = [(filters, qos)]
+        if self.v5:
+            spec = [(f, SubscribeOptions(qos=q, **options)) for f, q in filters]
+        else:
+            assert not options, "subscribe options need MQTT 5"
+            spec = list(filters)
+        rc, mid = self.c.subscribe(spec, properties=props)
+        assert rc == mqtt.MQTT_ERR_SUCCESS, f"subscribe not sent: {rc}"
+        with self._lock:
+            ok = self._lock.wait_for(lambda: mid in self._subacks, timeout)
+            assert ok, f"{self.client_id}: no SUBACK for {filters} within {timeout}s"
+            return self._subacks.pop(mid)
+
+    def unsubscribe(self, topics, timeout: float = WAIT) -> list[int]:
+        if isinstance(topics, str):
+            topics = [topics]
+        rc, mid = self.c.unsubscribe(topics)
+        assert rc == mqtt.MQTT_ERR_SUCCESS, f"unsubscribe not sent: {rc}"
+        with self._lock:
+            ok = self._lock.wait_for(lambda: mid in self._unsubacks, timeout)
+            assert ok, f"{self.client_id}: no UNSUBACK for {topics} within {timeout}s"
+            return self._unsubacks.pop(mid)
+
+    def publish(self, topic: str, payload: bytes | str = b"", qos: int = 0, retain: bool = False,
+                props: Properties | None = None, wait: bool = True, timeout: float = WAIT):
+        """Publish; with ``wait`` block until the flow is complete (PUBACK / PUBCOMP)."""
+        info = self.c.publish(topic, payload, qos, retain, properties=props)
+        assert info.rc == mqtt.MQTT_ERR_SUCCESS, f"publish to {topic} not queued: {info.rc}"
+        if wait:
+            info.wait_for_publish(timeout)
+            assert info.is_published(), f"{self.client_id}: publish qos{qos} to {topic} not " \
+                                        f"acknowledged within {timeout}s"
+        return info
+
+    def get(self, timeout: float = WAIT) -> Msg:
+        try:
+            return self.messages.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"{self.client_id}: no message within {timeout}s") from None
+
+    def get_n(self, n: int, timeout: float = WAIT) -> list[Msg]:
+        deadline = time.monotonic() + timeout
+        out = []
+        while len(out) < n:
+            remaining = deadline - time.monotonic()
+            try:
+                out.append(self.messages.get(timeout=max(remaining, 0.001)))
+            except queue.Empty:
+                raise AssertionError(f"{self.client_id}: got {len(out)} of {n} messages within "
+                                     f"{timeout}s: {out}") from None
+        return out
+
+    def until(self, topic: str, payload: bytes | None = None, timeout: float = WAIT) -> list[Msg]:
+        """Collect messages until one on ``topic`` (with ``payload``) arrives; returns those before it."""
+        deadline = time.monotonic() + timeout
+        before = []
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                m = self.messages.get(timeout=max(remaining, 0.001))
+            except queue.Empty:
+                raise AssertionError(f"{self.client_id}: sentinel {topic!r} not received within "
+                                     f"{timeout}s; got {before}") from None
+            if m.topic == topic and (payload is None or m.payload == payload):
+                return before
+            before.append(m)
+
+    def drain(self, quiet: float = QUIET) -> list[Msg]:
+        """Whatever arrives within ``quiet`` seconds (used only after a sentinel)."""
+        out = []
+        deadline = time.monotonic() + quiet
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return out
+            try:
+                out.append(self.messages.get(timeout=remaining))
+            except queue.Empty:
+                return out
+
+    def wait_disconnected(self, timeout: float = WAIT) -> int:
+        assert self.disconnected.wait(timeout), f"{self.client_id}: still connected after {timeout}s"
+        return self.disconnect_reason
+
+    def disconnect(self, reason: int | None = None, timeout: float = WAIT) -> None:
+        """A normal DISCONNECT (v5: with ``reason``), then wait for the loop to wind down."""
+        rc = None
+        if reason is not None:
+            rc = ReasonCode(PacketTypes.DISCONNECT, identifier=reason)
+        self.c.disconnect(reasoncode=rc)
+        self.disconnected.wait(timeout)
+        self.c.loop_stop()
+
+    def drop(self, timeout: float = WAIT) -> None:
+        """Close the TCP connection abruptly, without DISCONNECT."""
+        sock = self.c.socket()
+        if sock is not None:
+            import socket as _s
+            try:
+                sock.shutdown(_s.SHUT_RDWR)
+            except OSError:
+                pass
+        self.disconnected.wait(timeout)
+        self.c.loop_stop()
+
+    def close(self) -> None:
+        """Best-effort cleanup for fixtures."""
+        try:
+            if not self.disconnected.is_set() and self.connack is not None:
+                self.c.disconnect()
+                self.disconnected.wait(1)
+        except Exception:
+            pass
+        try:
+            self.c.loop_stop()
+        except Exception:
+            pass
