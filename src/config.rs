@@ -40,6 +40,16 @@ pub const DEFAULT_MAX_KEEP_ALIVE: u16 = 65_535;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest session expiry interval granted to MQTT clients, in seconds (1 day).
 pub const DEFAULT_MAX_SESSION_EXPIRY: u32 = 86_400;
+/// Sessions (connected or parked) the broker keeps at once; beyond it new MQTT
+/// clients are refused with CONNACK 0x97 Quota exceeded (3.1.1: 0x03).
+pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
+/// Subscriptions one session may hold; beyond it SUBACK answers 0x97 (3.1.1: 0x80).
+pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_SESSION: usize = 10_000;
+/// Subjects with a retained message; beyond it new retained messages are
+/// delivered but not kept (logged).
+pub const DEFAULT_MAX_RETAINED_MESSAGES: usize = 1_000_000;
+/// Bytes of retained messages (payload, headers and properties).
+pub const DEFAULT_MAX_RETAINED_BYTES: usize = 1024 * 1024 * 1024;
 
 /// Where one protocol listens, or that it is switched off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +106,14 @@ pub struct Limits {
     pub connect_timeout: Duration,
     /// See [`DEFAULT_MAX_SESSION_EXPIRY`].
     pub max_session_expiry: u32,
+    /// See [`DEFAULT_MAX_SESSIONS`].
+    pub max_sessions: usize,
+    /// See [`DEFAULT_MAX_SUBSCRIPTIONS_PER_SESSION`].
+    pub max_subscriptions_per_session: usize,
+    /// See [`DEFAULT_MAX_RETAINED_MESSAGES`].
+    pub max_retained_messages: usize,
+    /// See [`DEFAULT_MAX_RETAINED_BYTES`].
+    pub max_retained_bytes: usize,
 }
 
 impl Default for Limits {
@@ -109,6 +127,10 @@ impl Default for Limits {
             max_keep_alive: DEFAULT_MAX_KEEP_ALIVE,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             max_session_expiry: DEFAULT_MAX_SESSION_EXPIRY,
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            max_subscriptions_per_session: DEFAULT_MAX_SUBSCRIPTIONS_PER_SESSION,
+            max_retained_messages: DEFAULT_MAX_RETAINED_MESSAGES,
+            max_retained_bytes: DEFAULT_MAX_RETAINED_BYTES,
         }
     }
 }
@@ -194,6 +216,10 @@ struct FileLimits {
     max_keep_alive: Option<u16>,
     connect_timeout_secs: Option<u64>,
     max_session_expiry: Option<u32>,
+    max_sessions: Option<usize>,
+    max_subscriptions_per_session: Option<usize>,
+    max_retained_messages: Option<usize>,
+    max_retained_bytes: Option<usize>,
 }
 
 impl Config {
@@ -246,6 +272,13 @@ impl Config {
         set(&mut lim.max_queued_bytes, l.max_queued_bytes);
         set(&mut lim.max_keep_alive, l.max_keep_alive);
         set(&mut lim.max_session_expiry, l.max_session_expiry);
+        set(&mut lim.max_sessions, l.max_sessions);
+        set(
+            &mut lim.max_subscriptions_per_session,
+            l.max_subscriptions_per_session,
+        );
+        set(&mut lim.max_retained_messages, l.max_retained_messages);
+        set(&mut lim.max_retained_bytes, l.max_retained_bytes);
         if let Some(secs) = l.connect_timeout_secs {
             lim.connect_timeout = Duration::from_secs(secs);
         }
@@ -263,16 +296,25 @@ impl Config {
                 l.max_message_size
             )));
         }
-        if l.max_inflight == 0 || l.max_queued_messages == 0 || l.max_connections == 0 {
-            return Err(ConfigError::Invalid(
-                "limits.max_inflight, max_queued_messages and max_connections must be at least 1"
-                    .into(),
-            ));
-        }
-        if l.max_keep_alive == 0 {
-            return Err(ConfigError::Invalid(
-                "limits.max_keep_alive must be at least 1".into(),
-            ));
+        let at_least_one = [
+            ("max_inflight", usize::from(l.max_inflight)),
+            ("max_queued_messages", l.max_queued_messages),
+            ("max_queued_bytes", l.max_queued_bytes),
+            ("max_connections", l.max_connections),
+            ("max_keep_alive", usize::from(l.max_keep_alive)),
+            ("max_sessions", l.max_sessions),
+            (
+                "max_subscriptions_per_session",
+                l.max_subscriptions_per_session,
+            ),
+            ("connect_timeout_secs", l.connect_timeout.as_secs() as usize),
+        ];
+        for (name, value) in at_least_one {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "limits.{name} must be at least 1"
+                )));
+            }
         }
         if !self.allow_anonymous {
             for (name, listen) in self.listener_list() {

@@ -24,7 +24,7 @@
 //!     payload: "21.5".into(),
 //!     ..Message::default()
 //! };
-//! assert_eq!(broker.publish(message), 1);
+//! assert_eq!(broker.publish(message).queued, 1);
 //! let got = sub.recv().await.expect("broker running");
 //! assert_eq!(&got.payload[..], b"21.5");
 //! broker.shutdown().await;
@@ -43,7 +43,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use router::{Delivery, Filter, FilterError, Message, Session, SubOptions};
+use router::{Delivery, Filter, FilterError, Message, Routed, Session, SubOptions};
 use server::Context;
 
 /// Why the broker could not start.
@@ -86,8 +86,8 @@ impl Broker {
     }
 
     /// Publishes a message to every matching subscriber of every protocol; returns
-    /// how many subscriber sessions it was queued for.
-    pub fn publish(&self, message: Message) -> usize {
+    /// how many subscriber sessions it matched and was queued for.
+    pub fn publish(&self, message: Message) -> Routed {
         self.ctx.router.publish(message, Instant::now())
     }
 

@@ -13,7 +13,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::{Config, Listen};
 use crate::protocols::mqtt;
-use crate::router::{OutboxLimits, Router};
+use crate::router::{OutboxLimits, RetainedLimits, Router};
 use crate::Error;
 
 /// How long shutdown waits for connections to say goodbye before giving up.
@@ -32,13 +32,17 @@ pub(crate) struct Context {
 
 impl Context {
     pub(crate) fn new(config: Config) -> Context {
-        let limits = OutboxLimits {
+        let outbox = OutboxLimits {
             max_messages: config.limits.max_queued_messages,
             max_bytes: config.limits.max_queued_bytes,
         };
+        let retained = RetainedLimits {
+            max_messages: config.limits.max_retained_messages,
+            max_bytes: config.limits.max_retained_bytes,
+        };
         Context {
             config,
-            router: Arc::new(Router::new(limits)),
+            router: Arc::new(Router::new(outbox, retained)),
             mqtt: mqtt::Registry::default(),
             shutdown: CancellationToken::new(),
             next_conn: AtomicU64::new(1),
@@ -51,9 +55,15 @@ impl Context {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// A client identifier for a client that sent none; unique within this run.
+    /// A client identifier for a client that sent none: unique within this run and
+    /// not guessable, so that nobody can claim another client's assigned session.
     pub(crate) fn assign_client_id(&self) -> String {
-        format!("dwbroker-{}-{}", std::process::id(), self.next_conn_id())
+        use std::hash::{BuildHasher, Hasher};
+        // RandomState is seeded from the OS per instance: 64 random bits without
+        // another dependency.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(self.next_conn_id());
+        format!("dwbroker-{:016x}-{}", h.finish(), self.next_conn_id())
     }
 }
 
@@ -100,10 +110,32 @@ pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
         tracker.spawn(accept_loop(listener, ctx.clone(), tracker.clone()));
     }
     tracker.spawn(mqtt::sweeper(ctx.clone()));
+    tracker.spawn(housekeeping(ctx.clone()));
     Ok(Listeners {
         mqtt: mqtt_addr,
         tracker,
     })
+}
+
+/// How often expired retained messages are freed.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Frees what expires in the router (retained messages) until shutdown.
+async fn housekeeping(ctx: Arc<Context>) {
+    let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = ctx.shutdown.cancelled() => return,
+        }
+        let freed = ctx
+            .router
+            .remove_expired_retained(std::time::Instant::now());
+        if freed > 0 {
+            debug!(freed, "expired retained messages freed");
+        }
+    }
 }
 
 async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, tracker: TaskTracker) {

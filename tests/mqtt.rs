@@ -498,7 +498,11 @@ async fn unacknowledged_messages_are_resent_with_dup_on_resume() {
 
     let (mut raw, ack_packet) = Raw::connected(addr, conn).await;
     assert!(matches!(ack_packet, Packet::ConnAck(a) if a.session_present));
-    match raw.recv().await {
+    // [MQTT-4.4.0-1] The unacknowledged PUBLISH (DUP, same packet id) and the
+    // PUBREL are both resent.
+    let mut resent = [raw.recv().await, raw.recv().await];
+    resent.sort_by_key(|p| matches!(p, Some(Packet::PubRel(_))));
+    match &resent[0] {
         Some(Packet::Publish(p)) => {
             assert!(p.dup);
             assert_eq!(p.packet_id, first.packet_id);
@@ -506,8 +510,7 @@ async fn unacknowledged_messages_are_resent_with_dup_on_resume() {
         }
         other => panic!("{other:?}"),
     }
-    // [MQTT-4.4.0-1] PUBREL is resent too.
-    assert!(matches!(raw.recv().await, Some(Packet::PubRel(a)) if a.packet_id == second.packet_id));
+    assert!(matches!(&resent[1], Some(Packet::PubRel(a)) if a.packet_id == second.packet_id));
     raw.send_packet(Packet::PubAck(ack(first.packet_id))).await;
     raw.send_packet(Packet::PubComp(ack(second.packet_id)))
         .await;
@@ -791,6 +794,137 @@ async fn max_connections_closes_the_extra_socket() {
     let (_two, _) = Raw::connected(addr, connect(ProtocolVersion::V5, "mc-2")).await;
     let mut third = Raw::open(addr, ProtocolVersion::V5).await;
     third.expect_closed().await;
+}
+
+#[tokio::test]
+async fn resume_resends_within_the_new_receive_maximum() {
+    let (_b, addr) = start().await;
+    let mut conn = connect(ProtocolVersion::V5, "resume-window");
+    conn.clean_start = false;
+    conn.properties.session_expiry_interval = Some(60);
+    let (mut raw, _) = Raw::connected(addr, conn.clone()).await;
+    raw.send_packet(Packet::Subscribe(Subscribe {
+        packet_id: 1,
+        properties: Properties::default(),
+        filters: vec![("rw".into(), opts(WireQoS::AtLeastOnce))],
+    }))
+    .await;
+    assert!(matches!(raw.recv().await, Some(Packet::SubAck(_))));
+    let (publisher, _) = v4(addr, |_| {}, "resume-window-pub").await;
+    for i in 0..4u8 {
+        publisher
+            .client
+            .publish("rw", QoS::AtLeastOnce, false, vec![i])
+            .await
+            .unwrap();
+    }
+    for _ in 0..4 {
+        assert!(matches!(raw.recv().await, Some(Packet::Publish(_))));
+    }
+    drop(raw);
+    // Back with Receive Maximum 2: two resent, the others after acknowledgements.
+    conn.properties.receive_maximum = Some(2);
+    let (mut raw, _) = Raw::connected(addr, conn).await;
+    let mut resent = Vec::new();
+    for _ in 0..2 {
+        match raw.recv().await {
+            Some(Packet::Publish(p)) => {
+                assert!(p.dup);
+                resent.push(p);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let third = tokio::time::timeout(SHORT, raw.recv()).await;
+    assert!(third.is_err(), "beyond Receive Maximum: {third:?}");
+    raw.send_packet(Packet::PubAck(ack(resent[0].packet_id)))
+        .await;
+    match raw.recv().await {
+        Some(Packet::Publish(p)) => {
+            assert!(p.dup);
+            assert_eq!(p.payload[0], 2);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn subscription_and_session_quotas() {
+    let (_b, addr) = start_with(|c| {
+        c.limits.max_subscriptions_per_session = 2;
+        c.limits.max_sessions = 2;
+    })
+    .await;
+    let (mut raw, _) = Raw::connected(addr, connect(ProtocolVersion::V5, "quota-1")).await;
+    raw.send_packet(Packet::Subscribe(Subscribe {
+        packet_id: 1,
+        properties: Properties::default(),
+        filters: vec![
+            ("q/a".into(), opts(WireQoS::AtMostOnce)),
+            ("q/b".into(), opts(WireQoS::AtMostOnce)),
+            ("q/c".into(), opts(WireQoS::AtMostOnce)),
+            ("q/a".into(), opts(WireQoS::AtLeastOnce)),
+        ],
+    }))
+    .await;
+    match raw.recv().await {
+        Some(Packet::SubAck(a)) => {
+            assert_eq!(
+                a.codes,
+                [
+                    ReasonCode(0),
+                    ReasonCode(0),
+                    ReasonCode::QUOTA_EXCEEDED,
+                    ReasonCode(1)
+                ]
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    let (_two, _) = Raw::connected(addr, connect(ProtocolVersion::V5, "quota-2")).await;
+    let mut third = Raw::open(addr, ProtocolVersion::V5).await;
+    third
+        .send_packet(Packet::Connect(connect(ProtocolVersion::V5, "quota-3")))
+        .await;
+    match third.recv().await {
+        Some(Packet::ConnAck(a)) => assert_eq!(a.code, ReasonCode::QUOTA_EXCEEDED),
+        other => panic!("{other:?}"),
+    }
+    third.expect_closed().await;
+    // A known client id still gets in (taking its session over).
+    let (_again, _) = Raw::connected(addr, connect(ProtocolVersion::V5, "quota-2")).await;
+}
+
+#[tokio::test]
+async fn repeated_pubrec_is_answered_with_pubrel_again() {
+    let (_b, addr) = start().await;
+    let (mut raw, _) = Raw::connected(addr, connect(ProtocolVersion::V5, "pubrec-twice")).await;
+    raw.send_packet(Packet::Subscribe(Subscribe {
+        packet_id: 1,
+        properties: Properties::default(),
+        filters: vec![("pr".into(), opts(WireQoS::ExactlyOnce))],
+    }))
+    .await;
+    assert!(matches!(raw.recv().await, Some(Packet::SubAck(_))));
+    let (publisher, _) = v4(addr, |_| {}, "pubrec-pub").await;
+    publisher
+        .client
+        .publish("pr", QoS::ExactlyOnce, false, "x")
+        .await
+        .unwrap();
+    let Some(Packet::Publish(p)) = raw.recv().await else {
+        panic!()
+    };
+    for _ in 0..2 {
+        raw.send_packet(Packet::PubRec(ack(p.packet_id))).await;
+        match raw.recv().await {
+            Some(Packet::PubRel(a)) => {
+                assert_eq!((a.packet_id, a.code), (p.packet_id, ReasonCode::SUCCESS))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    raw.send_packet(Packet::PubComp(ack(p.packet_id))).await;
 }
 
 #[tokio::test]

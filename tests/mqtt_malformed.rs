@@ -304,3 +304,89 @@ async fn garbage_and_truncated_input_never_disturbs_others() {
         .unwrap();
     assert_eq!(&watcher.publish().await.payload[..], b"alive");
 }
+
+#[tokio::test]
+async fn topics_and_filters_deeper_than_128_levels_are_refused() {
+    let (_b, addr) = start().await;
+    let mut raw = v5_client(addr).await;
+    let deep = vec!["x"; 129].join("/");
+    raw.send_packet(Packet::Subscribe(dwbroker_codecs::mqtt::Subscribe {
+        packet_id: 1,
+        properties: Properties::default(),
+        filters: vec![
+            ("/".repeat(65_000), sub_opts(QoS::AtMostOnce)),
+            (deep.clone(), sub_opts(QoS::AtMostOnce)),
+            ("ok/+".into(), sub_opts(QoS::AtMostOnce)),
+        ],
+    }))
+    .await;
+    match raw.recv().await {
+        Some(Packet::SubAck(a)) => {
+            let codes: Vec<u8> = a.codes.iter().map(|c| c.0).collect();
+            assert_eq!(codes, [0x8F, 0x8F, 0x00]);
+        }
+        other => panic!("{other:?}"),
+    }
+    raw.send_packet(Packet::Publish(Publish {
+        dup: false,
+        qos: QoS::AtMostOnce,
+        retain: false,
+        topic: deep,
+        packet_id: 0,
+        properties: Properties::default(),
+        payload: Bytes::new(),
+    }))
+    .await;
+    raw.expect_disconnect(0x90).await;
+    assert_broker_serves(addr).await;
+}
+
+#[tokio::test]
+async fn connect_above_the_pre_connect_limit_is_closed() {
+    let (_b, addr) = start().await;
+    let mut raw = Raw::open(addr, V5).await;
+    // A CONNECT announcing 100,000 bytes: above 64 KiB, refused on the header.
+    raw.send(&[0x10, 0xA0, 0x8D, 0x06]).await;
+    raw.expect_closed().await;
+    assert_broker_serves(addr).await;
+}
+
+#[tokio::test]
+async fn mqtt_3_8_3_4_no_local_on_shared_subscription_applies_no_filter() {
+    let (_b, addr) = start().await;
+    let mut conn = connect(V5, "nolocal-share");
+    conn.clean_start = false;
+    conn.properties.session_expiry_interval = Some(60);
+    let (mut raw, _) = Raw::connected(addr, conn.clone()).await;
+    let mut no_local = sub_opts(QoS::AtLeastOnce);
+    no_local.no_local = true;
+    raw.send_packet(Packet::Subscribe(dwbroker_codecs::mqtt::Subscribe {
+        packet_id: 1,
+        properties: Properties::default(),
+        filters: vec![
+            ("nl/a".into(), sub_opts(QoS::AtLeastOnce)),
+            ("$share/g/nl/b".into(), no_local),
+        ],
+    }))
+    .await;
+    raw.expect_disconnect(0x82).await;
+    // The session exists, but neither filter was applied.
+    let (mut raw, _) = Raw::connected(addr, conn).await;
+    let (publisher, _) = v4(addr, |_| {}, "nolocal-pub").await;
+    publisher
+        .client
+        .publish("nl/a", rumqttc::QoS::AtLeastOnce, false, "x")
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(std::time::Duration::from_millis(300), raw.recv()).await;
+    assert!(got.is_err(), "{got:?}");
+}
+
+fn sub_opts(qos: QoS) -> dwbroker_codecs::mqtt::SubscriptionOptions {
+    dwbroker_codecs::mqtt::SubscriptionOptions {
+        qos,
+        no_local: false,
+        retain_as_published: false,
+        retain_handling: dwbroker_codecs::mqtt::RetainHandling::SendAtSubscribe,
+    }
+}

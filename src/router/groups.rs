@@ -1,17 +1,16 @@
 //! Shared subscription groups: one member receives each message.
 //!
-//! Owns: a group's identity (the group name and its [`Filter`], as in MQTT
-//! `$share/<group>/<filter>` and, later, NATS queue groups), its members and the
-//! round-robin choice among them.
+//! Owns: a group's name (MQTT `$share/<group>/<filter>` and, later, NATS queue
+//! groups; the router files the group under its filter in the trie), its members
+//! and the round-robin choice among them.
 //! Refuses: looking members' sessions up or pushing to them (the router does), and
-//! locking: membership changes need `&mut` (the index write lock); [`Group::pick`]
-//! needs only `&self`, because the cursor is atomic, so publishes choose members
-//! under the index read lock.
+//! locking: membership changes need `&mut` (the index write lock);
+//! [`Group::pick_where`] needs only `&self`, because the cursor is atomic, so
+//! publishes choose members under the index read lock.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::sessions::SessionId;
-use super::subject::Filter;
 use super::SubOptions;
 
 /// One subscriber in a group.
@@ -27,17 +26,15 @@ pub struct Member {
 #[derive(Debug)]
 pub struct Group {
     name: Box<str>,
-    filter: Filter,
     members: Vec<Member>,
     cursor: AtomicUsize,
 }
 
 impl Group {
-    /// An empty group `name` over `filter`.
-    pub fn new(name: &str, filter: Filter) -> Group {
+    /// An empty group `name`.
+    pub fn new(name: &str) -> Group {
         Group {
             name: name.into(),
-            filter,
             members: Vec::new(),
             cursor: AtomicUsize::new(0),
         }
@@ -46,16 +43,6 @@ impl Group {
     /// The group name.
     pub fn name(&self) -> &str {
         &self.name
-    }
-
-    /// The filter every member subscribed with.
-    pub fn filter(&self) -> &Filter {
-        &self.filter
-    }
-
-    /// The members, in joining order.
-    pub fn members(&self) -> &[Member] {
-        &self.members
     }
 
     /// Adds `session`, or replaces its options if it is already a member; returns
@@ -84,11 +71,6 @@ impl Group {
     /// Whether the group has no member left.
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
-    }
-
-    /// The next member, round robin.
-    pub fn pick(&self) -> Option<&Member> {
-        self.pick_where(|_| true)
     }
 
     /// The next member, round robin, for which `eligible` is true: members that are
@@ -129,20 +111,21 @@ mod tests {
     }
 
     fn group() -> Group {
-        Group::new("g", Filter::mqtt("a/+").unwrap())
+        Group::new("g")
     }
 
     #[test]
     fn round_robin() {
         let mut g = group();
-        assert!(g.pick().is_none());
+        assert!(g.pick_where(|_| true).is_none());
         assert!(!g.join(1, opts()));
         assert!(!g.join(2, opts()));
         assert!(!g.join(3, opts()));
-        let picks: Vec<_> = (0..6).map(|_| g.pick().unwrap().session).collect();
+        let picks: Vec<_> = (0..6)
+            .map(|_| g.pick_where(|_| true).unwrap().session)
+            .collect();
         assert_eq!(picks, [1, 2, 3, 1, 2, 3]);
         assert_eq!(g.name(), "g");
-        assert_eq!(g.filter(), &Filter::mqtt("a/+").unwrap());
     }
 
     #[test]
@@ -153,7 +136,7 @@ mod tests {
         o.qos = Delivery::ExactlyOnce;
         assert!(g.join(1, o.clone()));
         assert_eq!(g.len(), 1);
-        assert_eq!(g.members()[0].opts, o);
+        assert_eq!(g.pick_where(|_| true).unwrap().opts, o);
         assert!(g.leave(1));
         assert!(!g.leave(1));
         assert!(g.is_empty());
@@ -173,6 +156,6 @@ mod tests {
         // A survivor of removal still gets picked even if the cursor points past the end.
         g.leave(3);
         g.leave(2);
-        assert_eq!(g.pick().unwrap().session, 1);
+        assert_eq!(g.pick_where(|_| true).unwrap().session, 1);
     }
 }

@@ -87,6 +87,28 @@ pub struct Dispatch {
     pub subscription_ids: Vec<u32>,
 }
 
+impl Message {
+    /// The bytes this message holds in memory beyond its fixed size: payload,
+    /// headers and the variable-length properties. Outboxes are bounded by it, so
+    /// a message of empty payload and large headers still counts.
+    pub fn weight(&self) -> usize {
+        let strings = |o: &Option<String>| o.as_ref().map_or(0, String::len);
+        let bytes = |o: &Option<Bytes>| o.as_ref().map_or(0, Bytes::len);
+        self.payload.len()
+            + self.subject.as_str().len()
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+            + strings(&self.content_type)
+            + bytes(&self.correlation_id)
+            + self.reply_to.as_ref().map_or(0, |s| s.as_str().len())
+            + strings(&self.message_id)
+            + bytes(&self.key)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

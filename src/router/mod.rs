@@ -31,7 +31,7 @@ use std::time::Instant;
 
 pub use groups::{Group, Member};
 pub use message::{ConnId, Delivery, Dispatch, Headers, Message};
-pub use retained::Retained;
+pub use retained::{Retained, RetainedLimits};
 pub use sessions::{DropStats, OutboxLimits, Pushed, Session, SessionId};
 pub use subject::{Dialect, Filter, FilterError, FilterToken, Subject, SubjectError};
 pub use trie::Trie;
@@ -128,13 +128,14 @@ impl fmt::Debug for Router {
 }
 
 impl Router {
-    /// An empty router whose sessions get outboxes bounded by `limits`.
-    pub fn new(limits: OutboxLimits) -> Router {
+    /// An empty router whose sessions get outboxes bounded by `limits` and whose
+    /// retained store is bounded by `retained`.
+    pub fn new(limits: OutboxLimits, retained: RetainedLimits) -> Router {
         Router {
             limits,
             next_session: AtomicU64::new(1),
             index: RwLock::new(Index::default()),
-            retained: Mutex::new(Retained::default()),
+            retained: Mutex::new(Retained::new(retained)),
         }
     }
 
@@ -201,7 +202,7 @@ impl Router {
                 if let Some(Target::Group(g)) = index.trie.find_mut(&filter, is_group) {
                     g.join(session, opts);
                 } else {
-                    let mut group = Group::new(&name, filter.clone());
+                    let mut group = Group::new(&name);
                     group.join(session, opts);
                     index.trie.insert(&filter, Target::Group(group));
                 }
@@ -262,7 +263,7 @@ impl Router {
     /// - Each matching shared group: one member, round robin, passing over members
     ///   that no-local excludes and, if another member has room, members whose
     ///   outbox is full (MQTT 5 §4.8.2 leaves the choice of member to the server).
-    pub fn publish(&self, msg: Message, now: Instant) -> usize {
+    pub fn publish(&self, msg: Message, now: Instant) -> Routed {
         let expired = msg.expires_at.is_some_and(|at| at <= now);
         let msg = Arc::new(msg);
         if msg.retain {
@@ -274,14 +275,14 @@ impl Router {
             }
         }
         if expired {
-            return 0;
+            return Routed::default();
         }
         let origin = msg.origin;
         let local = move |session: &Session, opts: &SubOptions| {
             opts.no_local && origin != 0 && session.connection() == origin
         };
         let index = self.read();
-        let mut queued = 0;
+        let mut routed = Routed::default();
         let mut plain: Vec<(&Arc<Session>, &SubOptions)> = Vec::new();
         index
             .trie
@@ -292,7 +293,9 @@ impl Router {
                     }
                 }
                 Target::Group(group) => {
-                    queued += dispatch_to_group(&index.sessions, group, &msg, local);
+                    if let Some(pushed) = dispatch_to_group(&index.sessions, group, &msg, local) {
+                        routed.count(pushed);
+                    }
                 }
             });
         if plain.len() > 1 {
@@ -307,11 +310,14 @@ impl Router {
                 retain: msg.retain && run.iter().any(|(_, o)| o.retain_as_published),
                 subscription_ids: run.iter().filter_map(|(_, o)| o.subscription_id).collect(),
             };
-            if session.push(dispatch) == Pushed::Queued {
-                queued += 1;
-            }
+            routed.count(session.push(dispatch));
         }
-        queued
+        routed
+    }
+
+    /// Frees retained messages that have expired by `now`; returns how many.
+    pub fn remove_expired_retained(&self, now: Instant) -> usize {
+        self.retained_store().remove_expired(now)
     }
 
     /// The retained messages matching `filter` that have not expired by `now`.
@@ -329,6 +335,26 @@ impl Router {
         self.read().subscriptions
     }
 
+    /// Whether `session` may take a subscription to `filter` in `share_group`
+    /// without holding more than `max` subscriptions (replacing one it holds is
+    /// always allowed).
+    pub fn may_subscribe(
+        &self,
+        session: SessionId,
+        filter: &Filter,
+        share_group: Option<&str>,
+        max: usize,
+    ) -> bool {
+        let index = self.read();
+        let Some(registered) = index.sessions.get(&session) else {
+            return false;
+        };
+        registered.subs.len() < max
+            || registered
+                .subs
+                .contains(&(filter.clone(), share_group.map(str::to_owned)))
+    }
+
     /// How many subjects have a retained message (expired ones included until
     /// they are replaced).
     pub fn retained_count(&self) -> usize {
@@ -336,35 +362,53 @@ impl Router {
     }
 }
 
-/// Queues `msg` for one member of `group`; returns 1 if it was queued.
+/// Queues `msg` for one member of `group`; `None` if no member may receive it.
 fn dispatch_to_group(
     sessions: &HashMap<SessionId, Registered>,
     group: &Group,
     msg: &Arc<Message>,
     local: impl Fn(&Session, &SubOptions) -> bool,
-) -> usize {
-    let eligible = |m: &Member, need_room: bool| {
+) -> Option<Pushed> {
+    // Prefer a member whose client is connected and keeping up, then one that is
+    // keeping up (a parked persistent session), then anyone: a message should not
+    // wait in an absent member's queue while another member could take it.
+    let eligible = |m: &Member, need_online: bool, need_room: bool| {
         sessions.get(&m.session).is_some_and(|r| {
+            let offline = need_online && r.session.connection() == 0;
             let full = need_room && r.session.is_full();
-            !local(&r.session, &m.opts) && !full
+            !local(&r.session, &m.opts) && !offline && !full
         })
     };
-    let Some(member) = group
-        .pick_where(|m| eligible(m, true))
-        .or_else(|| group.pick_where(|m| eligible(m, false)))
-    else {
-        return 0;
-    };
-    let Some(registered) = sessions.get(&member.session) else {
-        return 0;
-    };
+    let member = group
+        .pick_where(|m| eligible(m, true, true))
+        .or_else(|| group.pick_where(|m| eligible(m, false, true)))
+        .or_else(|| group.pick_where(|m| eligible(m, false, false)))?;
+    let registered = sessions.get(&member.session)?;
     let dispatch = Dispatch {
         message: msg.clone(),
         qos: msg.qos.min(member.opts.qos),
         retain: msg.retain && member.opts.retain_as_published,
         subscription_ids: member.opts.subscription_id.into_iter().collect(),
     };
-    usize::from(registered.session.push(dispatch) == Pushed::Queued)
+    Some(registered.session.push(dispatch))
+}
+
+/// What one publish reached.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Routed {
+    /// Sessions with a matching subscription (a group counts once).
+    pub matched: usize,
+    /// Of which the message was queued for (the others' outboxes were full).
+    pub queued: usize,
+}
+
+impl Routed {
+    fn count(&mut self, pushed: Pushed) {
+        self.matched += 1;
+        if pushed == Pushed::Queued {
+            self.queued += 1;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -374,6 +418,10 @@ mod tests {
     use super::*;
 
     const ROOMY: OutboxLimits = OutboxLimits {
+        max_messages: 100,
+        max_bytes: 1 << 20,
+    };
+    const RETAINED: RetainedLimits = RetainedLimits {
         max_messages: 100,
         max_bytes: 1 << 20,
     };
@@ -422,13 +470,13 @@ mod tests {
     #[test]
     fn plain_subscription_receives_shared_payload() {
         let now = Instant::now();
-        let r = Router::new(ROOMY);
+        let r = Router::new(ROOMY, RETAINED);
         let s = r.open_session();
         assert!(!r.subscribe(s.id(), mqtt("a/+"), opts(Delivery::AtLeastOnce)));
         let m = msg("a/b", Delivery::ExactlyOnce);
         let payload = m.payload.clone();
-        assert_eq!(r.publish(m, now), 1);
-        assert_eq!(r.publish(msg("b/b", Delivery::AtLeastOnce), now), 0);
+        assert_eq!(r.publish(m, now).queued, 1);
+        assert_eq!(r.publish(msg("b/b", Delivery::AtLeastOnce), now).queued, 0);
         let got = drain(&s);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].qos, Delivery::AtLeastOnce);
@@ -443,7 +491,7 @@ mod tests {
     fn overlapping_subscriptions_give_one_dispatch_with_max_qos_and_all_ids() {
         // [MQTT-3.3.5-1]
         let now = Instant::now();
-        let r = Router::new(ROOMY);
+        let r = Router::new(ROOMY, RETAINED);
         let s = r.open_session();
         let other = r.open_session();
         let mut a = opts(Delivery::AtMostOnce);
@@ -459,7 +507,7 @@ mod tests {
         );
         r.subscribe(other.id(), mqtt("#"), opts(Delivery::ExactlyOnce));
         assert_eq!(r.subscription_count(), 4);
-        assert_eq!(r.publish(msg("a/b", Delivery::ExactlyOnce), now), 2);
+        assert_eq!(r.publish(msg("a/b", Delivery::ExactlyOnce), now).queued, 2);
         let got = drain(&s);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].qos, Delivery::AtLeastOnce);
@@ -478,12 +526,12 @@ mod tests {
     #[test]
     fn resubscribing_replaces_options() {
         let now = Instant::now();
-        let r = Router::new(ROOMY);
+        let r = Router::new(ROOMY, RETAINED);
         let s = r.open_session();
         assert!(!r.subscribe(s.id(), mqtt("a"), opts(Delivery::AtMostOnce)));
         assert!(r.subscribe(s.id(), mqtt("a"), opts(Delivery::ExactlyOnce)));
         assert_eq!(r.subscription_count(), 1);
-        assert_eq!(r.publish(msg("a", Delivery::ExactlyOnce), now), 1);
+        assert_eq!(r.publish(msg("a", Delivery::ExactlyOnce), now).queued, 1);
         let got = drain(&s);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].qos, Delivery::ExactlyOnce);
@@ -496,7 +544,7 @@ mod tests {
     #[test]
     fn unsubscribe() {
         let now = Instant::now();
-        let r = Router::new(ROOMY);
+        let r = Router::new(ROOMY, RETAINED);
         let s = r.open_session();
         r.subscribe(s.id(), mqtt("a/#"), opts(Delivery::AtMostOnce));
         r.subscribe(s.id(), mqtt("a/#"), shared("g", Delivery::AtMostOnce));
@@ -507,9 +555,9 @@ mod tests {
         assert!(r.unsubscribe(s.id(), &mqtt("a/#"), None));
         assert!(!r.unsubscribe(s.id(), &mqtt("a/#"), None));
         assert_eq!(r.subscription_count(), 1);
-        assert_eq!(r.publish(msg("a/b", Delivery::AtMostOnce), now), 1);
+        assert_eq!(r.publish(msg("a/b", Delivery::AtMostOnce), now).queued, 1);
         assert!(r.unsubscribe(s.id(), &mqtt("a/#"), Some("g")));
-        assert_eq!(r.publish(msg("a/b", Delivery::AtMostOnce), now), 0);
+        assert_eq!(r.publish(msg("a/b", Delivery::AtMostOnce), now).queued, 0);
         assert_eq!(r.subscription_count(), 0);
         assert!(r.read().trie.is_empty());
     }
@@ -517,7 +565,7 @@ mod tests {
     #[test]
     fn no_local_skips_own_connection_only() {
         let now = Instant::now();
-        let r = Router::new(ROOMY);
+        let r = Router::new(ROOMY, RETAINED);
         let s = r.open_session();
         s.set_connection(5);
         let mut o = opts(Delivery::AtMostOnce);
@@ -527,20 +575,20 @@ mod tests {
             origin,
             ..msg("a", Delivery::AtMostOnce)
         };
-        assert_eq!(r.publish(from(5), now), 0);
-        assert_eq!(r.publish(from(6), now), 1);
+        assert_eq!(r.publish(from(5), now).queued, 0);
+        assert_eq!(r.publish(from(6), now).queued, 1);
         // Origin 0 is in process, never "local".
-        assert_eq!(r.publish(from(0), now), 1);
+        assert_eq!(r.publish(from(0), now).queued, 1);
         // A second, non-no-local subscription still delivers (once).
         r.subscribe(s.id(), mqtt("+"), opts(Delivery::AtMostOnce));
-        assert_eq!(r.publish(from(5), now), 1);
+        assert_eq!(r.publish(from(5), now).queued, 1);
         assert_eq!(drain(&s).len(), 3);
     }
 
     #[test]
     fn retain_as_published() {
         let now = Instant::now();
-        let r = Router::new(ROOMY);
+        let r = Router::new(ROOMY, RETAINED);
         let plain = r.open_session();
         let rap = r.open_session();
         r.subscribe(plain.id(), mqtt("a"), opts(Delivery::AtMostOnce));
@@ -553,7 +601,7 @@ mod tests {
             retain: true,
             ..msg("a", Delivery::AtMostOnce)
         };
-        assert_eq!(r.publish(retained, now), 2);
+        assert_eq!(r.publish(retained, now).queued, 2);
         assert!(!drain(&plain)[0].retain);
         assert!(drain(&rap)[0].retain);
         r.publish(msg("a", Delivery::AtMostOnce), now);
@@ -563,7 +611,7 @@ mod tests {
     #[test]
     fn retained_store_set_clear_and_expiry() {
         let now = Instant::now();
-        let r = Router::new(ROOMY);
+        let r = Router::new(ROOMY, RETAINED);
         let s = r.open_session();
         r.subscribe(s.id(), mqtt("a/#"), opts(Delivery::AtMostOnce));
         let retained = |topic: &str, payload: &'static str| Message {
@@ -579,7 +627,7 @@ mod tests {
         assert!(found.iter().all(|m| m.retain));
         // An empty retained payload clears the store and is still delivered.
         drain(&s);
-        assert_eq!(r.publish(retained("a/b", ""), now), 1);
+        assert_eq!(r.publish(retained("a/b", ""), now).queued, 1);
         assert_eq!(drain(&s).len(), 1);
         assert_eq!(r.retained_count(), 1);
         assert!(r.retained(&mqtt("a/b"), now).is_empty());
@@ -588,7 +636,7 @@ mod tests {
             expires_at: Some(now + Duration::from_secs(1)),
             ..retained("a/d", "3")
         };
-        assert_eq!(r.publish(expiring, now), 1);
+        assert_eq!(r.publish(expiring, now).queued, 1);
         assert_eq!(r.retained(&mqtt("a/d"), now).len(), 1);
         assert!(r
             .retained(&mqtt("a/d"), now + Duration::from_secs(1))
@@ -597,20 +645,20 @@ mod tests {
             expires_at: Some(now),
             ..retained("a/c", "4")
         };
-        assert_eq!(r.publish(dead, now), 0);
+        assert_eq!(r.publish(dead, now).queued, 0);
         assert!(r.retained(&mqtt("a/c"), now).is_empty());
         let dead_plain = Message {
             expires_at: Some(now - Duration::from_millis(1)),
             ..msg("a/x", Delivery::AtMostOnce)
         };
-        assert_eq!(r.publish(dead_plain, now), 0);
+        assert_eq!(r.publish(dead_plain, now).queued, 0);
     }
 
     #[test]
     fn dollar_subjects_skip_leading_mqtt_wildcards() {
         // [MQTT-4.7.2-1]
         let now = Instant::now();
-        let r = Router::new(ROOMY);
+        let r = Router::new(ROOMY, RETAINED);
         let hash = r.open_session();
         let sys = r.open_session();
         let nats = r.open_session();
@@ -622,11 +670,14 @@ mod tests {
             Filter::nats(">").unwrap(),
             opts(Delivery::AtMostOnce),
         );
-        assert_eq!(r.publish(msg("$SYS/x", Delivery::AtMostOnce), now), 2);
+        assert_eq!(
+            r.publish(msg("$SYS/x", Delivery::AtMostOnce), now).queued,
+            2
+        );
         assert!(hash.is_empty());
         assert_eq!(sys.len(), 1);
         assert_eq!(nats.len(), 1);
-        assert_eq!(r.publish(msg("a/x", Delivery::AtMostOnce), now), 2);
+        assert_eq!(r.publish(msg("a/x", Delivery::AtMostOnce), now).queued, 2);
         assert_eq!(drain(&hash).len(), 1);
         // Retained lookup follows the same rule.
         r.publish(
@@ -643,7 +694,7 @@ mod tests {
     #[test]
     fn shared_group_round_robin_beside_plain_subscribers() {
         let now = Instant::now();
-        let r = Router::new(ROOMY);
+        let r = Router::new(ROOMY, RETAINED);
         let m1 = r.open_session();
         let m2 = r.open_session();
         let plain = r.open_session();
@@ -656,7 +707,7 @@ mod tests {
         r.subscribe(m1.id(), mqtt("a/b"), opts(Delivery::AtMostOnce));
         let mut m1_group = 0;
         for _ in 0..4 {
-            let queued = r.publish(msg("a/b", Delivery::ExactlyOnce), now);
+            let queued = r.publish(msg("a/b", Delivery::ExactlyOnce), now).queued;
             assert_eq!(queued, 3);
         }
         assert_eq!(plain.len(), 4);
@@ -678,33 +729,36 @@ mod tests {
         // Another group on the same filter gets its own copy.
         let other = r.open_session();
         r.subscribe(other.id(), mqtt("a/+"), shared("h", Delivery::AtMostOnce));
-        assert_eq!(r.publish(msg("a/b", Delivery::AtMostOnce), now), 4);
+        assert_eq!(r.publish(msg("a/b", Delivery::AtMostOnce), now).queued, 4);
         assert_eq!(other.len(), 1);
     }
 
     #[test]
     fn shared_group_passes_over_full_and_local_members() {
         let now = Instant::now();
-        let r = Router::new(OutboxLimits {
-            max_messages: 1,
-            max_bytes: 1 << 20,
-        });
+        let r = Router::new(
+            OutboxLimits {
+                max_messages: 1,
+                max_bytes: 1 << 20,
+            },
+            RETAINED,
+        );
         let m1 = r.open_session();
         let m2 = r.open_session();
         r.subscribe(m1.id(), mqtt("a"), shared("g", Delivery::AtMostOnce));
         r.subscribe(m2.id(), mqtt("a"), shared("g", Delivery::AtMostOnce));
-        assert_eq!(r.publish(msg("a", Delivery::AtMostOnce), now), 1);
-        assert_eq!(r.publish(msg("a", Delivery::AtMostOnce), now), 1);
+        assert_eq!(r.publish(msg("a", Delivery::AtMostOnce), now).queued, 1);
+        assert_eq!(r.publish(msg("a", Delivery::AtMostOnce), now).queued, 1);
         assert_eq!((m1.len(), m2.len()), (1, 1));
         // Both full: the turn's member takes the drop.
-        assert_eq!(r.publish(msg("a", Delivery::AtMostOnce), now), 0);
+        assert_eq!(r.publish(msg("a", Delivery::AtMostOnce), now).queued, 0);
         assert_eq!(
             m1.take_drop_stats().messages + m2.take_drop_stats().messages,
             1
         );
         drain(&m1);
         // m2 full, m1 has room: m1 gets it whoever's turn it is.
-        assert_eq!(r.publish(msg("a", Delivery::AtMostOnce), now), 1);
+        assert_eq!(r.publish(msg("a", Delivery::AtMostOnce), now).queued, 1);
         assert_eq!(m1.len(), 1);
         drain(&m1);
         drain(&m2);
@@ -723,21 +777,21 @@ mod tests {
                 origin: 9,
                 ..msg("a", Delivery::AtMostOnce)
             };
-            assert_eq!(r.publish(m, now), 1);
+            assert_eq!(r.publish(m, now).queued, 1);
             drain(&m2);
         }
         let m = Message {
             origin: 9,
             ..msg("a", Delivery::AtMostOnce)
         };
-        assert_eq!(r.publish(m, now), 1);
+        assert_eq!(r.publish(m, now).queued, 1);
         assert_eq!((m1.len(), m2.len()), (0, 1));
     }
 
     #[test]
     fn close_session_removes_everything() {
         let now = Instant::now();
-        let r = Router::new(ROOMY);
+        let r = Router::new(ROOMY, RETAINED);
         let s = r.open_session();
         let keep = r.open_session();
         r.subscribe(s.id(), mqtt("a/#"), opts(Delivery::AtMostOnce));
@@ -753,7 +807,7 @@ mod tests {
         r.close_session(s.id());
         assert_eq!(r.session_count(), 1);
         assert_eq!(r.subscription_count(), 1);
-        assert_eq!(r.publish(msg("a/b", Delivery::AtMostOnce), now), 1);
+        assert_eq!(r.publish(msg("a/b", Delivery::AtMostOnce), now).queued, 1);
         assert!(s.is_empty());
         assert_eq!(keep.len(), 1);
         // Subscribing a closed session does nothing.
@@ -768,14 +822,17 @@ mod tests {
     #[test]
     fn full_outbox_is_not_counted_and_records_drops() {
         let now = Instant::now();
-        let r = Router::new(OutboxLimits {
-            max_messages: 2,
-            max_bytes: 1 << 20,
-        });
+        let r = Router::new(
+            OutboxLimits {
+                max_messages: 2,
+                max_bytes: 1 << 20,
+            },
+            RETAINED,
+        );
         let s = r.open_session();
         r.subscribe(s.id(), mqtt("a"), opts(Delivery::AtLeastOnce));
         let counts: Vec<usize> = (0..4)
-            .map(|_| r.publish(msg("a", Delivery::AtMostOnce), now))
+            .map(|_| r.publish(msg("a", Delivery::AtMostOnce), now).queued)
             .collect();
         assert_eq!(counts, [1, 1, 0, 0]);
         assert_eq!(
@@ -790,7 +847,7 @@ mod tests {
     #[test]
     fn cross_dialect_delivery() {
         let now = Instant::now();
-        let r = Router::new(ROOMY);
+        let r = Router::new(ROOMY, RETAINED);
         let m = r.open_session();
         let n = r.open_session();
         let a = r.open_session();
@@ -809,11 +866,53 @@ mod tests {
             subject: Subject::new("sensors.kitchen.temp").unwrap(),
             ..Message::default()
         };
-        assert_eq!(r.publish(from_nats, now), 3);
+        assert_eq!(r.publish(from_nats, now).queued, 3);
         assert_eq!(
             drain(&m)[0].message.subject.to_mqtt_topic(),
             "sensors/kitchen/temp"
         );
         assert!(format!("{r:?}").contains("sessions: 3"));
+    }
+
+    #[test]
+    fn shared_group_prefers_connected_members() {
+        let now = Instant::now();
+        let r = Router::new(ROOMY, RETAINED);
+        let parked = r.open_session();
+        let online = r.open_session();
+        online.set_connection(9);
+        r.subscribe(parked.id(), mqtt("a"), shared("g", Delivery::AtMostOnce));
+        r.subscribe(online.id(), mqtt("a"), shared("g", Delivery::AtMostOnce));
+        for _ in 0..4 {
+            r.publish(msg("a", Delivery::AtMostOnce), now);
+        }
+        assert_eq!((parked.len(), online.len()), (0, 4));
+    }
+
+    #[test]
+    fn publish_counts_matches_even_when_outboxes_are_full() {
+        let now = Instant::now();
+        let r = Router::new(
+            OutboxLimits {
+                max_messages: 1,
+                max_bytes: 1 << 20,
+            },
+            RETAINED,
+        );
+        let s = r.open_session();
+        r.subscribe(s.id(), mqtt("a"), opts(Delivery::AtMostOnce));
+        r.publish(msg("a", Delivery::AtMostOnce), now);
+        let routed = r.publish(msg("a", Delivery::AtMostOnce), now);
+        assert_eq!(
+            routed,
+            Routed {
+                matched: 1,
+                queued: 0
+            }
+        );
+        assert_eq!(
+            r.publish(msg("b", Delivery::AtMostOnce), now),
+            Routed::default()
+        );
     }
 }

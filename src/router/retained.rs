@@ -16,26 +16,70 @@ use std::time::Instant;
 use super::message::Message;
 use super::subject::{Filter, Subject};
 
+/// How much the retained store holds.
+#[derive(Debug, Clone, Copy)]
+pub struct RetainedLimits {
+    /// The most subjects with a retained message.
+    pub max_messages: usize,
+    /// The most bytes of retained messages, by [`Message::weight`].
+    pub max_bytes: usize,
+}
+
 /// The last retained message per subject.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Retained {
+    limits: RetainedLimits,
     by_subject: BTreeMap<Subject, Arc<Message>>,
+    bytes: usize,
+    /// Refusing since the last stored message: warn once per episode.
+    refusing: bool,
 }
 
 impl Retained {
-    /// Stores `msg` as its subject's retained message; an empty payload clears it
-    /// ([MQTT-3.3.1-6], [MQTT-3.3.1-7]).
-    pub fn set(&mut self, msg: Arc<Message>) {
-        if msg.payload.is_empty() {
-            self.by_subject.remove(&msg.subject);
-        } else {
-            self.by_subject.insert(msg.subject.clone(), msg);
+    /// An empty store bounded by `limits`.
+    pub fn new(limits: RetainedLimits) -> Retained {
+        Retained {
+            limits,
+            by_subject: BTreeMap::new(),
+            bytes: 0,
+            refusing: false,
         }
+    }
+
+    /// Stores `msg` as its subject's retained message; an empty payload clears it
+    /// ([MQTT-3.3.1-6], [MQTT-3.3.1-7]). Returns false if the store is full: the
+    /// message is then not retained (the previous one of its subject, if any, is
+    /// kept) and a warning is logged once per episode.
+    pub fn set(&mut self, msg: Arc<Message>) -> bool {
+        if msg.payload.is_empty() {
+            self.clear(&msg.subject);
+            return true;
+        }
+        let old = self.by_subject.get(&msg.subject).map_or(0, |m| m.weight());
+        let count = self.by_subject.len() + usize::from(old == 0);
+        let bytes = self.bytes - old + msg.weight();
+        if count > self.limits.max_messages || bytes > self.limits.max_bytes {
+            if !self.refusing {
+                self.refusing = true;
+                tracing::warn!(
+                    retained = self.by_subject.len(),
+                    bytes = self.bytes,
+                    "retained store full, new retained messages are not kept"
+                );
+            }
+            return false;
+        }
+        self.refusing = false;
+        self.bytes = bytes;
+        self.by_subject.insert(msg.subject.clone(), msg);
+        true
     }
 
     /// Clears the retained message of `subject`, if any.
     pub fn clear(&mut self, subject: &Subject) {
-        self.by_subject.remove(subject);
+        if let Some(old) = self.by_subject.remove(subject) {
+            self.bytes -= old.weight();
+        }
     }
 
     /// The retained messages whose subject matches `filter`, in subject order,
@@ -70,8 +114,15 @@ impl Retained {
     /// Drops every message whose expiry is at or before `now`; returns how many.
     pub fn remove_expired(&mut self, now: Instant) -> usize {
         let before = self.by_subject.len();
-        self.by_subject
-            .retain(|_, m| m.expires_at.is_none_or(|at| at > now));
+        let mut freed = 0;
+        self.by_subject.retain(|_, m| {
+            let keep = m.expires_at.is_none_or(|at| at > now);
+            if !keep {
+                freed += m.weight();
+            }
+            keep
+        });
+        self.bytes -= freed;
         before - self.by_subject.len()
     }
 
@@ -92,6 +143,11 @@ mod tests {
 
     use super::*;
 
+    const LIMITS: RetainedLimits = RetainedLimits {
+        max_messages: 100,
+        max_bytes: 1 << 20,
+    };
+
     fn msg(topic: &str, payload: &'static str) -> Arc<Message> {
         Arc::new(Message {
             subject: Subject::from_mqtt_topic(topic).unwrap(),
@@ -108,7 +164,7 @@ mod tests {
     #[test]
     fn set_replaces_and_empty_clears() {
         let now = Instant::now();
-        let mut r = Retained::default();
+        let mut r = Retained::new(LIMITS);
         r.set(msg("a/b", "1"));
         r.set(msg("a/b", "2"));
         assert_eq!(r.len(), 1);
@@ -124,7 +180,7 @@ mod tests {
     #[test]
     fn matching_by_filter() {
         let now = Instant::now();
-        let mut r = Retained::default();
+        let mut r = Retained::new(LIMITS);
         for t in ["a", "a/b", "a/b/c", "ab", "b/a", "$SYS/x", "a.b"] {
             r.set(msg(t, "x"));
         }
@@ -144,7 +200,7 @@ mod tests {
     #[test]
     fn expired_messages_are_skipped_not_removed() {
         let now = Instant::now();
-        let mut r = Retained::default();
+        let mut r = Retained::new(LIMITS);
         let mut expiring = Message::clone(&msg("a", "x"));
         expiring.expires_at = Some(now + Duration::from_secs(10));
         r.set(Arc::new(expiring));
@@ -157,5 +213,34 @@ mod tests {
         assert_eq!(r.len(), 2);
         assert_eq!(r.remove_expired(later), 1);
         assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn the_store_is_bounded_and_replacing_is_always_possible() {
+        let mut r = Retained::new(RetainedLimits {
+            max_messages: 3,
+            max_bytes: 1 << 20,
+        });
+        let msg = |subject: &str, payload: &'static str| {
+            Arc::new(Message {
+                subject: Subject::new(subject).unwrap(),
+                payload: payload.into(),
+                ..Message::default()
+            })
+        };
+        for s in ["a", "b", "c"] {
+            assert!(r.set(msg(s, "x")));
+        }
+        assert!(!r.set(msg("d", "x")), "a fourth subject is refused");
+        assert!(r.set(msg("a", "y")), "replacing keeps the count");
+        r.clear(&Subject::new("b").unwrap());
+        assert!(r.set(msg("d", "x")));
+        assert_eq!(r.len(), 3);
+        let mut small = Retained::new(RetainedLimits {
+            max_messages: 10,
+            max_bytes: 4,
+        });
+        assert!(small.set(msg("a", "xyz")), "1 + 3 bytes fit");
+        assert!(!small.set(msg("b", "x")));
     }
 }

@@ -28,8 +28,8 @@ pub type SessionId = u64;
 pub struct OutboxLimits {
     /// The most messages queued at once.
     pub max_messages: usize,
-    /// The most payload bytes queued at once (the message that crosses the limit
-    /// is still accepted; the next one is dropped).
+    /// The most bytes queued at once, by `Message::weight` (the message that
+    /// crosses the limit is still accepted; the next one is dropped).
     pub max_bytes: usize,
 }
 
@@ -59,6 +59,28 @@ struct Outbox {
     drops: DropStats,
     /// Dropping since the last successful push: warn once per overflow episode.
     overflowing: bool,
+}
+
+impl Outbox {
+    fn is_full(&self, limits: &OutboxLimits) -> bool {
+        self.queue.len() >= limits.max_messages || self.bytes >= limits.max_bytes
+    }
+
+    fn count_drop(&mut self, session: SessionId, qos: Delivery) {
+        self.drops.messages += 1;
+        if qos == Delivery::AtMostOnce {
+            self.drops.qos0 += 1;
+        }
+        if !self.overflowing {
+            self.overflowing = true;
+            tracing::warn!(
+                session,
+                queued = self.queue.len(),
+                bytes = self.bytes,
+                "session outbox full, dropping messages"
+            );
+        }
+    }
 }
 
 /// One subscriber: an id, the connection it is attached to, and its outbox.
@@ -114,57 +136,47 @@ impl Session {
     }
 
     /// Queues `d` unless the outbox already holds `max_messages` messages or
-    /// `max_bytes` payload bytes; wakes the waiter when queued.
+    /// `max_bytes` bytes (by [`Message::weight`](super::message::Message::weight));
+    /// wakes the waiter when queued.
+    ///
+    /// A full outbox makes room for an at-least-once or exactly-once dispatch by
+    /// dropping its oldest at-most-once ones: QoS 0 is dropped beyond the limit,
+    /// QoS 1/2 is held up to it.
     pub fn push(&self, d: Dispatch) -> Pushed {
         {
             let mut outbox = self.outbox();
-            if outbox.queue.len() >= self.limits.max_messages
-                || outbox.bytes >= self.limits.max_bytes
-            {
-                outbox.drops.messages += 1;
-                if d.qos == Delivery::AtMostOnce {
-                    outbox.drops.qos0 += 1;
+            if d.qos != Delivery::AtMostOnce {
+                while outbox.is_full(&self.limits) {
+                    let Some(i) = outbox
+                        .queue
+                        .iter()
+                        .position(|q| q.qos == Delivery::AtMostOnce)
+                    else {
+                        break;
+                    };
+                    if let Some(evicted) = outbox.queue.remove(i) {
+                        outbox.bytes = outbox.bytes.saturating_sub(evicted.message.weight());
+                        outbox.count_drop(self.id, Delivery::AtMostOnce);
+                    }
                 }
-                if !outbox.overflowing {
-                    outbox.overflowing = true;
-                    tracing::warn!(
-                        session = self.id,
-                        queued = outbox.queue.len(),
-                        bytes = outbox.bytes,
-                        "session outbox full, dropping messages"
-                    );
-                }
+            }
+            if outbox.is_full(&self.limits) {
+                outbox.count_drop(self.id, d.qos);
                 return Pushed::Dropped;
             }
             outbox.overflowing = false;
-            outbox.bytes += d.message.payload.len();
+            outbox.bytes += d.message.weight();
             outbox.queue.push_back(d);
         }
         self.notify.notify_one();
         Pushed::Queued
     }
 
-    /// Puts `ds` back at the head of the outbox, in order, whatever the limits
-    /// (hands back unacknowledged messages, which were already admitted once).
-    pub fn push_front(&self, ds: Vec<Dispatch>) {
-        if ds.is_empty() {
-            return;
-        }
-        {
-            let mut outbox = self.outbox();
-            for d in ds.into_iter().rev() {
-                outbox.bytes += d.message.payload.len();
-                outbox.queue.push_front(d);
-            }
-        }
-        self.notify.notify_one();
-    }
-
     /// The next queued dispatch.
     pub fn pop(&self) -> Option<Dispatch> {
         let mut outbox = self.outbox();
         let d = outbox.queue.pop_front()?;
-        outbox.bytes = outbox.bytes.saturating_sub(d.message.payload.len());
+        outbox.bytes = outbox.bytes.saturating_sub(d.message.weight());
         Some(d)
     }
 
@@ -180,8 +192,7 @@ impl Session {
 
     /// Whether a push now would be dropped.
     pub fn is_full(&self) -> bool {
-        let outbox = self.outbox();
-        outbox.queue.len() >= self.limits.max_messages || outbox.bytes >= self.limits.max_bytes
+        self.outbox().is_full(&self.limits)
     }
 
     /// Resolves once something has been pushed since the previous `wait` resolved
@@ -286,19 +297,41 @@ mod tests {
     }
 
     #[test]
-    fn push_front_requeues_in_order_beyond_the_limit() {
-        let s = session(1, 1000);
-        s.push(dispatch("c", Delivery::AtLeastOnce));
-        s.push_front(vec![
-            dispatch("a", Delivery::AtLeastOnce),
-            dispatch("b", Delivery::AtLeastOnce),
-        ]);
-        assert_eq!(s.len(), 3);
+    fn qos1_evicts_the_oldest_qos0_from_a_full_outbox() {
+        let s = session(2, 1000);
+        s.push(dispatch("zero", Delivery::AtMostOnce));
+        s.push(dispatch("one", Delivery::AtLeastOnce));
+        assert_eq!(
+            s.push(dispatch("two", Delivery::ExactlyOnce)),
+            Pushed::Queued
+        );
         let order: Vec<_> = std::iter::from_fn(|| s.pop())
             .map(|d| d.message.payload.clone())
             .collect();
-        assert_eq!(order, ["a", "b", "c"]);
-        assert_eq!(s.take_drop_stats(), DropStats::default());
+        assert_eq!(order, ["one", "two"]);
+        assert_eq!(
+            s.take_drop_stats(),
+            DropStats {
+                messages: 1,
+                qos0: 1
+            }
+        );
+    }
+
+    #[test]
+    fn headers_count_towards_the_byte_limit() {
+        let s = session(100, 100);
+        let heavy = Dispatch {
+            message: Arc::new(Message {
+                headers: vec![("k".repeat(60), "v".repeat(60))],
+                ..Message::default()
+            }),
+            qos: Delivery::AtMostOnce,
+            retain: false,
+            subscription_ids: Vec::new(),
+        };
+        assert_eq!(s.push(heavy), Pushed::Queued);
+        assert_eq!(s.push(dispatch("", Delivery::AtMostOnce)), Pushed::Dropped);
     }
 
     #[test]

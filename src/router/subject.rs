@@ -24,6 +24,15 @@ use std::borrow::Borrow;
 use std::fmt;
 use std::sync::Arc;
 
+/// The most tokens a subject or filter may have (EMQX's default topic depth).
+/// Deeper ones are refused, which bounds the trie's recursion and the work of
+/// matching however long the string (an MQTT topic of 65,534 `/` is 65,535 levels).
+pub const MAX_TOKENS: usize = 128;
+
+fn too_deep(canonical: &str, separator: char) -> bool {
+    canonical.matches(separator).count() >= MAX_TOKENS
+}
+
 /// Why a string is not a subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SubjectError {
@@ -36,6 +45,9 @@ pub enum SubjectError {
     /// An MQTT topic name contains U+0000 [MQTT-4.7.3-2].
     #[error("topic name contains U+0000")]
     Nul,
+    /// More than [`MAX_TOKENS`] tokens.
+    #[error("more than {MAX_TOKENS} levels")]
+    TooDeep,
 }
 
 /// Why a string is not a filter in its dialect.
@@ -60,6 +72,9 @@ pub enum FilterError {
     /// An MQTT filter contains U+0000 [MQTT-4.7.3-2].
     #[error("filter contains U+0000")]
     Nul,
+    /// More than [`MAX_TOKENS`] tokens.
+    #[error("more than {MAX_TOKENS} levels")]
+    TooDeep,
 }
 
 /// A subject in the canonical form shared by every protocol: tokens joined by `.`.
@@ -73,6 +88,9 @@ impl Subject {
     pub fn new(canonical: &str) -> Result<Subject, SubjectError> {
         if canonical.is_empty() {
             return Err(SubjectError::Empty);
+        }
+        if too_deep(canonical, '.') {
+            return Err(SubjectError::TooDeep);
         }
         Ok(Subject(Arc::from(canonical)))
     }
@@ -105,6 +123,9 @@ impl Subject {
         // character (Unicode U+0000).
         if topic.contains('\0') {
             return Err(SubjectError::Nul);
+        }
+        if too_deep(topic, '/') {
+            return Err(SubjectError::TooDeep);
         }
         Ok(Subject(Arc::from(swap_separators(topic))))
     }
@@ -188,6 +209,9 @@ impl Filter {
         if filter.contains('\0') {
             return Err(FilterError::Nul);
         }
+        if too_deep(filter, '/') {
+            return Err(FilterError::TooDeep);
+        }
         let levels: Vec<&str> = filter.split('/').collect();
         let last = levels.len() - 1;
         let mut tokens = Vec::with_capacity(levels.len());
@@ -223,6 +247,9 @@ impl Filter {
         if filter.chars().any(char::is_whitespace) {
             return Err(FilterError::Whitespace);
         }
+        if too_deep(filter, '.') {
+            return Err(FilterError::TooDeep);
+        }
         let count = filter.split('.').count();
         let mut tokens = Vec::with_capacity(count);
         for (i, token) in filter.split('.').enumerate() {
@@ -247,6 +274,9 @@ impl Filter {
     /// empty pattern is zero words, as in RabbitMQ. `*` and `#` are wildcards only
     /// as whole words.
     pub fn amqp_topic(pattern: &str) -> Result<Filter, FilterError> {
+        if too_deep(pattern, '.') {
+            return Err(FilterError::TooDeep);
+        }
         let mut tokens = Vec::new();
         if !pattern.is_empty() {
             for word in pattern.split('.') {
@@ -275,13 +305,6 @@ impl Filter {
     /// The tokens, in the canonical subject space.
     pub fn tokens(&self) -> &[FilterToken] {
         &self.tokens
-    }
-
-    /// Whether the filter has no wildcard (it matches exactly one subject).
-    pub fn is_literal(&self) -> bool {
-        self.tokens
-            .iter()
-            .all(|t| matches!(t, FilterToken::Literal(_)))
     }
 
     /// Whether this filter is subject to MQTT's `$` rule: an MQTT filter whose
@@ -319,6 +342,15 @@ impl Filter {
         if self.skips_dollar() && subject.is_dollar() {
             return false;
         }
+        match self.matches_linear(subject) {
+            Some(matched) => matched,
+            None => self.matches_anywhere(subject),
+        }
+    }
+
+    /// Matching for any filter, AMQP's `#` in the middle included: a small dynamic
+    /// programme over token positions.
+    fn matches_anywhere(&self, subject: &Subject) -> bool {
         let subject: Vec<&str> = subject.tokens().collect();
         let n = subject.len();
         let rest_min = match self.dialect {
@@ -353,6 +385,35 @@ impl Filter {
             std::mem::swap(&mut reach, &mut next);
         }
         reach[n]
+    }
+
+    /// Matching in one pass, for filters whose only multi-token wildcard (if any)
+    /// is the last token (every MQTT and NATS filter); `None` for the others.
+    fn matches_linear(&self, subject: &Subject) -> Option<bool> {
+        let (body, rest) = match self.tokens.split_last() {
+            Some((FilterToken::Rest, body)) => (body, true),
+            _ => (&self.tokens[..], false),
+        };
+        if body.contains(&FilterToken::Rest) {
+            return None;
+        }
+        let mut tokens = subject.tokens();
+        for t in body {
+            let Some(token) = tokens.next() else {
+                return Some(false);
+            };
+            if let FilterToken::Literal(l) = t {
+                if token != &**l {
+                    return Some(false);
+                }
+            }
+        }
+        let remaining = tokens.count();
+        Some(match (rest, self.dialect) {
+            (false, _) => remaining == 0,
+            (true, Dialect::Nats) => remaining >= 1,
+            (true, Dialect::Mqtt | Dialect::AmqpTopic) => true,
+        })
     }
 
     /// A display and key form, in the dialect's own syntax with a dialect marker:
@@ -471,8 +532,6 @@ mod tests {
         assert_eq!(Filter::mqtt("a+/b").unwrap_err(), FilterError::Wildcard);
         assert_eq!(Filter::mqtt("#/a").unwrap_err(), FilterError::RestNotLast);
         assert_eq!(Filter::mqtt("a\0").unwrap_err(), FilterError::Nul);
-        assert!(Filter::mqtt("a/b").unwrap().is_literal());
-        assert!(!Filter::mqtt("a/+").unwrap().is_literal());
         assert!(Filter::mqtt("/").is_ok());
         assert!(Filter::mqtt("+/+").is_ok());
     }
@@ -500,7 +559,6 @@ mod tests {
             Filter::nats("a*.b").unwrap().tokens()[0],
             FilterToken::Literal("a*".into())
         );
-        assert!(Filter::nats("a.b/c").unwrap().is_literal());
     }
 
     #[test]
@@ -658,5 +716,66 @@ mod tests {
             Filter::mqtt("#").unwrap().literal_prefix(),
             (String::new(), false)
         );
+    }
+
+    #[test]
+    fn depth_is_capped_at_max_tokens() {
+        let deep = vec!["a"; MAX_TOKENS].join("/");
+        assert!(Subject::from_mqtt_topic(&deep).is_ok());
+        assert!(Filter::mqtt(&deep).is_ok());
+        let deeper = format!("{deep}/a");
+        assert_eq!(
+            Subject::from_mqtt_topic(&deeper),
+            Err(SubjectError::TooDeep)
+        );
+        assert_eq!(Filter::mqtt(&deeper), Err(FilterError::TooDeep));
+        assert_eq!(Filter::mqtt(&"/".repeat(65_534)), Err(FilterError::TooDeep));
+        assert_eq!(
+            Subject::new(&".".repeat(MAX_TOKENS)),
+            Err(SubjectError::TooDeep)
+        );
+        assert_eq!(
+            Filter::nats(&deeper.replace('/', ".")),
+            Err(FilterError::TooDeep)
+        );
+        assert_eq!(
+            Filter::amqp_topic(&deeper.replace('/', ".")),
+            Err(FilterError::TooDeep)
+        );
+    }
+
+    #[test]
+    fn linear_matching_agrees_with_the_general_matcher() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let words = ["a", "b", "", "$x"];
+        for _ in 0..5000 {
+            let len = (next() % 4) as usize + 1;
+            let subject: Vec<&str> = (0..len).map(|_| words[(next() % 4) as usize]).collect();
+            let Ok(subject) = Subject::from_mqtt_topic(&subject.join("/")) else {
+                continue;
+            };
+            let flen = (next() % 4) as usize + 1;
+            let mut levels: Vec<&str> = (0..flen)
+                .map(|_| ["a", "b", "", "+"][(next() % 4) as usize])
+                .collect();
+            if next() % 2 == 0 {
+                levels.push("#");
+            }
+            let Ok(mqtt) = Filter::mqtt(&levels.join("/")) else {
+                continue;
+            };
+            let linear = mqtt.matches_linear(&subject).unwrap();
+            assert_eq!(linear, mqtt.matches_anywhere(&subject), "{mqtt} {subject}");
+            if let Ok(nats) = Filter::nats(&levels.join(".").replace('+', "*").replace('#', ">")) {
+                let linear = nats.matches_linear(&subject).unwrap();
+                assert_eq!(linear, nats.matches_anywhere(&subject), "{nats} {subject}");
+            }
+        }
     }
 }

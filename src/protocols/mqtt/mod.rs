@@ -34,8 +34,18 @@ use crate::server::Context;
 /// At most this many queued messages are moved to the socket per wake-up, so that
 /// one busy subscriber cannot starve reading its own socket.
 const PUMP_BUDGET: usize = 256;
-/// How long a new connection waits for the previous holder of its client id.
-const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one socket write may take before the client counts as gone (a client
+/// that stops reading must not hold its task, its session or a takeover forever).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a new connection waits for the previous holder of its client id: longer
+/// than a write can block that holder.
+const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the last packets (DISCONNECT) of a closing connection may take.
+const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
+/// The largest packet accepted before CONNECT is accepted (RabbitMQ's MQTT plugin
+/// allows 64 KiB before authentication): unauthenticated sockets cannot make the
+/// broker buffer a full-size message each.
+const MAX_CONNECT_PACKET: u32 = 64 * 1024;
 /// How often parked sessions are checked for expiry and delayed wills.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -44,7 +54,8 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>
     let conn_id = ctx.next_conn_id();
     let (read_half, mut writer) = stream.into_split();
     let limits = &ctx.config.limits;
-    let mut reader = FramedRead::new(read_half, Codec::server(limits.max_message_size));
+    let pre_connect_max = limits.max_message_size.min(MAX_CONNECT_PACKET);
+    let mut reader = FramedRead::new(read_half, Codec::server(pre_connect_max));
     let mut wbuf = BytesMut::new();
 
     // [MQTT-3.1.0-1] The first packet MUST be CONNECT; wait for it a bounded time.
@@ -68,32 +79,52 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>
                 ProtocolVersion::V311
             };
             let packet = session::refusal_connack(ReasonCode::UNSUPPORTED_PROTOCOL_VERSION);
-            let _ = write_packets(&mut writer, &mut wbuf, version, &[packet]).await;
+            farewell(&mut writer, &mut wbuf, version, &[packet]).await;
             return warn!(%peer, level, "mqtt: unsupported protocol level");
         }
         Ok(Some(Err(e))) => return warn!(%peer, error = %e, "mqtt: bad first packet"),
     };
     let version = connect.version;
-    reader.decoder_mut().set_version(version);
+    let mut codec = Codec::server(limits.max_message_size);
+    codec.set_version(version);
+    *reader.decoder_mut() = codec;
 
+    let refuse = |code| [session::refusal_connack(code)];
     let accepted = match session::accept_connect(connect, limits, || ctx.assign_client_id()) {
         Ok(a) => a,
         Err(refusal) => {
-            let _ = write_packets(
-                &mut writer,
-                &mut wbuf,
-                version,
-                &[session::refusal_connack(refusal.code)],
-            )
-            .await;
+            farewell(&mut writer, &mut wbuf, version, &refuse(refusal.code)).await;
             return warn!(%peer, code = %refusal.code, why = refusal.why, "mqtt: CONNECT refused");
         }
     };
     let client_id = accepted.client_id.clone();
     let (kick_tx, kick_rx) = oneshot::channel::<Handoff>();
-    let prior = match ctx.mqtt.claim(&client_id, conn_id, kick_tx) {
+    let prior = match ctx.mqtt.claim(
+        &client_id,
+        conn_id,
+        kick_tx,
+        Instant::now(),
+        limits.max_sessions,
+    ) {
         Prior::Fresh => None,
         Prior::Parked(state) => Some(state),
+        Prior::Expired(state, will) => {
+            ctx.router.close_session(state.session.id());
+            if let Some(will) = will {
+                ctx.router.publish(*will, Instant::now());
+            }
+            None
+        }
+        Prior::Full => {
+            farewell(
+                &mut writer,
+                &mut wbuf,
+                version,
+                &refuse(ReasonCode::QUOTA_EXCEEDED),
+            )
+            .await;
+            return warn!(%peer, client_id = %client_id, max = limits.max_sessions, "mqtt: CONNECT refused: max_sessions reached");
+        }
         Prior::Online(kick) => {
             let (tx, rx) = oneshot::channel();
             if kick.send(tx).is_ok() {
@@ -162,26 +193,42 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>
             warn!(%peer, client_id = %client_id, %code, why = %why, "mqtt: protocol error")
         }
     }
-    if let (ProtocolVersion::V5, Some(code)) = (conn.version, exit.disconnect_code()) {
+    let version = conn.version;
+    let mut last = std::mem::take(&mut conn.out);
+    if let (ProtocolVersion::V5, Some(code)) = (version, exit.disconnect_code()) {
         let reason_string = match &exit {
             Exit::Protocol(_, why) => Some(why.clone()),
             _ => None,
         };
-        let packet = Packet::Disconnect(Disconnect {
+        last.push(Packet::Disconnect(Disconnect {
             code,
             properties: Properties {
                 reason_string,
                 ..Properties::default()
             },
-        });
-        conn.out.push(packet);
+        }));
     }
-    if !matches!(exit, Exit::Network(_)) {
-        let out = std::mem::take(&mut conn.out);
-        let _ = write_packets(&mut writer, &mut wbuf, conn.version, &out).await;
-        let _ = writer.shutdown().await;
-    }
+    let network_failed = matches!(exit, Exit::Network(_));
+    // The session (and a takeover waiting for it) comes first; saying goodbye to a
+    // client that may not be reading comes last, bounded.
     end_session(conn, exit, kick, &ctx).await;
+    if !network_failed {
+        farewell(&mut writer, &mut wbuf, version, &last).await;
+    }
+}
+
+/// Writes the last packets of a connection, bounded in time, and closes it.
+async fn farewell(
+    writer: &mut OwnedWriteHalf,
+    wbuf: &mut BytesMut,
+    version: ProtocolVersion,
+    packets: &[Packet],
+) {
+    let _ = tokio::time::timeout(FAREWELL_TIMEOUT, async {
+        let _ = write_packets(writer, wbuf, version, packets).await;
+        let _ = writer.shutdown().await;
+    })
+    .await;
 }
 
 /// The connected loop. `Ok` never happens: the loop ends only with an `Exit`.
@@ -201,15 +248,28 @@ async fn run(
     loop {
         if !conn.out.is_empty() {
             let out = std::mem::take(&mut conn.out);
-            write_packets(writer, wbuf, conn.version, &out)
-                .await
-                .map_err(|e| Exit::Network(e.to_string()))?;
+            match tokio::time::timeout(
+                WRITE_TIMEOUT,
+                write_packets(writer, wbuf, conn.version, &out),
+            )
+            .await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(Exit::Network(e.to_string())),
+                Err(_) => {
+                    return Err(Exit::Network(
+                        "write timed out: the client is not reading".into(),
+                    ))
+                }
+            }
         }
+        // Order matters (biased): shutdown and takeover first, then the client's
+        // packets, then keep alive, which must fire even while messages keep coming.
         tokio::select! {
             biased;
             _ = ctx.shutdown.cancelled() => return Err(Exit::ServerShutdown),
             handoff = kicked(kick) => if let Some(handoff) = handoff {
-                return Err(Exit::TakenOver(Some(handoff)));
+                return Err(Exit::TakenOver(handoff));
             },
             frame = reader.next() => {
                 let now = Instant::now();
@@ -225,9 +285,9 @@ async fn run(
                     }
                 }
             }
+            _ = &mut keep_alive, if deadline.is_some() => return Err(Exit::KeepAliveTimeout),
             _ = session.wait(), if conn.window_open() && !more => {}
             _ = std::future::ready(()), if more => {}
-            _ = &mut keep_alive, if deadline.is_some() => return Err(Exit::KeepAliveTimeout),
         }
         more = conn.pump(Instant::now(), PUMP_BUDGET);
     }
@@ -290,13 +350,11 @@ async fn end_session(
         ctx.router.publish(will, Instant::now());
     }
     let session_id = finish.state.session.id();
-    if let Exit::TakenOver(Some(handoff)) = exit {
+    if let Exit::TakenOver(handoff) = exit {
         // The new holder decides (Clean Start) what to keep; a session that ends
         // with this connection is not handed over.
         match finish.park {
-            Some(_) => {
-                let _ = handoff.send(Some(finish.state));
-            }
+            Some(_) => hand_over(handoff, finish.state, ctx),
             None => {
                 ctx.router.close_session(session_id);
                 let _ = handoff.send(None);
@@ -312,17 +370,21 @@ async fn end_session(
         // Taken over while ending: the new holder's kick is on its way.
         debug!(client_id = %client_id, "mqtt: session handed over while closing");
         match tokio::time::timeout(TAKEOVER_TIMEOUT, kicked(&mut kick)).await {
-            Ok(Some(handoff)) => {
-                if let Err(Some(state)) = handoff.send(Some(state)) {
-                    ctx.router.close_session(state.session.id());
-                }
-            }
+            Ok(Some(handoff)) => hand_over(handoff, state, ctx),
             _ => ctx.router.close_session(state.session.id()),
         }
         return;
     }
     if !parked {
         ctx.router.close_session(session_id);
+    }
+}
+
+/// Gives the session to the connection that took the client id over; if it gave
+/// up waiting, the session ends here instead of lingering unowned.
+fn hand_over(handoff: Handoff, state: SessionState, ctx: &Context) {
+    if let Err(Some(state)) = handoff.send(Some(state)) {
+        ctx.router.close_session(state.session.id());
     }
 }
 

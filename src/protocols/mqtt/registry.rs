@@ -2,8 +2,8 @@
 //! a persistent session while its client is away, session expiry and delayed wills.
 //!
 //! The registry owns no sockets and reads no clock: callers pass `now`. Its one
-//! mutex is never held across an `.await` and is taken before (never while holding)
-//! any router lock; see docs/locks.md.
+//! mutex is never held across an `.await` nor while calling into the router; see
+//! docs/locks.md.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,6 +19,9 @@ use crate::router::{ConnId, Message, Router, Session};
 pub(crate) enum OutFlight {
     /// PUBLISH sent; waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
     Sent(Box<Publish>),
+    /// Sent on an earlier connection; to be resent (DUP, same packet id) when the
+    /// client's Receive Maximum allows.
+    Resend(Box<Publish>),
     /// PUBREL sent; waiting for PUBCOMP.
     Released,
 }
@@ -83,6 +86,11 @@ struct Parked {
 pub(crate) enum Prior {
     /// Nothing: a new session.
     Fresh,
+    /// A parked session that had expired by the time the client came back: the
+    /// caller ends it (and publishes its will, if one was waiting) and starts fresh.
+    Expired(SessionState, Option<Box<Message>>),
+    /// The registry already holds `max_sessions` client ids; nothing was claimed.
+    Full,
     /// A parked session, now claimed (a pending delayed will is cancelled:
     /// the client came back in time).
     Parked(SessionState),
@@ -110,16 +118,27 @@ impl Registry {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Makes `conn` the holder of `client_id` and says what was there before.
+    /// Makes `conn` the holder of `client_id` and says what was there before. A
+    /// new client id is refused once `max_sessions` ids are held.
     pub(crate) fn claim(
         &self,
         client_id: &str,
         conn: ConnId,
         kick: oneshot::Sender<Handoff>,
+        now: Instant,
+        max_sessions: usize,
     ) -> Prior {
         let mut slots = self.slots();
+        if slots.len() >= max_sessions && !slots.contains_key(client_id) {
+            return Prior::Full;
+        }
         match slots.insert(client_id.to_owned(), Slot::Online { conn, kick }) {
             None => Prior::Fresh,
+            // The sweeper may not have run since the session expired: an expired
+            // session is never resumed, and its will is still due.
+            Some(Slot::Parked(parked)) if parked.expires_at <= now => {
+                Prior::Expired(parked.state, parked.will.map(|w| Box::new(w.message)))
+            }
             Some(Slot::Parked(parked)) => Prior::Parked(parked.state),
             Some(Slot::Online { kick, .. }) => Prior::Online(kick),
         }
@@ -201,14 +220,20 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::router::OutboxLimits;
+    use crate::router::{OutboxLimits, RetainedLimits};
     use std::time::Duration;
 
     fn router() -> Router {
-        Router::new(OutboxLimits {
-            max_messages: 10,
-            max_bytes: 1 << 20,
-        })
+        Router::new(
+            OutboxLimits {
+                max_messages: 10,
+                max_bytes: 1 << 20,
+            },
+            RetainedLimits {
+                max_messages: 10,
+                max_bytes: 1 << 20,
+            },
+        )
     }
 
     #[test]
@@ -216,7 +241,10 @@ mod tests {
         let r = router();
         let reg = Registry::default();
         let (tx, _rx) = oneshot::channel();
-        assert!(matches!(reg.claim("c", 1, tx), Prior::Fresh));
+        assert!(matches!(
+            reg.claim("c", 1, tx, Instant::now(), 100),
+            Prior::Fresh
+        ));
         let now = Instant::now();
         let state = SessionState::new(&r);
         let id = state.session.id();
@@ -224,7 +252,7 @@ mod tests {
             .release("c", 1, Some((state, now + Duration::from_secs(5), None)))
             .is_none());
         let (tx, _rx) = oneshot::channel();
-        match reg.claim("c", 2, tx) {
+        match reg.claim("c", 2, tx, Instant::now(), 100) {
             Prior::Parked(s) => assert_eq!(s.session.id(), id),
             other => panic!("expected parked, got {other:?}"),
         }
@@ -235,9 +263,12 @@ mod tests {
         let r = router();
         let reg = Registry::default();
         let (tx1, _rx1) = oneshot::channel();
-        reg.claim("c", 1, tx1);
+        reg.claim("c", 1, tx1, Instant::now(), 100);
         let (tx2, _rx2) = oneshot::channel();
-        assert!(matches!(reg.claim("c", 2, tx2), Prior::Online(_)));
+        assert!(matches!(
+            reg.claim("c", 2, tx2, Instant::now(), 100),
+            Prior::Online(_)
+        ));
         let back = reg.release("c", 1, Some((SessionState::new(&r), Instant::now(), None)));
         assert!(back.is_some());
         assert_eq!(reg.len(), 1);
@@ -250,7 +281,7 @@ mod tests {
         let now = Instant::now();
         for (id, will_in, expire_in) in [("a", 1, 10), ("b", 10, 2), ("c", 10, 10)] {
             let (tx, _rx) = oneshot::channel();
-            reg.claim(id, 1, tx);
+            reg.claim(id, 1, tx, Instant::now(), 100);
             let will = PendingWill {
                 message: Message::default(),
                 due: now + Duration::from_secs(will_in),
@@ -272,5 +303,44 @@ mod tests {
         assert_eq!(reg.len(), 2);
         let due = reg.sweep(now + Duration::from_secs(3));
         assert!(due.wills.is_empty(), "a will is published once");
+    }
+
+    #[test]
+    fn an_expired_parked_session_is_not_resumed_and_keeps_its_will() {
+        let r = router();
+        let reg = Registry::default();
+        let now = Instant::now();
+        let (tx, _rx) = oneshot::channel();
+        reg.claim("c", 1, tx, now, 100);
+        let will = PendingWill {
+            message: Message::default(),
+            due: now + Duration::from_secs(60),
+        };
+        reg.release(
+            "c",
+            1,
+            Some((
+                SessionState::new(&r),
+                now + Duration::from_secs(1),
+                Some(will),
+            )),
+        );
+        let (tx, _rx) = oneshot::channel();
+        match reg.claim("c", 2, tx, now + Duration::from_secs(2), 100) {
+            Prior::Expired(_, will) => assert!(will.is_some()),
+            other => panic!("expected expired, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn new_client_ids_are_refused_beyond_max_sessions() {
+        let reg = Registry::default();
+        let now = Instant::now();
+        let (tx, _rx1) = oneshot::channel();
+        assert!(matches!(reg.claim("a", 1, tx, now, 1), Prior::Fresh));
+        let (tx, _rx2) = oneshot::channel();
+        assert!(matches!(reg.claim("b", 2, tx, now, 1), Prior::Full));
+        let (tx, _rx3) = oneshot::channel();
+        assert!(matches!(reg.claim("a", 3, tx, now, 1), Prior::Online(_)));
     }
 }

@@ -23,6 +23,10 @@ use super::translate;
 use crate::config::Limits;
 use crate::router::{ConnId, Dispatch, Router, SubOptions};
 
+/// Roughly how many payload bytes one write gathers before the shell writes them
+/// (the write buffer copies payloads, so this bounds it per connection).
+const BATCH_BYTES: usize = 64 * 1024;
+
 /// Why a connection ends; decides the will, the session and the last packet sent.
 #[derive(Debug)]
 pub(crate) enum Exit {
@@ -37,7 +41,7 @@ pub(crate) enum Exit {
     /// The client broke the protocol; MQTT 5 clients get DISCONNECT with the code.
     Protocol(ReasonCode, String),
     /// Another connection took the client id; it waits for the session on `Handoff`.
-    TakenOver(Option<super::registry::Handoff>),
+    TakenOver(super::registry::Handoff),
     /// The broker is stopping.
     ServerShutdown,
 }
@@ -167,6 +171,15 @@ pub(crate) fn accept_connect(
                     why: "invalid will topic",
                 });
             }
+            if let Some(t) = &w.properties.response_topic {
+                // [MQTT-3.1.3-11] The Will Response Topic is a topic name.
+                if crate::router::Subject::from_mqtt_topic(t).is_err() {
+                    return Err(Refusal {
+                        code: ReasonCode::PROTOCOL_ERROR,
+                        why: "invalid will response topic",
+                    });
+                }
+            }
             if w.properties.payload_format_indicator == Some(1)
                 && std::str::from_utf8(&w.payload).is_err()
             {
@@ -227,11 +240,14 @@ pub(crate) struct Connection {
     state: SessionState,
     router: Arc<Router>,
     max_session_expiry: u32,
+    max_subscriptions: usize,
     /// How many QoS 2 messages a client may have in flight towards us.
     server_receive_max: u16,
     /// How many QoS 1/2 messages we may have in flight towards the client.
     send_window: usize,
     client_max_packet: u32,
+    /// How many in-flight entries are `OutFlight::Resend`.
+    resend_pending: usize,
     /// Packets to write, in order.
     pub(crate) out: Vec<Packet>,
 }
@@ -273,23 +289,32 @@ impl Connection {
             state,
             router,
             max_session_expiry: limits.max_session_expiry,
+            max_subscriptions: limits.max_subscriptions_per_session,
             server_receive_max: limits.max_inflight,
             send_window: usize::from(accepted.client_receive_max.min(limits.max_inflight)),
             client_max_packet: accepted.client_max_packet,
+            resend_pending: 0,
             out: vec![Packet::ConnAck(ConnAck {
                 session_present,
                 code: ReasonCode::SUCCESS,
                 properties,
             })],
         };
-        for (packet_id, flight) in &conn.state.inflight {
-            conn.out.push(match flight {
-                OutFlight::Sent(p) => Packet::Publish(Publish {
-                    dup: true,
-                    ..(**p).clone()
-                }),
-                OutFlight::Released => Packet::PubRel(ack(*packet_id, ReasonCode::SUCCESS)),
-            });
+        // Every PUBLISH still unacknowledged was sent on an earlier connection: pump
+        // resends them first, within the new client's Receive Maximum. PUBRELs are
+        // not PUBLISHes and go at once.
+        for (packet_id, flight) in &mut conn.state.inflight {
+            *flight = match std::mem::replace(flight, OutFlight::Released) {
+                OutFlight::Sent(p) | OutFlight::Resend(p) => {
+                    conn.resend_pending += 1;
+                    OutFlight::Resend(p)
+                }
+                OutFlight::Released => {
+                    conn.out
+                        .push(Packet::PubRel(ack(*packet_id, ReasonCode::SUCCESS)));
+                    OutFlight::Released
+                }
+            };
         }
         conn
     }
@@ -305,9 +330,10 @@ impl Connection {
             .then(|| now + Duration::from_millis(u64::from(self.keep_alive) * 1500))
     }
 
-    /// Whether outgoing QoS 1/2 messages may be sent now (flow control).
+    /// Whether outgoing QoS 1/2 messages may be sent now (flow control: the
+    /// client's Receive Maximum counts every PUBLISH not yet fully acknowledged).
     pub(crate) fn window_open(&self) -> bool {
-        self.state.inflight.len() < self.send_window
+        self.state.inflight.len() - self.resend_pending < self.send_window
     }
 
     /// Handles one packet from the client.
@@ -330,7 +356,7 @@ impl Connection {
                 } else {
                     ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
                 };
-                self.out.push(Packet::PubComp(self.ack(a.packet_id, code)));
+                self.out.push(Packet::PubComp(ack(a.packet_id, code)));
                 Ok(())
             }
             Packet::PubComp(a) => {
@@ -360,11 +386,6 @@ impl Connection {
                 format!("{:?} may not be sent by a client", other.packet_type()),
             )),
         }
-    }
-
-    fn ack(&self, packet_id: u16, code: ReasonCode) -> Ack {
-        // 3.1.1 acks carry no reason code; the encoder drops it.
-        ack(packet_id, code)
     }
 
     fn on_publish(&mut self, p: Publish, now: Instant) -> Result<(), Exit> {
@@ -412,7 +433,7 @@ impl Connection {
             // A resent QoS 2 PUBLISH before PUBREL: already routed once (method B of
             // MQTT 5 §4.3.3), so only acknowledge again.
             self.out
-                .push(Packet::PubRec(self.ack(p.packet_id, ReasonCode::SUCCESS)));
+                .push(Packet::PubRec(ack(p.packet_id, ReasonCode::SUCCESS)));
             return Ok(());
         }
         if p.qos == QoS::ExactlyOnce
@@ -425,9 +446,9 @@ impl Connection {
             ));
         }
         let message = translate::message_from_publish(&p, self.conn_id, now)
-            .map_err(|code| Exit::protocol(code, "invalid topic name"))?;
+            .map_err(|code| Exit::protocol(code, "invalid topic name or response topic"))?;
         let routed = self.router.publish(message, now);
-        let code = if routed == 0 && v5 {
+        let code = if routed.matched == 0 && v5 {
             ReasonCode::NO_MATCHING_SUBSCRIBERS
         } else {
             ReasonCode::SUCCESS
@@ -442,15 +463,23 @@ impl Connection {
     fn push_publish_ack(&mut self, p: &Publish, code: ReasonCode) {
         match p.qos {
             QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.out.push(Packet::PubAck(self.ack(p.packet_id, code))),
-            QoS::ExactlyOnce => self.out.push(Packet::PubRec(self.ack(p.packet_id, code))),
+            QoS::AtLeastOnce => self.out.push(Packet::PubAck(ack(p.packet_id, code))),
+            QoS::ExactlyOnce => self.out.push(Packet::PubRec(ack(p.packet_id, code))),
         }
     }
 
     fn on_pubrec(&mut self, a: Ack) -> Result<(), Exit> {
-        let pos = self.state.inflight.iter().position(|(id, f)| {
-            *id == a.packet_id && matches!(f, OutFlight::Sent(p) if p.qos == QoS::ExactlyOnce)
-        });
+        // A repeated PUBREC for a message already released is answered again.
+        let awaits_rec = |f: &OutFlight| match f {
+            OutFlight::Sent(p) => p.qos == QoS::ExactlyOnce,
+            OutFlight::Released => true,
+            OutFlight::Resend(_) => false,
+        };
+        let pos = self
+            .state
+            .inflight
+            .iter()
+            .position(|(id, f)| *id == a.packet_id && awaits_rec(f));
         match pos {
             Some(i) if a.code.is_error() => {
                 // MQTT 5 §4.3.3: a PUBREC with an error code ends the exchange.
@@ -461,12 +490,13 @@ impl Connection {
                     slot.1 = OutFlight::Released;
                 }
                 self.out
-                    .push(Packet::PubRel(self.ack(a.packet_id, ReasonCode::SUCCESS)));
+                    .push(Packet::PubRel(ack(a.packet_id, ReasonCode::SUCCESS)));
             }
             None => {
-                self.out.push(Packet::PubRel(
-                    self.ack(a.packet_id, ReasonCode::PACKET_IDENTIFIER_NOT_FOUND),
-                ));
+                self.out.push(Packet::PubRel(ack(
+                    a.packet_id,
+                    ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+                )));
             }
         }
         Ok(())
@@ -487,18 +517,35 @@ impl Connection {
     fn on_subscribe(&mut self, s: Subscribe, now: Instant) -> Result<(), Exit> {
         let v5 = self.version == ProtocolVersion::V5;
         let subscription_id = s.properties.subscription_identifiers.first().copied();
-        let mut codes = Vec::with_capacity(s.filters.len());
-        for (text, opts) in &s.filters {
-            let Some(tf) = translate::topic_filter(text) else {
+        let parsed: Vec<_> = s
+            .filters
+            .iter()
+            .map(|(text, opts)| (translate::topic_filter(text), opts))
+            .collect();
+        // [MQTT-3.8.3-4] No Local on a Shared Subscription is a Protocol Error;
+        // checked for every filter before any of them takes effect.
+        if parsed.iter().any(|(tf, opts)| {
+            opts.no_local && tf.as_ref().is_some_and(|tf| tf.share_group.is_some())
+        }) {
+            return Err(Exit::protocol(
+                ReasonCode::PROTOCOL_ERROR,
+                "no local on a shared subscription",
+            ));
+        }
+        let mut codes = Vec::with_capacity(parsed.len());
+        for (tf, opts) in parsed {
+            let Some(tf) = tf else {
                 codes.push(ReasonCode::TOPIC_FILTER_INVALID);
                 continue;
             };
-            if opts.no_local && tf.share_group.is_some() {
-                // [MQTT-3.8.3-4] No Local on a Shared Subscription is a Protocol Error.
-                return Err(Exit::protocol(
-                    ReasonCode::PROTOCOL_ERROR,
-                    "no local on a shared subscription",
-                ));
+            let session = self.state.session.id();
+            let group = tf.share_group.as_deref();
+            if !self
+                .router
+                .may_subscribe(session, &tf.filter, group, self.max_subscriptions)
+            {
+                codes.push(ReasonCode::QUOTA_EXCEEDED);
+                continue;
             }
             let sub = SubOptions {
                 qos: translate::delivery(opts.qos),
@@ -589,12 +636,19 @@ impl Connection {
         }
     }
 
-    /// Moves queued messages from the session into `out` while flow control allows,
-    /// at most `budget` of them; returns true if it stopped on the budget.
+    /// Moves messages into `out` while flow control allows: first those to resend
+    /// from an earlier connection, then the session's queue. Stops after `budget`
+    /// messages or about [`BATCH_BYTES`] of payload; returns true if it stopped
+    /// for that reason (more may be ready).
     pub(crate) fn pump(&mut self, now: Instant, budget: usize) -> bool {
+        let mut bytes = 0;
         for _ in 0..budget {
-            if !self.window_open() {
-                return false;
+            if bytes >= BATCH_BYTES || !self.window_open() {
+                return bytes >= BATCH_BYTES;
+            }
+            if self.resend_pending > 0 {
+                bytes += self.resend_one();
+                continue;
             }
             let Some(dispatch) = self.state.session.pop() else {
                 return false;
@@ -602,28 +656,54 @@ impl Connection {
             let Some(mut publish) = translate::publish_from_dispatch(&dispatch, now) else {
                 continue;
             };
-            if self.client_max_packet != u32::MAX {
-                let packet = Packet::Publish(publish);
-                let len = packet.encoded_len(self.version);
-                let Packet::Publish(p) = packet else { continue };
-                publish = p;
-                // [MQTT-3.1.2-25] A packet above the client's Maximum Packet Size is
-                // discarded as if it had been sent.
-                if len > self.client_max_packet as usize {
-                    tracing::debug!(client_id = %self.client_id, len, "message above the client's maximum packet size dropped");
-                    continue;
-                }
-            }
             if publish.qos != QoS::AtMostOnce {
                 publish.packet_id = self.next_packet_id();
-                self.state.inflight.push_back((
-                    publish.packet_id,
-                    OutFlight::Sent(Box::new(publish.clone())),
-                ));
             }
-            self.out.push(Packet::Publish(publish));
+            let packet = Packet::Publish(publish);
+            // [MQTT-3.1.2-25] A packet above the client's Maximum Packet Size is
+            // discarded as if it had been sent.
+            if self.client_max_packet != u32::MAX
+                && packet.encoded_len(self.version) > self.client_max_packet as usize
+            {
+                tracing::debug!(client_id = %self.client_id, "message above the client's maximum packet size dropped");
+                continue;
+            }
+            if let Packet::Publish(p) = &packet {
+                bytes += p.payload.len();
+                if p.qos != QoS::AtMostOnce {
+                    let flight = OutFlight::Sent(Box::new(p.clone()));
+                    self.state.inflight.push_back((p.packet_id, flight));
+                }
+            }
+            self.out.push(packet);
         }
         true
+    }
+
+    /// Resends the oldest message sent on an earlier connection, with DUP set and
+    /// its packet identifier ([MQTT-4.4.0-1]); returns its payload size.
+    fn resend_one(&mut self) -> usize {
+        let Some(flight) = self
+            .state
+            .inflight
+            .iter_mut()
+            .find_map(|(_, f)| matches!(f, OutFlight::Resend(_)).then_some(f))
+        else {
+            self.resend_pending = 0;
+            return 0;
+        };
+        let OutFlight::Resend(p) = std::mem::replace(flight, OutFlight::Released) else {
+            return 0;
+        };
+        self.resend_pending -= 1;
+        let publish = Publish {
+            dup: true,
+            ..(*p).clone()
+        };
+        let size = publish.payload.len();
+        *flight = OutFlight::Sent(p);
+        self.out.push(Packet::Publish(publish));
+        size
     }
 
     fn next_packet_id(&mut self) -> u16 {
@@ -678,6 +758,7 @@ pub(crate) struct Finish {
     pub(crate) park: Option<(Instant, Option<PendingWill>)>,
 }
 
+/// An acknowledgement; 3.1.1 acks carry no reason code, the encoder drops it.
 fn ack(packet_id: u16, code: ReasonCode) -> Ack {
     Ack {
         packet_id,
