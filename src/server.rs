@@ -122,18 +122,28 @@ const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Frees what expires in the router (retained messages) until shutdown.
 async fn housekeeping(ctx: Arc<Context>) {
-    let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = ctx.shutdown.cancelled() => return,
-        }
-        let freed = ctx
-            .router
-            .remove_expired_retained(std::time::Instant::now());
+    every(HOUSEKEEPING_INTERVAL, &ctx.shutdown, |now| {
+        let freed = ctx.router.remove_expired_retained(now);
         if freed > 0 {
             debug!(freed, "expired retained messages freed");
+        }
+    })
+    .await;
+}
+
+/// Calls `tick` with the current time every `period` until `shutdown`; a late
+/// tick is not made up for.
+pub(crate) async fn every(
+    period: Duration,
+    shutdown: &CancellationToken,
+    mut tick: impl FnMut(std::time::Instant),
+) {
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => tick(std::time::Instant::now()),
+            _ = shutdown.cancelled() => return,
         }
     }
 }

@@ -390,14 +390,7 @@ fn hand_over(handoff: Handoff, state: SessionState, ctx: &Context) {
 
 /// Publishes delayed wills and ends expired sessions until shutdown.
 pub(crate) async fn sweeper(ctx: Arc<Context>) {
-    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = ctx.shutdown.cancelled() => return,
-        }
-        let now = Instant::now();
+    crate::server::every(SWEEP_INTERVAL, &ctx.shutdown, |now| {
         let due = ctx.mqtt.sweep(now);
         for will in due.wills {
             ctx.router.publish(will, now);
@@ -410,5 +403,6 @@ pub(crate) async fn sweeper(ctx: Arc<Context>) {
             }
             ctx.router.close_session(state.session.id());
         }
-    }
+    })
+    .await;
 }
