@@ -18,8 +18,8 @@ use dwbroker_codecs::mqtt::{
     Codec, DecodeError, Disconnect, Packet, Properties, ProtocolVersion, ReasonCode,
 };
 use futures_util::StreamExt;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_util::codec::FramedRead;
@@ -40,7 +40,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a new connection waits for the previous holder of its client id: longer
 /// than a write can block that holder.
 const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long the last packets (DISCONNECT) of a closing connection may take.
+/// How long the last packets (DISCONNECT) of a closing connection, and reading
+/// what the client still sends after them, may take.
 const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
 /// The largest packet accepted before CONNECT is accepted (RabbitMQ's MQTT plugin
 /// allows 64 KiB before authentication): unauthenticated sockets cannot make the
@@ -79,7 +80,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>
                 ProtocolVersion::V311
             };
             let packet = session::refusal_connack(ReasonCode::UNSUPPORTED_PROTOCOL_VERSION);
-            farewell(&mut writer, &mut wbuf, version, &[packet]).await;
+            farewell(reader, writer, &mut wbuf, version, &[packet]).await;
             return warn!(%peer, level, "mqtt: unsupported protocol level");
         }
         Ok(Some(Err(e))) => return warn!(%peer, error = %e, "mqtt: bad first packet"),
@@ -93,7 +94,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>
     let accepted = match session::accept_connect(connect, limits, || ctx.assign_client_id()) {
         Ok(a) => a,
         Err(refusal) => {
-            farewell(&mut writer, &mut wbuf, version, &refuse(refusal.code)).await;
+            farewell(reader, writer, &mut wbuf, version, &refuse(refusal.code)).await;
             return warn!(%peer, code = %refusal.code, why = refusal.why, "mqtt: CONNECT refused");
         }
     };
@@ -117,7 +118,8 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>
         }
         Prior::Full => {
             farewell(
-                &mut writer,
+                reader,
+                writer,
                 &mut wbuf,
                 version,
                 &refuse(ReasonCode::QUOTA_EXCEEDED),
@@ -213,20 +215,31 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>
     // client that may not be reading comes last, bounded.
     end_session(conn, exit, kick, &ctx).await;
     if !network_failed {
-        farewell(&mut writer, &mut wbuf, version, &last).await;
+        farewell(reader, writer, &mut wbuf, version, &last).await;
     }
 }
 
-/// Writes the last packets of a connection, bounded in time, and closes it.
+/// Writes the last packets of a connection, bounded in time, closes the sending
+/// side, then reads and discards what the client still sends for a moment: closing
+/// a socket with unread input makes the kernel reset the connection, which can
+/// destroy the DISCONNECT or CONNACK before the client has read it.
 async fn farewell(
-    writer: &mut OwnedWriteHalf,
+    reader: FramedRead<OwnedReadHalf, Codec>,
+    mut writer: OwnedWriteHalf,
     wbuf: &mut BytesMut,
     version: ProtocolVersion,
     packets: &[Packet],
 ) {
     let _ = tokio::time::timeout(FAREWELL_TIMEOUT, async {
-        let _ = write_packets(writer, wbuf, version, packets).await;
+        let _ = write_packets(&mut writer, wbuf, version, packets).await;
         let _ = writer.shutdown().await;
+        let mut read_half = reader.into_inner();
+        let mut scratch = [0u8; 4096];
+        while let Ok(n) = read_half.read(&mut scratch).await {
+            if n == 0 {
+                break;
+            }
+        }
     })
     .await;
 }
@@ -234,7 +247,7 @@ async fn farewell(
 /// The connected loop. `Ok` never happens: the loop ends only with an `Exit`.
 async fn run(
     conn: &mut Connection,
-    reader: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, Codec>,
+    reader: &mut FramedRead<OwnedReadHalf, Codec>,
     writer: &mut OwnedWriteHalf,
     wbuf: &mut BytesMut,
     kick: &mut Option<oneshot::Receiver<Handoff>>,
