@@ -45,6 +45,9 @@ pub const DEFAULT_MAX_SESSION_EXPIRY: u32 = 86_400;
 pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
 /// Subscriptions one session may hold; beyond it SUBACK answers 0x97 (3.1.1: 0x80).
 pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_SESSION: usize = 10_000;
+/// Topic aliases an MQTT 5 client may set per connection (announced as Topic
+/// Alias Maximum; 0 switches client aliases off).
+pub const DEFAULT_MAX_TOPIC_ALIAS: u16 = 64;
 /// Subjects with a retained message; beyond it new retained messages are
 /// delivered but not kept (logged).
 pub const DEFAULT_MAX_RETAINED_MESSAGES: usize = 1_000_000;
@@ -110,6 +113,8 @@ pub struct Limits {
     pub max_sessions: usize,
     /// See [`DEFAULT_MAX_SUBSCRIPTIONS_PER_SESSION`].
     pub max_subscriptions_per_session: usize,
+    /// See [`DEFAULT_MAX_TOPIC_ALIAS`].
+    pub max_topic_alias: u16,
     /// See [`DEFAULT_MAX_RETAINED_MESSAGES`].
     pub max_retained_messages: usize,
     /// See [`DEFAULT_MAX_RETAINED_BYTES`].
@@ -129,6 +134,7 @@ impl Default for Limits {
             max_session_expiry: DEFAULT_MAX_SESSION_EXPIRY,
             max_sessions: DEFAULT_MAX_SESSIONS,
             max_subscriptions_per_session: DEFAULT_MAX_SUBSCRIPTIONS_PER_SESSION,
+            max_topic_alias: DEFAULT_MAX_TOPIC_ALIAS,
             max_retained_messages: DEFAULT_MAX_RETAINED_MESSAGES,
             max_retained_bytes: DEFAULT_MAX_RETAINED_BYTES,
         }
@@ -218,6 +224,7 @@ struct FileLimits {
     max_session_expiry: Option<u32>,
     max_sessions: Option<usize>,
     max_subscriptions_per_session: Option<usize>,
+    max_topic_alias: Option<u16>,
     max_retained_messages: Option<usize>,
     max_retained_bytes: Option<usize>,
 }
@@ -277,6 +284,7 @@ impl Config {
             &mut lim.max_subscriptions_per_session,
             l.max_subscriptions_per_session,
         );
+        set(&mut lim.max_topic_alias, l.max_topic_alias);
         set(&mut lim.max_retained_messages, l.max_retained_messages);
         set(&mut lim.max_retained_bytes, l.max_retained_bytes);
         if let Some(secs) = l.connect_timeout_secs {

@@ -928,6 +928,87 @@ async fn repeated_pubrec_is_answered_with_pubrel_again() {
 }
 
 #[tokio::test]
+async fn v5_topic_aliases_both_ways() {
+    let (_b, addr) = start().await;
+    let mut conn = connect(ProtocolVersion::V5, "alias-sub");
+    conn.properties.topic_alias_maximum = Some(1);
+    let (mut sub, connack) = Raw::connected(addr, conn).await;
+    let Packet::ConnAck(connack) = connack else {
+        panic!()
+    };
+    assert_eq!(connack.properties.topic_alias_maximum, Some(64));
+    sub.send_packet(Packet::Subscribe(Subscribe {
+        packet_id: 1,
+        properties: Properties::default(),
+        filters: vec![("alias/#".into(), opts(WireQoS::AtMostOnce))],
+    }))
+    .await;
+    assert!(matches!(sub.recv().await, Some(Packet::SubAck(_))));
+
+    // The publisher sets alias 7 on its first PUBLISH, then uses it alone.
+    let (mut publisher, _) = Raw::connected(addr, connect(ProtocolVersion::V5, "alias-pub")).await;
+    let publish = |topic: &str, payload: &'static [u8]| {
+        Packet::Publish(Publish {
+            dup: false,
+            qos: WireQoS::AtMostOnce,
+            retain: false,
+            topic: topic.into(),
+            packet_id: 0,
+            properties: Properties {
+                topic_alias: Some(7),
+                ..Properties::default()
+            },
+            payload: Bytes::from_static(payload),
+        })
+    };
+    publisher.send_packet(publish("alias/a", b"1")).await;
+    publisher.send_packet(publish("", b"2")).await;
+    let mut other = publish("alias/b", b"3");
+    if let Packet::Publish(p) = &mut other {
+        p.properties.topic_alias = None;
+    }
+    publisher.send_packet(other).await;
+
+    // The subscriber allowed one alias: the first topic gets it, then is sent
+    // by alias alone; the other topic goes in full.
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        match sub.recv().await {
+            Some(Packet::Publish(p)) => got.push((p.topic, p.properties.topic_alias, p.payload)),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        got,
+        vec![
+            ("alias/a".to_string(), Some(1), Bytes::from_static(b"1")),
+            (String::new(), Some(1), Bytes::from_static(b"2")),
+            ("alias/b".to_string(), None, Bytes::from_static(b"3")),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn v5_request_response_information() {
+    let (_b, addr) = start().await;
+    let mut conn = connect(ProtocolVersion::V5, "rri");
+    conn.properties.request_response_information = Some(1);
+    let (_raw, connack) = Raw::connected(addr, conn).await;
+    let Packet::ConnAck(connack) = connack else {
+        panic!()
+    };
+    assert_eq!(
+        connack.properties.response_information.as_deref(),
+        Some("reply/rri/")
+    );
+    let (_raw, connack) = Raw::connected(addr, connect(ProtocolVersion::V5, "no-rri")).await;
+    let Packet::ConnAck(connack) = connack else {
+        panic!()
+    };
+    assert_eq!(connack.properties.response_information, None);
+}
+
+#[tokio::test]
 async fn graceful_shutdown_tells_v5_clients_8b() {
     let (broker, addr) = start().await;
     let (mut raw, _) = Raw::connected(addr, connect(ProtocolVersion::V5, "shutdown")).await;

@@ -199,23 +199,41 @@ async fn mqtt_3_3_4_6_subscription_identifier_in_client_publish() {
 }
 
 #[tokio::test]
-async fn topic_alias_above_maximum_gets_0x94() {
+async fn mqtt_3_3_2_8_and_9_topic_alias_zero_or_above_maximum_gets_0x94() {
     let (_b, addr) = start().await;
+    for alias in [0u16, 65] {
+        let mut raw = v5_client(addr).await;
+        raw.send_packet(Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic: "a".into(),
+            packet_id: 0,
+            properties: Properties {
+                topic_alias: Some(alias),
+                ..Properties::default()
+            },
+            payload: Bytes::new(),
+        }))
+        .await;
+        raw.expect_disconnect(0x94).await;
+    }
+    // An alias never set on this connection.
     let mut raw = v5_client(addr).await;
     raw.send_packet(Packet::Publish(Publish {
         dup: false,
         qos: QoS::AtMostOnce,
         retain: false,
-        topic: "a".into(),
+        topic: String::new(),
         packet_id: 0,
         properties: Properties {
-            topic_alias: Some(1),
+            topic_alias: Some(3),
             ..Properties::default()
         },
         payload: Bytes::new(),
     }))
     .await;
-    raw.expect_disconnect(0x94).await;
+    raw.expect_disconnect(0x82).await;
     assert_broker_serves(addr).await;
 }
 

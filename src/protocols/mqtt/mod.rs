@@ -5,6 +5,7 @@
 //! Policy lives in `session.rs` and `registry.rs`; this file only moves bytes and
 //! waits on the socket, the session's queue, timers, takeover and shutdown.
 
+mod alias;
 mod registry;
 mod session;
 mod translate;

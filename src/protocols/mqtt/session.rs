@@ -18,6 +18,7 @@ use dwbroker_codecs::mqtt::{
     ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
 
+use super::alias;
 use super::registry::{OutFlight, PendingWill, SessionState};
 use super::translate;
 use crate::config::Limits;
@@ -106,6 +107,8 @@ pub(crate) struct Accepted {
     will: Option<WillSpec>,
     client_receive_max: u16,
     client_max_packet: u32,
+    client_topic_alias_max: u16,
+    wants_response_information: bool,
 }
 
 /// Validates a CONNECT against the protocol and the server's limits.
@@ -215,6 +218,8 @@ pub(crate) fn accept_connect(
         will,
         client_receive_max: props.receive_maximum.unwrap_or(u16::MAX),
         client_max_packet: props.maximum_packet_size.unwrap_or(u32::MAX),
+        client_topic_alias_max: props.topic_alias_maximum.unwrap_or(0),
+        wants_response_information: props.request_response_information == Some(1),
     })
 }
 
@@ -248,6 +253,8 @@ pub(crate) struct Connection {
     client_max_packet: u32,
     /// How many in-flight entries are `OutFlight::Resend`.
     resend_pending: usize,
+    inbound_aliases: alias::Inbound,
+    outbound_aliases: alias::Outbound,
     /// Packets to write, in order.
     pub(crate) out: Vec<Packet>,
 }
@@ -278,6 +285,13 @@ impl Connection {
             if accepted.keep_alive_changed {
                 properties.server_keep_alive = Some(accepted.keep_alive);
             }
+            if limits.max_topic_alias > 0 {
+                properties.topic_alias_maximum = Some(limits.max_topic_alias);
+            }
+            if accepted.wants_response_information {
+                // MQTT 5 §4.10: the basis the client builds its response topics on.
+                properties.response_information = Some(response_information(&accepted.client_id));
+            }
         }
         let mut conn = Connection {
             version: accepted.version,
@@ -294,6 +308,8 @@ impl Connection {
             send_window: usize::from(accepted.client_receive_max.min(limits.max_inflight)),
             client_max_packet: accepted.client_max_packet,
             resend_pending: 0,
+            inbound_aliases: alias::Inbound::new(limits.max_topic_alias),
+            outbound_aliases: alias::Outbound::new(accepted.client_topic_alias_max),
             out: vec![Packet::ConnAck(ConnAck {
                 session_present,
                 code: ReasonCode::SUCCESS,
@@ -388,24 +404,11 @@ impl Connection {
         }
     }
 
-    fn on_publish(&mut self, p: Publish, now: Instant) -> Result<(), Exit> {
+    fn on_publish(&mut self, mut p: Publish, now: Instant) -> Result<(), Exit> {
         let v5 = self.version == ProtocolVersion::V5;
-        if p.properties.topic_alias.is_some() {
-            // The server announces no Topic Alias Maximum, so any alias exceeds it
-            // (MQTT 5 §3.3.2.3.4).
-            return Err(Exit::protocol(
-                ReasonCode::TOPIC_ALIAS_INVALID,
-                "topic aliases are not accepted",
-            ));
-        }
-        if p.topic.is_empty() {
-            // [MQTT-3.3.2-1]; MQTT 5 §3.3.4: a zero-length Topic Name without a Topic
-            // Alias is a Protocol Error.
-            return Err(Exit::protocol(
-                ReasonCode::PROTOCOL_ERROR,
-                "empty topic name",
-            ));
-        }
+        self.inbound_aliases
+            .resolve(&mut p)
+            .map_err(|(code, why)| Exit::protocol(code, why))?;
         if !p.properties.subscription_identifiers.is_empty() {
             // [MQTT-3.3.4-6] A PUBLISH sent to a Server MUST NOT contain a
             // Subscription Identifier.
@@ -659,21 +662,28 @@ impl Connection {
             if publish.qos != QoS::AtMostOnce {
                 publish.packet_id = self.next_packet_id();
             }
+            // In flight with its full topic: aliases do not outlive the connection.
+            let unacked = (publish.qos != QoS::AtMostOnce).then(|| publish.clone());
+            let new_alias = self.outbound_aliases.apply(&mut publish);
             let packet = Packet::Publish(publish);
             // [MQTT-3.1.2-25] A packet above the client's Maximum Packet Size is
             // discarded as if it had been sent.
             if self.client_max_packet != u32::MAX
                 && packet.encoded_len(self.version) > self.client_max_packet as usize
             {
+                if let Some(topic) = new_alias {
+                    self.outbound_aliases.forget(&topic);
+                }
                 tracing::debug!(client_id = %self.client_id, "message above the client's maximum packet size dropped");
                 continue;
             }
-            if let Packet::Publish(p) = &packet {
+            if let Some(p) = unacked {
                 bytes += p.payload.len();
-                if p.qos != QoS::AtMostOnce {
-                    let flight = OutFlight::Sent(Box::new(p.clone()));
-                    self.state.inflight.push_back((p.packet_id, flight));
-                }
+                self.state
+                    .inflight
+                    .push_back((p.packet_id, OutFlight::Sent(Box::new(p))));
+            } else {
+                bytes += dispatch.message.payload.len();
             }
             self.out.push(packet);
         }
@@ -756,6 +766,12 @@ pub(crate) struct Finish {
     pub(crate) state: SessionState,
     /// `Some` if the session persists: until when, and a will waiting for its delay.
     pub(crate) park: Option<(Instant, Option<PendingWill>)>,
+}
+
+/// The Response Information offered to a client that asks for it: topics under
+/// `reply/<client id>/` are the client's to use for responses.
+pub(crate) fn response_information(client_id: &str) -> String {
+    format!("reply/{client_id}/")
 }
 
 /// An acknowledgement; 3.1.1 acks carry no reason code, the encoder drops it.
