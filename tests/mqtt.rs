@@ -1009,6 +1009,58 @@ async fn v5_request_response_information() {
 }
 
 #[tokio::test]
+async fn a_leaving_shared_member_hands_its_unacknowledged_messages_over() {
+    let (_b, addr) = start().await;
+    let subscribe = Packet::Subscribe(Subscribe {
+        packet_id: 1,
+        properties: Properties::default(),
+        filters: vec![("$share/g/handover".into(), opts(WireQoS::AtLeastOnce))],
+    });
+    let (mut leaving, _) = Raw::connected(addr, connect(ProtocolVersion::V5, "handover-a")).await;
+    leaving.send_packet(subscribe.clone()).await;
+    assert!(matches!(leaving.recv().await, Some(Packet::SubAck(_))));
+    let (mut staying, _) = Raw::connected(addr, connect(ProtocolVersion::V5, "handover-b")).await;
+    staying.send_packet(subscribe).await;
+    assert!(matches!(staying.recv().await, Some(Packet::SubAck(_))));
+    let (publisher, _) = v4(addr, |_| {}, "handover-pub").await;
+    for i in 0..4u8 {
+        publisher
+            .client
+            .publish("handover", QoS::AtLeastOnce, false, vec![i])
+            .await
+            .unwrap();
+    }
+    let (mut left_with, mut kept) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        let Some(Packet::Publish(p)) = leaving.recv().await else {
+            panic!()
+        };
+        left_with.push(p.payload[0]);
+        let Some(Packet::Publish(p)) = staying.recv().await else {
+            panic!()
+        };
+        staying.send_packet(Packet::PubAck(ack(p.packet_id))).await;
+        kept.push(p.payload[0]);
+    }
+    // The leaving member acknowledged nothing; its session ends with it, and the
+    // other member gets what it had.
+    drop(leaving);
+    let mut handed = Vec::new();
+    for _ in 0..2 {
+        let Some(Packet::Publish(p)) = staying.recv().await else {
+            panic!()
+        };
+        handed.push(p.payload[0]);
+    }
+    left_with.sort_unstable();
+    handed.sort_unstable();
+    assert_eq!(handed, left_with);
+    let mut all = [left_with, kept].concat();
+    all.sort_unstable();
+    assert_eq!(all, [0, 1, 2, 3]);
+}
+
+#[tokio::test]
 async fn graceful_shutdown_tells_v5_clients_8b() {
     let (broker, addr) = start().await;
     let (mut raw, _) = Raw::connected(addr, connect(ProtocolVersion::V5, "shutdown")).await;

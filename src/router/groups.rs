@@ -1,17 +1,28 @@
 //! Shared subscription groups: one member receives each message.
 //!
-//! Owns: a group's name (MQTT `$share/<group>/<filter>` and, later, NATS queue
-//! groups; the router files the group under its filter in the trie), its members
-//! and the round-robin choice among them.
+//! Owns: a group's identity (its name and filter: MQTT `$share/<group>/<filter>`
+//! and, later, NATS queue groups), its members and the round-robin choice among
+//! them.
 //! Refuses: looking members' sessions up or pushing to them (the router does), and
 //! locking: membership changes need `&mut` (the index write lock);
 //! [`Group::pick_where`] needs only `&self`, because the cursor is atomic, so
 //! publishes choose members under the index read lock.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use super::sessions::SessionId;
+use super::subject::Filter;
 use super::SubOptions;
+
+/// What identifies a group: its filter and its name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct GroupKey {
+    /// The filter every member subscribed with.
+    pub filter: Filter,
+    /// The group name.
+    pub name: Box<str>,
+}
 
 /// One subscriber in a group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,16 +36,19 @@ pub struct Member {
 /// A shared subscription group.
 #[derive(Debug)]
 pub struct Group {
-    name: Box<str>,
+    key: Arc<GroupKey>,
     members: Vec<Member>,
     cursor: AtomicUsize,
 }
 
 impl Group {
-    /// An empty group `name`.
-    pub fn new(name: &str) -> Group {
+    /// An empty group `name` over `filter`.
+    pub fn new(name: &str, filter: Filter) -> Group {
         Group {
-            name: name.into(),
+            key: Arc::new(GroupKey {
+                filter,
+                name: name.into(),
+            }),
             members: Vec::new(),
             cursor: AtomicUsize::new(0),
         }
@@ -42,7 +56,12 @@ impl Group {
 
     /// The group name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.key.name
+    }
+
+    /// The group's identity, which dispatches to its members carry.
+    pub fn key(&self) -> &Arc<GroupKey> {
+        &self.key
     }
 
     /// Adds `session`, or replaces its options if it is already a member; returns
@@ -111,7 +130,7 @@ mod tests {
     }
 
     fn group() -> Group {
-        Group::new("g")
+        Group::new("g", Filter::mqtt("a/+").unwrap())
     }
 
     #[test]

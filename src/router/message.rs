@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::groups::GroupKey;
 use super::subject::Subject;
 
 /// The id of the connection a message came from; 0 means in process (no connection).
@@ -85,6 +86,9 @@ pub struct Dispatch {
     pub retain: bool,
     /// The subscription identifiers of every matching subscription (MQTT 5).
     pub subscription_ids: Vec<u32>,
+    /// The shared subscription group it was given to, if any: when the session
+    /// ends before it is acknowledged, it goes to another member.
+    pub share: Option<Arc<GroupKey>>,
 }
 
 impl Message {

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
-pub use groups::{Group, Member};
+pub use groups::{Group, GroupKey, Member};
 pub use message::{ConnId, Delivery, Dispatch, Headers, Message};
 pub use retained::{Retained, RetainedLimits};
 pub use sessions::{DropStats, OutboxLimits, Pushed, Session, SessionId};
@@ -171,14 +171,46 @@ impl Router {
     /// Drops every subscription and group membership of session `id` and
     /// unregisters it. Holders of its `Arc` may still drain what was queued.
     pub fn close_session(&self, id: SessionId) {
-        let mut index = self.write();
-        let Some(registered) = index.sessions.remove(&id) else {
-            return;
+        self.close_session_with(id, Vec::new());
+    }
+
+    /// Closes session `id` like [`Router::close_session`]; shared-subscription
+    /// messages still in its outbox, and those in `unacked` (delivered but not
+    /// acknowledged, handed back by its front), go to another member of their
+    /// group (MQTT 5 §4.8.2: the server SHOULD send them to another client of
+    /// the shared subscription). Other messages end with the session.
+    pub fn close_session_with(&self, id: SessionId, unacked: Vec<Dispatch>) {
+        let session = {
+            let mut index = self.write();
+            let Some(registered) = index.sessions.remove(&id) else {
+                return;
+            };
+            for (filter, group) in &registered.subs {
+                index.detach(id, filter, group.as_deref());
+            }
+            index.subscriptions -= registered.subs.len();
+            registered.session
         };
-        for (filter, group) in &registered.subs {
-            index.detach(id, filter, group.as_deref());
+        let orphans: Vec<Dispatch> = unacked
+            .into_iter()
+            .chain(std::iter::from_fn(|| session.pop()))
+            .filter(|d| d.share.is_some())
+            .collect();
+        if orphans.is_empty() {
+            return;
         }
-        index.subscriptions -= registered.subs.len();
+        let index = self.read();
+        for orphan in orphans {
+            let Some(key) = &orphan.share else { continue };
+            let is_group = |t: &Target| matches!(t, Target::Group(g) if g.key() == key);
+            if let Some(Target::Group(group)) = index.trie.find(&key.filter, is_group) {
+                let origin = orphan.message.origin;
+                let local = move |session: &Session, opts: &SubOptions| {
+                    opts.no_local && origin != 0 && session.connection() == origin
+                };
+                dispatch_to_group(&index.sessions, group, &orphan.message, local);
+            }
+        }
     }
 
     /// Subscribes `session` to `filter` (in `opts.share_group`, if any). Returns
@@ -202,7 +234,7 @@ impl Router {
                 if let Some(Target::Group(g)) = index.trie.find_mut(&filter, is_group) {
                     g.join(session, opts);
                 } else {
-                    let mut group = Group::new(&name);
+                    let mut group = Group::new(&name, filter.clone());
                     group.join(session, opts);
                     index.trie.insert(&filter, Target::Group(group));
                 }
@@ -309,6 +341,7 @@ impl Router {
                 qos: msg.qos.min(granted),
                 retain: msg.retain && run.iter().any(|(_, o)| o.retain_as_published),
                 subscription_ids: run.iter().filter_map(|(_, o)| o.subscription_id).collect(),
+                share: None,
             };
             routed.count(session.push(dispatch));
         }
@@ -389,6 +422,7 @@ fn dispatch_to_group(
         qos: msg.qos.min(member.opts.qos),
         retain: msg.retain && member.opts.retain_as_published,
         subscription_ids: member.opts.subscription_id.into_iter().collect(),
+        share: Some(group.key().clone()),
     };
     Some(registered.session.push(dispatch))
 }
@@ -914,5 +948,28 @@ mod tests {
             r.publish(msg("b", Delivery::AtMostOnce), now),
             Routed::default()
         );
+    }
+
+    #[test]
+    fn closing_a_member_hands_its_group_messages_to_another() {
+        let now = Instant::now();
+        let r = Router::new(ROOMY, RETAINED);
+        let leaving = r.open_session();
+        let staying = r.open_session();
+        let plain = r.open_session();
+        r.subscribe(leaving.id(), mqtt("a"), shared("g", Delivery::AtLeastOnce));
+        r.subscribe(plain.id(), mqtt("a"), opts(Delivery::AtLeastOnce));
+        for _ in 0..2 {
+            r.publish(msg("a", Delivery::AtLeastOnce), now);
+        }
+        // One is "in flight" (popped by the front), one still queued.
+        let in_flight = leaving.pop().unwrap();
+        assert!(in_flight.share.is_some());
+        r.subscribe(staying.id(), mqtt("a"), shared("g", Delivery::AtLeastOnce));
+        r.close_session_with(leaving.id(), vec![in_flight]);
+        assert_eq!(staying.len(), 2);
+        // A plain subscriber's messages are not handed to anyone.
+        r.close_session(plain.id());
+        assert_eq!(staying.len(), 2);
     }
 }

@@ -223,6 +223,7 @@ mod tests {
             qos,
             retain: false,
             subscription_ids: Vec::new(),
+            share: None,
         }
     }
 
@@ -329,6 +330,7 @@ mod tests {
             qos: Delivery::AtMostOnce,
             retain: false,
             subscription_ids: Vec::new(),
+            share: None,
         };
         assert_eq!(s.push(heavy), Pushed::Queued);
         assert_eq!(s.push(dispatch("", Delivery::AtMostOnce)), Pushed::Dropped);

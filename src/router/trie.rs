@@ -77,6 +77,13 @@ impl<T> Node<T> {
             Dialect::Mqtt | Dialect::AmqpTopic => &mut self.rest_zero,
         }
     }
+
+    fn rest_ref(&self, dialect: Dialect) -> Option<&Node<T>> {
+        match dialect {
+            Dialect::Nats => self.rest_one.as_deref(),
+            Dialect::Mqtt | Dialect::AmqpTopic => self.rest_zero.as_deref(),
+        }
+    }
 }
 
 impl<T> Default for Trie<T> {
@@ -145,6 +152,23 @@ impl<T> Trie<T> {
             .iter_mut()
             .find(|s| s.dialect == dialect && pred(&s.value))
             .map(|s| &mut s.value)
+    }
+
+    /// The first value stored under exactly `filter` for which `pred` is true.
+    pub fn find(&self, filter: &Filter, mut pred: impl FnMut(&T) -> bool) -> Option<&T> {
+        let dialect = filter.dialect();
+        let mut node = &self.root;
+        for token in filter.tokens() {
+            node = match token {
+                FilterToken::Literal(l) => node.literal.get(&**l)?,
+                FilterToken::One => node.one.as_deref()?,
+                FilterToken::Rest => node.rest_ref(dialect)?,
+            };
+        }
+        node.values
+            .iter()
+            .find(|s| s.dialect == dialect && pred(&s.value))
+            .map(|s| &s.value)
     }
 
     /// Calls `visit` once for every value whose filter matches `subject`.

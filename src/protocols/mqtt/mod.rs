@@ -111,7 +111,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>
         Prior::Fresh => None,
         Prior::Parked(state) => Some(state),
         Prior::Expired(state, will) => {
-            ctx.router.close_session(state.session.id());
+            state.end(&ctx.router);
             if let Some(will) = will {
                 ctx.router.publish(*will, Instant::now());
             }
@@ -144,7 +144,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>
     // [MQTT-3.1.2-4] Clean Start discards any existing session.
     let (state, session_present) = match prior {
         Some(old) if accepted.clean_start => {
-            ctx.router.close_session(old.session.id());
+            old.end(&ctx.router);
             (SessionState::new(&ctx.router), false)
         }
         Some(old) => (old, true),
@@ -363,34 +363,33 @@ async fn end_session(
     if let Some(will) = finish.will_now {
         ctx.router.publish(will, Instant::now());
     }
-    let session_id = finish.state.session.id();
     if let Exit::TakenOver(handoff) = exit {
         // The new holder decides (Clean Start) what to keep; a session that ends
         // with this connection is not handed over.
         match finish.park {
             Some(_) => hand_over(handoff, finish.state, ctx),
             None => {
-                ctx.router.close_session(session_id);
+                finish.state.end(&ctx.router);
                 let _ = handoff.send(None);
             }
         }
         return;
     }
-    let park = finish
-        .park
-        .map(|(expires_at, will)| (finish.state, expires_at, will));
-    let parked = park.is_some();
-    if let Some(state) = ctx.mqtt.release(&client_id, conn_id, park) {
+    let Some((expires_at, will)) = finish.park else {
+        ctx.mqtt.release(&client_id, conn_id, None);
+        finish.state.end(&ctx.router);
+        return;
+    };
+    if let Some(state) =
+        ctx.mqtt
+            .release(&client_id, conn_id, Some((finish.state, expires_at, will)))
+    {
         // Taken over while ending: the new holder's kick is on its way.
         debug!(client_id = %client_id, "mqtt: session handed over while closing");
         match tokio::time::timeout(TAKEOVER_TIMEOUT, kicked(&mut kick)).await {
             Ok(Some(handoff)) => hand_over(handoff, state, ctx),
-            _ => ctx.router.close_session(state.session.id()),
+            _ => state.end(&ctx.router),
         }
-        return;
-    }
-    if !parked {
-        ctx.router.close_session(session_id);
     }
 }
 
@@ -398,7 +397,7 @@ async fn end_session(
 /// up waiting, the session ends here instead of lingering unowned.
 fn hand_over(handoff: Handoff, state: SessionState, ctx: &Context) {
     if let Err(Some(state)) = handoff.send(Some(state)) {
-        ctx.router.close_session(state.session.id());
+        state.end(&ctx.router);
     }
 }
 
@@ -415,7 +414,7 @@ pub(crate) async fn sweeper(ctx: Arc<Context>) {
             if dropped.messages > 0 {
                 info!(client_id = %client_id, dropped = dropped.messages, "mqtt: expired session had dropped messages");
             }
-            ctx.router.close_session(state.session.id());
+            state.end(&ctx.router);
         }
     })
     .await;

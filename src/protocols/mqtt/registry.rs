@@ -9,19 +9,18 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use dwbroker_codecs::mqtt::Publish;
 use tokio::sync::oneshot;
 
-use crate::router::{ConnId, Message, Router, Session};
+use crate::router::{ConnId, Dispatch, Message, Router, Session};
 
 /// An outgoing QoS 1/2 message not yet fully acknowledged by the client.
 #[derive(Debug, Clone)]
 pub(crate) enum OutFlight {
     /// PUBLISH sent; waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
-    Sent(Box<Publish>),
+    Sent(Dispatch),
     /// Sent on an earlier connection; to be resent (DUP, same packet id) when the
     /// client's Receive Maximum allows.
-    Resend(Box<Publish>),
+    Resend(Dispatch),
     /// PUBREL sent; waiting for PUBCOMP.
     Released,
 }
@@ -49,6 +48,20 @@ impl SessionState {
             awaiting_rel: HashSet::new(),
             last_packet_id: 0,
         }
+    }
+
+    /// Ends the session in the router. Its unacknowledged messages from shared
+    /// subscriptions go to other members of their groups.
+    pub(crate) fn end(self, router: &Router) {
+        let unacked = self
+            .inflight
+            .into_iter()
+            .filter_map(|(_, flight)| match flight {
+                OutFlight::Sent(d) | OutFlight::Resend(d) => Some(d),
+                OutFlight::Released => None,
+            })
+            .collect();
+        router.close_session_with(self.session.id(), unacked);
     }
 }
 

@@ -22,7 +22,7 @@ use super::alias;
 use super::registry::{OutFlight, PendingWill, SessionState};
 use super::translate;
 use crate::config::Limits;
-use crate::router::{ConnId, Dispatch, Router, SubOptions};
+use crate::router::{ConnId, Delivery, Dispatch, Router, SubOptions};
 
 /// Roughly how many payload bytes one write gathers before the shell writes them
 /// (the write buffer copies payloads, so this bounds it per connection).
@@ -359,7 +359,7 @@ impl Connection {
             Packet::PubAck(a) => {
                 self.complete(
                     a.packet_id,
-                    |f| matches!(f, OutFlight::Sent(p) if p.qos == QoS::AtLeastOnce),
+                    |f| matches!(f, OutFlight::Sent(d) if d.qos == Delivery::AtLeastOnce),
                 );
                 Ok(())
             }
@@ -474,7 +474,7 @@ impl Connection {
     fn on_pubrec(&mut self, a: Ack) -> Result<(), Exit> {
         // A repeated PUBREC for a message already released is answered again.
         let awaits_rec = |f: &OutFlight| match f {
-            OutFlight::Sent(p) => p.qos == QoS::ExactlyOnce,
+            OutFlight::Sent(d) => d.qos == Delivery::ExactlyOnce,
             OutFlight::Released => true,
             OutFlight::Resend(_) => false,
         };
@@ -580,6 +580,7 @@ impl Connection {
                         qos,
                         retain: true,
                         subscription_ids: subscription_id.into_iter().collect(),
+                        share: None,
                     });
                 }
             }
@@ -650,70 +651,83 @@ impl Connection {
                 return bytes >= BATCH_BYTES;
             }
             if self.resend_pending > 0 {
-                bytes += self.resend_one();
+                bytes += self.resend_one(now);
                 continue;
             }
             let Some(dispatch) = self.state.session.pop() else {
                 return false;
             };
-            let Some(mut publish) = translate::publish_from_dispatch(&dispatch, now) else {
-                continue;
+            let packet_id = match dispatch.qos {
+                Delivery::AtMostOnce => 0,
+                Delivery::AtLeastOnce | Delivery::ExactlyOnce => self.next_packet_id(),
             };
-            if publish.qos != QoS::AtMostOnce {
-                publish.packet_id = self.next_packet_id();
-            }
-            // In flight with its full topic: aliases do not outlive the connection.
-            let unacked = (publish.qos != QoS::AtMostOnce).then(|| publish.clone());
-            let new_alias = self.outbound_aliases.apply(&mut publish);
-            let packet = Packet::Publish(publish);
-            // [MQTT-3.1.2-25] A packet above the client's Maximum Packet Size is
-            // discarded as if it had been sent.
-            if self.client_max_packet != u32::MAX
-                && packet.encoded_len(self.version) > self.client_max_packet as usize
-            {
-                if let Some(topic) = new_alias {
-                    self.outbound_aliases.forget(&topic);
+            if let Some(size) = self.send(&dispatch, packet_id, false, now) {
+                bytes += size;
+                if packet_id != 0 {
+                    self.state
+                        .inflight
+                        .push_back((packet_id, OutFlight::Sent(dispatch)));
                 }
-                tracing::debug!(client_id = %self.client_id, "message above the client's maximum packet size dropped");
-                continue;
             }
-            if let Some(p) = unacked {
-                bytes += p.payload.len();
-                self.state
-                    .inflight
-                    .push_back((p.packet_id, OutFlight::Sent(Box::new(p))));
-            } else {
-                bytes += dispatch.message.payload.len();
-            }
-            self.out.push(packet);
         }
         true
     }
 
     /// Resends the oldest message sent on an earlier connection, with DUP set and
-    /// its packet identifier ([MQTT-4.4.0-1]); returns its payload size.
-    fn resend_one(&mut self) -> usize {
-        let Some(flight) = self
+    /// its packet identifier ([MQTT-4.4.0-1]); returns its payload size. One that
+    /// has expired meanwhile, or no longer fits the client's maximum packet size,
+    /// is dropped instead.
+    fn resend_one(&mut self, now: Instant) -> usize {
+        let Some(i) = self
             .state
             .inflight
-            .iter_mut()
-            .find_map(|(_, f)| matches!(f, OutFlight::Resend(_)).then_some(f))
+            .iter()
+            .position(|(_, f)| matches!(f, OutFlight::Resend(_)))
         else {
             self.resend_pending = 0;
             return 0;
         };
-        let OutFlight::Resend(p) = std::mem::replace(flight, OutFlight::Released) else {
+        self.resend_pending -= 1;
+        let Some((packet_id, OutFlight::Resend(dispatch))) = self.state.inflight.remove(i) else {
             return 0;
         };
-        self.resend_pending -= 1;
-        let publish = Publish {
-            dup: true,
-            ..(*p).clone()
-        };
-        let size = publish.payload.len();
-        *flight = OutFlight::Sent(p);
-        self.out.push(Packet::Publish(publish));
-        size
+        let size = self.send(&dispatch, packet_id, true, now);
+        if size.is_some() {
+            self.state
+                .inflight
+                .insert(i, (packet_id, OutFlight::Sent(dispatch)));
+        }
+        size.unwrap_or(0)
+    }
+
+    /// Queues `dispatch` as a PUBLISH for this client (with a topic alias where
+    /// one applies); returns its payload size, or `None` if it was discarded
+    /// because it expired or exceeds the client's Maximum Packet Size.
+    fn send(
+        &mut self,
+        dispatch: &Dispatch,
+        packet_id: u16,
+        dup: bool,
+        now: Instant,
+    ) -> Option<usize> {
+        let mut publish = translate::publish_from_dispatch(dispatch, now)?;
+        publish.packet_id = packet_id;
+        publish.dup = dup;
+        let new_alias = self.outbound_aliases.apply(&mut publish);
+        let packet = Packet::Publish(publish);
+        // [MQTT-3.1.2-25] A packet above the client's Maximum Packet Size is
+        // discarded as if it had been sent.
+        if self.client_max_packet != u32::MAX
+            && packet.encoded_len(self.version) > self.client_max_packet as usize
+        {
+            if let Some(topic) = new_alias {
+                self.outbound_aliases.forget(&topic);
+            }
+            tracing::debug!(client_id = %self.client_id, "message above the client's maximum packet size dropped");
+            return None;
+        }
+        self.out.push(packet);
+        Some(dispatch.message.payload.len())
     }
 
     fn next_packet_id(&mut self) -> u16 {

@@ -167,6 +167,7 @@ mod tests {
             qos: Delivery::AtLeastOnce,
             retain: false,
             subscription_ids: vec![4],
+            share: None,
         };
         let out = publish_from_dispatch(&dispatch, now + Duration::from_millis(2500)).unwrap();
         assert_eq!(out.topic, "a/b.c");
@@ -196,6 +197,7 @@ mod tests {
             qos: Delivery::AtMostOnce,
             retain: false,
             subscription_ids: vec![],
+            share: None,
         };
         assert!(publish_from_dispatch(&dispatch, now + Duration::from_secs(10)).is_none());
     }
