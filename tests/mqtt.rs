@@ -1061,6 +1061,155 @@ async fn a_leaving_shared_member_hands_its_unacknowledged_messages_over() {
 }
 
 #[tokio::test]
+async fn v5_message_expiry_while_queued_and_retained() {
+    let (_b, addr) = start().await;
+    let persistent = |o: &mut rumqttc::v5::MqttOptions| {
+        o.set_clean_start(false);
+        o.set_session_expiry_interval(Some(60));
+    };
+    let (mut c, _) = v5(addr, persistent, "expiry-sub").await;
+    c.subscribe("expiry/#", Q5::AtLeastOnce).await;
+    c.client.disconnect().await.unwrap();
+    drop(c);
+    let (publisher, _) = v5(addr, |_| {}, "expiry-pub").await;
+    let expiring = |secs| p5::PublishProperties {
+        message_expiry_interval: Some(secs),
+        ..Default::default()
+    };
+    publisher
+        .client
+        .publish_with_properties("expiry/short", Q5::AtLeastOnce, false, "short", expiring(1))
+        .await
+        .unwrap();
+    publisher
+        .client
+        .publish_with_properties("expiry/long", Q5::AtLeastOnce, false, "long", expiring(60))
+        .await
+        .unwrap();
+    publisher
+        .client
+        .publish_with_properties(
+            "expiry/retained",
+            Q5::AtLeastOnce,
+            true,
+            "kept",
+            expiring(1),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // Queued while offline: the expired one is not delivered, the other carries
+    // its remaining lifetime.
+    let (mut c, _) = v5(addr, persistent, "expiry-sub").await;
+    let p = c.publish().await;
+    assert_eq!(&p.payload[..], b"long");
+    let left = p
+        .properties
+        .and_then(|p| p.message_expiry_interval)
+        .unwrap();
+    assert!((57..=59).contains(&left), "{left}");
+    c.no_publish(SHORT).await;
+    // An expired retained message is not sent either.
+    let (mut late, _) = v5(addr, |_| {}, "expiry-late").await;
+    late.subscribe("expiry/retained", Q5::AtLeastOnce).await;
+    late.no_publish(SHORT).await;
+}
+
+#[tokio::test]
+async fn v5_subscription_identifiers_and_no_local() {
+    let (_b, addr) = start().await;
+    let (mut c, _) = v5(addr, |_| {}, "subid").await;
+    for (filter, id) in [("subid/+", 2), ("subid/#", 3)] {
+        let props = p5::SubscribeProperties {
+            id: Some(id),
+            user_properties: Vec::new(),
+        };
+        c.client
+            .subscribe_with_properties(filter, Q5::AtMostOnce, props)
+            .await
+            .unwrap();
+        c.next_incoming(|p| matches!(p, p5::Packet::SubAck(_)).then_some(()))
+            .await;
+    }
+    let (mut own, _) = v5(addr, |_| {}, "nolocal").await;
+    let mut f = p5::Filter::new("subid/x", Q5::AtMostOnce);
+    f.nolocal = true;
+    own.client.subscribe_many([f]).await.unwrap();
+    own.next_incoming(|p| matches!(p, p5::Packet::SubAck(_)).then_some(()))
+        .await;
+    // Its own publish does not come back to the no-local subscriber.
+    own.client
+        .publish("subid/x", Q5::AtMostOnce, false, "mine")
+        .await
+        .unwrap();
+    let p = c.publish().await;
+    assert_eq!(&p.payload[..], b"mine");
+    // One PUBLISH carries both subscription identifiers.
+    let mut ids = p.properties.unwrap().subscription_identifiers;
+    ids.sort_unstable();
+    assert_eq!(ids, [2, 3]);
+    own.no_publish(SHORT).await;
+    c.client
+        .publish("subid/x", Q5::AtMostOnce, false, "theirs")
+        .await
+        .unwrap();
+    assert_eq!(&own.publish().await.payload[..], b"theirs");
+}
+
+#[tokio::test]
+async fn v5_server_keep_alive_is_imposed_when_configured() {
+    let (_b, addr) = start_with(|c| c.limits.max_keep_alive = 10).await;
+    for asked in [60, 0] {
+        let mut conn = connect(ProtocolVersion::V5, &format!("ska-{asked}"));
+        conn.keep_alive = asked;
+        let (_raw, connack) = Raw::connected(addr, conn).await;
+        let Packet::ConnAck(connack) = connack else {
+            panic!()
+        };
+        assert_eq!(
+            connack.properties.server_keep_alive,
+            Some(10),
+            "asked {asked}"
+        );
+    }
+    let mut conn = connect(ProtocolVersion::V5, "ska-5");
+    conn.keep_alive = 5;
+    let (_raw, connack) = Raw::connected(addr, conn).await;
+    let Packet::ConnAck(connack) = connack else {
+        panic!()
+    };
+    assert_eq!(connack.properties.server_keep_alive, None);
+}
+
+#[tokio::test]
+async fn v5_session_expiry_changed_on_disconnect() {
+    let (_b, addr) = start().await;
+    let mut conn = connect(ProtocolVersion::V5, "sei-change");
+    conn.clean_start = false;
+    conn.properties.session_expiry_interval = Some(60);
+    let disconnect = |expiry| {
+        Packet::Disconnect(dwbroker_codecs::mqtt::Disconnect {
+            code: ReasonCode::SUCCESS,
+            properties: Properties {
+                session_expiry_interval: Some(expiry),
+                ..Properties::default()
+            },
+        })
+    };
+    // 60 -> 30 on DISCONNECT: still kept.
+    let (mut raw, _) = Raw::connected(addr, conn.clone()).await;
+    raw.send_packet(disconnect(30)).await;
+    raw.expect_closed().await;
+    let (mut raw, ack) = Raw::connected(addr, conn.clone()).await;
+    assert!(matches!(ack, Packet::ConnAck(a) if a.session_present));
+    // -> 0 on DISCONNECT: the session ends with the connection.
+    raw.send_packet(disconnect(0)).await;
+    raw.expect_closed().await;
+    let (_raw, ack) = Raw::connected(addr, conn).await;
+    assert!(matches!(ack, Packet::ConnAck(a) if !a.session_present));
+}
+
+#[tokio::test]
 async fn graceful_shutdown_tells_v5_clients_8b() {
     let (broker, addr) = start().await;
     let (mut raw, _) = Raw::connected(addr, connect(ProtocolVersion::V5, "shutdown")).await;

@@ -408,3 +408,26 @@ fn sub_opts(qos: QoS) -> dwbroker_codecs::mqtt::SubscriptionOptions {
         retain_handling: dwbroker_codecs::mqtt::RetainHandling::SendAtSubscribe,
     }
 }
+
+#[tokio::test]
+async fn receive_maximum_exceeded_gets_0x93() {
+    let (_b, addr) = start_with(|c| c.limits.max_inflight = 2).await;
+    let mut raw = v5_client(addr).await;
+    for packet_id in 1..=3u16 {
+        raw.send_packet(Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::ExactlyOnce,
+            retain: false,
+            topic: "rm".into(),
+            packet_id,
+            properties: Properties::default(),
+            payload: Bytes::from_static(b"x"),
+        }))
+        .await;
+    }
+    for _ in 0..2 {
+        assert!(matches!(raw.recv().await, Some(Packet::PubRec(_))));
+    }
+    raw.expect_disconnect(0x93).await;
+    assert_broker_serves(addr).await;
+}
