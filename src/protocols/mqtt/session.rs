@@ -119,6 +119,14 @@ pub(crate) fn accept_connect(
 ) -> Result<Accepted, Refusal> {
     let v5 = connect.version == ProtocolVersion::V5;
     let props = &connect.properties;
+    if props.authentication_data.is_some() && props.authentication_method.is_none() {
+        // MQTT 5 §3.1.2.11.10: Authentication Data without an Authentication
+        // Method is a Protocol Error.
+        return Err(Refusal {
+            code: ReasonCode::PROTOCOL_ERROR,
+            why: "authentication data without an authentication method",
+        });
+    }
     if props.authentication_method.is_some() {
         // No enhanced authentication method is configured (MQTT 5 §4.12).
         return Err(Refusal {
