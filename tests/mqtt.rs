@@ -1210,6 +1210,36 @@ async fn v5_session_expiry_changed_on_disconnect() {
 }
 
 #[tokio::test]
+async fn shared_members_keep_their_own_qos_and_get_no_retained_messages() {
+    let (_b, addr) = start().await;
+    let (publisher, _) = v5(addr, |_| {}, "shq-pub").await;
+    publisher
+        .client
+        .publish("shq/t", Q5::ExactlyOnce, true, "retained")
+        .await
+        .unwrap();
+    let (mut probe, _) = v5(addr, |_| {}, "shq-probe").await;
+    probe.subscribe("shq/t", Q5::AtMostOnce).await;
+    assert!(probe.publish().await.retain);
+    // MQTT 5 §4.8.2: retained messages are not sent for a shared subscription.
+    let (mut low, _) = v5(addr, |_| {}, "shq-low").await;
+    let (mut high, _) = v5(addr, |_| {}, "shq-high").await;
+    low.subscribe("$share/q/shq/t", Q5::AtMostOnce).await;
+    high.subscribe("$share/q/shq/t", Q5::ExactlyOnce).await;
+    low.no_publish(SHORT).await;
+    high.no_publish(SHORT).await;
+    for _ in 0..2 {
+        publisher
+            .client
+            .publish("shq/t", Q5::ExactlyOnce, false, "m")
+            .await
+            .unwrap();
+    }
+    assert_eq!(low.publish().await.qos, Q5::AtMostOnce);
+    assert_eq!(high.publish().await.qos, Q5::ExactlyOnce);
+}
+
+#[tokio::test]
 async fn graceful_shutdown_tells_v5_clients_8b() {
     let (broker, addr) = start().await;
     let (mut raw, _) = Raw::connected(addr, connect(ProtocolVersion::V5, "shutdown")).await;
