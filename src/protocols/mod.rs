@@ -2,3 +2,4 @@
 //! values and owns its protocol's policy; none of them knows about the others.
 
 pub(crate) mod mqtt;
+mod socket;

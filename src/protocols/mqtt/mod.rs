@@ -19,7 +19,6 @@ use dwbroker_codecs::mqtt::{
     Codec, DecodeError, Disconnect, Packet, Properties, ProtocolVersion, ReasonCode,
 };
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -30,20 +29,15 @@ pub(crate) use registry::Registry;
 use registry::{Handoff, Prior, SessionState};
 use session::{Connection, Exit};
 
+use crate::protocols::socket;
 use crate::server::Context;
 
 /// At most this many queued messages are moved to the socket per wake-up, so that
 /// one busy subscriber cannot starve reading its own socket.
 const PUMP_BUDGET: usize = 256;
-/// How long one socket write may take before the client counts as gone (a client
-/// that stops reading must not hold its task, its session or a takeover forever).
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a new connection waits for the previous holder of its client id: longer
-/// than a write can block that holder.
+/// than a write can block that holder (`socket::WRITE_TIMEOUT`).
 const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long the last packets (DISCONNECT) of a closing connection, and reading
-/// what the client still sends after them, may take.
-const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
 /// The largest packet accepted before CONNECT is accepted (RabbitMQ's MQTT plugin
 /// allows 64 KiB before authentication): unauthenticated sockets cannot make the
 /// broker buffer a full-size message each.
@@ -220,29 +214,16 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>
     }
 }
 
-/// Writes the last packets of a connection, bounded in time, closes the sending
-/// side, then reads and discards what the client still sends for a moment: closing
-/// a socket with unread input makes the kernel reset the connection, which can
-/// destroy the DISCONNECT or CONNACK before the client has read it.
+/// Writes the last packets of a connection and closes it (see `socket::farewell`).
 async fn farewell(
     reader: FramedRead<OwnedReadHalf, Codec>,
-    mut writer: OwnedWriteHalf,
+    writer: OwnedWriteHalf,
     wbuf: &mut BytesMut,
     version: ProtocolVersion,
     packets: &[Packet],
 ) {
-    let _ = tokio::time::timeout(FAREWELL_TIMEOUT, async {
-        let _ = write_packets(&mut writer, wbuf, version, packets).await;
-        let _ = writer.shutdown().await;
-        let mut read_half = reader.into_inner();
-        let mut scratch = [0u8; 4096];
-        while let Ok(n) = read_half.read(&mut scratch).await {
-            if n == 0 {
-                break;
-            }
-        }
-    })
-    .await;
+    encode_packets(wbuf, version, packets);
+    socket::farewell(reader.into_inner(), writer, wbuf).await;
 }
 
 /// The connected loop. `Ok` never happens: the loop ends only with an `Exit`.
@@ -261,20 +242,14 @@ async fn run(
     let mut more = conn.pump(Instant::now(), PUMP_BUDGET);
     loop {
         if !conn.out.is_empty() {
-            let out = std::mem::take(&mut conn.out);
-            match tokio::time::timeout(
-                WRITE_TIMEOUT,
-                write_packets(writer, wbuf, conn.version, &out),
-            )
-            .await
-            {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(Exit::Network(e.to_string())),
-                Err(_) => {
-                    return Err(Exit::Network(
-                        "write timed out: the client is not reading".into(),
-                    ))
-                }
+            encode_packets(wbuf, conn.version, &conn.out);
+            conn.out.clear();
+            socket::write(writer, wbuf)
+                .await
+                .map_err(|e| Exit::Network(e.to_string()))?;
+            // Keep an idle connection small: drop a buffer that grew for a large message.
+            if wbuf.capacity() > 64 * 1024 {
+                *wbuf = BytesMut::new();
             }
         }
         // Order matters (biased): shutdown and takeover first, then the client's
@@ -326,14 +301,9 @@ fn decode_exit(e: DecodeError) -> Exit {
     }
 }
 
-/// Encodes `packets` into one buffer and writes it with one call. A packet that
-/// cannot be encoded is logged and skipped; nothing half-encoded is sent.
-async fn write_packets<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    buf: &mut BytesMut,
-    version: ProtocolVersion,
-    packets: &[Packet],
-) -> std::io::Result<()> {
+/// Encodes `packets` into `buf` (cleared first). A packet that cannot be encoded
+/// is logged and skipped; nothing half-encoded is kept.
+fn encode_packets(buf: &mut BytesMut, version: ProtocolVersion, packets: &[Packet]) {
     buf.clear();
     for packet in packets {
         let mark = buf.len();
@@ -342,12 +312,6 @@ async fn write_packets<W: AsyncWrite + Unpin>(
             warn!(error = %e, packet = ?packet.packet_type(), "mqtt: packet not encodable, dropped");
         }
     }
-    writer.write_all(buf).await?;
-    // Keep an idle connection small: drop a buffer that grew for a large message.
-    if buf.capacity() > 64 * 1024 {
-        *buf = BytesMut::new();
-    }
-    Ok(())
 }
 
 /// Applies the end of a connection to its will and its session.
