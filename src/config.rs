@@ -48,6 +48,17 @@ pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_SESSION: usize = 10_000;
 /// Topic aliases an MQTT 5 client may set per connection (announced as Topic
 /// Alias Maximum; 0 switches client aliases off).
 pub const DEFAULT_MAX_TOPIC_ALIAS: u16 = 64;
+/// Largest NATS message payload (announced in INFO as max_payload), nats-server's default.
+pub const DEFAULT_NATS_MAX_PAYLOAD: u32 = 1024 * 1024;
+/// Longest NATS control line, nats-server's `MAX_CONTROL_LINE_SIZE`.
+pub const DEFAULT_NATS_MAX_CONTROL_LINE: u32 = 4096;
+/// Bytes waiting to be written to one NATS client before it is disconnected as a slow
+/// consumer (nats-server's `max_pending`).
+pub const DEFAULT_NATS_MAX_PENDING: usize = 64 * 1024 * 1024;
+/// Seconds between the server's PINGs to a NATS client (nats-server: 2 minutes).
+pub const DEFAULT_NATS_PING_INTERVAL: Duration = Duration::from_secs(120);
+/// Unanswered PINGs after which a NATS client is closed as stale (nats-server: 2).
+pub const DEFAULT_NATS_MAX_PINGS_OUT: u32 = 2;
 /// Subjects with a retained message; beyond it new retained messages are
 /// delivered but not kept (logged).
 pub const DEFAULT_MAX_RETAINED_MESSAGES: usize = 1_000_000;
@@ -119,6 +130,16 @@ pub struct Limits {
     pub max_retained_messages: usize,
     /// See [`DEFAULT_MAX_RETAINED_BYTES`].
     pub max_retained_bytes: usize,
+    /// See [`DEFAULT_NATS_MAX_PAYLOAD`].
+    pub nats_max_payload: u32,
+    /// See [`DEFAULT_NATS_MAX_CONTROL_LINE`].
+    pub nats_max_control_line: u32,
+    /// See [`DEFAULT_NATS_MAX_PENDING`].
+    pub nats_max_pending: usize,
+    /// See [`DEFAULT_NATS_PING_INTERVAL`].
+    pub nats_ping_interval: Duration,
+    /// See [`DEFAULT_NATS_MAX_PINGS_OUT`].
+    pub nats_max_pings_out: u32,
 }
 
 impl Default for Limits {
@@ -137,6 +158,11 @@ impl Default for Limits {
             max_topic_alias: DEFAULT_MAX_TOPIC_ALIAS,
             max_retained_messages: DEFAULT_MAX_RETAINED_MESSAGES,
             max_retained_bytes: DEFAULT_MAX_RETAINED_BYTES,
+            nats_max_payload: DEFAULT_NATS_MAX_PAYLOAD,
+            nats_max_control_line: DEFAULT_NATS_MAX_CONTROL_LINE,
+            nats_max_pending: DEFAULT_NATS_MAX_PENDING,
+            nats_ping_interval: DEFAULT_NATS_PING_INTERVAL,
+            nats_max_pings_out: DEFAULT_NATS_MAX_PINGS_OUT,
         }
     }
 }
@@ -227,6 +253,11 @@ struct FileLimits {
     max_topic_alias: Option<u16>,
     max_retained_messages: Option<usize>,
     max_retained_bytes: Option<usize>,
+    nats_max_payload: Option<u32>,
+    nats_max_control_line: Option<u32>,
+    nats_max_pending: Option<usize>,
+    nats_ping_interval_secs: Option<u64>,
+    nats_max_pings_out: Option<u32>,
 }
 
 impl Config {
@@ -287,6 +318,13 @@ impl Config {
         set(&mut lim.max_topic_alias, l.max_topic_alias);
         set(&mut lim.max_retained_messages, l.max_retained_messages);
         set(&mut lim.max_retained_bytes, l.max_retained_bytes);
+        set(&mut lim.nats_max_payload, l.nats_max_payload);
+        set(&mut lim.nats_max_control_line, l.nats_max_control_line);
+        set(&mut lim.nats_max_pending, l.nats_max_pending);
+        set(&mut lim.nats_max_pings_out, l.nats_max_pings_out);
+        if let Some(secs) = l.nats_ping_interval_secs {
+            lim.nats_ping_interval = Duration::from_secs(secs);
+        }
         if let Some(secs) = l.connect_timeout_secs {
             lim.connect_timeout = Duration::from_secs(secs);
         }
@@ -315,7 +353,18 @@ impl Config {
                 "max_subscriptions_per_session",
                 l.max_subscriptions_per_session,
             ),
-            ("connect_timeout_secs", l.connect_timeout.as_secs() as usize),
+            (
+                "connect_timeout_secs",
+                usize::from(!l.connect_timeout.is_zero()),
+            ),
+            ("nats_max_payload", l.nats_max_payload as usize),
+            ("nats_max_control_line", l.nats_max_control_line as usize),
+            ("nats_max_pending", l.nats_max_pending),
+            (
+                "nats_ping_interval_secs",
+                usize::from(!l.nats_ping_interval.is_zero()),
+            ),
+            ("nats_max_pings_out", l.nats_max_pings_out as usize),
         ];
         for (name, value) in at_least_one {
             if value == 0 {

@@ -85,6 +85,11 @@ impl Broker {
         self.listeners.mqtt
     }
 
+    /// The address the NATS listener is bound to, if it runs.
+    pub fn nats_addr(&self) -> Option<SocketAddr> {
+        self.listeners.nats
+    }
+
     /// Publishes a message to every matching subscriber of every protocol; returns
     /// how many subscriber sessions it matched and was queued for.
     pub fn publish(&self, message: Message) -> Routed {

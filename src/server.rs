@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, Listen};
-use crate::protocols::mqtt;
+use crate::protocols::{mqtt, nats};
 use crate::router::{OutboxLimits, RetainedLimits, Router};
 use crate::Error;
 
@@ -28,6 +28,7 @@ pub(crate) struct Context {
     pub(crate) shutdown: CancellationToken,
     next_conn: AtomicU64,
     connections: AtomicUsize,
+    server_id: String,
 }
 
 impl Context {
@@ -47,6 +48,12 @@ impl Context {
             shutdown: CancellationToken::new(),
             next_conn: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
+            server_id: {
+                use std::hash::{BuildHasher, Hasher};
+                let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+                h.write_u32(std::process::id());
+                format!("DW{:016X}", h.finish())
+            },
         }
     }
 
@@ -57,6 +64,11 @@ impl Context {
 
     /// A client identifier for a client that sent none: unique within this run and
     /// not guessable, so that nobody can claim another client's assigned session.
+    /// This broker's id, as NATS clients see it in INFO: stable for the process.
+    pub(crate) fn server_id(&self) -> &str {
+        &self.server_id
+    }
+
     pub(crate) fn assign_client_id(&self) -> String {
         use std::hash::{BuildHasher, Hasher};
         // RandomState is seeded from the OS per instance: 64 random bits without
@@ -76,23 +88,35 @@ impl Drop for ConnectionSlot {
     }
 }
 
+/// The protocol fronts with a listener.
+#[derive(Debug, Clone, Copy)]
+enum Front {
+    Mqtt,
+    Nats,
+}
+
 /// The running listeners.
 #[derive(Debug)]
 pub(crate) struct Listeners {
     pub(crate) mqtt: Option<SocketAddr>,
+    pub(crate) nats: Option<SocketAddr>,
     tracker: TaskTracker,
 }
 
 /// Binds every configured listener and starts serving.
 pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
     let tracker = TaskTracker::new();
-    let mut mqtt_addr = None;
+    let (mut mqtt_addr, mut nats_addr) = (None, None);
     for (name, listen) in ctx.config.listener_list() {
         let Listen::At(addr) = listen else { continue };
-        if name != "mqtt" {
-            debug!(protocol = name, %addr, "listener not started: protocol not built yet");
-            continue;
-        }
+        let front = match name {
+            "mqtt" => Front::Mqtt,
+            "nats" => Front::Nats,
+            _ => {
+                debug!(protocol = name, %addr, "listener not started: protocol not built yet");
+                continue;
+            }
+        };
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| Error::Bind {
@@ -106,13 +130,17 @@ pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
             source,
         })?;
         info!(protocol = %name, addr = %bound, "listening");
-        mqtt_addr = Some(bound);
-        tracker.spawn(accept_loop(listener, ctx.clone(), tracker.clone()));
+        match front {
+            Front::Mqtt => mqtt_addr = Some(bound),
+            Front::Nats => nats_addr = Some(bound),
+        }
+        tracker.spawn(accept_loop(listener, front, ctx.clone(), tracker.clone()));
     }
     tracker.spawn(mqtt::sweeper(ctx.clone()));
     tracker.spawn(housekeeping(ctx.clone()));
     Ok(Listeners {
         mqtt: mqtt_addr,
+        nats: nats_addr,
         tracker,
     })
 }
@@ -148,7 +176,7 @@ pub(crate) async fn every(
     }
 }
 
-async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, tracker: TaskTracker) {
+async fn accept_loop(listener: TcpListener, front: Front, ctx: Arc<Context>, tracker: TaskTracker) {
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -162,7 +190,7 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, tracker: TaskTrac
                     warn!(%peer, max = ctx.config.limits.max_connections, "connection refused: max_connections reached");
                     continue;
                 }
-                tracker.spawn(serve(stream, peer, ctx.clone(), slot));
+                tracker.spawn(serve(front, stream, peer, ctx.clone(), slot));
             }
             Err(e) => {
                 // Out of file descriptors and similar: back off instead of spinning.
@@ -173,12 +201,21 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, tracker: TaskTrac
     }
 }
 
-async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>, _slot: ConnectionSlot) {
+async fn serve(
+    front: Front,
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<Context>,
+    _slot: ConnectionSlot,
+) {
     // Nagle would hold small acks and publishes for up to 40 ms.
     if let Err(e) = stream.set_nodelay(true) {
         debug!(%peer, error = %e, "TCP_NODELAY not set");
     }
-    mqtt::serve(stream, peer, ctx).await;
+    match front {
+        Front::Mqtt => mqtt::serve(stream, peer, ctx).await,
+        Front::Nats => nats::serve(stream, peer, ctx).await,
+    }
 }
 
 impl Listeners {

@@ -18,3 +18,4 @@
 )]
 
 pub mod mqtt;
+pub mod nats;

@@ -2,4 +2,5 @@
 //! values and owns its protocol's policy; none of them knows about the others.
 
 pub(crate) mod mqtt;
+pub(crate) mod nats;
 mod socket;

@@ -156,8 +156,14 @@ impl Router {
 
     /// Registers a new session with an empty outbox and returns it.
     pub fn open_session(&self) -> Arc<Session> {
+        self.open_session_with(self.limits)
+    }
+
+    /// Registers a new session whose outbox has its own `limits` (a front whose
+    /// protocol bounds a subscriber differently, as NATS does by pending bytes).
+    pub fn open_session_with(&self, limits: OutboxLimits) -> Arc<Session> {
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
-        let session = Arc::new(Session::new(id, self.limits));
+        let session = Arc::new(Session::new(id, limits));
         self.write().sessions.insert(
             id,
             Registered {

@@ -18,14 +18,14 @@ use tokio_util::codec::{Decoder, Encoder};
 /// Every wait in the tests is bounded by this.
 pub const WAIT: Duration = Duration::from_secs(5);
 
-/// A config with only the MQTT listener, on a free loopback port.
+/// A config with the MQTT and NATS listeners on free loopback ports.
 pub fn config() -> Config {
     let mut c = Config::default();
     c.listeners.mqtt = Listen::parse("127.0.0.1:0").unwrap();
+    c.listeners.nats = Listen::parse("127.0.0.1:0").unwrap();
     for l in [
         &mut c.listeners.amqp,
         &mut c.listeners.stomp,
-        &mut c.listeners.nats,
         &mut c.listeners.kafka_rest,
     ] {
         *l = Listen::Off;

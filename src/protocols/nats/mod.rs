@@ -1,0 +1,151 @@
+//! The NATS front's I/O shell: INFO first, then ops through the codec into the
+//! state machine, queued messages out in one write per wake-up, server PINGs on a
+//! timer, and the connection's ending (-ERR where nats-server sends one).
+
+mod session;
+mod translate;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use dwbroker_codecs::nats::{DecodeError, Limits, ServerCodec, ServerOp};
+use futures_util::StreamExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio_util::codec::FramedRead;
+use tracing::{info, warn};
+
+use session::{Connection, Exit};
+
+use crate::protocols::socket;
+use crate::router::OutboxLimits;
+use crate::server::Context;
+
+/// At most this many queued messages are encoded per wake-up, so that a busy
+/// subscriber still reads its own socket.
+const PUMP_BUDGET: usize = 256;
+/// The version announced in INFO. Clients pick features by it (nats-py chooses its
+/// JetStream consumer API for 2.9 and later), so it names the nats-server protocol
+/// level dwbroker speaks, not dwbroker's own version.
+const PROTOCOL_VERSION: &str = "2.10.0";
+/// A rough per-message overhead, to turn the pending-bytes limit into a message
+/// count for the outbox.
+const MESSAGE_OVERHEAD: usize = 64;
+
+/// Serves one NATS network connection until it ends.
+pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
+    let conn_id = ctx.next_conn_id();
+    let local = stream.local_addr().ok();
+    let (read_half, mut writer) = stream.into_split();
+    let limits = &ctx.config.limits;
+    let mut reader = FramedRead::new(
+        read_half,
+        ServerCodec::new(Limits {
+            max_control_line: limits.nats_max_control_line as usize,
+            max_payload: limits.nats_max_payload as usize,
+        }),
+    );
+    let session = ctx.router.open_session_with(OutboxLimits {
+        max_messages: (limits.nats_max_pending / MESSAGE_OVERHEAD).max(1),
+        max_bytes: limits.nats_max_pending,
+    });
+    let info = info_json(&ctx, conn_id, peer, local);
+    let mut conn = Connection::new(
+        conn_id,
+        session,
+        ctx.router.clone(),
+        limits.max_subscriptions_per_session,
+        limits.nats_max_pings_out,
+        info,
+    );
+    let exit = match run(&mut conn, &mut reader, &mut writer, &ctx).await {
+        Ok(never) => match never {},
+        Err(exit) => exit,
+    };
+    let name = conn.opts.name.clone().unwrap_or_default();
+    let mut last = std::mem::take(&mut conn.out);
+    match &exit {
+        Exit::Err(text) => {
+            warn!(%peer, name = %name, error = text, "nats: protocol error");
+            ServerOp::Err((*text).to_owned()).encode(&mut last);
+        }
+        Exit::Network(why) => info!(%peer, name = %name, why = %why, "nats: connection closed"),
+        Exit::SlowConsumer => warn!(%peer, name = %name, "nats: slow consumer disconnected"),
+        Exit::Shutdown => info!(%peer, name = %name, "nats: closed for shutdown"),
+    }
+    conn.close();
+    if !matches!(exit, Exit::Network(_)) {
+        socket::farewell(reader.into_inner(), writer, &last).await;
+    }
+}
+
+/// The connected loop; it ends only with an `Exit`.
+async fn run(
+    conn: &mut Connection,
+    reader: &mut FramedRead<OwnedReadHalf, ServerCodec>,
+    writer: &mut OwnedWriteHalf,
+    ctx: &Context,
+) -> Result<std::convert::Infallible, Exit> {
+    let session = conn.session().clone();
+    let period = ctx.config.limits.nats_ping_interval;
+    let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut more = false;
+    loop {
+        if !conn.out.is_empty() {
+            socket::write(writer, &conn.out)
+                .await
+                .map_err(|e| match e {
+                    // nats-server treats a stalled write as a slow consumer.
+                    socket::WriteError::TimedOut => Exit::SlowConsumer,
+                    socket::WriteError::Io(e) => Exit::Network(e.to_string()),
+                })?;
+            conn.out.clear();
+            // Keep an idle connection small: drop a buffer that grew for a burst.
+            if conn.out.capacity() > 64 * 1024 {
+                conn.out = bytes::BytesMut::new();
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = ctx.shutdown.cancelled() => return Err(Exit::Shutdown),
+            op = reader.next() => match op {
+                None => return Err(Exit::Network("closed by the client".into())),
+                Some(Err(e)) => return Err(decode_exit(e)),
+                Some(Ok(op)) => conn.handle(op, Instant::now())?,
+            },
+            _ = pings.tick() => conn.ping()?,
+            _ = session.wait(), if !more => {}
+            _ = std::future::ready(()), if more => {}
+        }
+        more = conn.pump(Instant::now(), PUMP_BUDGET)?;
+    }
+}
+
+/// The exit for input the codec refused, with nats-server's -ERR text.
+fn decode_exit(e: DecodeError) -> Exit {
+    match e {
+        DecodeError::Io(io) => Exit::Network(io.to_string()),
+        other => Exit::Err(other.err_message()),
+    }
+}
+
+/// The INFO a client reads first, with the fields clients rely on.
+fn info_json(ctx: &Context, conn_id: u64, peer: SocketAddr, local: Option<SocketAddr>) -> Bytes {
+    let info = serde_json::json!({
+        "server_id": ctx.server_id(),
+        "server_name": "dwbroker",
+        "version": PROTOCOL_VERSION,
+        "proto": 1,
+        "go": "dwbroker",
+        "host": local.map(|a| a.ip().to_string()).unwrap_or_default(),
+        "port": local.map(|a| a.port()).unwrap_or_default(),
+        "headers": true,
+        "max_payload": ctx.config.limits.nats_max_payload,
+        "client_id": conn_id,
+        "client_ip": peer.ip().to_string(),
+    });
+    Bytes::from(info.to_string())
+}

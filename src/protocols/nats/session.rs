@@ -1,0 +1,459 @@
+//! The NATS connection state machine: CONNECT options, subscriptions by sid, what
+//! each client op does, and what the server writes back.
+//!
+//! No I/O: everything to send is encoded into `out`, which the shell writes. The
+//! `-ERR` texts are nats-server's own (server/client.go, parser.go), since clients
+//! match on them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use dwbroker_codecs::nats::{ClientOp, Headers, ServerOp};
+use serde::Deserialize;
+
+use super::translate;
+use crate::router::{ConnId, Delivery, Filter, Router, Session, SubOptions, Subject};
+
+/// Why a connection ends.
+#[derive(Debug)]
+pub(crate) enum Exit {
+    /// The client broke the protocol: `-ERR '<text>'`, then close.
+    Err(&'static str),
+    /// The socket failed or the client closed it.
+    Network(String),
+    /// Its queue of messages to send passed the limit. Closed without -ERR, as
+    /// current nats-server does.
+    SlowConsumer,
+    /// The broker is stopping.
+    Shutdown,
+}
+
+/// The CONNECT options dwbroker acts on; the others (auth, tls, name, lang,
+/// version) are accepted and, where useful, logged.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub(crate) struct ConnectOptions {
+    verbose: bool,
+    pedantic: bool,
+    echo: bool,
+    headers: bool,
+    no_responders: bool,
+    protocol: u32,
+    pub(crate) name: Option<String>,
+    pub(crate) lang: Option<String>,
+    pub(crate) version: Option<String>,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            verbose: false,
+            pedantic: false,
+            // A connection receives its own messages unless it says otherwise.
+            echo: true,
+            headers: false,
+            no_responders: false,
+            protocol: 0,
+            name: None,
+            lang: None,
+            version: None,
+        }
+    }
+}
+
+/// One client subscription (sid).
+#[derive(Debug)]
+struct Sub {
+    /// The router subscription it shares with other sids of the same subject.
+    key: u32,
+    /// Auto-unsubscribe after this many deliveries (UNSUB <sid> <max>).
+    max: Option<u64>,
+    delivered: u64,
+}
+
+/// One router subscription: the router keeps one per (filter, queue group) and
+/// session, while NATS lets a connection subscribe to a subject under several sids,
+/// each receiving its own copy.
+#[derive(Debug)]
+struct RouterSub {
+    filter: Filter,
+    group: Option<String>,
+    sids: Vec<String>,
+}
+
+/// A connected NATS client.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    conn_id: ConnId,
+    pub(crate) opts: ConnectOptions,
+    session: Arc<Session>,
+    router: Arc<Router>,
+    subs: HashMap<String, Sub>,
+    router_subs: HashMap<u32, RouterSub>,
+    keys: HashMap<(Filter, Option<String>), u32>,
+    next_key: u32,
+    max_subscriptions: usize,
+    pings_out: u32,
+    max_pings_out: u32,
+    /// Encoded output, written by the shell.
+    pub(crate) out: BytesMut,
+}
+
+impl Connection {
+    /// A connection that has been sent `info` and awaits CONNECT.
+    pub(crate) fn new(
+        conn_id: ConnId,
+        session: Arc<Session>,
+        router: Arc<Router>,
+        max_subscriptions: usize,
+        max_pings_out: u32,
+        info: Bytes,
+    ) -> Connection {
+        session.set_connection(conn_id);
+        let mut conn = Connection {
+            conn_id,
+            opts: ConnectOptions::default(),
+            session,
+            router,
+            subs: HashMap::new(),
+            router_subs: HashMap::new(),
+            keys: HashMap::new(),
+            next_key: 0,
+            max_subscriptions,
+            pings_out: 0,
+            max_pings_out,
+            out: BytesMut::new(),
+        };
+        conn.send(&ServerOp::Info(info));
+        conn
+    }
+
+    /// The router subscriber of this connection.
+    pub(crate) fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
+    fn send(&mut self, op: &ServerOp) {
+        op.encode(&mut self.out);
+    }
+
+    /// `+OK` after an accepted op, for verbose clients.
+    fn ok(&mut self) {
+        if self.opts.verbose {
+            self.send(&ServerOp::Ok);
+        }
+    }
+
+    /// Handles one op from the client.
+    pub(crate) fn handle(&mut self, op: ClientOp, now: Instant) -> Result<(), Exit> {
+        match op {
+            ClientOp::Connect(json) => self.on_connect(&json),
+            ClientOp::Pub {
+                subject,
+                reply_to,
+                payload,
+            } => {
+                self.on_publish(&subject, reply_to.as_deref(), None, payload, now);
+                Ok(())
+            }
+            ClientOp::HPub {
+                subject,
+                reply_to,
+                headers,
+                payload,
+            } => {
+                self.on_publish(&subject, reply_to.as_deref(), Some(headers), payload, now);
+                Ok(())
+            }
+            ClientOp::Sub {
+                subject,
+                queue_group,
+                sid,
+            } => {
+                self.on_subscribe(&subject, queue_group, sid);
+                Ok(())
+            }
+            ClientOp::Unsub { sid, max_msgs } => {
+                self.on_unsubscribe(&sid, max_msgs);
+                Ok(())
+            }
+            ClientOp::Ping => {
+                self.send(&ServerOp::Pong);
+                Ok(())
+            }
+            ClientOp::Pong => {
+                self.pings_out = 0;
+                Ok(())
+            }
+        }
+    }
+
+    fn on_connect(&mut self, json: &[u8]) -> Result<(), Exit> {
+        let opts: ConnectOptions =
+            serde_json::from_slice(json).map_err(|_| Exit::Err("Unknown Protocol Operation"))?;
+        if opts.protocol > 1 {
+            return Err(Exit::Err("invalid client protocol"));
+        }
+        if opts.no_responders && !opts.headers {
+            return Err(Exit::Err("no responders requires headers support"));
+        }
+        self.opts = opts;
+        self.ok();
+        Ok(())
+    }
+
+    fn on_publish(
+        &mut self,
+        subject: &str,
+        reply_to: Option<&str>,
+        headers: Option<Headers>,
+        payload: Bytes,
+        now: Instant,
+    ) {
+        // nats-server checks publish subjects only in pedantic mode; the error keeps
+        // the connection open.
+        if self.opts.pedantic && !valid_publish_subject(subject) {
+            self.send(&ServerOp::Err("Invalid Publish Subject".into()));
+            return;
+        }
+        let Some(message) =
+            translate::message_from_pub(subject, reply_to, headers, payload, self.conn_id)
+        else {
+            tracing::debug!(
+                subject,
+                "nats: publish to a subject the router cannot hold dropped"
+            );
+            self.ok();
+            return;
+        };
+        let reply = message.reply_to.clone();
+        let routed = self.router.publish(message, now);
+        if routed.matched == 0 && self.opts.no_responders && self.opts.headers {
+            if let Some(reply) = reply {
+                self.no_responders(&reply);
+            }
+        }
+        self.ok();
+    }
+
+    /// A request nobody can answer: the requester's own reply subscription gets an
+    /// empty message with status 503, so that its request fails at once.
+    fn no_responders(&mut self, reply: &Subject) {
+        let sid = self
+            .router_subs
+            .values()
+            .find(|rs| rs.filter.matches(reply))
+            .and_then(|rs| rs.sids.first().cloned());
+        if let Some(sid) = sid {
+            self.send(&ServerOp::HMsg {
+                subject: reply.as_str().to_owned(),
+                sid,
+                reply_to: None,
+                headers: Headers {
+                    status: Some(503),
+                    description: None,
+                    entries: Vec::new(),
+                },
+                payload: Bytes::new(),
+            });
+        }
+    }
+
+    fn on_subscribe(&mut self, subject: &str, group: Option<String>, sid: String) {
+        let Ok(filter) = Filter::nats(subject) else {
+            self.send(&ServerOp::Err("Invalid Subject".into()));
+            return;
+        };
+        if self.subs.contains_key(&sid) {
+            self.remove_sub(&sid);
+        } else if self.subs.len() >= self.max_subscriptions {
+            self.send(&ServerOp::Err("maximum subscriptions exceeded".into()));
+            return;
+        }
+        let key = match self.keys.get(&(filter.clone(), group.clone())) {
+            Some(&key) => key,
+            None => {
+                let key = self.next_key;
+                self.next_key = self.next_key.wrapping_add(1);
+                self.router.subscribe(
+                    self.session.id(),
+                    filter.clone(),
+                    SubOptions {
+                        qos: Delivery::AtMostOnce,
+                        no_local: !self.opts.echo,
+                        retain_as_published: false,
+                        subscription_id: Some(key),
+                        share_group: group.clone(),
+                    },
+                );
+                self.keys.insert((filter.clone(), group.clone()), key);
+                self.router_subs.insert(
+                    key,
+                    RouterSub {
+                        filter,
+                        group,
+                        sids: Vec::new(),
+                    },
+                );
+                key
+            }
+        };
+        if let Some(rs) = self.router_subs.get_mut(&key) {
+            rs.sids.push(sid.clone());
+        }
+        self.subs.insert(
+            sid,
+            Sub {
+                key,
+                max: None,
+                delivered: 0,
+            },
+        );
+        self.ok();
+    }
+
+    fn on_unsubscribe(&mut self, sid: &str, max: Option<u64>) {
+        // An unknown sid is ignored, as nats-server does.
+        if let Some(sub) = self.subs.get_mut(sid) {
+            match max {
+                // UNSUB <sid> <max> counts all deliveries on the sid so far.
+                Some(max) if sub.delivered < max => sub.max = Some(max),
+                _ => self.remove_sub(sid),
+            }
+        }
+        self.ok();
+    }
+
+    fn remove_sub(&mut self, sid: &str) {
+        let Some(sub) = self.subs.remove(sid) else {
+            return;
+        };
+        let Some(rs) = self.router_subs.get_mut(&sub.key) else {
+            return;
+        };
+        rs.sids.retain(|s| s != sid);
+        if rs.sids.is_empty() {
+            if let Some(rs) = self.router_subs.remove(&sub.key) {
+                self.router
+                    .unsubscribe(self.session.id(), &rs.filter, rs.group.as_deref());
+                self.keys.remove(&(rs.filter, rs.group));
+            }
+        }
+    }
+
+    /// Encodes up to `budget` queued messages as MSG/HMSG; returns true if it
+    /// stopped on the budget. A session that had to drop messages (its queue was
+    /// full) ends the connection as a slow consumer.
+    pub(crate) fn pump(&mut self, now: Instant, budget: usize) -> Result<bool, Exit> {
+        for _ in 0..budget {
+            let Some(dispatch) = self.session.pop() else {
+                return self.check_slow().map(|()| false);
+            };
+            if dispatch.message.expires_at.is_some_and(|at| at <= now) {
+                continue;
+            }
+            let message = &dispatch.message;
+            let headers = if self.opts.headers {
+                translate::headers_of(message)
+            } else {
+                None
+            };
+            let reply_to = message.reply_to.as_ref().map(|r| r.as_str().to_owned());
+            let mut finished = Vec::new();
+            for key in &dispatch.subscription_ids {
+                let Some(rs) = self.router_subs.get(key) else {
+                    continue;
+                };
+                // A queue group delivers to one member; one connection's sids in
+                // the same group count as one member.
+                let take = if rs.group.is_some() { 1 } else { rs.sids.len() };
+                for sid in rs.sids.iter().take(take) {
+                    let op = match &headers {
+                        Some(h) => ServerOp::HMsg {
+                            subject: message.subject.as_str().to_owned(),
+                            sid: sid.clone(),
+                            reply_to: reply_to.clone(),
+                            headers: h.clone(),
+                            payload: message.payload.clone(),
+                        },
+                        None => ServerOp::Msg {
+                            subject: message.subject.as_str().to_owned(),
+                            sid: sid.clone(),
+                            reply_to: reply_to.clone(),
+                            payload: message.payload.clone(),
+                        },
+                    };
+                    op.encode(&mut self.out);
+                    if let Some(sub) = self.subs.get_mut(sid) {
+                        sub.delivered += 1;
+                        if sub.max.is_some_and(|max| sub.delivered >= max) {
+                            finished.push(sid.clone());
+                        }
+                    }
+                }
+            }
+            for sid in finished {
+                self.remove_sub(&sid);
+            }
+        }
+        self.check_slow().map(|()| true)
+    }
+
+    fn check_slow(&self) -> Result<(), Exit> {
+        if self.session.take_drop_stats().messages > 0 {
+            return Err(Exit::SlowConsumer);
+        }
+        Ok(())
+    }
+
+    /// The keep-alive tick: PING the client, or close it if it has not answered
+    /// the last ones.
+    pub(crate) fn ping(&mut self) -> Result<(), Exit> {
+        if self.pings_out >= self.max_pings_out {
+            return Err(Exit::Err("Stale Connection"));
+        }
+        self.pings_out += 1;
+        self.send(&ServerOp::Ping);
+        Ok(())
+    }
+
+    /// Ends the connection's subscriptions.
+    pub(crate) fn close(self) {
+        self.router.close_session(self.session.id());
+    }
+}
+
+/// A subject a message may be published to: tokens non-empty, no wildcards, no
+/// whitespace.
+fn valid_publish_subject(subject: &str) -> bool {
+    !subject.is_empty()
+        && !subject.chars().any(char::is_whitespace)
+        && subject
+            .split('.')
+            .all(|t| !t.is_empty() && t != "*" && t != ">")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_subject_rules() {
+        assert!(valid_publish_subject("a.b.c"));
+        assert!(valid_publish_subject("a*.b"));
+        for bad in ["", "a..b", "a.", ".a", "a.*", "a.>", "a b"] {
+            assert!(!valid_publish_subject(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn connect_options_default_to_echo_and_ignore_unknown_fields() {
+        let o: ConnectOptions =
+            serde_json::from_slice(br#"{"verbose":true,"lang":"python3","auth_token":"x"}"#)
+                .unwrap();
+        assert!(o.verbose && o.echo && !o.headers);
+        assert_eq!(o.lang.as_deref(), Some("python3"));
+    }
+}

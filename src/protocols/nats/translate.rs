@@ -1,0 +1,125 @@
+//! NATS ops <-> router values.
+//!
+//! A NATS subject is already in the canonical form (tokens joined by `.`). The
+//! `Message` properties NATS has no field for travel as headers (DESIGN.md):
+//! `Content-Type`, `Correlation-Id` and `Nats-Msg-Id`. Everything else in a header
+//! block is user headers, in order, duplicates kept.
+
+use bytes::Bytes;
+use dwbroker_codecs::nats::Headers;
+
+use crate::router::{ConnId, Delivery, Message, Subject};
+
+const CONTENT_TYPE: &str = "Content-Type";
+const CORRELATION_ID: &str = "Correlation-Id";
+const MESSAGE_ID: &str = "Nats-Msg-Id";
+
+/// A PUB or HPUB as a router `Message`; `None` if the subject cannot be one (empty,
+/// or deeper than the router allows).
+pub(crate) fn message_from_pub(
+    subject: &str,
+    reply_to: Option<&str>,
+    headers: Option<Headers>,
+    payload: Bytes,
+    origin: ConnId,
+) -> Option<Message> {
+    let mut message = Message {
+        subject: Subject::new(subject).ok()?,
+        payload,
+        reply_to: reply_to.and_then(|r| Subject::new(r).ok()),
+        origin,
+        qos: Delivery::AtMostOnce,
+        ..Message::default()
+    };
+    for (name, value) in headers.map(|h| h.entries).unwrap_or_default() {
+        if name.eq_ignore_ascii_case(CONTENT_TYPE) && message.content_type.is_none() {
+            message.content_type = Some(value);
+        } else if name.eq_ignore_ascii_case(CORRELATION_ID) && message.correlation_id.is_none() {
+            message.correlation_id = Some(Bytes::from(value));
+        } else if name.eq_ignore_ascii_case(MESSAGE_ID) && message.message_id.is_none() {
+            message.message_id = Some(value);
+        } else {
+            message.headers.push((name, value));
+        }
+    }
+    Some(message)
+}
+
+/// The header block a message is delivered with, `None` if it has nothing to say
+/// (then it goes out as a plain MSG).
+pub(crate) fn headers_of(message: &Message) -> Option<Headers> {
+    let mut entries = Vec::new();
+    if let Some(ct) = &message.content_type {
+        entries.push((CONTENT_TYPE.to_owned(), ct.clone()));
+    }
+    if let Some(id) = &message.correlation_id {
+        entries.push((
+            CORRELATION_ID.to_owned(),
+            String::from_utf8_lossy(id).into_owned(),
+        ));
+    }
+    if let Some(id) = &message.message_id {
+        entries.push((MESSAGE_ID.to_owned(), id.clone()));
+    }
+    entries.extend(message.headers.iter().cloned());
+    (!entries.is_empty()).then_some(Headers {
+        status: None,
+        description: None,
+        entries,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapped_headers_round_trip_and_user_headers_keep_order() {
+        let headers = Headers {
+            status: None,
+            description: None,
+            entries: vec![
+                ("k".into(), "1".into()),
+                ("content-type".into(), "text/plain".into()),
+                ("k".into(), "2".into()),
+                ("Correlation-Id".into(), "c-7".into()),
+                ("Nats-Msg-Id".into(), "m-1".into()),
+            ],
+        };
+        let m = message_from_pub(
+            "a.b",
+            Some("_INBOX.x"),
+            Some(headers),
+            Bytes::from_static(b"p"),
+            3,
+        )
+        .unwrap();
+        assert_eq!(m.subject.as_str(), "a.b");
+        assert_eq!(m.reply_to.as_ref().unwrap().as_str(), "_INBOX.x");
+        assert_eq!(m.content_type.as_deref(), Some("text/plain"));
+        assert_eq!(m.correlation_id.as_deref(), Some(&b"c-7"[..]));
+        assert_eq!(m.message_id.as_deref(), Some("m-1"));
+        assert_eq!(
+            m.headers,
+            vec![("k".into(), "1".into()), ("k".into(), "2".into())]
+        );
+        let out = headers_of(&m).unwrap();
+        assert_eq!(
+            out.entries,
+            vec![
+                ("Content-Type".to_string(), "text/plain".to_string()),
+                ("Correlation-Id".into(), "c-7".into()),
+                ("Nats-Msg-Id".into(), "m-1".into()),
+                ("k".into(), "1".into()),
+                ("k".into(), "2".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn plain_messages_have_no_header_block() {
+        let m = message_from_pub("a", None, None, Bytes::new(), 1).unwrap();
+        assert!(headers_of(&m).is_none());
+        assert!(message_from_pub("", None, None, Bytes::new(), 1).is_none());
+    }
+}
