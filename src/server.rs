@@ -28,6 +28,7 @@ pub(crate) struct Context {
     pub(crate) shutdown: CancellationToken,
     next_conn: AtomicU64,
     connections: AtomicUsize,
+    nats_slow_consumers: AtomicU64,
     server_id: String,
 }
 
@@ -48,6 +49,7 @@ impl Context {
             shutdown: CancellationToken::new(),
             next_conn: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
+            nats_slow_consumers: AtomicU64::new(0),
             server_id: {
                 use std::hash::{BuildHasher, Hasher};
                 let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -64,6 +66,11 @@ impl Context {
 
     /// A client identifier for a client that sent none: unique within this run and
     /// not guessable, so that nobody can claim another client's assigned session.
+    /// Counts a NATS client closed as a slow consumer; returns the total so far.
+    pub(crate) fn count_nats_slow_consumer(&self) -> u64 {
+        self.nats_slow_consumers.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
     /// This broker's id, as NATS clients see it in INFO: stable for the process.
     pub(crate) fn server_id(&self) -> &str {
         &self.server_id

@@ -60,6 +60,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>
         limits.nats_max_pings_out,
         info,
     );
+    info!(%peer, conn = conn_id, "nats: connection opened");
     let exit = match run(&mut conn, &mut reader, &mut writer, &ctx).await {
         Ok(never) => match never {},
         Err(exit) => exit,
@@ -72,7 +73,10 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>
             ServerOp::Err((*text).to_owned()).encode(&mut last);
         }
         Exit::Network(why) => info!(%peer, name = %name, why = %why, "nats: connection closed"),
-        Exit::SlowConsumer => warn!(%peer, name = %name, "nats: slow consumer disconnected"),
+        Exit::SlowConsumer => {
+            let total = ctx.count_nats_slow_consumer();
+            warn!(%peer, name = %name, slow_consumers = total, "nats: slow consumer disconnected")
+        }
         Exit::Shutdown => info!(%peer, name = %name, "nats: closed for shutdown"),
     }
     conn.close();

@@ -42,8 +42,8 @@ pub(crate) struct ConnectOptions {
     no_responders: bool,
     protocol: u32,
     pub(crate) name: Option<String>,
-    pub(crate) lang: Option<String>,
-    pub(crate) version: Option<String>,
+    lang: Option<String>,
+    version: Option<String>,
 }
 
 impl Default for ConnectOptions {
@@ -199,6 +199,13 @@ impl Connection {
         if opts.no_responders && !opts.headers {
             return Err(Exit::Err("no responders requires headers support"));
         }
+        tracing::info!(
+            conn = self.conn_id,
+            name = opts.name.as_deref().unwrap_or(""),
+            lang = opts.lang.as_deref().unwrap_or(""),
+            version = opts.version.as_deref().unwrap_or(""),
+            "nats: client connected"
+        );
         self.opts = opts;
         self.ok();
         Ok(())
