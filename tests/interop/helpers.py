@@ -21,6 +21,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_BIN = REPO / "target" / "debug" / "dwbroker"
 LISTENING = re.compile(r"listening\s+protocol=\"?mqtt\"?\s+addr=\"?([0-9.]+|\[[0-9a-f:]+\]):(\d+)")
+LISTENING_NATS = re.compile(r"listening\s+protocol=\"?nats\"?\s+addr=\"?([0-9.]+|\[[0-9a-f:]+\]):(\d+)")
 
 # Every wait in this suite is bounded by one of these.
 WAIT = 5.0  # an event that should happen now
@@ -33,7 +34,7 @@ class Broker:
     """The dwbroker binary on an ephemeral port, its output read by a thread."""
 
     def __init__(self, binary: str | os.PathLike | None = None, config: str | None = None,
-                 log: str | None = None, extra_args: list[str] | None = None):
+                 log: str | None = None, extra_args: list[str] | None = None, nats: bool = True):
         self.binary = str(binary or os.environ.get("DWBROKER_BIN") or DEFAULT_BIN)
         self.config = config
         self.log_level = log or os.environ.get("DWBROKER_LOG", "info")
@@ -42,6 +43,9 @@ class Broker:
         self.proc: subprocess.Popen | None = None
         self.host = "127.0.0.1"
         self.port: int | None = None
+        # The NATS core listener (also on loopback, ephemeral port) unless ``nats=False``.
+        self.nats = nats
+        self.nats_port: int | None = None
         self._ready = threading.Event()
         self._reader: threading.Thread | None = None
 
@@ -49,12 +53,18 @@ class Broker:
     def addr(self) -> tuple[str, int]:
         return self.host, self.port
 
+    @property
+    def nats_url(self) -> str:
+        """``nats://127.0.0.1:PORT`` for nats-py's ``nats.connect``."""
+        assert self.nats_port is not None, "this broker runs without its NATS listener"
+        return f"nats://{self.host}:{self.nats_port}"
+
     def start(self, timeout: float = 15.0) -> "Broker":
         if not os.access(self.binary, os.X_OK):
             raise RuntimeError(f"broker binary {self.binary} missing: run `cargo build --bin dwbroker` "
                                "or set DWBROKER_BIN")
         args = [self.binary, "--mqtt", "127.0.0.1:0", "--amqp", "off", "--stomp", "off",
-                "--nats", "off", "--kafka-rest", "off", "--log", self.log_level]
+                "--nats", "127.0.0.1:0" if self.nats else "off", "--kafka-rest", "off", "--log", self.log_level]
         if self.config:
             args += ["--config", self.config]
         args += self.extra_args
@@ -63,10 +73,12 @@ class Broker:
                                      stderr=subprocess.STDOUT, env=env)
         self._reader = threading.Thread(target=self._read, daemon=True, name="broker-log")
         self._reader.start()
-        if not self._ready.wait(timeout) or self.port is None:
+        if not self._ready.wait(timeout) or self.port is None or (self.nats and self.nats_port is None):
             self.stop()
-            raise RuntimeError("broker did not log `listening protocol=mqtt addr=...` within "
-                               f"{timeout}s; exit={self.proc.returncode}; output:\n" + self.tail(60))
+            raise RuntimeError("broker did not log `listening protocol=mqtt addr=...`"
+                               + (" and `listening protocol=nats addr=...`" if self.nats else "")
+                               + f" within {timeout}s; exit={self.proc.returncode}; output:\n"
+                               + self.tail(60))
         return self
 
     def _read(self) -> None:
@@ -80,7 +92,12 @@ class Broker:
                 if m:
                     self.host = m.group(1).strip("[]")
                     self.port = int(m.group(2))
-                    self._ready.set()
+            if self.nats and self.nats_port is None:
+                m = LISTENING_NATS.search(line)
+                if m:
+                    self.nats_port = int(m.group(2))
+            if self.port is not None and (not self.nats or self.nats_port is not None):
+                self._ready.set()
         self._ready.set()  # EOF: the process is gone; start() reports it
 
     def tail(self, n: int = 40) -> str:
