@@ -297,3 +297,34 @@ async fn slow_consumer_is_disconnected_and_the_publisher_is_not_blocked() {
     );
     assert_nats_serves(addr).await;
 }
+
+#[tokio::test]
+async fn fan_out_to_many_sids_is_bounded_by_the_pending_limit() {
+    let (broker, _) = start_with(|c| c.limits.nats_max_pending = 64 * 1024).await;
+    let addr = broker.nats_addr().unwrap();
+    let mut many = Raw::open(addr).await;
+    let mut subs = b"CONNECT {}\r\n".to_vec();
+    for sid in 0..200 {
+        subs.extend_from_slice(format!("SUB fan {sid}\r\n").as_bytes());
+    }
+    subs.extend_from_slice(b"PING\r\n");
+    many.send(&subs).await;
+    many.expect("PONG").await;
+    // One 1000-byte message is 200 copies (200 KB) for this connection: more than
+    // it may have pending, so it is closed instead of growing the broker's memory.
+    let mut publisher = Raw::open(addr).await;
+    let mut op = b"CONNECT {}\r\nPUB fan 1000\r\n".to_vec();
+    op.extend(std::iter::repeat_n(b'x', 1000));
+    op.extend_from_slice(b"\r\nPING\r\n");
+    publisher.send(&op).await;
+    publisher.expect("PONG").await;
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(WAIT, many.reader.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the connection was not closed");
+    assert!(
+        rest.len() <= 64 * 1024 + 2048,
+        "{} bytes were sent",
+        rest.len()
+    );
+    assert_nats_serves(addr).await;
+}

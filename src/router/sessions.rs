@@ -20,6 +20,15 @@ use tokio::sync::Notify;
 
 use super::message::{ConnId, Delivery, Dispatch};
 
+/// Bytes an outbox entry costs beyond its message's weight (the queue slot, the
+/// shared message's allocation, subscription ids), so that a flood of tiny messages
+/// is bounded by bytes too.
+const ENTRY_OVERHEAD: usize = 128;
+
+fn cost(d: &Dispatch) -> usize {
+    d.message.weight() + ENTRY_OVERHEAD
+}
+
 /// Identifies a session within one router.
 pub type SessionId = u64;
 
@@ -28,8 +37,9 @@ pub type SessionId = u64;
 pub struct OutboxLimits {
     /// The most messages queued at once.
     pub max_messages: usize,
-    /// The most bytes queued at once, by `Message::weight` (the message that
-    /// crosses the limit is still accepted; the next one is dropped).
+    /// The most bytes queued at once, by `Message::weight` plus a fixed cost per
+    /// entry (the message that crosses the limit is still accepted; the next one is
+    /// dropped).
     pub max_bytes: usize,
 }
 
@@ -155,7 +165,7 @@ impl Session {
                         break;
                     };
                     if let Some(evicted) = outbox.queue.remove(i) {
-                        outbox.bytes = outbox.bytes.saturating_sub(evicted.message.weight());
+                        outbox.bytes = outbox.bytes.saturating_sub(cost(&evicted));
                         outbox.count_drop(self.id, Delivery::AtMostOnce);
                     }
                 }
@@ -165,7 +175,7 @@ impl Session {
                 return Pushed::Dropped;
             }
             outbox.overflowing = false;
-            outbox.bytes += d.message.weight();
+            outbox.bytes += cost(&d);
             outbox.queue.push_back(d);
         }
         self.notify.notify_one();
@@ -176,7 +186,7 @@ impl Session {
     pub fn pop(&self) -> Option<Dispatch> {
         let mut outbox = self.outbox();
         let d = outbox.queue.pop_front()?;
-        outbox.bytes = outbox.bytes.saturating_sub(d.message.weight());
+        outbox.bytes = outbox.bytes.saturating_sub(cost(&d));
         Some(d)
     }
 
@@ -280,12 +290,13 @@ mod tests {
 
     #[test]
     fn byte_limit_admits_the_crossing_message_then_drops() {
-        let s = session(100, 4);
+        // Each entry costs its payload plus ENTRY_OVERHEAD.
+        let s = session(100, ENTRY_OVERHEAD + 4);
         assert_eq!(
             s.push(dispatch("abc", Delivery::AtMostOnce)),
             Pushed::Queued
         );
-        // 3 < 4 bytes queued: this one is admitted and crosses the limit.
+        // 3 + overhead < limit: this one is admitted and crosses the limit.
         assert_eq!(
             s.push(dispatch("defg", Delivery::AtMostOnce)),
             Pushed::Queued
@@ -321,7 +332,7 @@ mod tests {
 
     #[test]
     fn headers_count_towards_the_byte_limit() {
-        let s = session(100, 100);
+        let s = session(100, ENTRY_OVERHEAD + 100);
         let heavy = Dispatch {
             message: Arc::new(Message {
                 headers: vec![("k".repeat(60), "v".repeat(60))],

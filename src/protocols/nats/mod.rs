@@ -57,6 +57,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>
         session,
         ctx.router.clone(),
         limits.max_subscriptions_per_session,
+        limits.nats_max_pending,
         limits.nats_max_pings_out,
         info,
     );
@@ -99,14 +100,14 @@ async fn run(
     let mut more = false;
     loop {
         if !conn.out.is_empty() {
-            socket::write(writer, &conn.out)
-                .await
-                .map_err(|e| match e {
-                    // nats-server treats a stalled write as a slow consumer.
-                    socket::WriteError::TimedOut => Exit::SlowConsumer,
-                    socket::WriteError::Io(e) => Exit::Network(e.to_string()),
-                })?;
+            let written = socket::write(writer, &conn.out).await;
+            // Whatever was not written is not written again at the farewell.
             conn.out.clear();
+            written.map_err(|e| match e {
+                // nats-server treats a stalled write as a slow consumer.
+                socket::WriteError::TimedOut => Exit::SlowConsumer,
+                socket::WriteError::Io(e) => Exit::Network(e.to_string()),
+            })?;
             // Keep an idle connection small: drop a buffer that grew for a burst.
             if conn.out.capacity() > 64 * 1024 {
                 conn.out = bytes::BytesMut::new();

@@ -16,6 +16,10 @@ use serde::Deserialize;
 use super::translate;
 use crate::router::{ConnId, Delivery, Filter, Router, Session, SubOptions, Subject};
 
+/// Encoded output gathered before the shell writes it: one write per wake-up,
+/// without letting a burst of large messages pile up in memory first.
+const BATCH_BYTES: usize = 1024 * 1024;
+
 /// Why a connection ends.
 #[derive(Debug)]
 pub(crate) enum Exit {
@@ -95,6 +99,8 @@ pub(crate) struct Connection {
     keys: HashMap<(Filter, Option<String>), u32>,
     next_key: u32,
     max_subscriptions: usize,
+    /// Bytes of encoded output beyond which the client is a slow consumer.
+    max_pending: usize,
     pings_out: u32,
     max_pings_out: u32,
     /// Encoded output, written by the shell.
@@ -108,6 +114,7 @@ impl Connection {
         session: Arc<Session>,
         router: Arc<Router>,
         max_subscriptions: usize,
+        max_pending: usize,
         max_pings_out: u32,
         info: Bytes,
     ) -> Connection {
@@ -122,6 +129,7 @@ impl Connection {
             keys: HashMap::new(),
             next_key: 0,
             max_subscriptions,
+            max_pending,
             pings_out: 0,
             max_pings_out,
             out: BytesMut::new(),
@@ -254,9 +262,10 @@ impl Connection {
             .find(|rs| rs.filter.matches(reply))
             .and_then(|rs| rs.sids.first().cloned());
         if let Some(sid) = sid {
+            let finished = count_delivery(&mut self.subs, &sid);
             self.send(&ServerOp::HMsg {
                 subject: reply.as_str().to_owned(),
-                sid,
+                sid: sid.clone(),
                 reply_to: None,
                 headers: Headers {
                     status: Some(503),
@@ -265,6 +274,9 @@ impl Connection {
                 },
                 payload: Bytes::new(),
             });
+            if finished {
+                self.remove_sub(&sid);
+            }
         }
     }
 
@@ -282,6 +294,10 @@ impl Connection {
         let key = match self.keys.get(&(filter.clone(), group.clone())) {
             Some(&key) => key,
             None => {
+                // Keys wrap after 2^32 subscriptions; never reuse one still in use.
+                while self.router_subs.contains_key(&self.next_key) {
+                    self.next_key = self.next_key.wrapping_add(1);
+                }
                 let key = self.next_key;
                 self.next_key = self.next_key.wrapping_add(1);
                 self.router.subscribe(
@@ -355,6 +371,9 @@ impl Connection {
     /// full) ends the connection as a slow consumer.
     pub(crate) fn pump(&mut self, now: Instant, budget: usize) -> Result<bool, Exit> {
         for _ in 0..budget {
+            if self.out.len() >= BATCH_BYTES {
+                return self.check_slow().map(|()| true);
+            }
             let Some(dispatch) = self.session.pop() else {
                 return self.check_slow().map(|()| false);
             };
@@ -393,11 +412,13 @@ impl Connection {
                         },
                     };
                     op.encode(&mut self.out);
-                    if let Some(sub) = self.subs.get_mut(sid) {
-                        sub.delivered += 1;
-                        if sub.max.is_some_and(|max| sub.delivered >= max) {
-                            finished.push(sid.clone());
-                        }
+                    // One message fans out to every sid of the subject: bound the
+                    // copies by the pending limit as nats-server does per delivery.
+                    if self.out.len() > self.max_pending {
+                        return Err(Exit::SlowConsumer);
+                    }
+                    if count_delivery(&mut self.subs, sid) {
+                        finished.push(sid.clone());
                     }
                 }
             }
@@ -430,6 +451,15 @@ impl Connection {
     pub(crate) fn close(self) {
         self.router.close_session(self.session.id());
     }
+}
+
+/// Counts one delivery on `sid`; true if that reached its auto-unsubscribe maximum.
+fn count_delivery(subs: &mut HashMap<String, Sub>, sid: &str) -> bool {
+    let Some(sub) = subs.get_mut(sid) else {
+        return false;
+    };
+    sub.delivered += 1;
+    sub.max.is_some_and(|max| sub.delivered >= max)
 }
 
 /// A subject a message may be published to: tokens non-empty, no wildcards, no
