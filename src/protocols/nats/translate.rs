@@ -2,8 +2,10 @@
 //!
 //! A NATS subject is already in the canonical form (tokens joined by `.`). The
 //! `Message` properties NATS has no field for travel as headers (DESIGN.md):
-//! `Content-Type`, `Correlation-Id` and `Nats-Msg-Id`. Everything else in a header
-//! block is user headers, in order, duplicates kept.
+//! `Content-Type`, `Correlation-Id` and `Nats-Msg-Id`, matched with exactly that
+//! spelling (NATS header names are case-sensitive to clients, so `content-type` stays
+//! an ordinary header). Everything else in a header block is user headers, in order,
+//! duplicates kept. On the way out the three come first in the block.
 
 use bytes::Bytes;
 use dwbroker_codecs::nats::Headers;
@@ -32,11 +34,11 @@ pub(crate) fn message_from_pub(
         ..Message::default()
     };
     for (name, value) in headers.map(|h| h.entries).unwrap_or_default() {
-        if name.eq_ignore_ascii_case(CONTENT_TYPE) && message.content_type.is_none() {
+        if name == CONTENT_TYPE && message.content_type.is_none() {
             message.content_type = Some(value);
-        } else if name.eq_ignore_ascii_case(CORRELATION_ID) && message.correlation_id.is_none() {
+        } else if name == CORRELATION_ID && message.correlation_id.is_none() {
             message.correlation_id = Some(Bytes::from(value));
-        } else if name.eq_ignore_ascii_case(MESSAGE_ID) && message.message_id.is_none() {
+        } else if name == MESSAGE_ID && message.message_id.is_none() {
             message.message_id = Some(value);
         } else {
             message.headers.push((name, value));
@@ -80,7 +82,8 @@ mod tests {
             description: None,
             entries: vec![
                 ("k".into(), "1".into()),
-                ("content-type".into(), "text/plain".into()),
+                ("Content-Type".into(), "text/plain".into()),
+                ("content-type".into(), "stays a header".into()),
                 ("k".into(), "2".into()),
                 ("Correlation-Id".into(), "c-7".into()),
                 ("Nats-Msg-Id".into(), "m-1".into()),
@@ -101,7 +104,11 @@ mod tests {
         assert_eq!(m.message_id.as_deref(), Some("m-1"));
         assert_eq!(
             m.headers,
-            vec![("k".into(), "1".into()), ("k".into(), "2".into())]
+            vec![
+                ("k".into(), "1".into()),
+                ("content-type".into(), "stays a header".into()),
+                ("k".into(), "2".into())
+            ]
         );
         let out = headers_of(&m).unwrap();
         assert_eq!(
@@ -111,6 +118,7 @@ mod tests {
                 ("Correlation-Id".into(), "c-7".into()),
                 ("Nats-Msg-Id".into(), "m-1".into()),
                 ("k".into(), "1".into()),
+                ("content-type".into(), "stays a header".into()),
                 ("k".into(), "2".into()),
             ]
         );
