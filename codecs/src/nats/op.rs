@@ -120,6 +120,36 @@ fn put_size(dst: &mut BytesMut, n: usize) {
     put_u64(dst, n as u64);
 }
 
+/// Writes the shape PUB, HPUB, MSG and HMSG share (without the final CRLF):
+/// `<verb><subject>[ <sid>][ <reply>][ <#hdr>] <#total>\r\n[<headers>]<payload>`.
+fn put_message(
+    dst: &mut BytesMut,
+    verb: &[u8],
+    subject: &str,
+    sid: Option<&String>,
+    reply_to: &Option<String>,
+    headers: Option<&Headers>,
+    payload: &[u8],
+) {
+    dst.put_slice(verb);
+    dst.put_slice(subject.as_bytes());
+    if let Some(sid) = sid {
+        dst.put_u8(b' ');
+        dst.put_slice(sid.as_bytes());
+    }
+    put_opt(dst, reply_to);
+    let hdr = headers.map_or(0, Headers::encoded_len);
+    if headers.is_some() {
+        put_size(dst, hdr);
+    }
+    put_size(dst, hdr + payload.len());
+    dst.put_slice(b"\r\n");
+    if let Some(headers) = headers {
+        headers.encode(dst);
+    }
+    dst.put_slice(payload);
+}
+
 fn size_len(n: usize) -> usize {
     1 + digits_len(n as u64)
 }
@@ -183,30 +213,21 @@ impl ClientOp {
                 subject,
                 reply_to,
                 payload,
-            } => {
-                dst.put_slice(b"PUB ");
-                dst.put_slice(subject.as_bytes());
-                put_opt(dst, reply_to);
-                put_size(dst, payload.len());
-                dst.put_slice(b"\r\n");
-                dst.put_slice(payload);
-            }
+            } => put_message(dst, b"PUB ", subject, None, reply_to, None, payload),
             Self::HPub {
                 subject,
                 reply_to,
                 headers,
                 payload,
-            } => {
-                let hdr = headers.encoded_len();
-                dst.put_slice(b"HPUB ");
-                dst.put_slice(subject.as_bytes());
-                put_opt(dst, reply_to);
-                put_size(dst, hdr);
-                put_size(dst, hdr + payload.len());
-                dst.put_slice(b"\r\n");
-                headers.encode(dst);
-                dst.put_slice(payload);
-            }
+            } => put_message(
+                dst,
+                b"HPUB ",
+                subject,
+                None,
+                reply_to,
+                Some(headers),
+                payload,
+            ),
             Self::Sub {
                 subject,
                 queue_group,
@@ -293,35 +314,22 @@ impl ServerOp {
                 sid,
                 reply_to,
                 payload,
-            } => {
-                dst.put_slice(b"MSG ");
-                dst.put_slice(subject.as_bytes());
-                dst.put_u8(b' ');
-                dst.put_slice(sid.as_bytes());
-                put_opt(dst, reply_to);
-                put_size(dst, payload.len());
-                dst.put_slice(b"\r\n");
-                dst.put_slice(payload);
-            }
+            } => put_message(dst, b"MSG ", subject, Some(sid), reply_to, None, payload),
             Self::HMsg {
                 subject,
                 sid,
                 reply_to,
                 headers,
                 payload,
-            } => {
-                let hdr = headers.encoded_len();
-                dst.put_slice(b"HMSG ");
-                dst.put_slice(subject.as_bytes());
-                dst.put_u8(b' ');
-                dst.put_slice(sid.as_bytes());
-                put_opt(dst, reply_to);
-                put_size(dst, hdr);
-                put_size(dst, hdr + payload.len());
-                dst.put_slice(b"\r\n");
-                headers.encode(dst);
-                dst.put_slice(payload);
-            }
+            } => put_message(
+                dst,
+                b"HMSG ",
+                subject,
+                Some(sid),
+                reply_to,
+                Some(headers),
+                payload,
+            ),
             Self::Ping => dst.put_slice(b"PING"),
             Self::Pong => dst.put_slice(b"PONG"),
             Self::Ok => dst.put_slice(b"+OK"),
