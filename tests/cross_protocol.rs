@@ -6,28 +6,13 @@ mod common;
 
 use bytes::Bytes;
 use common::*;
-use futures_util::StreamExt;
 use rumqttc::v5::mqttbytes::v5 as p5;
 use rumqttc::v5::mqttbytes::QoS as Q5;
-
-async fn nats(broker: &dwbroker::Broker) -> async_nats::Client {
-    let addr = broker.nats_addr().expect("nats listener");
-    async_nats::connect(format!("nats://{addr}"))
-        .await
-        .expect("connects")
-}
-
-async fn next(sub: &mut async_nats::Subscriber) -> async_nats::Message {
-    tokio::time::timeout(WAIT, sub.next())
-        .await
-        .expect("timed out waiting for a message")
-        .expect("subscription open")
-}
 
 #[tokio::test]
 async fn mqtt_publish_reaches_nats_with_headers() {
     let (broker, addr) = start().await;
-    let n = nats(&broker).await;
+    let n = nats_client(&broker).await;
     let mut exact = n.subscribe("plant.line1").await.unwrap();
     let mut wild = n.subscribe("plant.*").await.unwrap();
     let mut rest = n.subscribe("plant.>").await.unwrap();
@@ -43,7 +28,7 @@ async fn mqtt_publish_reaches_nats_with_headers() {
         .await
         .unwrap();
     for sub in [&mut exact, &mut wild, &mut rest] {
-        let msg = next(sub).await;
+        let msg = nats_next(sub).await;
         assert_eq!(msg.subject.as_str(), "plant.line1");
         assert_eq!(msg.payload, "21.5");
         let h = msg.headers.expect("headers");
@@ -63,7 +48,7 @@ async fn nats_publish_reaches_mqtt_with_user_properties() {
     m.subscribe("plant/+", Q5::AtMostOnce).await;
     let (mut m4, _) = v4(addr, |_| {}, "x-mqtt4-sub").await;
     m4.subscribe("plant/#", rumqttc::QoS::AtMostOnce).await;
-    let n = nats(&broker).await;
+    let n = nats_client(&broker).await;
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("site", "north");
     headers.insert("Content-Type", "application/json");
@@ -87,7 +72,7 @@ async fn nats_publish_reaches_mqtt_with_user_properties() {
 #[tokio::test]
 async fn mqtt_request_answered_by_a_nats_responder() {
     let (broker, addr) = start().await;
-    let n = nats(&broker).await;
+    let n = nats_client(&broker).await;
     let mut service = n.subscribe("svc.temp").await.unwrap();
     n.flush().await.unwrap();
     let (mut requester, _) = v5(addr, |_| {}, "x-req").await;
@@ -102,7 +87,7 @@ async fn mqtt_request_answered_by_a_nats_responder() {
         .publish_with_properties("svc/temp", Q5::AtLeastOnce, false, "?", props)
         .await
         .unwrap();
-    let req = next(&mut service).await;
+    let req = nats_next(&mut service).await;
     // The MQTT Response Topic is the NATS reply subject; correlation data a header.
     assert_eq!(req.reply.as_deref(), Some("replies.x-req"));
     let corr = req
@@ -131,7 +116,7 @@ async fn nats_request_answered_by_an_mqtt_responder() {
     let (broker, addr) = start().await;
     let (mut responder, _) = v5(addr, |_| {}, "x-responder").await;
     responder.subscribe("svc/mqtt", Q5::AtMostOnce).await;
-    let n = nats(&broker).await;
+    let n = nats_client(&broker).await;
     let request = tokio::spawn(async move { n.request("svc.mqtt", "question".into()).await });
     let req = responder.publish().await;
     assert_eq!(&req.payload[..], b"question");

@@ -9,20 +9,6 @@ use bytes::Bytes;
 use common::*;
 use futures_util::StreamExt;
 
-async fn client(broker: &dwbroker::Broker) -> async_nats::Client {
-    let addr = broker.nats_addr().expect("nats listener");
-    async_nats::connect(format!("nats://{addr}"))
-        .await
-        .expect("connects")
-}
-
-async fn next(sub: &mut async_nats::Subscriber) -> async_nats::Message {
-    tokio::time::timeout(WAIT, sub.next())
-        .await
-        .expect("timed out waiting for a message")
-        .expect("subscription open")
-}
-
 async fn nothing(sub: &mut async_nats::Subscriber) {
     let got = tokio::time::timeout(Duration::from_millis(300), sub.next()).await;
     assert!(got.is_err(), "unexpected message: {got:?}");
@@ -31,7 +17,7 @@ async fn nothing(sub: &mut async_nats::Subscriber) {
 #[tokio::test]
 async fn publish_subscribe_and_wildcards() {
     let (broker, _) = start().await;
-    let c = client(&broker).await;
+    let c = nats_client(&broker).await;
     let mut exact = c.subscribe("n.a.b").await.unwrap();
     let mut one = c.subscribe("n.*.b").await.unwrap();
     let mut rest = c.subscribe("n.>").await.unwrap();
@@ -40,10 +26,10 @@ async fn publish_subscribe_and_wildcards() {
     c.publish("n", "not for n.>".into()).await.unwrap();
     c.publish("n.a.b.c", "deep".into()).await.unwrap();
     c.flush().await.unwrap();
-    assert_eq!(next(&mut exact).await.payload, "hello");
-    assert_eq!(next(&mut one).await.payload, "hello");
-    assert_eq!(next(&mut rest).await.payload, "hello");
-    assert_eq!(next(&mut rest).await.payload, "deep");
+    assert_eq!(nats_next(&mut exact).await.payload, "hello");
+    assert_eq!(nats_next(&mut one).await.payload, "hello");
+    assert_eq!(nats_next(&mut rest).await.payload, "hello");
+    assert_eq!(nats_next(&mut rest).await.payload, "deep");
     nothing(&mut exact).await;
     nothing(&mut one).await;
     nothing(&mut rest).await;
@@ -52,30 +38,30 @@ async fn publish_subscribe_and_wildcards() {
 #[tokio::test]
 async fn each_subscription_of_a_connection_gets_its_own_copy() {
     let (broker, _) = start().await;
-    let c = client(&broker).await;
+    let c = nats_client(&broker).await;
     let mut first = c.subscribe("dup").await.unwrap();
     let mut second = c.subscribe("dup").await.unwrap();
     c.flush().await.unwrap();
     c.publish("dup", "x".into()).await.unwrap();
-    assert_eq!(next(&mut first).await.payload, "x");
-    assert_eq!(next(&mut second).await.payload, "x");
+    assert_eq!(nats_next(&mut first).await.payload, "x");
+    assert_eq!(nats_next(&mut second).await.payload, "x");
     drop(first);
     c.flush().await.unwrap();
     c.publish("dup", "y".into()).await.unwrap();
-    assert_eq!(next(&mut second).await.payload, "y");
+    assert_eq!(nats_next(&mut second).await.payload, "y");
 }
 
 #[tokio::test]
 async fn queue_group_gives_each_message_to_one_member() {
     let (broker, _) = start().await;
-    let a = client(&broker).await;
-    let b = client(&broker).await;
+    let a = nats_client(&broker).await;
+    let b = nats_client(&broker).await;
     let mut qa = a.queue_subscribe("work", "workers".into()).await.unwrap();
     let mut qb = b.queue_subscribe("work", "workers".into()).await.unwrap();
     let mut plain = a.subscribe("work").await.unwrap();
     a.flush().await.unwrap();
     b.flush().await.unwrap();
-    let publisher = client(&broker).await;
+    let publisher = nats_client(&broker).await;
     for i in 0..20u8 {
         publisher
             .publish("work", Bytes::from(vec![i]))
@@ -85,7 +71,7 @@ async fn queue_group_gives_each_message_to_one_member() {
     publisher.flush().await.unwrap();
     let mut all = Vec::new();
     for _ in 0..20 {
-        all.push(next(&mut plain).await.payload[0]);
+        all.push(nats_next(&mut plain).await.payload[0]);
     }
     assert_eq!(all, (0..20).collect::<Vec<u8>>());
     let mut shared = Vec::new();
@@ -107,7 +93,7 @@ async fn queue_group_gives_each_message_to_one_member() {
 #[tokio::test]
 async fn request_reply_and_no_responders() {
     let (broker, _) = start().await;
-    let responder = client(&broker).await;
+    let responder = nats_client(&broker).await;
     let mut service = responder.subscribe("svc.echo").await.unwrap();
     responder.flush().await.unwrap();
     tokio::spawn(async move {
@@ -117,7 +103,7 @@ async fn request_reply_and_no_responders() {
             }
         }
     });
-    let requester = client(&broker).await;
+    let requester = nats_client(&broker).await;
     let answer = tokio::time::timeout(WAIT, requester.request("svc.echo", "ping".into()))
         .await
         .unwrap()
@@ -137,7 +123,7 @@ async fn request_reply_and_no_responders() {
 #[tokio::test]
 async fn headers_are_carried() {
     let (broker, _) = start().await;
-    let c = client(&broker).await;
+    let c = nats_client(&broker).await;
     let mut sub = c.subscribe("h").await.unwrap();
     c.flush().await.unwrap();
     let mut headers = async_nats::HeaderMap::new();
@@ -147,7 +133,7 @@ async fn headers_are_carried() {
     c.publish_with_headers("h", headers, "{}".into())
         .await
         .unwrap();
-    let m = next(&mut sub).await;
+    let m = nats_next(&mut sub).await;
     let h = m.headers.expect("headers");
     let ones: Vec<&str> = h.get_all("X-One").map(|v| v.as_str()).collect();
     assert_eq!(ones, ["1", "2"]);
@@ -160,7 +146,7 @@ async fn headers_are_carried() {
 #[tokio::test]
 async fn auto_unsubscribe_after_max_messages() {
     let (broker, _) = start().await;
-    let c = client(&broker).await;
+    let c = nats_client(&broker).await;
     let mut sub = c.subscribe("auto").await.unwrap();
     sub.unsubscribe_after(2).await.unwrap();
     c.flush().await.unwrap();
@@ -168,8 +154,8 @@ async fn auto_unsubscribe_after_max_messages() {
         c.publish("auto", Bytes::from(vec![i])).await.unwrap();
     }
     c.flush().await.unwrap();
-    assert_eq!(next(&mut sub).await.payload[0], 0);
-    assert_eq!(next(&mut sub).await.payload[0], 1);
+    assert_eq!(nats_next(&mut sub).await.payload[0], 0);
+    assert_eq!(nats_next(&mut sub).await.payload[0], 1);
     let end = tokio::time::timeout(Duration::from_millis(300), sub.next()).await;
     assert!(matches!(end, Ok(None) | Err(_)), "{end:?}");
 }
@@ -183,12 +169,12 @@ async fn no_echo_connection_does_not_receive_its_own_messages() {
         .connect(format!("nats://{addr}"))
         .await
         .unwrap();
-    let other = client(&broker).await;
+    let other = nats_client(&broker).await;
     let mut own = quiet.subscribe("echo").await.unwrap();
     quiet.flush().await.unwrap();
     quiet.publish("echo", "mine".into()).await.unwrap();
     quiet.flush().await.unwrap();
     nothing(&mut own).await;
     other.publish("echo", "theirs".into()).await.unwrap();
-    assert_eq!(next(&mut own).await.payload, "theirs");
+    assert_eq!(nats_next(&mut own).await.payload, "theirs");
 }

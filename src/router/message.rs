@@ -92,6 +92,12 @@ pub struct Dispatch {
 }
 
 impl Message {
+    /// Whether the message's expiry has passed by `now`: it is then delivered to
+    /// no one and no longer retained.
+    pub fn is_expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
     /// The bytes this message holds in memory beyond its fixed size: payload,
     /// headers and the variable-length properties. Outboxes are bounded by it, so
     /// a message of empty payload and large headers still counts.

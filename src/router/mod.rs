@@ -302,7 +302,7 @@ impl Router {
     ///   that no-local excludes and, if another member has room, members whose
     ///   outbox is full (MQTT 5 §4.8.2 leaves the choice of member to the server).
     pub fn publish(&self, msg: Message, now: Instant) -> Routed {
-        let expired = msg.expires_at.is_some_and(|at| at <= now);
+        let expired = msg.is_expired(now);
         let msg = Arc::new(msg);
         if msg.retain {
             let mut retained = self.retained_store();

@@ -86,7 +86,7 @@ impl Retained {
     /// leaving out those whose expiry is at or before `now` (they stay stored until
     /// [`Retained::remove_expired`]).
     pub fn matching(&self, filter: &Filter, now: Instant) -> Vec<Arc<Message>> {
-        let live = |m: &&Arc<Message>| m.expires_at.is_none_or(|at| at > now);
+        let live = |m: &&Arc<Message>| !m.is_expired(now);
         let (prefix, literal) = filter.literal_prefix();
         if literal {
             return self
@@ -116,7 +116,7 @@ impl Retained {
         let before = self.by_subject.len();
         let mut freed = 0;
         self.by_subject.retain(|_, m| {
-            let keep = m.expires_at.is_none_or(|at| at > now);
+            let keep = !m.is_expired(now);
             if !keep {
                 freed += m.weight();
             }

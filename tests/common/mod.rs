@@ -343,3 +343,20 @@ pub fn rand_suffix() -> u64 {
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed) ^ (u64::from(std::process::id()) << 20)
 }
+
+/// An async-nats client connected to the broker's NATS listener.
+pub async fn nats_client(broker: &Broker) -> async_nats::Client {
+    let addr = broker.nats_addr().expect("nats listener");
+    async_nats::connect(format!("nats://{addr}"))
+        .await
+        .expect("connects")
+}
+
+/// The next message of a NATS subscription, within [`WAIT`].
+pub async fn nats_next(sub: &mut async_nats::Subscriber) -> async_nats::Message {
+    use futures_util::StreamExt;
+    tokio::time::timeout(WAIT, sub.next())
+        .await
+        .expect("timed out waiting for a message")
+        .expect("subscription open")
+}

@@ -377,7 +377,7 @@ impl Connection {
             let Some(dispatch) = self.session.pop() else {
                 return self.check_slow().map(|()| false);
             };
-            if dispatch.message.expires_at.is_some_and(|at| at <= now) {
+            if dispatch.message.is_expired(now) {
                 continue;
             }
             let message = &dispatch.message;
