@@ -59,6 +59,15 @@ pub const DEFAULT_NATS_MAX_PENDING: usize = 64 * 1024 * 1024;
 pub const DEFAULT_NATS_PING_INTERVAL: Duration = Duration::from_secs(120);
 /// Unanswered PINGs after which a NATS client is closed as stale (nats-server: 2).
 pub const DEFAULT_NATS_MAX_PINGS_OUT: u32 = 2;
+/// The largest AMQP frame offered in connection.tune (RabbitMQ's default).
+pub const DEFAULT_AMQP_FRAME_MAX: u32 = 131_072;
+/// The most AMQP channels per connection offered in connection.tune (RabbitMQ's default).
+pub const DEFAULT_AMQP_CHANNEL_MAX: u16 = 2047;
+/// The AMQP heartbeat interval offered in connection.tune, in seconds (RabbitMQ's default).
+pub const DEFAULT_AMQP_HEARTBEAT: u16 = 60;
+/// Bytes held by all queues together above which publishing AMQP connections are
+/// blocked (connection.blocked) until the total falls below 80 % of it.
+pub const DEFAULT_MEMORY_HIGH_WATERMARK: usize = 1024 * 1024 * 1024;
 /// Subjects with a retained message; beyond it new retained messages are
 /// delivered but not kept (logged).
 pub const DEFAULT_MAX_RETAINED_MESSAGES: usize = 1_000_000;
@@ -140,6 +149,14 @@ pub struct Limits {
     pub nats_ping_interval: Duration,
     /// See [`DEFAULT_NATS_MAX_PINGS_OUT`].
     pub nats_max_pings_out: u32,
+    /// See [`DEFAULT_AMQP_FRAME_MAX`].
+    pub amqp_frame_max: u32,
+    /// See [`DEFAULT_AMQP_CHANNEL_MAX`].
+    pub amqp_channel_max: u16,
+    /// See [`DEFAULT_AMQP_HEARTBEAT`].
+    pub amqp_heartbeat: u16,
+    /// See [`DEFAULT_MEMORY_HIGH_WATERMARK`].
+    pub memory_high_watermark: usize,
 }
 
 impl Default for Limits {
@@ -163,6 +180,10 @@ impl Default for Limits {
             nats_max_pending: DEFAULT_NATS_MAX_PENDING,
             nats_ping_interval: DEFAULT_NATS_PING_INTERVAL,
             nats_max_pings_out: DEFAULT_NATS_MAX_PINGS_OUT,
+            amqp_frame_max: DEFAULT_AMQP_FRAME_MAX,
+            amqp_channel_max: DEFAULT_AMQP_CHANNEL_MAX,
+            amqp_heartbeat: DEFAULT_AMQP_HEARTBEAT,
+            memory_high_watermark: DEFAULT_MEMORY_HIGH_WATERMARK,
         }
     }
 }
@@ -258,6 +279,10 @@ struct FileLimits {
     nats_max_pending: Option<usize>,
     nats_ping_interval_secs: Option<u64>,
     nats_max_pings_out: Option<u32>,
+    amqp_frame_max: Option<u32>,
+    amqp_channel_max: Option<u16>,
+    amqp_heartbeat: Option<u16>,
+    memory_high_watermark: Option<usize>,
 }
 
 impl Config {
@@ -322,6 +347,10 @@ impl Config {
         set(&mut lim.nats_max_control_line, l.nats_max_control_line);
         set(&mut lim.nats_max_pending, l.nats_max_pending);
         set(&mut lim.nats_max_pings_out, l.nats_max_pings_out);
+        set(&mut lim.amqp_frame_max, l.amqp_frame_max);
+        set(&mut lim.amqp_channel_max, l.amqp_channel_max);
+        set(&mut lim.amqp_heartbeat, l.amqp_heartbeat);
+        set(&mut lim.memory_high_watermark, l.memory_high_watermark);
         if let Some(secs) = l.nats_ping_interval_secs {
             lim.nats_ping_interval = Duration::from_secs(secs);
         }
@@ -342,7 +371,15 @@ impl Config {
                 l.max_message_size
             )));
         }
+        if l.amqp_frame_max < 8192 {
+            return Err(ConfigError::Invalid(format!(
+                "limits.amqp_frame_max {} must be at least 8192 (AMQP's frame-min-size)",
+                l.amqp_frame_max
+            )));
+        }
         let at_least_one = [
+            ("amqp_channel_max", usize::from(l.amqp_channel_max)),
+            ("memory_high_watermark", l.memory_high_watermark),
             ("max_inflight", usize::from(l.max_inflight)),
             ("max_queued_messages", l.max_queued_messages),
             ("max_queued_bytes", l.max_queued_bytes),

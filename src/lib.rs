@@ -85,6 +85,11 @@ impl Broker {
         self.listeners.mqtt
     }
 
+    /// The address the AMQP 0-9-1 listener is bound to, if it runs.
+    pub fn amqp_addr(&self) -> Option<SocketAddr> {
+        self.listeners.amqp
+    }
+
     /// The address the NATS listener is bound to, if it runs.
     pub fn nats_addr(&self) -> Option<SocketAddr> {
         self.listeners.nats

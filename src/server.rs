@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, Listen};
-use crate::protocols::{mqtt, nats};
+use crate::protocols::{amqp, mqtt, nats};
 use crate::router::{OutboxLimits, RetainedLimits, Router};
 use crate::Error;
 
@@ -44,7 +44,11 @@ impl Context {
         };
         Context {
             config,
-            router: Arc::new(Router::new(outbox, retained)),
+            router: Arc::new(Router::new(
+                outbox,
+                retained,
+                crate::router::DEFAULT_VHOST_LIMITS,
+            )),
             mqtt: mqtt::Registry::default(),
             shutdown: CancellationToken::new(),
             next_conn: AtomicU64::new(1),
@@ -99,6 +103,7 @@ impl Drop for ConnectionSlot {
 #[derive(Debug, Clone, Copy)]
 enum Front {
     Mqtt,
+    Amqp,
     Nats,
 }
 
@@ -106,6 +111,7 @@ enum Front {
 #[derive(Debug)]
 pub(crate) struct Listeners {
     pub(crate) mqtt: Option<SocketAddr>,
+    pub(crate) amqp: Option<SocketAddr>,
     pub(crate) nats: Option<SocketAddr>,
     tracker: TaskTracker,
 }
@@ -113,11 +119,12 @@ pub(crate) struct Listeners {
 /// Binds every configured listener and starts serving.
 pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
     let tracker = TaskTracker::new();
-    let (mut mqtt_addr, mut nats_addr) = (None, None);
+    let (mut mqtt_addr, mut amqp_addr, mut nats_addr) = (None, None, None);
     for (name, listen) in ctx.config.listener_list() {
         let Listen::At(addr) = listen else { continue };
         let front = match name {
             "mqtt" => Front::Mqtt,
+            "amqp" => Front::Amqp,
             "nats" => Front::Nats,
             _ => {
                 debug!(protocol = name, %addr, "listener not started: protocol not built yet");
@@ -139,14 +146,17 @@ pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
         info!(protocol = %name, addr = %bound, "listening");
         match front {
             Front::Mqtt => mqtt_addr = Some(bound),
+            Front::Amqp => amqp_addr = Some(bound),
             Front::Nats => nats_addr = Some(bound),
         }
         tracker.spawn(accept_loop(listener, front, ctx.clone(), tracker.clone()));
     }
     tracker.spawn(mqtt::sweeper(ctx.clone()));
     tracker.spawn(housekeeping(ctx.clone()));
+    tracker.spawn(queue_housekeeping(ctx.clone()));
     Ok(Listeners {
         mqtt: mqtt_addr,
+        amqp: amqp_addr,
         nats: nats_addr,
         tracker,
     })
@@ -162,6 +172,17 @@ async fn housekeeping(ctx: Arc<Context>) {
         if freed > 0 {
             debug!(freed, "expired retained messages freed");
         }
+    })
+    .await;
+}
+
+/// How often queues drop (or dead-letter) expired messages and expire unused
+/// queues: the granularity of message TTLs and x-expires.
+const QUEUE_HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
+
+async fn queue_housekeeping(ctx: Arc<Context>) {
+    every(QUEUE_HOUSEKEEPING_INTERVAL, &ctx.shutdown, |_| {
+        ctx.router.vhost_housekeeping(crate::protocols::now());
     })
     .await;
 }
@@ -221,6 +242,7 @@ async fn serve(
     }
     match front {
         Front::Mqtt => mqtt::serve(stream, peer, ctx).await,
+        Front::Amqp => amqp::serve(stream, peer, ctx).await,
         Front::Nats => nats::serve(stream, peer, ctx).await,
     }
 }

@@ -17,5 +17,6 @@
     )
 )]
 
+pub mod amqp;
 pub mod mqtt;
 pub mod nats;

@@ -72,6 +72,62 @@ pub struct Message {
     pub retain: bool,
     /// The publisher's delivery guarantee.
     pub qos: Delivery,
+    /// Dead-letter history, most recent first (AMQP `x-death`): one record per
+    /// (queue, reason), its count incremented and moved to the front when it
+    /// happens again.
+    pub deaths: Vec<Death>,
+    /// The AMQP content-header property bytes exactly as an AMQP publisher sent
+    /// them; opaque to the router; the AMQP front re-sends them verbatim.
+    pub amqp_properties: Option<Bytes>,
+}
+
+/// The current time as the router needs it: monotonic for expiry, wall clock for
+/// x-death records.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    /// Monotonic time, for expiry.
+    pub at: Instant,
+    /// Milliseconds since the Unix epoch, for records shown to clients.
+    pub unix_ms: u64,
+}
+
+/// Why a message was dead-lettered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeathReason {
+    /// Rejected or nacked without requeue.
+    Rejected,
+    /// Its TTL passed while queued.
+    Expired,
+    /// Dropped or refused by a queue length limit.
+    MaxLen,
+}
+
+impl DeathReason {
+    /// The AMQP `x-death` reason text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeathReason::Rejected => "rejected",
+            DeathReason::Expired => "expired",
+            DeathReason::MaxLen => "maxlen",
+        }
+    }
+}
+
+/// One dead-lettering record (an AMQP `x-death` entry).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Death {
+    /// The queue it left.
+    pub queue: String,
+    /// Why.
+    pub reason: DeathReason,
+    /// The exchange it had been published to.
+    pub exchange: String,
+    /// The routing keys it had been published with.
+    pub routing_keys: Vec<String>,
+    /// How many times it died in this queue for this reason.
+    pub count: u64,
+    /// When (milliseconds since the Unix epoch), the latest time.
+    pub time_ms: u64,
 }
 
 /// What the router queues for one subscriber session: one per (message, session),
@@ -116,6 +172,40 @@ impl Message {
             + self.reply_to.as_ref().map_or(0, |s| s.as_str().len())
             + strings(&self.message_id)
             + bytes(&self.key)
+            + bytes(&self.amqp_properties)
+    }
+
+    /// Records a death in `queue` for `reason`: increments the existing record of
+    /// that (queue, reason) and moves it to the front, or adds one at the front.
+    pub fn add_death(
+        &mut self,
+        queue: &str,
+        reason: DeathReason,
+        exchange: &str,
+        routing_key: &str,
+        time_ms: u64,
+    ) {
+        let mut death = match self
+            .deaths
+            .iter()
+            .position(|d| d.queue == queue && d.reason == reason)
+        {
+            Some(i) => {
+                let mut d = self.deaths.remove(i);
+                d.count += 1;
+                d
+            }
+            None => Death {
+                queue: queue.to_owned(),
+                reason,
+                exchange: exchange.to_owned(),
+                routing_keys: vec![routing_key.to_owned()],
+                count: 1,
+                time_ms,
+            },
+        };
+        death.time_ms = time_ms;
+        self.deaths.insert(0, death);
     }
 }
 

@@ -16,25 +16,35 @@
 //! lock. Locks are `std::sync`, never held across `.await`; the order is written in
 //! docs/locks.md.
 
+pub mod exchanges;
 pub mod groups;
 pub mod message;
+pub mod queues;
 pub mod retained;
 pub mod sessions;
 pub mod subject;
 pub mod trie;
+pub mod vhost;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::hash::RandomState;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
+pub use exchanges::{BindArgs, Dest, ExchangeKind, ExchangeSpec};
 pub use groups::{Group, GroupKey, Member};
-pub use message::{ConnId, Delivery, Dispatch, Headers, Message};
+pub use message::{ConnId, Death, DeathReason, Delivery, Dispatch, Headers, Message, Now};
+pub use queues::{
+    ConsumerId, ConsumerSpec, Credit, Entry, Outlet, OutletItem, Overflow, Queue, QueueArgs,
+    QueueSpec,
+};
 pub use retained::{Retained, RetainedLimits};
 pub use sessions::{DropStats, OutboxLimits, Pushed, Session, SessionId};
 pub use subject::{Dialect, Filter, FilterError, FilterToken, Subject, SubjectError};
 pub use trie::Trie;
+pub use vhost::{VhostError, VhostLimits, DEFAULT_VHOST_LIMITS};
 
 /// The options of one subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +72,8 @@ enum Target {
     },
     /// A shared group: one member per message.
     Group(Group),
+    /// A queue or exchange bound to `amq.topic` (the pattern is the filter).
+    Bound(Dest),
 }
 
 /// A subscription as a session remembers it, to find it again on unsubscribe and
@@ -114,6 +126,16 @@ pub struct Router {
     next_session: AtomicU64,
     index: RwLock<Index>,
     retained: Mutex<Retained>,
+    exchanges: RwLock<vhost::Exchanges>,
+    queues: RwLock<HashMap<String, Arc<Queue>>>,
+    next_consumer: AtomicU64,
+    /// Memory of ready queue messages, for the memory watermark.
+    queued_bytes: Arc<AtomicUsize>,
+    vhost: VhostLimits,
+    /// The latest [`Now`] seen, to give wall-clock times to instants.
+    clock: Mutex<Option<Now>>,
+    name_counter: AtomicU64,
+    name_hasher: RandomState,
 }
 
 impl fmt::Debug for Router {
@@ -128,14 +150,23 @@ impl fmt::Debug for Router {
 }
 
 impl Router {
-    /// An empty router whose sessions get outboxes bounded by `limits` and whose
-    /// retained store is bounded by `retained`.
-    pub fn new(limits: OutboxLimits, retained: RetainedLimits) -> Router {
+    /// An empty router whose sessions get outboxes bounded by `limits`, whose
+    /// retained store is bounded by `retained`, and whose vhost `/` (with only the
+    /// predeclared exchanges) is bounded by `vhost`.
+    pub fn new(limits: OutboxLimits, retained: RetainedLimits, vhost: VhostLimits) -> Router {
         Router {
             limits,
             next_session: AtomicU64::new(1),
             index: RwLock::new(Index::default()),
             retained: Mutex::new(Retained::new(retained)),
+            exchanges: RwLock::new(vhost::Exchanges::new()),
+            queues: RwLock::new(HashMap::new()),
+            next_consumer: AtomicU64::new(1),
+            queued_bytes: Arc::new(AtomicUsize::new(0)),
+            vhost,
+            clock: Mutex::new(None),
+            name_counter: AtomicU64::new(0),
+            name_hasher: RandomState::new(),
         }
     }
 
@@ -301,7 +332,26 @@ impl Router {
     /// - Each matching shared group: one member, round robin, passing over members
     ///   that no-local excludes and, if another member has room, members whose
     ///   outbox is full (MQTT 5 §4.8.2 leaves the choice of member to the server).
+    /// - Queues and exchanges bound to `amq.topic` with a matching pattern: each
+    ///   queue once, as an entry of exchange `amq.topic` with the subject as
+    ///   routing key (counted in `matched`/`queued`/`rejected`).
     pub fn publish(&self, msg: Message, now: Instant) -> Routed {
+        let (mut routed, bound, msg) = self.publish_sessions(msg, now);
+        if !bound.is_empty() {
+            let now = self.now_at(now);
+            routed.add(self.publish_bound(msg, bound, now));
+        }
+        routed
+    }
+
+    /// The subject-space part of [`Router::publish`]: sessions and groups, and the
+    /// destinations bound to `amq.topic` that match (collected under the index
+    /// read lock, to be pushed into after releasing it).
+    pub(crate) fn publish_sessions(
+        &self,
+        msg: Message,
+        now: Instant,
+    ) -> (Routed, Vec<Dest>, Arc<Message>) {
         let expired = msg.is_expired(now);
         let msg = Arc::new(msg);
         if msg.retain {
@@ -313,7 +363,7 @@ impl Router {
             }
         }
         if expired {
-            return Routed::default();
+            return (Routed::default(), Vec::new(), msg);
         }
         let origin = msg.origin;
         let local = move |session: &Session, opts: &SubOptions| {
@@ -322,6 +372,7 @@ impl Router {
         let index = self.read();
         let mut routed = Routed::default();
         let mut plain: Vec<(&Arc<Session>, &SubOptions)> = Vec::new();
+        let mut bound: Vec<Dest> = Vec::new();
         index
             .trie
             .for_each_match(&msg.subject, |target| match target {
@@ -333,6 +384,11 @@ impl Router {
                 Target::Group(group) => {
                     if let Some(pushed) = dispatch_to_group(&index.sessions, group, &msg, local) {
                         routed.count(pushed);
+                    }
+                }
+                Target::Bound(dest) => {
+                    if !bound.contains(dest) {
+                        bound.push(dest.clone());
                     }
                 }
             });
@@ -351,7 +407,8 @@ impl Router {
             };
             routed.count(session.push(dispatch));
         }
-        routed
+        drop(index);
+        (routed, bound, msg)
     }
 
     /// Frees retained messages that have expired by `now`; returns how many.
@@ -440,9 +497,17 @@ pub struct Routed {
     pub matched: usize,
     /// Of which the message was queued for (the others' outboxes were full).
     pub queued: usize,
+    /// Queues that refused the message (`x-overflow` reject-publish).
+    pub rejected: usize,
 }
 
 impl Routed {
+    fn add(&mut self, other: Routed) {
+        self.matched += other.matched;
+        self.queued += other.queued;
+        self.rejected += other.rejected;
+    }
+
     fn count(&mut self, pushed: Pushed) {
         self.matched += 1;
         if pushed == Pushed::Queued {
@@ -510,7 +575,7 @@ mod tests {
     #[test]
     fn plain_subscription_receives_shared_payload() {
         let now = Instant::now();
-        let r = Router::new(ROOMY, RETAINED);
+        let r = Router::new(ROOMY, RETAINED, DEFAULT_VHOST_LIMITS);
         let s = r.open_session();
         assert!(!r.subscribe(s.id(), mqtt("a/+"), opts(Delivery::AtLeastOnce)));
         let m = msg("a/b", Delivery::ExactlyOnce);
@@ -531,7 +596,7 @@ mod tests {
     fn overlapping_subscriptions_give_one_dispatch_with_max_qos_and_all_ids() {
         // [MQTT-3.3.5-1]
         let now = Instant::now();
-        let r = Router::new(ROOMY, RETAINED);
+        let r = Router::new(ROOMY, RETAINED, DEFAULT_VHOST_LIMITS);
         let s = r.open_session();
         let other = r.open_session();
         let mut a = opts(Delivery::AtMostOnce);
@@ -566,7 +631,7 @@ mod tests {
     #[test]
     fn resubscribing_replaces_options() {
         let now = Instant::now();
-        let r = Router::new(ROOMY, RETAINED);
+        let r = Router::new(ROOMY, RETAINED, DEFAULT_VHOST_LIMITS);
         let s = r.open_session();
         assert!(!r.subscribe(s.id(), mqtt("a"), opts(Delivery::AtMostOnce)));
         assert!(r.subscribe(s.id(), mqtt("a"), opts(Delivery::ExactlyOnce)));
@@ -584,7 +649,7 @@ mod tests {
     #[test]
     fn unsubscribe() {
         let now = Instant::now();
-        let r = Router::new(ROOMY, RETAINED);
+        let r = Router::new(ROOMY, RETAINED, DEFAULT_VHOST_LIMITS);
         let s = r.open_session();
         r.subscribe(s.id(), mqtt("a/#"), opts(Delivery::AtMostOnce));
         r.subscribe(s.id(), mqtt("a/#"), shared("g", Delivery::AtMostOnce));
@@ -605,7 +670,7 @@ mod tests {
     #[test]
     fn no_local_skips_own_connection_only() {
         let now = Instant::now();
-        let r = Router::new(ROOMY, RETAINED);
+        let r = Router::new(ROOMY, RETAINED, DEFAULT_VHOST_LIMITS);
         let s = r.open_session();
         s.set_connection(5);
         let mut o = opts(Delivery::AtMostOnce);
@@ -628,7 +693,7 @@ mod tests {
     #[test]
     fn retain_as_published() {
         let now = Instant::now();
-        let r = Router::new(ROOMY, RETAINED);
+        let r = Router::new(ROOMY, RETAINED, DEFAULT_VHOST_LIMITS);
         let plain = r.open_session();
         let rap = r.open_session();
         r.subscribe(plain.id(), mqtt("a"), opts(Delivery::AtMostOnce));
@@ -651,7 +716,7 @@ mod tests {
     #[test]
     fn retained_store_set_clear_and_expiry() {
         let now = Instant::now();
-        let r = Router::new(ROOMY, RETAINED);
+        let r = Router::new(ROOMY, RETAINED, DEFAULT_VHOST_LIMITS);
         let s = r.open_session();
         r.subscribe(s.id(), mqtt("a/#"), opts(Delivery::AtMostOnce));
         let retained = |topic: &str, payload: &'static str| Message {
@@ -698,7 +763,7 @@ mod tests {
     fn dollar_subjects_skip_leading_mqtt_wildcards() {
         // [MQTT-4.7.2-1]
         let now = Instant::now();
-        let r = Router::new(ROOMY, RETAINED);
+        let r = Router::new(ROOMY, RETAINED, DEFAULT_VHOST_LIMITS);
         let hash = r.open_session();
         let sys = r.open_session();
         let nats = r.open_session();
@@ -734,7 +799,7 @@ mod tests {
     #[test]
     fn shared_group_round_robin_beside_plain_subscribers() {
         let now = Instant::now();
-        let r = Router::new(ROOMY, RETAINED);
+        let r = Router::new(ROOMY, RETAINED, DEFAULT_VHOST_LIMITS);
         let m1 = r.open_session();
         let m2 = r.open_session();
         let plain = r.open_session();
@@ -782,6 +847,7 @@ mod tests {
                 max_bytes: 1 << 20,
             },
             RETAINED,
+            DEFAULT_VHOST_LIMITS,
         );
         let m1 = r.open_session();
         let m2 = r.open_session();
@@ -831,7 +897,7 @@ mod tests {
     #[test]
     fn close_session_removes_everything() {
         let now = Instant::now();
-        let r = Router::new(ROOMY, RETAINED);
+        let r = Router::new(ROOMY, RETAINED, DEFAULT_VHOST_LIMITS);
         let s = r.open_session();
         let keep = r.open_session();
         r.subscribe(s.id(), mqtt("a/#"), opts(Delivery::AtMostOnce));
@@ -868,6 +934,7 @@ mod tests {
                 max_bytes: 1 << 20,
             },
             RETAINED,
+            DEFAULT_VHOST_LIMITS,
         );
         let s = r.open_session();
         r.subscribe(s.id(), mqtt("a"), opts(Delivery::AtLeastOnce));
@@ -887,7 +954,7 @@ mod tests {
     #[test]
     fn cross_dialect_delivery() {
         let now = Instant::now();
-        let r = Router::new(ROOMY, RETAINED);
+        let r = Router::new(ROOMY, RETAINED, DEFAULT_VHOST_LIMITS);
         let m = r.open_session();
         let n = r.open_session();
         let a = r.open_session();
@@ -917,7 +984,7 @@ mod tests {
     #[test]
     fn shared_group_prefers_connected_members() {
         let now = Instant::now();
-        let r = Router::new(ROOMY, RETAINED);
+        let r = Router::new(ROOMY, RETAINED, DEFAULT_VHOST_LIMITS);
         let parked = r.open_session();
         let online = r.open_session();
         online.set_connection(9);
@@ -938,6 +1005,7 @@ mod tests {
                 max_bytes: 1 << 20,
             },
             RETAINED,
+            DEFAULT_VHOST_LIMITS,
         );
         let s = r.open_session();
         r.subscribe(s.id(), mqtt("a"), opts(Delivery::AtMostOnce));
@@ -947,7 +1015,8 @@ mod tests {
             routed,
             Routed {
                 matched: 1,
-                queued: 0
+                queued: 0,
+                rejected: 0,
             }
         );
         assert_eq!(
@@ -959,7 +1028,7 @@ mod tests {
     #[test]
     fn closing_a_member_hands_its_group_messages_to_another() {
         let now = Instant::now();
-        let r = Router::new(ROOMY, RETAINED);
+        let r = Router::new(ROOMY, RETAINED, DEFAULT_VHOST_LIMITS);
         let leaving = r.open_session();
         let staying = r.open_session();
         let plain = r.open_session();

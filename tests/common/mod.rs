@@ -23,11 +23,8 @@ pub fn config() -> Config {
     let mut c = Config::default();
     c.listeners.mqtt = Listen::parse("127.0.0.1:0").unwrap();
     c.listeners.nats = Listen::parse("127.0.0.1:0").unwrap();
-    for l in [
-        &mut c.listeners.amqp,
-        &mut c.listeners.stomp,
-        &mut c.listeners.kafka_rest,
-    ] {
+    c.listeners.amqp = Listen::parse("127.0.0.1:0").unwrap();
+    for l in [&mut c.listeners.stomp, &mut c.listeners.kafka_rest] {
         *l = Listen::Off;
     }
     c

@@ -44,6 +44,63 @@ def broker(tmp_path_factory):
         print(f"\n[dwbroker exited with {rc} on SIGTERM]\n{b.tail(40)}")
 
 
+# Set to run the AMQP-only tests against another server (e.g. the reference RabbitMQ:
+# ``DWBROKER_AMQP_URL=amqp://guest:guest@127.0.0.1:25673/%2F``); tests that need dwbroker's
+# other listeners (cross-protocol) or its documented limits then skip.
+AMQP_URL_ENV = "DWBROKER_AMQP_URL"
+
+
+def external_amqp() -> str | None:
+    return os.environ.get(AMQP_URL_ENV) or None
+
+
+@pytest.fixture(scope="session")
+def amqp_url(request) -> str:
+    """The AMQP URL under test: ``$DWBROKER_AMQP_URL`` if set, else the shared broker's."""
+    url = external_amqp()
+    if url:
+        return url
+    return request.getfixturevalue("broker").amqp_url
+
+
+# Mark for tests that need dwbroker itself (its MQTT/NATS listeners, its documented limits):
+# they skip only when the AMQP tests are pointed at another server.  A mark (not a fixture)
+# so that the skip happens before the session ``broker`` fixture would start the binary.
+needs_dwbroker = pytest.mark.skipif(
+    bool(external_amqp()),
+    reason=f"needs dwbroker itself: {AMQP_URL_ENV} points the AMQP tests at another server")
+
+
+@pytest.fixture
+def amqp(amqp_url):
+    """``conn = amqp()`` (or ``amqp(url, **params)``): a pika BlockingConnection with short
+    timeouts, closed after the test."""
+    import pika
+
+    made = []
+
+    def make(url: str | None = None, **params):
+        p = pika.URLParameters(url or amqp_url)
+        p.socket_timeout = params.pop("socket_timeout", 5)
+        p.blocked_connection_timeout = params.pop("blocked_connection_timeout", 5)
+        p.stack_timeout = params.pop("stack_timeout", 5)
+        p.connection_attempts = 1
+        p.retry_delay = 0
+        for k, v in params.items():
+            setattr(p, k, v)
+        c = pika.BlockingConnection(p)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        try:
+            if c.is_open:
+                c.close()
+        except Exception:
+            pass
+
+
 @pytest.fixture(scope="module")
 def small_broker(tmp_path_factory):
     """A broker with small limits, for the limit tests."""

@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_BIN = REPO / "target" / "debug" / "dwbroker"
 LISTENING = re.compile(r"listening\s+protocol=\"?mqtt\"?\s+addr=\"?([0-9.]+|\[[0-9a-f:]+\]):(\d+)")
 LISTENING_NATS = re.compile(r"listening\s+protocol=\"?nats\"?\s+addr=\"?([0-9.]+|\[[0-9a-f:]+\]):(\d+)")
+LISTENING_AMQP = re.compile(r"listening\s+protocol=\"?amqp\"?\s+addr=\"?([0-9.]+|\[[0-9a-f:]+\]):(\d+)")
 
 # Every wait in this suite is bounded by one of these.
 WAIT = 5.0  # an event that should happen now
@@ -34,7 +35,8 @@ class Broker:
     """The dwbroker binary on an ephemeral port, its output read by a thread."""
 
     def __init__(self, binary: str | os.PathLike | None = None, config: str | None = None,
-                 log: str | None = None, extra_args: list[str] | None = None, nats: bool = True):
+                 log: str | None = None, extra_args: list[str] | None = None, nats: bool = True,
+                 amqp: bool = True):
         self.binary = str(binary or os.environ.get("DWBROKER_BIN") or DEFAULT_BIN)
         self.config = config
         self.log_level = log or os.environ.get("DWBROKER_LOG", "info")
@@ -46,6 +48,9 @@ class Broker:
         # The NATS core listener (also on loopback, ephemeral port) unless ``nats=False``.
         self.nats = nats
         self.nats_port: int | None = None
+        # The AMQP 0-9-1 listener (loopback, ephemeral port) unless ``amqp=False``.
+        self.amqp = amqp
+        self.amqp_port: int | None = None
         self._ready = threading.Event()
         self._reader: threading.Thread | None = None
 
@@ -59,11 +64,22 @@ class Broker:
         assert self.nats_port is not None, "this broker runs without its NATS listener"
         return f"nats://{self.host}:{self.nats_port}"
 
+    @property
+    def amqp_url(self) -> str:
+        """``amqp://guest:guest@127.0.0.1:PORT/%2F`` for pika's ``URLParameters``."""
+        assert self.amqp_port is not None, "this broker runs without its AMQP listener"
+        return f"amqp://guest:guest@{self.host}:{self.amqp_port}/%2F"
+
+    def _all_ports(self) -> bool:
+        return (self.port is not None and (not self.nats or self.nats_port is not None)
+                and (not self.amqp or self.amqp_port is not None))
+
     def start(self, timeout: float = 15.0) -> "Broker":
         if not os.access(self.binary, os.X_OK):
             raise RuntimeError(f"broker binary {self.binary} missing: run `cargo build --bin dwbroker` "
                                "or set DWBROKER_BIN")
-        args = [self.binary, "--mqtt", "127.0.0.1:0", "--amqp", "off", "--stomp", "off",
+        args = [self.binary, "--mqtt", "127.0.0.1:0", "--amqp", "127.0.0.1:0" if self.amqp else "off",
+                "--stomp", "off",
                 "--nats", "127.0.0.1:0" if self.nats else "off", "--kafka-rest", "off", "--log", self.log_level]
         if self.config:
             args += ["--config", self.config]
@@ -73,10 +89,11 @@ class Broker:
                                      stderr=subprocess.STDOUT, env=env)
         self._reader = threading.Thread(target=self._read, daemon=True, name="broker-log")
         self._reader.start()
-        if not self._ready.wait(timeout) or self.port is None or (self.nats and self.nats_port is None):
+        if not self._ready.wait(timeout) or not self._all_ports():
             self.stop()
             raise RuntimeError("broker did not log `listening protocol=mqtt addr=...`"
                                + (" and `listening protocol=nats addr=...`" if self.nats else "")
+                               + (" and `listening protocol=amqp addr=...`" if self.amqp else "")
                                + f" within {timeout}s; exit={self.proc.returncode}; output:\n"
                                + self.tail(60))
         return self
@@ -96,7 +113,11 @@ class Broker:
                 m = LISTENING_NATS.search(line)
                 if m:
                     self.nats_port = int(m.group(2))
-            if self.port is not None and (not self.nats or self.nats_port is not None):
+            if self.amqp and self.amqp_port is None:
+                m = LISTENING_AMQP.search(line)
+                if m:
+                    self.amqp_port = int(m.group(2))
+            if self._all_ports():
                 self._ready.set()
         self._ready.set()  # EOF: the process is gone; start() reports it
 

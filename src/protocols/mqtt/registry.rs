@@ -246,6 +246,7 @@ mod tests {
                 max_messages: 10,
                 max_bytes: 1 << 20,
             },
+            crate::router::DEFAULT_VHOST_LIMITS,
         )
     }
 

@@ -1,0 +1,188 @@
+//! The AMQP 0-9-1 front's I/O shell: the protocol header, frames through the
+//! codec into the state machine, deliveries out in one write per wake-up,
+//! heartbeats, the memory alarm (connection.blocked), and the connection's end.
+
+mod session;
+mod translate;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dwbroker_codecs::amqp::{
+    check_protocol_header, encode_heartbeat, encode_method, AmqpCodec, AmqpError, ConnectionClose,
+    Method, ReplyCode, PROTOCOL_HEADER,
+};
+use futures_util::StreamExt;
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio_util::codec::FramedRead;
+use tracing::{debug, info, warn};
+
+use session::{Connection, Exit, Offer};
+
+use crate::protocols::now;
+use crate::protocols::socket;
+use crate::server::Context;
+
+/// Deliveries a connection's queues may hand it before it writes them.
+const OUTLET_MAX: usize = 1024;
+/// How often heartbeats and the memory alarm are checked.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Serves one AMQP network connection until it ends.
+pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
+    let limits = &ctx.config.limits;
+    let (mut read_half, writer) = stream.into_split();
+    let mut header = [0u8; 8];
+    match tokio::time::timeout(limits.connect_timeout, read_half.read_exact(&mut header)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return debug!(%peer, error = %e, "amqp: closed before the protocol header"),
+        Err(_) => return debug!(%peer, "amqp: no protocol header in time"),
+    }
+    if !check_protocol_header(&header) {
+        // Rule connection/start/protocol-name: answer with the header we speak.
+        info!(%peer, "amqp: wrong protocol header");
+        socket::farewell(read_half, writer, &PROTOCOL_HEADER).await;
+        return;
+    }
+    let offer = Offer {
+        channel_max: limits.amqp_channel_max,
+        frame_max: limits.amqp_frame_max,
+        heartbeat: limits.amqp_heartbeat,
+        max_message_size: u64::from(limits.max_message_size),
+    };
+    let conn_id = ctx.next_conn_id();
+    let mut conn = Connection::new(conn_id, ctx.router.clone(), offer, OUTLET_MAX);
+    conn.start();
+    let mut reader = FramedRead::new(read_half, AmqpCodec::new(offer.frame_max));
+    let mut writer = writer;
+    info!(%peer, conn = conn_id, "amqp: connection opened");
+    let exit = run(&mut conn, &mut reader, &mut writer, &ctx).await;
+    conn.end(now());
+    match exit {
+        Exit::Closed(why) => {
+            info!(%peer, conn = conn_id, why = %why, "amqp: connection closed");
+            if !conn.out.is_empty() {
+                socket::farewell(reader.into_inner(), writer, &conn.out).await;
+            }
+        }
+        Exit::Silent(why) => {
+            warn!(%peer, conn = conn_id, why = %why, "amqp: connection dropped");
+            socket::farewell(reader.into_inner(), writer, &conn.out).await;
+        }
+        Exit::Close {
+            code,
+            text,
+            class_id,
+            method_id,
+        } => {
+            warn!(%peer, conn = conn_id, code = code.code(), text = %text, "amqp: closing connection");
+            let mut last = std::mem::take(&mut conn.out);
+            encode_method(
+                0,
+                &Method::ConnectionClose(ConnectionClose {
+                    reply_code: code.code(),
+                    reply_text: text,
+                    class_id,
+                    method_id,
+                }),
+                &mut last,
+            );
+            // The client answers close-ok and closes; farewell reads until then.
+            socket::farewell(reader.into_inner(), writer, &last).await;
+        }
+    }
+}
+
+/// The connected loop; it ends only with an `Exit`.
+async fn run(
+    conn: &mut Connection,
+    reader: &mut FramedRead<OwnedReadHalf, AmqpCodec>,
+    writer: &mut OwnedWriteHalf,
+    ctx: &Context,
+) -> Exit {
+    let outlet = conn.outlet.clone();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut last_read, mut last_write) = (Instant::now(), Instant::now());
+    let high = ctx.config.limits.memory_high_watermark;
+    loop {
+        if !conn.out.is_empty() {
+            let written = socket::write(writer, &conn.out).await;
+            conn.out.clear();
+            if let Err(e) = written {
+                return Exit::Closed(format!("write failed: {e:?}"));
+            }
+            last_write = Instant::now();
+            if conn.out.capacity() > 256 * 1024 {
+                conn.out = bytes::BytesMut::new();
+            }
+        }
+        // A blocked publisher is not read from (RabbitMQ's flow control), so its
+        // publishes wait in the socket instead of in memory.
+        let reading = !(conn.blocked && conn.publisher);
+        tokio::select! {
+            biased;
+            _ = ctx.shutdown.cancelled() => return Exit::Close {
+                code: ReplyCode::ConnectionForced,
+                text: "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'".into(),
+                class_id: 0,
+                method_id: 0,
+            },
+            frame = reader.next(), if reading => match frame {
+                None => return Exit::Closed("closed by the client".into()),
+                Some(Err(e)) => return decode_exit(e),
+                Some(Ok(frame)) => {
+                    last_read = Instant::now();
+                    if let Err(exit) = conn.handle(frame, now()) {
+                        return exit;
+                    }
+                    if reader.decoder().max_frame_size() != conn.frame_max {
+                        reader.decoder_mut().set_max_frame_size(conn.frame_max);
+                    }
+                }
+            },
+            _ = outlet.wait() => {}
+            _ = tick.tick() => {
+                let hb = Duration::from_secs(conn.heartbeat.into());
+                if !hb.is_zero() {
+                    // §4.2.7: a peer silent for two intervals is gone.
+                    if last_read.elapsed() > hb * 2 {
+                        return Exit::Silent("missed heartbeats from client".into());
+                    }
+                    if last_write.elapsed() >= hb / 2 {
+                        encode_heartbeat(&mut conn.out);
+                    }
+                }
+                if conn.is_ready() {
+                    let queued = ctx.router.queued_bytes();
+                    if queued > high {
+                        conn.set_blocked(true);
+                    } else if queued < high / 10 * 8 {
+                        conn.set_blocked(false);
+                    }
+                }
+            }
+        }
+        conn.pump(now());
+    }
+}
+
+/// The exit for input the codec refused.
+fn decode_exit(e: AmqpError) -> Exit {
+    let (class_id, method_id) = e.class_method();
+    match e {
+        AmqpError::Io(io) => Exit::Closed(io.to_string()),
+        other => {
+            let code = other.reply_code();
+            Exit::Close {
+                code,
+                text: format!("{} - {other}", code.name()),
+                class_id,
+                method_id,
+            }
+        }
+    }
+}
