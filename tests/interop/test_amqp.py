@@ -1570,3 +1570,55 @@ def test_nats_to_amqp(broker, amqp, uid):
     assert p.headers and p.headers.get("k") == "v", p.headers
     assert p.reply_to and p.reply_to.startswith("amq.rabbitmq.reply-to."), p.reply_to
     assert is_empty(ch, q)
+
+
+# --- memory alarm (dwbroker's configured watermark) ------------------------------------------
+
+@pytest.fixture(scope="module")
+def watermark_broker(tmp_path_factory):
+    from conftest import start_broker, stop_broker
+
+    b = start_broker("[limits]\nmemory_high_watermark = 65536\n", tmp_path_factory.mktemp("cfg"))
+    yield b
+    stop_broker(b)
+
+
+@needs_dwbroker
+def test_memory_alarm_blocks_publishers_and_unblocks(watermark_broker, uid):
+    """Past the high watermark of queued bytes a publishing connection gets connection.blocked
+    and is no longer read; when consumers drain the queues below 80 % it gets unblocked and its
+    held publishes go through: nothing is dropped."""
+    p = pika.URLParameters(watermark_broker.amqp_url)
+    p.socket_timeout = p.stack_timeout = 5
+    pub = pika.BlockingConnection(p)
+    events = []
+    pub.add_on_connection_blocked_callback(lambda *_: events.append("blocked"))
+    pub.add_on_connection_unblocked_callback(lambda *_: events.append("unblocked"))
+    ch = pub.channel()
+    q = f"{uid}-mem"
+    ch.queue_declare(q, auto_delete=False)
+    body = b"x" * 1024
+    for _ in range(100):  # ~100 KiB + overhead, past the 64 KiB watermark
+        ch.basic_publish("", q, body)
+    pump_until(pub, lambda: "blocked" in events, WAIT, "connection.blocked")
+    # A second connection drains the queue; the first is then unblocked.
+    drain = pika.BlockingConnection(p)
+    dch = drain.channel()
+    got = 0
+    deadline = time.monotonic() + WAIT
+    while "unblocked" not in events and time.monotonic() < deadline:
+        m, _, _ = dch.basic_get(q, auto_ack=True)
+        got += m is not None
+        pump_for(pub, 0.01)
+    assert "unblocked" in events, f"no connection.unblocked after draining {got} messages"
+    # Every publish arrives: the blocked ones were held in the socket, not dropped.
+    deadline = time.monotonic() + WAIT
+    while got < 100 and time.monotonic() < deadline:
+        m, _, _ = dch.basic_get(q, auto_ack=True)
+        if m is None:
+            pump_for(pub, 0.05)
+        got += m is not None
+    assert got == 100
+    dch.queue_delete(q)
+    drain.close()
+    pub.close()
