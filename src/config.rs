@@ -44,6 +44,8 @@ pub const DEFAULT_MAX_SESSION_EXPIRY: u32 = 86_400;
 /// clients are refused with CONNACK 0x97 Quota exceeded (3.1.1: 0x03).
 pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
 /// Subscriptions one session may hold; beyond it SUBACK answers 0x97 (3.1.1: 0x80).
+/// Also the subscriptions of one NATS connection and the consumers of one AMQP
+/// connection (beyond it: channel.close 406).
 pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_SESSION: usize = 10_000;
 /// Topic aliases an MQTT 5 client may set per connection (announced as Topic
 /// Alias Maximum; 0 switches client aliases off).

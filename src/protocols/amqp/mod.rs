@@ -52,6 +52,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>
         frame_max: limits.amqp_frame_max,
         heartbeat: limits.amqp_heartbeat,
         max_message_size: u64::from(limits.max_message_size),
+        max_consumers: limits.max_subscriptions_per_session,
     };
     let conn_id = ctx.next_conn_id();
     let mut conn = Connection::new(conn_id, ctx.router.clone(), offer, OUTLET_MAX);
@@ -146,6 +147,10 @@ async fn run(
             },
             _ = outlet.wait() => {}
             _ = tick.tick() => {
+                if !reading {
+                    // Unread input is not silence: its heartbeats wait in the socket.
+                    last_read = Instant::now();
+                }
                 let hb = Duration::from_secs(conn.heartbeat.into());
                 if !hb.is_zero() {
                     // §4.2.7: a peer silent for two intervals is gone.

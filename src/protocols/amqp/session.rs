@@ -94,6 +94,8 @@ pub(super) struct Offer {
     pub(super) frame_max: u32,
     pub(super) heartbeat: u16,
     pub(super) max_message_size: u64,
+    /// Consumers one connection may hold (`max_subscriptions_per_session`).
+    pub(super) max_consumers: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1197,6 +1199,15 @@ impl Connection {
                 format!("NOT_ALLOWED - attempt to reuse consumer tag '{tag}'"),
                 60,
                 20,
+            ));
+        }
+        if self.consumers.len() >= self.offer.max_consumers {
+            return Err(chan_fault(
+                ReplyCode::PreconditionFailed,
+                format!(
+                    "connection already has {} consumers, the configured maximum",
+                    self.offer.max_consumers
+                ),
             ));
         }
         let id = self.router.next_consumer_id();
