@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use super::exchanges::{
     topic_matches, BindArgs, Binding, Dest, Exchange, ExchangeKind, ExchangeSpec,
 };
-use super::message::{ConnId, DeathReason, Message, Now};
+use super::message::{ConnId, Death, DeathReason, Message, Now};
 use super::queues::{ConsumerId, ConsumerSpec, Dead, Entry, Overflow, Queue, QueueSpec};
 use super::subject::{Filter, Subject};
 use super::{Routed, Router, Target};
@@ -367,16 +367,33 @@ impl Router {
 
     /// Removes an exchange, its bindings, and bindings to it.
     fn remove_exchange(&self, ex: &mut Exchanges, name: &str) {
-        if let Some(e) = ex.map.remove(name) {
-            ex.bindings -= e.bindings.len();
+        // Iterative: removing an exchange can empty an auto-delete exchange bound
+        // to it, and so on down a chain as long as max_exchanges.
+        let mut doomed = vec![name.to_owned()];
+        while let Some(name) = doomed.pop() {
+            if let Some(e) = ex.map.remove(&name) {
+                ex.bindings -= e.bindings.len();
+            }
+            let dest = Dest::Exchange(name);
+            doomed.extend(self.remove_bindings_only(ex, |_, b| b.dest == dest));
         }
-        let dest = Dest::Exchange(name.to_owned());
-        self.remove_bindings(ex, |_, b| b.dest == dest);
     }
 
     /// Removes the bindings `remove(source, binding)` selects, from the trie too
     /// for `amq.topic`; auto-delete exchanges left without bindings go as well.
-    fn remove_bindings(&self, ex: &mut Exchanges, mut remove: impl FnMut(&str, &Binding) -> bool) {
+    fn remove_bindings(&self, ex: &mut Exchanges, remove: impl FnMut(&str, &Binding) -> bool) {
+        for name in self.remove_bindings_only(ex, remove) {
+            self.remove_exchange(ex, &name);
+        }
+    }
+
+    /// Removes the selected bindings; returns the auto-delete exchanges they left
+    /// empty, for the caller to remove.
+    fn remove_bindings_only(
+        &self,
+        ex: &mut Exchanges,
+        mut remove: impl FnMut(&str, &Binding) -> bool,
+    ) -> Vec<String> {
         let mut topic_removed = Vec::new();
         let mut emptied = Vec::new();
         let mut removed_total = 0;
@@ -406,9 +423,7 @@ impl Router {
                 }
             }
         }
-        for name in emptied {
-            self.remove_exchange(ex, &name);
-        }
+        emptied
     }
 
     /// Binds `dest` to exchange `source`; idempotent.
@@ -665,19 +680,22 @@ impl Router {
         let mut routed = Routed::default();
         let mut jobs = VecDeque::from([job]);
         let mut dead = Dead::new();
+        let mut jobs_run = 0usize;
         while let Some(job) = jobs.pop_front() {
             let (queues, sessions) = self.resolve(&job, now);
             if job.original {
                 routed.add(sessions);
             }
-            let cycle_guard = !job.msg.deaths.is_empty()
-                && job
-                    .msg
-                    .deaths
-                    .iter()
-                    .all(|d| d.reason != DeathReason::Rejected);
+            if jobs_run >= MAX_JOBS_PER_PUBLISH {
+                tracing::warn!(
+                    left = jobs.len() + 1,
+                    "dead-letter work list too long: remaining dead letters dropped"
+                );
+                break;
+            }
+            jobs_run += 1;
             for q in queues {
-                if cycle_guard && job.msg.deaths.iter().any(|d| d.queue == q.name()) {
+                if is_cycle(&job.msg.deaths, q.name()) {
                     continue;
                 }
                 let accepted = q.enqueue(
@@ -916,6 +934,23 @@ impl Router {
 }
 
 /// Turns `q`'s dead entries into jobs for its dead-letter exchange.
+/// Routing steps one publish may take, dead letters included: a fanout
+/// dead-letter exchange over many overflowing queues multiplies them.
+const MAX_JOBS_PER_PUBLISH: usize = 10_000;
+
+/// RabbitMQ's dead-letter cycle rule: a dead letter is dropped instead of
+/// entering `queue` again when every death since it last left `queue` (deaths are
+/// most recent first) was automatic (expiry, length limit) rather than a client's
+/// reject, so an automatic cycle cannot spin forever.
+fn is_cycle(deaths: &[Death], queue: &str) -> bool {
+    match deaths.iter().position(|d| d.queue == queue) {
+        None => false,
+        Some(i) => deaths[..=i]
+            .iter()
+            .all(|d| d.reason != DeathReason::Rejected),
+    }
+}
+
 fn dead_letter_jobs(q: &Queue, dead: &mut Dead, now: Now, jobs: &mut VecDeque<Job>) {
     let args = &q.spec().args;
     let Some(dlx) = &args.dead_letter_exchange else {
@@ -932,6 +967,9 @@ fn dead_letter_jobs(q: &Queue, dead: &mut Dead, now: Now, jobs: &mut VecDeque<Jo
             now.unix_ms,
         );
         msg.expires_at = None;
+        // A dead letter is a new publish of an old message: it must not replace
+        // the subject's retained message.
+        msg.retain = false;
         let routing_key: Arc<str> = match &args.dead_letter_routing_key {
             Some(k) => k.as_str().into(),
             None => entry.routing_key.clone(),
@@ -1603,6 +1641,47 @@ mod tests {
         r.reject(&q, e, now);
         let (e, _) = r.get(&q, now).unwrap();
         assert_eq!(e.message.deaths[0].reason, DeathReason::Rejected);
+    }
+
+    #[test]
+    fn expiry_cycle_after_a_reject_terminates() {
+        // q1 dead-letters into q2, which expires at once into itself: after the
+        // client's reject the automatic q2 -> q2 cycle must still be cut.
+        let r = router();
+        let now = t0();
+        let dl_to = |rk: &str, ttl: Option<Duration>| QueueArgs {
+            dead_letter_exchange: Some(String::new()),
+            dead_letter_routing_key: Some(rk.into()),
+            message_ttl: ttl,
+            ..QueueArgs::default()
+        };
+        let q1 = declare(&r, "q1", dl_to("q2", None), now);
+        let q2 = declare(&r, "q2", dl_to("q2", Some(Duration::ZERO)), now);
+        r.publish_to_exchange("", "q1", msg("m"), now).unwrap();
+        let (e, _) = r.get(&q1, now).unwrap();
+        r.reject(&q1, e, now);
+        r.vhost_housekeeping(now);
+        assert_eq!(q2.message_count(), 0);
+    }
+
+    #[test]
+    fn is_cycle_looks_only_at_deaths_since_the_queue() {
+        let death = |queue: &str, reason| Death {
+            queue: queue.into(),
+            reason,
+            exchange: String::new(),
+            routing_keys: vec![],
+            count: 1,
+            time_ms: 0,
+        };
+        let deaths = [
+            death("b", DeathReason::Expired),
+            death("a", DeathReason::Expired),
+            death("z", DeathReason::Rejected),
+        ];
+        assert!(is_cycle(&deaths, "a"));
+        assert!(!is_cycle(&deaths, "c"));
+        assert!(!is_cycle(&deaths[2..], "z"));
     }
 
     #[test]

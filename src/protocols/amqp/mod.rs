@@ -109,6 +109,7 @@ async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut last_read, mut last_write) = (Instant::now(), Instant::now());
     let high = ctx.config.limits.memory_high_watermark;
+    let opened = Instant::now();
     loop {
         if !conn.out.is_empty() {
             let written = socket::write(writer, &conn.out).await;
@@ -150,6 +151,11 @@ async fn run(
                 if !reading {
                     // Unread input is not silence: its heartbeats wait in the socket.
                     last_read = Instant::now();
+                }
+                // RabbitMQ's handshake_timeout: an unauthenticated socket does
+                // not stay open.
+                if !conn.is_ready() && opened.elapsed() > ctx.config.limits.connect_timeout {
+                    return Exit::Silent("handshake not completed in time".into());
                 }
                 let hb = Duration::from_secs(conn.heartbeat.into());
                 if !hb.is_zero() {

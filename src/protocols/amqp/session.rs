@@ -209,6 +209,10 @@ pub(super) struct Connection {
     closing: HashMap<u16, ()>,
     /// Consumer id -> (channel, tag).
     consumers: HashMap<ConsumerId, (u16, String)>,
+    /// Consumers cancelled since the last pump, with the channel credit their
+    /// in-flight deliveries took (ack mode): a delivery already in the outlet
+    /// gives it back when it is requeued.
+    cancelled: HashMap<ConsumerId, Option<Arc<Credit>>>,
     pub(super) outlet: Arc<Outlet>,
     outlet_max: usize,
     /// Whether connection.blocked was sent and not yet lifted.
@@ -235,6 +239,7 @@ impl Connection {
             channels: HashMap::new(),
             closing: HashMap::new(),
             consumers: HashMap::new(),
+            cancelled: HashMap::new(),
             outlet: Arc::new(Outlet::new(outlet_max)),
             outlet_max,
             blocked: false,
@@ -938,6 +943,8 @@ impl Connection {
             Method::BasicCancel(m) => {
                 if let Some(c) = channel.consumers.remove(&m.consumer_tag) {
                     self.consumers.remove(&c.id);
+                    let credit = (!c.no_ack).then(|| channel.credit.clone());
+                    self.cancelled.insert(c.id, credit);
                     self.router.cancel(&c.queue, c.id, now);
                 }
                 if !m.nowait {
@@ -1074,7 +1081,14 @@ impl Connection {
                 };
                 let tx = std::mem::take(tx);
                 for out in tx.publishes {
-                    self.route(ch, out, now)?;
+                    if let Err(fault) = self.route(ch, out, now) {
+                        // The acks were not committed: the channel closes and
+                        // requeues them like any unacked delivery.
+                        for (tag, unacked, _) in tx.settles {
+                            channel.unacked.insert(tag, unacked);
+                        }
+                        return Err(fault);
+                    }
                 }
                 for (_, unacked, how) in tx.settles {
                     self.apply_settle(unacked, how, now);
@@ -1309,9 +1323,11 @@ impl Connection {
                     c.release(1);
                     g.release(1);
                 }
+                let credited = unacked.credit.is_some();
                 if how == Settle::Reject {
                     self.router.reject(&unacked.queue, unacked.entry, now);
-                } else if unacked.credit.is_some() {
+                }
+                if credited {
                     self.router.kick(&unacked.queue, now);
                 }
             }
@@ -1350,6 +1366,7 @@ impl Connection {
                 }
             }
         }
+        self.cancelled.clear();
         if was_full {
             let queues: Vec<Arc<Queue>> = self
                 .channels
@@ -1375,7 +1392,11 @@ impl Connection {
             ))
         });
         let Some((ch, tag, no_ack, credit, channel_credit)) = found else {
-            // Cancelled meanwhile: the message goes back to its queue.
+            // Cancelled meanwhile: the message goes back to its queue, and the
+            // channel credit it took is given back.
+            if let Some(Some(credit)) = self.cancelled.get(&consumer) {
+                credit.release(1);
+            }
             self.router.requeue(&queue, vec![entry], now);
             return;
         };
