@@ -295,3 +295,351 @@ async fn amqp_publish_to_amq_topic_reaches_mqtt_and_nats() {
         Some("application/json")
     );
 }
+
+// --- AMQP <-> MQTT / NATS through amq.topic (tests/interop/test_amqp.py §22) -----------
+
+/// A unique first topic level, so that tests cannot see each other's messages.
+fn uniq() -> String {
+    format!("u{}", rand_suffix())
+}
+
+async fn amqp_channel(broker: &dwbroker::Broker) -> (lapin::Connection, lapin::Channel) {
+    let uri = format!("amqp://guest:guest@{}/%2f", broker.amqp_addr().unwrap());
+    let conn = tokio::time::timeout(
+        WAIT,
+        lapin::Connection::connect(&uri, lapin::ConnectionProperties::default()),
+    )
+    .await
+    .expect("AMQP connects in time")
+    .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    (conn, ch)
+}
+
+async fn amqp_publish(ch: &lapin::Channel, key: &str, body: &[u8], props: lapin::BasicProperties) {
+    ch.basic_publish(
+        "amq.topic".into(),
+        key.into(),
+        lapin::options::BasicPublishOptions::default(),
+        body,
+        props,
+    )
+    .await
+    .unwrap();
+}
+
+fn amqp_str(v: &Option<lapin::types::ShortString>) -> Option<&str> {
+    v.as_ref().map(|s| s.as_str())
+}
+
+#[tokio::test]
+async fn mqtt_publish_reaches_amqp_binding_with_dotted_routing_key() {
+    let (broker, addr) = start().await;
+    let u = uniq();
+    let (_c, _ch, mut consumer) =
+        amqp_queue_on_amq_topic(&broker, &format!("{u}.sensors.*.temp")).await;
+    let (m, _) = v4(addr, |_| {}, &format!("{u}-pub")).await;
+    for (topic, body) in [
+        ("sensors/x/temp", "21.5"),
+        ("sensors/x/hum", "40"),
+        ("sensors/y/temp", "end"),
+    ] {
+        m.client
+            .publish(
+                format!("{u}/{topic}"),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                body,
+            )
+            .await
+            .unwrap();
+    }
+    let d = amqp_next(&mut consumer).await;
+    assert_eq!(
+        (
+            d.data.as_slice(),
+            d.exchange.as_str(),
+            d.routing_key.as_str()
+        ),
+        (
+            &b"21.5"[..],
+            "amq.topic",
+            format!("{u}.sensors.x.temp").as_str()
+        )
+    );
+    // The humidity reading does not match: the next one is the sentinel.
+    let d = amqp_next(&mut consumer).await;
+    assert_eq!(
+        (d.data.as_slice(), d.routing_key.as_str()),
+        (&b"end"[..], format!("{u}.sensors.y.temp").as_str())
+    );
+}
+
+#[tokio::test]
+async fn amqp_publish_to_amq_topic_reaches_an_mqtt_wildcard_subscriber() {
+    let (broker, addr) = start().await;
+    let u = uniq();
+    let (mut sub, _) = v4(addr, |_| {}, &format!("{u}-sub")).await;
+    let ack = sub
+        .subscribe(&format!("{u}/a/+"), rumqttc::QoS::AtLeastOnce)
+        .await;
+    assert_eq!(
+        ack.return_codes,
+        [rumqttc::SubscribeReasonCode::Success(
+            rumqttc::QoS::AtLeastOnce
+        )]
+    );
+    let (_c, ch) = amqp_channel(&broker).await;
+    let none = lapin::BasicProperties::default;
+    amqp_publish(&ch, &format!("{u}.a.b"), b"hello mqtt", none()).await;
+    amqp_publish(&ch, &format!("{u}.b.b"), b"not for a/+", none()).await;
+    amqp_publish(&ch, &format!("{u}.a.b.c"), b"too deep", none()).await;
+    amqp_publish(&ch, &format!("{u}.a.end"), b"end", none()).await;
+    let p = sub.publish().await;
+    assert_eq!(
+        (p.topic.as_str(), &p.payload[..]),
+        (format!("{u}/a/b").as_str(), &b"hello mqtt"[..])
+    );
+    let p = sub.publish().await;
+    assert_eq!(
+        (p.topic.as_str(), &p.payload[..]),
+        (format!("{u}/a/end").as_str(), &b"end"[..])
+    );
+}
+
+#[tokio::test]
+async fn amqp_publish_reaches_a_nats_full_wildcard_with_headers() {
+    use lapin::types::{AMQPValue, FieldTable};
+    let (broker, _) = start().await;
+    let u = uniq();
+    let n = nats_client(&broker).await;
+    let mut sub = n.subscribe(format!("{u}.a.>")).await.unwrap();
+    n.flush().await.unwrap();
+    let (_c, ch) = amqp_channel(&broker).await;
+    let mut headers = FieldTable::default();
+    headers.insert("k".into(), AMQPValue::LongString("v".into()));
+    amqp_publish(
+        &ch,
+        &format!("{u}.a.b.c"),
+        b"to nats",
+        lapin::BasicProperties::default()
+            .with_content_type("text/plain".into())
+            .with_correlation_id("c1".into())
+            .with_message_id("m1".into())
+            .with_headers(headers),
+    )
+    .await;
+    amqp_publish(
+        &ch,
+        &format!("{u}.b"),
+        b"not under a",
+        lapin::BasicProperties::default(),
+    )
+    .await;
+    amqp_publish(
+        &ch,
+        &format!("{u}.a.end"),
+        b"end",
+        lapin::BasicProperties::default(),
+    )
+    .await;
+    let msg = nats_next(&mut sub).await;
+    assert_eq!(msg.subject.as_str(), format!("{u}.a.b.c"));
+    assert_eq!(msg.payload, "to nats");
+    let h = msg.headers.expect("headers");
+    assert_eq!(
+        h.get("Content-Type").map(|v| v.as_str()),
+        Some("text/plain")
+    );
+    assert_eq!(h.get("Correlation-Id").map(|v| v.as_str()), Some("c1"));
+    assert_eq!(h.get("Nats-Msg-Id").map(|v| v.as_str()), Some("m1"));
+    assert_eq!(h.get("k").map(|v| v.as_str()), Some("v"));
+    let msg = nats_next(&mut sub).await;
+    assert_eq!(
+        (msg.subject.as_str(), &msg.payload[..]),
+        (format!("{u}.a.end").as_str(), &b"end"[..])
+    );
+}
+
+#[tokio::test]
+async fn nats_publish_reaches_an_amqp_hash_binding_with_properties() {
+    let (broker, _) = start().await;
+    let u = uniq();
+    let (_c, _ch, mut consumer) = amqp_queue_on_amq_topic(&broker, &format!("{u}.n.#")).await;
+    let n = nats_client(&broker).await;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Content-Type", "text/plain");
+    headers.insert("Nats-Msg-Id", "m2");
+    headers.insert("k", "v");
+    n.publish_with_reply_and_headers(
+        format!("{u}.n.x.y"),
+        format!("{u}.inbox"),
+        headers,
+        "from nats".into(),
+    )
+    .await
+    .unwrap();
+    n.publish(format!("{u}.other"), "no".into()).await.unwrap();
+    n.publish(format!("{u}.n"), "end".into()).await.unwrap();
+    n.flush().await.unwrap();
+    let d = amqp_next(&mut consumer).await;
+    assert_eq!(
+        (
+            d.data.as_slice(),
+            d.exchange.as_str(),
+            d.routing_key.as_str()
+        ),
+        (
+            &b"from nats"[..],
+            "amq.topic",
+            format!("{u}.n.x.y").as_str()
+        )
+    );
+    assert_eq!(amqp_str(d.properties.content_type()), Some("text/plain"));
+    assert_eq!(amqp_str(d.properties.message_id()), Some("m2"));
+    let headers = d.properties.headers().clone().expect("headers");
+    assert_eq!(
+        headers.inner().get("k"),
+        Some(&lapin::types::AMQPValue::LongString("v".into()))
+    );
+    let reply_to = amqp_str(d.properties.reply_to()).expect("reply_to");
+    assert!(reply_to.starts_with("amq.rabbitmq.reply-to."), "{reply_to}");
+    // `#` matches zero words: the sentinel on "{u}.n" arrives; "{u}.other" never does.
+    let d = amqp_next(&mut consumer).await;
+    assert_eq!(
+        (d.data.as_slice(), d.routing_key.as_str()),
+        (&b"end"[..], format!("{u}.n").as_str())
+    );
+}
+
+#[tokio::test]
+async fn amqp_properties_become_mqtt5_properties() {
+    use lapin::types::{AMQPValue, FieldTable};
+    let (broker, addr) = start().await;
+    let u = uniq();
+    let (mut sub, _) = v5(addr, |_| {}, &format!("{u}-sub")).await;
+    sub.subscribe(&format!("{u}/p"), Q5::AtLeastOnce).await;
+    let (_c, ch) = amqp_channel(&broker).await;
+    let mut headers = FieldTable::default();
+    headers.insert("k".into(), AMQPValue::LongString("v".into()));
+    headers.insert("n".into(), AMQPValue::LongInt(5));
+    amqp_publish(
+        &ch,
+        &format!("{u}.p"),
+        b"{}",
+        lapin::BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_correlation_id("corr-7".into())
+            .with_reply_to(format!("{u}.replies").as_str().into())
+            .with_headers(headers)
+            .with_expiration("60000".into())
+            .with_priority(3)
+            .with_message_id("mid-1".into())
+            .with_timestamp(1_700_000_000),
+    )
+    .await;
+    let p = sub.publish().await;
+    assert_eq!(&p.payload[..], b"{}");
+    let props = p.properties.expect("MQTT 5 properties");
+    assert_eq!(props.content_type.as_deref(), Some("application/json"));
+    assert_eq!(props.correlation_data, Some(Bytes::from_static(b"corr-7")));
+    assert!(props.response_topic.is_some(), "reply_to not carried");
+    let ups: std::collections::HashMap<_, _> = props.user_properties.iter().cloned().collect();
+    assert_eq!(ups.get("k").map(String::as_str), Some("v"), "{ups:?}");
+    assert_eq!(ups.get("n").map(String::as_str), Some("5"), "{ups:?}");
+    let expiry = props.message_expiry_interval.expect("message expiry");
+    assert!((55..=60).contains(&expiry), "{expiry}");
+    // MQTT has no priority, message id or timestamp: dropped, not made user properties.
+    for k in ups.keys() {
+        let k = k.to_lowercase();
+        assert!(
+            !["priority", "message-id", "message_id", "timestamp"].contains(&k.as_str()),
+            "{ups:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn mqtt5_properties_become_amqp_properties() {
+    let (broker, addr) = start().await;
+    let u = uniq();
+    let (_c, _ch, mut consumer) = amqp_queue_on_amq_topic(&broker, &format!("{u}.p")).await;
+    let (m, _) = v5(addr, |_| {}, &format!("{u}-pub")).await;
+    let props = p5::PublishProperties {
+        content_type: Some("application/json".into()),
+        correlation_data: Some(Bytes::from_static(b"corr-8")),
+        response_topic: Some(format!("{u}/replies")),
+        user_properties: vec![("k".into(), "v".into())],
+        message_expiry_interval: Some(60),
+        ..Default::default()
+    };
+    m.client
+        .publish_with_properties(format!("{u}/p"), Q5::AtLeastOnce, false, "{}", props)
+        .await
+        .unwrap();
+    let d = amqp_next(&mut consumer).await;
+    assert_eq!(d.data, b"{}");
+    let p = &d.properties;
+    assert_eq!(amqp_str(p.content_type()), Some("application/json"));
+    assert_eq!(amqp_str(p.correlation_id()), Some("corr-8"));
+    let reply_to = amqp_str(p.reply_to()).expect("reply_to");
+    assert!(reply_to.starts_with("amq.rabbitmq.reply-to."), "{reply_to}");
+    assert_eq!(
+        p.headers().as_ref().and_then(|h| h.inner().get("k")),
+        Some(&lapin::types::AMQPValue::LongString("v".into()))
+    );
+    let expiration: u32 = amqp_str(p.expiration())
+        .expect("expiration")
+        .parse()
+        .unwrap();
+    assert!((55_000..=60_000).contains(&expiration), "{expiration}");
+    assert_eq!(
+        (p.priority(), p.message_id(), p.timestamp()),
+        (&None, &None, &None),
+        "never invented"
+    );
+}
+
+#[tokio::test]
+async fn mqtt_request_answered_by_an_amqp_responder_via_reply_to() {
+    use lapin::options::BasicPublishOptions;
+    let (broker, addr) = start().await;
+    let u = uniq();
+    let (_c, ch, mut consumer) = amqp_queue_on_amq_topic(&broker, &format!("{u}.req")).await;
+    let (mut requester, _) = v5(addr, |_| {}, &format!("{u}-req")).await;
+    requester
+        .subscribe(&format!("{u}/replies"), Q5::AtLeastOnce)
+        .await;
+    let props = p5::PublishProperties {
+        response_topic: Some(format!("{u}/replies")),
+        correlation_data: Some(Bytes::from_static(b"c9")),
+        ..Default::default()
+    };
+    requester
+        .client
+        .publish_with_properties(format!("{u}/req"), Q5::AtLeastOnce, false, "ping", props)
+        .await
+        .unwrap();
+    let req = amqp_next(&mut consumer).await;
+    assert_eq!(req.data, b"ping");
+    let reply_to = req.properties.reply_to().clone().expect("reply_to");
+    ch.basic_publish(
+        "".into(),
+        reply_to,
+        BasicPublishOptions::default(),
+        b"pong",
+        lapin::BasicProperties::default()
+            .with_correlation_id(req.properties.correlation_id().clone().unwrap()),
+    )
+    .await
+    .unwrap();
+    let answer = requester.publish().await;
+    assert_eq!(
+        (&answer.topic[..], &answer.payload[..]),
+        (format!("{u}/replies").as_bytes(), &b"pong"[..])
+    );
+    assert_eq!(
+        answer.properties.and_then(|p| p.correlation_data),
+        Some(Bytes::from_static(b"c9"))
+    );
+}

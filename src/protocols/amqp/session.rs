@@ -364,6 +364,17 @@ impl Connection {
                 Ok(())
             }
             (State::Ready, Method::ConnectionBlocked(_) | Method::ConnectionUnblocked(_)) => Ok(()),
+            // RabbitMQ (handle_method0): a non-connection method on channel 0 of an
+            // open connection is a channel error.
+            (State::Ready, m) => Err(Exit::Close {
+                code: ReplyCode::ChannelError,
+                text: format!(
+                    "CHANNEL_ERROR - unexpected method {} on channel 0",
+                    m.name()
+                ),
+                class_id,
+                method_id,
+            }),
             (_, m) => Err(invalid(&format!("{} not expected here", m.name()))),
         }
     }
