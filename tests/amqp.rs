@@ -5,30 +5,12 @@
 mod common;
 
 use futures_util::StreamExt;
-use lapin::message::Delivery;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
+use lapin::{BasicProperties, Channel, Connection, Consumer, ExchangeKind};
 use tokio::time::timeout;
 
-use common::WAIT;
-
-async fn connect(broker: &dwbroker::Broker) -> Connection {
-    let uri = format!("amqp://guest:guest@{}/%2f", broker.amqp_addr().unwrap());
-    timeout(
-        WAIT,
-        Connection::connect(&uri, ConnectionProperties::default()),
-    )
-    .await
-    .expect("connects in time")
-    .expect("connects")
-}
-
-async fn channel(broker: &dwbroker::Broker) -> (Connection, Channel) {
-    let conn = connect(broker).await;
-    let ch = conn.create_channel().await.unwrap();
-    (conn, ch)
-}
+use common::{amqp_channel, amqp_connect, amqp_next, WAIT};
 
 async fn queue(ch: &Channel, args: FieldTable) -> ShortString {
     let q = ch
@@ -71,14 +53,6 @@ async fn consume(ch: &Channel, q: &ShortString, no_ack: bool) -> Consumer {
     .unwrap()
 }
 
-async fn next(consumer: &mut Consumer) -> Delivery {
-    timeout(WAIT, consumer.next())
-        .await
-        .expect("a delivery in time")
-        .expect("consumer open")
-        .expect("delivery ok")
-}
-
 fn args(pairs: &[(&str, AMQPValue)]) -> FieldTable {
     let mut t = FieldTable::default();
     for (k, v) in pairs {
@@ -90,7 +64,7 @@ fn args(pairs: &[(&str, AMQPValue)]) -> FieldTable {
 #[tokio::test]
 async fn publish_consume_ack_round_trip_with_properties() {
     let (broker, _) = common::start().await;
-    let (_c, ch) = channel(&broker).await;
+    let (_c, ch) = amqp_channel(&broker).await;
     let q = queue(&ch, FieldTable::default()).await;
     let mut consumer = consume(&ch, &q, false).await;
     let props = BasicProperties::default()
@@ -98,7 +72,7 @@ async fn publish_consume_ack_round_trip_with_properties() {
         .with_correlation_id("c-1".into())
         .with_headers(args(&[("n", AMQPValue::LongInt(-5))]));
     publish(&ch, "", q.as_str(), b"hello", props).await;
-    let d = next(&mut consumer).await;
+    let d = amqp_next(&mut consumer).await;
     assert_eq!(d.data, b"hello");
     assert_eq!(d.routing_key.as_str(), q.as_str());
     assert_eq!(
@@ -121,13 +95,13 @@ async fn publish_consume_ack_round_trip_with_properties() {
 #[tokio::test]
 async fn prefetch_holds_the_next_message_until_ack_and_nack_requeues() {
     let (broker, _) = common::start().await;
-    let (_c, ch) = channel(&broker).await;
+    let (_c, ch) = amqp_channel(&broker).await;
     let q = queue(&ch, FieldTable::default()).await;
     ch.basic_qos(1, BasicQosOptions::default()).await.unwrap();
     let mut consumer = consume(&ch, &q, false).await;
     publish(&ch, "", q.as_str(), b"1", BasicProperties::default()).await;
     publish(&ch, "", q.as_str(), b"2", BasicProperties::default()).await;
-    let first = next(&mut consumer).await;
+    let first = amqp_next(&mut consumer).await;
     assert_eq!(first.data, b"1");
     assert!(
         timeout(std::time::Duration::from_millis(300), consumer.next())
@@ -142,17 +116,17 @@ async fn prefetch_holds_the_next_message_until_ack_and_nack_requeues() {
         })
         .await
         .unwrap();
-    let again = next(&mut consumer).await;
+    let again = amqp_next(&mut consumer).await;
     assert_eq!(again.data, b"1");
     assert!(again.redelivered);
     again.acker.ack(BasicAckOptions::default()).await.unwrap();
-    assert_eq!(next(&mut consumer).await.data, b"2");
+    assert_eq!(amqp_next(&mut consumer).await.data, b"2");
 }
 
 #[tokio::test]
 async fn confirms_ack_nack_on_reject_publish_and_return_unroutable() {
     let (broker, _) = common::start().await;
-    let (_c, ch) = channel(&broker).await;
+    let (_c, ch) = amqp_channel(&broker).await;
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
@@ -195,7 +169,7 @@ async fn confirms_ack_nack_on_reject_publish_and_return_unroutable() {
 #[tokio::test]
 async fn topic_exchange_and_dead_lettering_with_x_death() {
     let (broker, _) = common::start().await;
-    let (_c, ch) = channel(&broker).await;
+    let (_c, ch) = amqp_channel(&broker).await;
     ch.exchange_declare(
         "lapin-topic".into(),
         ExchangeKind::Topic,
@@ -245,7 +219,7 @@ async fn topic_exchange_and_dead_lettering_with_x_death() {
     )
     .await;
     let mut consumer = consume(&ch, &q, false).await;
-    let d = next(&mut consumer).await;
+    let d = amqp_next(&mut consumer).await;
     assert_eq!(
         (d.data.as_slice(), d.routing_key.as_str()),
         (&b"o1"[..], "orders.eu.new")
@@ -255,7 +229,7 @@ async fn topic_exchange_and_dead_lettering_with_x_death() {
         .await
         .unwrap();
     let mut dead = consume(&ch, &dlq, true).await;
-    let d = next(&mut dead).await;
+    let d = amqp_next(&mut dead).await;
     assert_eq!(d.data, b"o1");
     let headers = d.properties.headers().clone().unwrap();
     let Some(AMQPValue::FieldArray(deaths)) = headers.inner().get("x-death") else {
@@ -277,8 +251,8 @@ async fn topic_exchange_and_dead_lettering_with_x_death() {
 #[tokio::test]
 async fn direct_reply_to_rpc() {
     let (broker, _) = common::start().await;
-    let (_c, ch) = channel(&broker).await;
-    let (_c2, server) = channel(&broker).await;
+    let (_c, ch) = amqp_channel(&broker).await;
+    let (_c2, server) = amqp_channel(&broker).await;
     let requests = queue(&server, FieldTable::default()).await;
     let mut replies = consume(&ch, &"amq.rabbitmq.reply-to".into(), true).await;
     publish(
@@ -290,7 +264,7 @@ async fn direct_reply_to_rpc() {
     )
     .await;
     let mut incoming = consume(&server, &requests, true).await;
-    let req = next(&mut incoming).await;
+    let req = amqp_next(&mut incoming).await;
     let reply_to = req.properties.reply_to().clone().unwrap();
     assert!(
         reply_to.as_str().starts_with("amq.rabbitmq.reply-to."),
@@ -304,24 +278,24 @@ async fn direct_reply_to_rpc() {
         BasicProperties::default(),
     )
     .await;
-    assert_eq!(next(&mut replies).await.data, b"pong");
+    assert_eq!(amqp_next(&mut replies).await.data, b"pong");
 }
 
 #[tokio::test]
 async fn a_message_spanning_many_frames_round_trips() {
     let (broker, _) = common::start().await;
-    let (_c, ch) = channel(&broker).await;
+    let (_c, ch) = amqp_channel(&broker).await;
     let q = queue(&ch, FieldTable::default()).await;
     let body: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
     publish(&ch, "", q.as_str(), &body, BasicProperties::default()).await;
     let mut consumer = consume(&ch, &q, true).await;
-    assert_eq!(next(&mut consumer).await.data, body);
+    assert_eq!(amqp_next(&mut consumer).await.data, body);
 }
 
 #[tokio::test]
 async fn passive_declare_of_a_missing_queue_closes_only_the_channel() {
     let (broker, _) = common::start().await;
-    let conn = connect(&broker).await;
+    let conn = amqp_connect(&broker).await;
     let ch = conn.create_channel().await.unwrap();
     let err = ch
         .queue_declare(
@@ -420,7 +394,7 @@ async fn bind(ch: &Channel, q: &str, x: &str, key: &str, arguments: FieldTable) 
 
 /// A channel in confirm mode, so that a publish has been enqueued once it returns.
 async fn confirmed(broker: &dwbroker::Broker) -> (Connection, Channel) {
-    let (c, ch) = channel(broker).await;
+    let (c, ch) = amqp_channel(broker).await;
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
@@ -454,7 +428,7 @@ async fn publish_confirmed(
 #[tokio::test]
 async fn connect_negotiates_the_servers_tune_offer() {
     let (broker, _) = common::start().await;
-    let conn = connect(&broker).await;
+    let conn = amqp_connect(&broker).await;
     let cfg = conn.configuration();
     assert_eq!(
         (cfg.frame_max(), cfg.channel_max(), cfg.heartbeat()),
@@ -504,7 +478,7 @@ async fn default_exchange_publish_and_basic_get_counts_down() {
 #[tokio::test]
 async fn server_named_queue_is_amq_gen() {
     let (broker, _) = common::start().await;
-    let (_c, ch) = channel(&broker).await;
+    let (_c, ch) = amqp_channel(&broker).await;
     let q = ch
         .queue_declare(
             "".into(),
@@ -525,13 +499,13 @@ async fn server_named_queue_is_amq_gen() {
 #[tokio::test]
 async fn prefetch_one_holds_the_second_message_until_the_first_is_acked() {
     let (broker, _) = common::start().await;
-    let (_c, ch) = channel(&broker).await;
+    let (_c, ch) = amqp_channel(&broker).await;
     let q = queue(&ch, FieldTable::default()).await;
     ch.basic_qos(1, BasicQosOptions::default()).await.unwrap();
     let mut consumer = consume(&ch, &q, false).await;
     publish(&ch, "", q.as_str(), b"1", BasicProperties::default()).await;
     publish(&ch, "", q.as_str(), b"2", BasicProperties::default()).await;
-    let first = next(&mut consumer).await;
+    let first = amqp_next(&mut consumer).await;
     assert_eq!(first.data, b"1");
     assert!(
         timeout(std::time::Duration::from_millis(300), consumer.next())
@@ -540,7 +514,7 @@ async fn prefetch_one_holds_the_second_message_until_the_first_is_acked() {
         "the second message came before the ack"
     );
     first.acker.ack(BasicAckOptions::default()).await.unwrap();
-    let second = next(&mut consumer).await;
+    let second = amqp_next(&mut consumer).await;
     assert_eq!(
         (second.data.as_slice(), second.redelivered),
         (&b"2"[..], false)
@@ -551,7 +525,7 @@ async fn prefetch_one_holds_the_second_message_until_the_first_is_acked() {
 #[tokio::test]
 async fn nack_multiple_without_requeue_empties_the_queue() {
     let (broker, _) = common::start().await;
-    let (_c, ch) = channel(&broker).await;
+    let (_c, ch) = amqp_channel(&broker).await;
     let q = queue(&ch, FieldTable::default()).await;
     for i in 0..3u8 {
         publish(&ch, "", q.as_str(), &[b'0' + i], BasicProperties::default()).await;
@@ -559,7 +533,7 @@ async fn nack_multiple_without_requeue_empties_the_queue() {
     let mut consumer = consume(&ch, &q, false).await;
     let mut last = None;
     for i in 0..3u8 {
-        let d = next(&mut consumer).await;
+        let d = amqp_next(&mut consumer).await;
         assert_eq!(d.data, [b'0' + i]);
         last = Some(d);
     }
@@ -974,7 +948,7 @@ async fn expired_message_is_dead_lettered_with_reason_expired() {
     )
     .await;
     let mut dead = consume(&ch, &dlq, true).await;
-    let d = next(&mut dead).await;
+    let d = amqp_next(&mut dead).await;
     assert_eq!(
         (
             d.data.as_slice(),
@@ -1007,7 +981,7 @@ async fn expired_message_is_dead_lettered_with_reason_expired() {
 #[tokio::test]
 async fn reject_without_requeue_dead_letters_with_x_death() {
     let (broker, _) = common::start().await;
-    let (_c, ch) = channel(&broker).await;
+    let (_c, ch) = amqp_channel(&broker).await;
     let dlx = uid("dlx");
     exchange(&ch, &dlx, ExchangeKind::Direct, FieldTable::default()).await;
     let dlq = queue(&ch, FieldTable::default()).await;
@@ -1035,13 +1009,13 @@ async fn reject_without_requeue_dead_letters_with_x_death() {
     )
     .await;
     let mut consumer = consume(&ch, &q, false).await;
-    let d = next(&mut consumer).await;
+    let d = amqp_next(&mut consumer).await;
     d.acker
         .reject(BasicRejectOptions { requeue: false })
         .await
         .unwrap();
     let mut dead = consume(&ch, &dlq, true).await;
-    let d = next(&mut dead).await;
+    let d = amqp_next(&mut dead).await;
     assert_eq!(
         (
             d.data.as_slice(),
@@ -1184,7 +1158,7 @@ async fn priority_queue_delivers_highest_first() {
 #[tokio::test]
 async fn exclusive_queue_is_locked_for_another_connection() {
     let (broker, _) = common::start().await;
-    let (_owner, och) = channel(&broker).await;
+    let (_owner, och) = amqp_channel(&broker).await;
     let q = uid("excl");
     och.queue_declare(
         q.as_str().into(),
@@ -1196,7 +1170,7 @@ async fn exclusive_queue_is_locked_for_another_connection() {
     )
     .await
     .unwrap();
-    let other = connect(&broker).await;
+    let other = amqp_connect(&broker).await;
     let ch = other.create_channel().await.unwrap();
     let r = ch
         .queue_declare(
@@ -1227,7 +1201,7 @@ async fn exclusive_queue_is_locked_for_another_connection() {
 #[tokio::test]
 async fn passive_declare_missing_is_404_naming_the_queue() {
     let (broker, _) = common::start().await;
-    let conn = connect(&broker).await;
+    let conn = amqp_connect(&broker).await;
     let ch = conn.create_channel().await.unwrap();
     let name = uid("missing");
     let r = ch
@@ -1251,7 +1225,7 @@ async fn passive_declare_missing_is_404_naming_the_queue() {
 #[tokio::test]
 async fn redeclare_with_other_arguments_is_406() {
     let (broker, _) = common::start().await;
-    let conn = connect(&broker).await;
+    let conn = amqp_connect(&broker).await;
     let ch = conn.create_channel().await.unwrap();
     let q = uid("redeclare");
     let declare = |ch: Channel, len: i32| {
@@ -1285,7 +1259,7 @@ async fn redeclare_with_other_arguments_is_406() {
 #[tokio::test]
 async fn tx_rollback_discards_and_commit_publishes() {
     let (broker, _) = common::start().await;
-    let (_c, ch) = channel(&broker).await;
+    let (_c, ch) = amqp_channel(&broker).await;
     let q = queue(&ch, FieldTable::default()).await;
     ch.tx_select().await.unwrap();
     publish(
@@ -1317,7 +1291,7 @@ async fn tx_rollback_discards_and_commit_publishes() {
 #[tokio::test]
 async fn confirm_after_tx_is_406() {
     let (broker, _) = common::start().await;
-    let conn = connect(&broker).await;
+    let conn = amqp_connect(&broker).await;
     let ch = conn.create_channel().await.unwrap();
     ch.tx_select().await.unwrap();
     assert_error(
@@ -1334,8 +1308,8 @@ async fn confirm_after_tx_is_406() {
 #[tokio::test]
 async fn direct_reply_to_round_trip_keeps_correlation_id() {
     let (broker, _) = common::start().await;
-    let (_c, requester) = channel(&broker).await;
-    let (_c2, responder) = channel(&broker).await;
+    let (_c, requester) = amqp_channel(&broker).await;
+    let (_c2, responder) = amqp_channel(&broker).await;
     let rq = queue(&responder, FieldTable::default()).await;
     let mut replies = consume(&requester, &"amq.rabbitmq.reply-to".into(), true).await;
     publish(
@@ -1349,7 +1323,7 @@ async fn direct_reply_to_round_trip_keeps_correlation_id() {
     )
     .await;
     let mut incoming = consume(&responder, &rq, true).await;
-    let req = next(&mut incoming).await;
+    let req = amqp_next(&mut incoming).await;
     assert_eq!(req.data, b"ping");
     let reply_to = req.properties.reply_to().clone().expect("reply_to");
     assert!(
@@ -1365,7 +1339,7 @@ async fn direct_reply_to_round_trip_keeps_correlation_id() {
             .with_correlation_id(req.properties.correlation_id().clone().unwrap()),
     )
     .await;
-    let rep = next(&mut replies).await;
+    let rep = amqp_next(&mut replies).await;
     assert_eq!(
         (
             rep.data.as_slice(),
@@ -1378,7 +1352,7 @@ async fn direct_reply_to_round_trip_keeps_correlation_id() {
 #[tokio::test]
 async fn direct_reply_to_without_a_consumer_is_406() {
     let (broker, _) = common::start().await;
-    let conn = connect(&broker).await;
+    let conn = amqp_connect(&broker).await;
     let ch = conn.create_channel().await.unwrap();
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
@@ -1425,13 +1399,13 @@ async fn one_mib_message_spans_frames_both_ways() {
     );
     publish_confirmed(&ch, "", q.as_str(), &body, BasicProperties::default()).await;
     let mut consumer = consume(&ch, &q, true).await;
-    assert!(next(&mut consumer).await.data == body);
+    assert!(amqp_next(&mut consumer).await.data == body);
 }
 
 #[tokio::test]
 async fn queue_delete_cancels_its_consumers() {
     let (broker, _) = common::start().await;
-    let (_c, ch) = channel(&broker).await;
+    let (_c, ch) = amqp_channel(&broker).await;
     let q = uid("doomed");
     ch.queue_declare(
         q.as_str().into(),
@@ -1442,8 +1416,8 @@ async fn queue_delete_cancels_its_consumers() {
     .unwrap();
     publish(&ch, "", &q, b"first", BasicProperties::default()).await;
     let mut consumer = consume(&ch, &q.as_str().into(), true).await;
-    assert_eq!(next(&mut consumer).await.data, b"first");
-    let (_c2, deleter) = channel(&broker).await;
+    assert_eq!(amqp_next(&mut consumer).await.data, b"first");
+    let (_c2, deleter) = amqp_channel(&broker).await;
     deleter
         .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
         .await
@@ -1462,7 +1436,7 @@ async fn queue_delete_cancels_its_consumers() {
 #[tokio::test]
 async fn round_robin_between_two_consumers() {
     let (broker, _) = common::start().await;
-    let (_c, ch) = channel(&broker).await;
+    let (_c, ch) = amqp_channel(&broker).await;
     let q = queue(&ch, FieldTable::default()).await;
     let mut a = consume(&ch, &q, true).await;
     let mut b = consume(&ch, &q, true).await;
@@ -1471,8 +1445,8 @@ async fn round_robin_between_two_consumers() {
     }
     let mut got = Vec::new();
     for _ in 0..3 {
-        got.push(next(&mut a).await.data);
-        got.push(next(&mut b).await.data);
+        got.push(amqp_next(&mut a).await.data);
+        got.push(amqp_next(&mut b).await.data);
     }
     got.sort();
     let want: Vec<Vec<u8>> = (0..6u8).map(|i| vec![b'0' + i]).collect();

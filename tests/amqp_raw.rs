@@ -10,326 +10,11 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use dwbroker_codecs::amqp::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 use tokio::time::timeout;
-use tokio_util::codec::Decoder;
 
+use common::amqp_raw::{assert_amqp_serves, frame, AmqpRaw, FRAME_MAX};
 use common::WAIT;
-
-const FRAME_MAX: u32 = 131_072;
-
-struct Raw {
-    stream: TcpStream,
-    buf: BytesMut,
-    codec: AmqpCodec,
-}
-
-impl Raw {
-    async fn open(addr: SocketAddr) -> Raw {
-        let stream = timeout(WAIT, TcpStream::connect(addr))
-            .await
-            .expect("connects in time")
-            .expect("connects");
-        Raw {
-            stream,
-            buf: BytesMut::new(),
-            codec: AmqpCodec::new(0),
-        }
-    }
-
-    async fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).await.unwrap();
-    }
-
-    async fn send_method(&mut self, channel: u16, method: impl Into<Method>) {
-        let mut b = BytesMut::new();
-        encode_method(channel, &method.into(), &mut b);
-        self.send(&b).await;
-    }
-
-    /// The next frame, or `None` once the server has closed the socket.
-    async fn recv(&mut self) -> Option<Frame> {
-        loop {
-            if let Some(f) = self
-                .codec
-                .decode(&mut self.buf)
-                .expect("server frames decode")
-            {
-                return Some(f);
-            }
-            let n = timeout(WAIT, self.stream.read_buf(&mut self.buf))
-                .await
-                .expect("server answers in time")
-                .unwrap_or(0);
-            if n == 0 {
-                assert!(self.buf.is_empty(), "socket closed mid-frame");
-                return None;
-            }
-        }
-    }
-
-    /// The next method (heartbeats skipped), or `None` once the socket is closed.
-    async fn recv_method(&mut self) -> Option<(u16, Method)> {
-        loop {
-            match self.recv().await? {
-                Frame::Method { channel, method } => return Some((channel, method)),
-                Frame::Heartbeat { .. } => continue,
-                other => panic!("expected a method, got {other:?}"),
-            }
-        }
-    }
-
-    async fn start(addr: SocketAddr) -> (Raw, ConnectionStart) {
-        let mut raw = Raw::open(addr).await;
-        raw.send(&PROTOCOL_HEADER).await;
-        let Some((0, Method::ConnectionStart(start))) = raw.recv_method().await else {
-            panic!("no connection.start");
-        };
-        (raw, start)
-    }
-
-    async fn start_ok(&mut self, mechanism: &str, response: Bytes) {
-        let mut caps = FieldTable::default();
-        for cap in [
-            "authentication_failure_close",
-            "consumer_cancel_notify",
-            "basic.nack",
-            "publisher_confirms",
-        ] {
-            caps.insert(cap, FieldValue::Bool(true));
-        }
-        let mut props = FieldTable::default();
-        props.insert("capabilities", FieldValue::Table(caps));
-        self.send_method(
-            0,
-            ConnectionStartOk {
-                client_properties: props,
-                mechanism: mechanism.into(),
-                response,
-                locale: "en_US".into(),
-            },
-        )
-        .await;
-    }
-
-    /// Up to connection.tune: returns the offer.
-    async fn tuned(addr: SocketAddr) -> (Raw, ConnectionTune) {
-        let (mut raw, _) = Raw::start(addr).await;
-        raw.start_ok("PLAIN", Bytes::from_static(b"\0guest\0guest"))
-            .await;
-        let Some((0, Method::ConnectionTune(tune))) = raw.recv_method().await else {
-            panic!("no connection.tune");
-        };
-        (raw, tune)
-    }
-
-    /// A full handshake with `tune_ok`'s values, then channel 1 opened.
-    async fn handshake_with(addr: SocketAddr, tune_ok: ConnectionTuneOk) -> Raw {
-        let (mut raw, _) = Raw::tuned(addr).await;
-        raw.send_method(0, tune_ok).await;
-        raw.open_vhost("/").await;
-        let Some((0, Method::ConnectionOpenOk(_))) = raw.recv_method().await else {
-            panic!("no connection.open-ok");
-        };
-        raw.open_channel(1).await;
-        raw
-    }
-
-    async fn handshake(addr: SocketAddr) -> Raw {
-        Raw::handshake_with(
-            addr,
-            ConnectionTuneOk {
-                channel_max: 2047,
-                frame_max: FRAME_MAX,
-                heartbeat: 0,
-            },
-        )
-        .await
-    }
-
-    async fn open_vhost(&mut self, vhost: &str) {
-        self.send_method(
-            0,
-            ConnectionOpen {
-                virtual_host: vhost.into(),
-                ..ConnectionOpen::default()
-            },
-        )
-        .await;
-    }
-
-    async fn open_channel(&mut self, channel: u16) {
-        self.send_method(channel, ChannelOpen::default()).await;
-        match self.recv_method().await {
-            Some((ch, Method::ChannelOpenOk(_))) if ch == channel => {}
-            other => panic!("channel {channel} did not open: {other:?}"),
-        }
-    }
-
-    /// Expects connection.close with `code`, answers close-ok, expects the socket closed.
-    async fn expect_connection_close(&mut self, code: ReplyCode) -> String {
-        let (ch, m) = self.recv_method().await.expect("connection.close");
-        let Method::ConnectionClose(close) = m else {
-            panic!("expected connection.close {code:?}, got {m:?}");
-        };
-        assert_eq!(
-            (ch, close.reply_code),
-            (0, code.code()),
-            "{}",
-            close.reply_text
-        );
-        self.send_method(0, ConnectionCloseOk {}).await;
-        self.expect_closed().await;
-        close.reply_text
-    }
-
-    async fn expect_channel_close(&mut self, channel: u16, code: ReplyCode) -> String {
-        let (ch, m) = self.recv_method().await.expect("channel.close");
-        let Method::ChannelClose(close) = m else {
-            panic!("expected channel.close {code:?}, got {m:?}");
-        };
-        assert_eq!(
-            (ch, close.reply_code),
-            (channel, code.code()),
-            "{}",
-            close.reply_text
-        );
-        self.send_method(channel, ChannelCloseOk {}).await;
-        close.reply_text
-    }
-
-    /// Expects the socket to close with nothing but heartbeats before it.
-    async fn expect_closed(&mut self) {
-        loop {
-            match self.recv().await {
-                None => return,
-                Some(Frame::Heartbeat { .. }) => continue,
-                Some(other) => panic!("expected the socket closed, got {other:?}"),
-            }
-        }
-    }
-
-    /// Expects the connection refused: the socket closes, either silently or after a
-    /// connection.close whose code is one of `codes` (RabbitMQ closes silently in the
-    /// handshake phases; either is an acceptable refusal).
-    async fn expect_refused(&mut self, codes: &[ReplyCode]) {
-        loop {
-            match self.recv().await {
-                None => return,
-                Some(Frame::Heartbeat { .. }) => continue,
-                Some(Frame::Method {
-                    channel: 0,
-                    method: Method::ConnectionClose(c),
-                }) => {
-                    assert!(
-                        codes.iter().any(|k| k.code() == c.reply_code),
-                        "connection.close {} {}",
-                        c.reply_code,
-                        c.reply_text
-                    );
-                    self.send_method(0, ConnectionCloseOk {}).await;
-                    self.expect_closed().await;
-                    return;
-                }
-                Some(other) => panic!("expected a refusal, got {other:?}"),
-            }
-        }
-    }
-
-    async fn declare_queue(&mut self, channel: u16) -> String {
-        self.send_method(
-            channel,
-            QueueDeclare {
-                exclusive: true,
-                ..QueueDeclare::default()
-            },
-        )
-        .await;
-        match self.recv_method().await {
-            Some((ch, Method::QueueDeclareOk(ok))) if ch == channel => ok.queue,
-            other => panic!("no queue.declare-ok: {other:?}"),
-        }
-    }
-
-    fn publish_frames(channel: u16, routing_key: &str, body_size: u64, b: &mut BytesMut) {
-        encode_method(
-            channel,
-            &Method::BasicPublish(BasicPublish {
-                routing_key: routing_key.into(),
-                ..BasicPublish::default()
-            }),
-            b,
-        );
-        encode_content_header(channel, 60, body_size, &BasicProperties::default(), b);
-    }
-
-    async fn publish(&mut self, channel: u16, routing_key: &str, body: &[u8]) {
-        let mut b = BytesMut::new();
-        Raw::publish_frames(channel, routing_key, body.len() as u64, &mut b);
-        encode_body(channel, body, FRAME_MAX, &mut b);
-        self.send(&b).await;
-    }
-
-    /// basic.get with no-ack: the body (reassembled from all its frames), or `None` on
-    /// get-empty.
-    async fn get(&mut self, channel: u16, queue: &str) -> Option<Vec<u8>> {
-        self.send_method(
-            channel,
-            BasicGet {
-                queue: queue.into(),
-                no_ack: true,
-                ..BasicGet::default()
-            },
-        )
-        .await;
-        match self.recv_method().await {
-            Some((ch, Method::BasicGetOk(_))) if ch == channel => {}
-            Some((ch, Method::BasicGetEmpty(_))) if ch == channel => return None,
-            other => panic!("no basic.get-ok: {other:?}"),
-        }
-        let Some(Frame::Header { header, .. }) = self.recv().await else {
-            panic!("no content header");
-        };
-        let mut body = Vec::new();
-        while (body.len() as u64) < header.body_size {
-            match self.recv().await {
-                Some(Frame::Body {
-                    channel: ch,
-                    payload,
-                }) if ch == channel => {
-                    assert!(
-                        payload.len() as u32 <= FRAME_MAX - 8,
-                        "body frame above frame_max"
-                    );
-                    body.extend_from_slice(&payload);
-                }
-                other => panic!("expected a body frame, got {other:?}"),
-            }
-        }
-        assert_eq!(body.len() as u64, header.body_size);
-        Some(body)
-    }
-}
-
-/// A raw frame: type, channel, payload, then `end`.
-fn frame(kind: u8, channel: u16, payload: &[u8], end: u8) -> Vec<u8> {
-    let mut b = BytesMut::new();
-    b.put_u8(kind);
-    b.put_u16(channel);
-    b.put_u32(payload.len() as u32);
-    b.put_slice(payload);
-    b.put_u8(end);
-    b.to_vec()
-}
-
-/// The broker still completes a handshake and a publish/get round trip.
-async fn assert_serves(addr: SocketAddr) {
-    let mut raw = Raw::handshake(addr).await;
-    let q = raw.declare_queue(1).await;
-    raw.publish(1, &q, b"still here").await;
-    assert_eq!(raw.get(1, &q).await.as_deref(), Some(&b"still here"[..]));
-}
 
 async fn broker() -> (dwbroker::Broker, SocketAddr) {
     broker_with(|_| {}).await
@@ -346,7 +31,7 @@ async fn broker_with(
 #[tokio::test]
 async fn connection_start_offers_rabbitmqs_capabilities_mechanisms_and_locale() {
     let (_b, addr) = broker().await;
-    let (_raw, start) = Raw::start(addr).await;
+    let (_raw, start) = AmqpRaw::start(addr).await;
     assert_eq!((start.version_major, start.version_minor), (0, 9));
     let mechanisms = String::from_utf8_lossy(&start.mechanisms).to_string();
     let mechanisms: Vec<&str> = mechanisms.split_whitespace().collect();
@@ -385,7 +70,7 @@ async fn connection_start_offers_rabbitmqs_capabilities_mechanisms_and_locale() 
             "capability {cap} in {caps:?}"
         );
     }
-    assert_serves(addr).await;
+    assert_amqp_serves(addr).await;
 }
 
 #[tokio::test]
@@ -396,7 +81,7 @@ async fn tune_offer_is_the_configured_limits() {
         c.limits.amqp_heartbeat = 30;
     })
     .await;
-    let (_raw, tune) = Raw::tuned(addr).await;
+    let (_raw, tune) = AmqpRaw::tuned(addr).await;
     assert_eq!(
         (tune.channel_max, tune.frame_max, tune.heartbeat),
         (16, 65_536, 30)
@@ -406,7 +91,7 @@ async fn tune_offer_is_the_configured_limits() {
 #[tokio::test]
 async fn amqplain_login_works() {
     let (_b, addr) = broker().await;
-    let (mut raw, _) = Raw::start(addr).await;
+    let (mut raw, _) = AmqpRaw::start(addr).await;
     // AMQPLAIN: a field table without its length prefix.
     let mut resp = BytesMut::new();
     for (k, v) in [("LOGIN", "guest"), ("PASSWORD", "guest")] {
@@ -432,7 +117,7 @@ async fn other_protocol_headers_get_0_9_1_back() {
         b"\x16\x03\x01\x00\xa5\x01\x00\x00", // a TLS ClientHello
         b"amqp\x00\x00\x09\x01",             // wrong case
     ] {
-        let mut raw = Raw::open(addr).await;
+        let mut raw = AmqpRaw::open(addr).await;
         raw.send(header).await;
         let mut got = Vec::new();
         timeout(WAIT, raw.stream.read_to_end(&mut got))
@@ -441,22 +126,22 @@ async fn other_protocol_headers_get_0_9_1_back() {
             .unwrap();
         assert_eq!(got, PROTOCOL_HEADER, "answer to {header:?}");
     }
-    assert_serves(addr).await;
+    assert_amqp_serves(addr).await;
 }
 
 #[tokio::test]
 async fn mechanism_not_offered_closes_without_a_word() {
     let (_b, addr) = broker().await;
-    let (mut raw, _) = Raw::start(addr).await;
+    let (mut raw, _) = AmqpRaw::start(addr).await;
     raw.start_ok("EXTERNAL", Bytes::new()).await;
     raw.expect_closed().await;
-    assert_serves(addr).await;
+    assert_amqp_serves(addr).await;
 }
 
 #[tokio::test]
 async fn unknown_vhost_is_not_allowed() {
     let (_b, addr) = broker().await;
-    let (mut raw, tune) = Raw::tuned(addr).await;
+    let (mut raw, tune) = AmqpRaw::tuned(addr).await;
     raw.send_method(
         0,
         ConnectionTuneOk {
@@ -472,13 +157,13 @@ async fn unknown_vhost_is_not_allowed() {
         text.contains("no-such-vhost") && text.contains("not found"),
         "{text}"
     );
-    assert_serves(addr).await;
+    assert_amqp_serves(addr).await;
 }
 
 #[tokio::test]
 async fn tune_ok_frame_max_below_the_minimum_is_refused() {
     let (_b, addr) = broker().await;
-    let (mut raw, tune) = Raw::tuned(addr).await;
+    let (mut raw, tune) = AmqpRaw::tuned(addr).await;
     raw.send_method(
         0,
         ConnectionTuneOk {
@@ -489,13 +174,13 @@ async fn tune_ok_frame_max_below_the_minimum_is_refused() {
     )
     .await;
     raw.expect_refused(&[ReplyCode::NotAllowed]).await;
-    assert_serves(addr).await;
+    assert_amqp_serves(addr).await;
 }
 
 #[tokio::test]
 async fn channel_frames_before_connection_open_are_refused() {
     let (_b, addr) = broker().await;
-    let (mut raw, tune) = Raw::tuned(addr).await;
+    let (mut raw, tune) = AmqpRaw::tuned(addr).await;
     raw.send_method(
         0,
         ConnectionTuneOk {
@@ -512,14 +197,14 @@ async fn channel_frames_before_connection_open_are_refused() {
         ReplyCode::UnexpectedFrame,
     ])
     .await;
-    assert_serves(addr).await;
+    assert_amqp_serves(addr).await;
 }
 
 #[tokio::test]
 async fn handshake_timeout_closes_silent_sockets() {
     let (_b, addr) = broker_with(|c| c.limits.connect_timeout = Duration::from_millis(300)).await;
     // Nothing at all.
-    let mut raw = Raw::open(addr).await;
+    let mut raw = AmqpRaw::open(addr).await;
     let mut got = Vec::new();
     timeout(WAIT, raw.stream.read_to_end(&mut got))
         .await
@@ -527,15 +212,15 @@ async fn handshake_timeout_closes_silent_sockets() {
         .unwrap();
     assert!(got.is_empty(), "{got:?}");
     // Header, then silence after connection.start.
-    let (mut raw, _) = Raw::start(addr).await;
+    let (mut raw, _) = AmqpRaw::start(addr).await;
     raw.expect_refused(&[]).await;
-    assert_serves(addr).await;
+    assert_amqp_serves(addr).await;
 }
 
 #[tokio::test]
 async fn missed_client_heartbeats_close_the_socket() {
     let (_b, addr) = broker().await;
-    let mut raw = Raw::handshake_with(
+    let mut raw = AmqpRaw::handshake_with(
         addr,
         ConnectionTuneOk {
             channel_max: 2047,
@@ -561,13 +246,13 @@ async fn missed_client_heartbeats_close_the_socket() {
         t0.elapsed()
     );
     assert!(heartbeats >= 1, "the broker sent no heartbeat");
-    assert_serves(addr).await;
+    assert_amqp_serves(addr).await;
 }
 
 #[tokio::test]
 async fn client_heartbeats_keep_the_connection_alive() {
     let (_b, addr) = broker().await;
-    let mut raw = Raw::handshake_with(
+    let mut raw = AmqpRaw::handshake_with(
         addr,
         ConnectionTuneOk {
             channel_max: 2047,
@@ -591,7 +276,7 @@ async fn client_heartbeats_keep_the_connection_alive() {
 #[tokio::test]
 async fn client_close_gets_close_ok_then_the_socket_closes() {
     let (_b, addr) = broker().await;
-    let mut raw = Raw::handshake(addr).await;
+    let mut raw = AmqpRaw::handshake(addr).await;
     raw.send_method(
         0,
         ConnectionClose {
@@ -606,13 +291,13 @@ async fn client_close_gets_close_ok_then_the_socket_closes() {
         panic!("no connection.close-ok");
     };
     raw.expect_closed().await;
-    assert_serves(addr).await;
+    assert_amqp_serves(addr).await;
 }
 
 #[tokio::test]
 async fn a_closed_channel_number_can_be_opened_again() {
     let (_b, addr) = broker().await;
-    let mut raw = Raw::handshake(addr).await;
+    let mut raw = AmqpRaw::handshake(addr).await;
     raw.send_method(
         1,
         ChannelClose {
@@ -635,17 +320,17 @@ async fn a_closed_channel_number_can_be_opened_again() {
 #[tokio::test]
 async fn second_channel_open_is_a_channel_error() {
     let (_b, addr) = broker().await;
-    let mut raw = Raw::handshake(addr).await;
+    let mut raw = AmqpRaw::handshake(addr).await;
     raw.send_method(1, ChannelOpen::default()).await;
     let text = raw.expect_connection_close(ReplyCode::ChannelError).await;
     assert!(text.contains("second 'channel.open'"), "{text}");
-    assert_serves(addr).await;
+    assert_amqp_serves(addr).await;
 }
 
 #[tokio::test]
 async fn channel_above_the_negotiated_channel_max_is_refused() {
     let (_b, addr) = broker().await;
-    let mut raw = Raw::handshake_with(
+    let mut raw = AmqpRaw::handshake_with(
         addr,
         ConnectionTuneOk {
             channel_max: 2,
@@ -659,52 +344,52 @@ async fn channel_above_the_negotiated_channel_max_is_refused() {
     // The spec: channel-max is the highest number (504); RabbitMQ counts channels (530).
     raw.expect_refused(&[ReplyCode::ChannelError, ReplyCode::NotAllowed])
         .await;
-    assert_serves(addr).await;
+    assert_amqp_serves(addr).await;
 }
 
 #[tokio::test]
 async fn non_connection_method_on_channel_zero_is_a_channel_error() {
     // RabbitMQ rabbit_reader:handle_method0: 504 "unexpected method in connection state".
     let (_b, addr) = broker().await;
-    let mut raw = Raw::handshake(addr).await;
+    let mut raw = AmqpRaw::handshake(addr).await;
     raw.send_method(0, BasicQos::default()).await;
     raw.expect_connection_close(ReplyCode::ChannelError).await;
-    assert_serves(addr).await;
+    assert_amqp_serves(addr).await;
 }
 
 #[tokio::test]
 async fn unknown_class_is_not_implemented() {
     let (_b, addr) = broker().await;
-    let mut raw = Raw::handshake(addr).await;
+    let mut raw = AmqpRaw::handshake(addr).await;
     raw.send(&frame(1, 1, &[0, 99, 0, 10], FRAME_END)).await;
     raw.expect_connection_close(ReplyCode::NotImplemented).await;
-    assert_serves(addr).await;
+    assert_amqp_serves(addr).await;
 }
 
 #[tokio::test]
 async fn frame_just_above_frame_max_is_a_frame_error() {
     let (_b, addr) = broker().await;
-    let mut raw = Raw::handshake(addr).await;
+    let mut raw = AmqpRaw::handshake(addr).await;
     let q = raw.declare_queue(1).await;
     let n = FRAME_MAX as usize + 100;
     let mut b = BytesMut::new();
-    Raw::publish_frames(1, &q, n as u64, &mut b);
+    AmqpRaw::publish_frames(1, &q, n as u64, &mut b);
     b.put_slice(&frame(3, 1, &vec![7u8; n], FRAME_END));
     raw.send(&b).await;
     raw.expect_connection_close(ReplyCode::FrameError).await;
-    assert_serves(addr).await;
+    assert_amqp_serves(addr).await;
 }
 
 #[tokio::test]
 async fn body_frame_of_exactly_frame_max_is_accepted() {
     let (_b, addr) = broker().await;
-    let mut raw = Raw::handshake(addr).await;
+    let mut raw = AmqpRaw::handshake(addr).await;
     let q = raw.declare_queue(1).await;
     let body: Vec<u8> = (0..FRAME_MAX as usize - 8)
         .map(|i| (i % 253) as u8)
         .collect();
     let mut b = BytesMut::new();
-    Raw::publish_frames(1, &q, body.len() as u64, &mut b);
+    AmqpRaw::publish_frames(1, &q, body.len() as u64, &mut b);
     b.put_slice(&frame(3, 1, &body, FRAME_END));
     raw.send(&b).await;
     assert_eq!(raw.get(1, &q).await, Some(body));
@@ -713,11 +398,11 @@ async fn body_frame_of_exactly_frame_max_is_accepted() {
 #[tokio::test]
 async fn body_in_one_byte_frames_is_reassembled() {
     let (_b, addr) = broker().await;
-    let mut raw = Raw::handshake(addr).await;
+    let mut raw = AmqpRaw::handshake(addr).await;
     let q = raw.declare_queue(1).await;
     let body = b"reassembled from many frames";
     let mut b = BytesMut::new();
-    Raw::publish_frames(1, &q, body.len() as u64, &mut b);
+    AmqpRaw::publish_frames(1, &q, body.len() as u64, &mut b);
     for byte in body {
         b.put_slice(&frame(3, 1, &[*byte], FRAME_END));
     }
@@ -728,10 +413,10 @@ async fn body_in_one_byte_frames_is_reassembled() {
 #[tokio::test]
 async fn empty_body_needs_no_body_frame() {
     let (_b, addr) = broker().await;
-    let mut raw = Raw::handshake(addr).await;
+    let mut raw = AmqpRaw::handshake(addr).await;
     let q = raw.declare_queue(1).await;
     let mut b = BytesMut::new();
-    Raw::publish_frames(1, &q, 0, &mut b);
+    AmqpRaw::publish_frames(1, &q, 0, &mut b);
     raw.send(&b).await;
     assert_eq!(raw.get(1, &q).await, Some(Vec::new()));
     // No stray body frame followed: the next answer is get-empty.
@@ -741,11 +426,11 @@ async fn empty_body_needs_no_body_frame() {
 #[tokio::test]
 async fn content_may_interleave_with_other_channels() {
     let (_b, addr) = broker().await;
-    let mut raw = Raw::handshake(addr).await;
+    let mut raw = AmqpRaw::handshake(addr).await;
     raw.open_channel(2).await;
     let q = raw.declare_queue(2).await;
     let mut b = BytesMut::new();
-    Raw::publish_frames(1, &q, 6, &mut b);
+    AmqpRaw::publish_frames(1, &q, 6, &mut b);
     b.put_slice(&frame(3, 1, b"hal", FRAME_END));
     raw.send(&b).await;
     // A method on channel 2 between channel 1's body frames.
@@ -767,34 +452,34 @@ async fn content_may_interleave_with_other_channels() {
 #[tokio::test]
 async fn content_header_of_another_class_is_unexpected() {
     let (_b, addr) = broker().await;
-    let mut raw = Raw::handshake(addr).await;
+    let mut raw = AmqpRaw::handshake(addr).await;
     let mut b = BytesMut::new();
     encode_method(1, &Method::BasicPublish(BasicPublish::default()), &mut b);
     encode_content_header(1, 50, 0, &BasicProperties::default(), &mut b);
     raw.send(&b).await;
     raw.expect_connection_close(ReplyCode::UnexpectedFrame)
         .await;
-    assert_serves(addr).await;
+    assert_amqp_serves(addr).await;
 }
 
 #[tokio::test]
 async fn content_on_channel_zero_is_unexpected() {
     let (_b, addr) = broker().await;
-    let mut raw = Raw::handshake(addr).await;
+    let mut raw = AmqpRaw::handshake(addr).await;
     let mut b = BytesMut::new();
     encode_content_header(0, 60, 3, &BasicProperties::default(), &mut b);
     raw.send(&b).await;
     raw.expect_refused(&[ReplyCode::UnexpectedFrame]).await;
-    assert_serves(addr).await;
+    assert_amqp_serves(addr).await;
 }
 
 #[tokio::test]
 async fn header_announcing_a_huge_body_is_refused_before_the_body() {
     let (_b, addr) = broker_with(|c| c.limits.max_message_size = 1024).await;
-    let mut raw = Raw::handshake(addr).await;
+    let mut raw = AmqpRaw::handshake(addr).await;
     let q = raw.declare_queue(1).await;
     let mut b = BytesMut::new();
-    Raw::publish_frames(1, &q, 1 << 40, &mut b);
+    AmqpRaw::publish_frames(1, &q, 1 << 40, &mut b);
     raw.send(&b).await;
     let text = raw
         .expect_channel_close(1, ReplyCode::PreconditionFailed)
@@ -804,13 +489,13 @@ async fn header_announcing_a_huge_body_is_refused_before_the_body() {
     raw.open_channel(2).await;
     raw.publish(2, &q, &[1u8; 1024]).await;
     assert_eq!(raw.get(2, &q).await.map(|b| b.len()), Some(1024));
-    assert_serves(addr).await;
+    assert_amqp_serves(addr).await;
 }
 
 #[tokio::test]
 async fn frames_after_a_channel_close_are_discarded_until_close_ok() {
     let (_b, addr) = broker().await;
-    let mut raw = Raw::handshake(addr).await;
+    let mut raw = AmqpRaw::handshake(addr).await;
     raw.open_channel(2).await;
     let q = raw.declare_queue(2).await;
     // Unknown delivery tag: channel 1 closes with 406.
@@ -840,5 +525,5 @@ async fn frames_after_a_channel_close_are_discarded_until_close_ok() {
         None,
         "a frame after channel.close was acted on"
     );
-    assert_serves(addr).await;
+    assert_amqp_serves(addr).await;
 }

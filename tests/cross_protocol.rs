@@ -145,11 +145,7 @@ async fn amqp_queue_on_amq_topic(
 ) -> (lapin::Connection, lapin::Channel, lapin::Consumer) {
     use lapin::options::*;
     use lapin::types::FieldTable;
-    let uri = format!("amqp://guest:guest@{}/%2f", broker.amqp_addr().unwrap());
-    let conn = lapin::Connection::connect(&uri, lapin::ConnectionProperties::default())
-        .await
-        .unwrap();
-    let ch = conn.create_channel().await.unwrap();
+    let (conn, ch) = amqp_channel(broker).await;
     let q = ch
         .queue_declare(
             "".into(),
@@ -183,15 +179,6 @@ async fn amqp_queue_on_amq_topic(
         .await
         .unwrap();
     (conn, ch, consumer)
-}
-
-async fn amqp_next(consumer: &mut lapin::Consumer) -> lapin::message::Delivery {
-    use futures_util::StreamExt;
-    tokio::time::timeout(WAIT, consumer.next())
-        .await
-        .expect("an AMQP delivery in time")
-        .unwrap()
-        .unwrap()
 }
 
 #[tokio::test]
@@ -252,11 +239,7 @@ async fn amqp_publish_to_amq_topic_reaches_mqtt_and_nats() {
     let n = nats_client(&broker).await;
     let mut sub = n.subscribe("alerts.>").await.unwrap();
     n.flush().await.unwrap();
-    let uri = format!("amqp://guest:guest@{}/%2f", broker.amqp_addr().unwrap());
-    let conn = lapin::Connection::connect(&uri, lapin::ConnectionProperties::default())
-        .await
-        .unwrap();
-    let ch = conn.create_channel().await.unwrap();
+    let (_conn, ch) = amqp_channel(&broker).await;
     let mut headers = FieldTable::default();
     headers.insert("site".into(), AMQPValue::LongString("north".into()));
     headers.insert("level".into(), AMQPValue::LongInt(3));
@@ -301,19 +284,6 @@ async fn amqp_publish_to_amq_topic_reaches_mqtt_and_nats() {
 /// A unique first topic level, so that tests cannot see each other's messages.
 fn uniq() -> String {
     format!("u{}", rand_suffix())
-}
-
-async fn amqp_channel(broker: &dwbroker::Broker) -> (lapin::Connection, lapin::Channel) {
-    let uri = format!("amqp://guest:guest@{}/%2f", broker.amqp_addr().unwrap());
-    let conn = tokio::time::timeout(
-        WAIT,
-        lapin::Connection::connect(&uri, lapin::ConnectionProperties::default()),
-    )
-    .await
-    .expect("AMQP connects in time")
-    .unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    (conn, ch)
 }
 
 async fn amqp_publish(ch: &lapin::Channel, key: &str, body: &[u8], props: lapin::BasicProperties) {

@@ -44,7 +44,7 @@ pub use retained::{Retained, RetainedLimits};
 pub use sessions::{DropStats, OutboxLimits, Pushed, Session, SessionId};
 pub use subject::{Dialect, Filter, FilterError, FilterToken, Subject, SubjectError};
 pub use trie::Trie;
-pub use vhost::{VhostError, VhostLimits, DEFAULT_VHOST_LIMITS};
+pub use vhost::{VhostError, VhostLimits, DEFAULT_VHOST_LIMITS, REPLY_TO_PREFIX};
 
 /// The options of one subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -102,7 +102,11 @@ pub enum VhostError {
 }
 
 const AMQ_TOPIC: &str = "amq.topic";
-const REPLY_TO: &str = "amq.rabbitmq.reply-to.";
+/// The routing-key prefix of direct reply-to: on the default exchange, a key
+/// `amq.rabbitmq.reply-to.<subject>` with no queue of that name goes to
+/// `<subject>` in the shared subject space (DESIGN.md, request/reply across
+/// protocols).
+pub const REPLY_TO_PREFIX: &str = "amq.rabbitmq.reply-to.";
 const PREDECLARED: [(&str, ExchangeKind); 6] = [
     ("", ExchangeKind::Direct),
     ("amq.direct", ExchangeKind::Direct),
@@ -550,7 +554,7 @@ impl Router {
         }
         // Direct reply-to queues are the one exception: the AMQP front names
         // them, exclusive to the consuming connection.
-        let reply_to = name.starts_with("amq.rabbitmq.reply-to.") && spec.exclusive_owner.is_some();
+        let reply_to = name.starts_with(REPLY_TO_PREFIX) && spec.exclusive_owner.is_some();
         if !server_named && !reply_to && name.starts_with("amq.") {
             return Err(VhostError::AccessRefused(format!(
                 "queue name '{name}' contains reserved prefix 'amq.*'"
@@ -765,7 +769,8 @@ impl Router {
                                 continue;
                             }
                             if x.is_empty() {
-                                if rk.starts_with(REPLY_TO) && !self.queues_read().contains_key(rk)
+                                if rk.starts_with(REPLY_TO_PREFIX)
+                                    && !self.queues_read().contains_key(rk)
                                 {
                                     reply_to = true;
                                 } else {
@@ -804,7 +809,7 @@ impl Router {
                 }
             }
             let subject = if reply_to {
-                Subject::new(&rk[REPLY_TO.len()..]).ok()
+                Subject::new(&rk[REPLY_TO_PREFIX.len()..]).ok()
             } else if subject_space {
                 Subject::new(rk).ok()
             } else {

@@ -3,6 +3,8 @@
 //! byte-exact conversations.
 #![allow(dead_code)]
 
+pub mod amqp_raw;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -356,4 +358,33 @@ pub async fn nats_next(sub: &mut async_nats::Subscriber) -> async_nats::Message 
         .await
         .expect("timed out waiting for a message")
         .expect("subscription open")
+}
+
+/// An AMQP (lapin) connection to `broker` as guest, vhost `/`.
+pub async fn amqp_connect(broker: &Broker) -> lapin::Connection {
+    let uri = format!("amqp://guest:guest@{}/%2f", broker.amqp_addr().unwrap());
+    tokio::time::timeout(
+        WAIT,
+        lapin::Connection::connect(&uri, lapin::ConnectionProperties::default()),
+    )
+    .await
+    .expect("AMQP connects in time")
+    .expect("AMQP connects")
+}
+
+/// An AMQP connection and one channel on it.
+pub async fn amqp_channel(broker: &Broker) -> (lapin::Connection, lapin::Channel) {
+    let conn = amqp_connect(broker).await;
+    let ch = conn.create_channel().await.unwrap();
+    (conn, ch)
+}
+
+/// The next delivery of an AMQP consumer, within [`WAIT`].
+pub async fn amqp_next(consumer: &mut lapin::Consumer) -> lapin::message::Delivery {
+    use futures_util::StreamExt;
+    tokio::time::timeout(WAIT, consumer.next())
+        .await
+        .expect("an AMQP delivery in time")
+        .expect("consumer open")
+        .expect("delivery ok")
 }

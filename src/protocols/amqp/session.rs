@@ -14,10 +14,11 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use dwbroker_codecs::amqp::*;
 
-use super::translate::{self, REPLY_TO_PREFIX};
+use super::translate;
 use crate::router::{
     BindArgs, ConnId, ConsumerId, ConsumerSpec, Credit, Dest, Entry, ExchangeKind, ExchangeSpec,
     Now, Outlet, OutletItem, Overflow, Queue, QueueArgs, QueueSpec, Router, Subject, VhostError,
+    REPLY_TO_PREFIX,
 };
 
 /// The only user until authentication is configured (RabbitMQ's default).
@@ -1518,16 +1519,7 @@ fn amqplain_credentials(response: &[u8]) -> Option<(String, String)> {
 fn bind_args(table: &FieldTable) -> BindArgs {
     table
         .iter()
-        .map(|(k, v)| {
-            let value = match v {
-                FieldValue::Void => None,
-                FieldValue::LongString(b) | FieldValue::Bytes(b) => {
-                    Some(String::from_utf8_lossy(b).into_owned())
-                }
-                other => Some(other.to_text()),
-            };
-            (k.clone(), value)
-        })
+        .map(|(k, v)| (k.clone(), (*v != FieldValue::Void).then(|| v.to_text())))
         .collect()
 }
 

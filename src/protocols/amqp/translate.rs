@@ -12,12 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use dwbroker_codecs::amqp::{BasicProperties, FieldTable, FieldValue};
 
-use crate::router::{ConnId, Death, Delivery, Headers, Message, Subject};
-
-/// The routing-key prefix of direct reply-to; a reply subject from another
-/// protocol is presented to AMQP consumers under it, and the default exchange
-/// routes such keys back into the subject space.
-pub(super) const REPLY_TO_PREFIX: &str = "amq.rabbitmq.reply-to.";
+use crate::router::{ConnId, Death, Delivery, Headers, Message, Subject, REPLY_TO_PREFIX};
 
 /// Why a publish's properties cannot be accepted (RabbitMQ answers 406).
 #[derive(Debug)]
@@ -77,15 +72,7 @@ pub(super) fn message_from_publish(
 fn render_headers(table: &FieldTable) -> Headers {
     table
         .iter()
-        .map(|(k, v)| {
-            let text = match v {
-                FieldValue::LongString(b) | FieldValue::Bytes(b) => {
-                    String::from_utf8_lossy(b).into_owned()
-                }
-                other => other.to_text(),
-            };
-            (k.clone(), text)
-        })
+        .map(|(k, v)| (k.clone(), v.to_text()))
         .collect()
 }
 
