@@ -67,6 +67,10 @@ pub const DEFAULT_AMQP_FRAME_MAX: u32 = 131_072;
 pub const DEFAULT_AMQP_CHANNEL_MAX: u16 = 2047;
 /// The AMQP heartbeat interval offered in connection.tune, in seconds (RabbitMQ's default).
 pub const DEFAULT_AMQP_HEARTBEAT: u16 = 60;
+/// The longest STOMP command or header line, in bytes (ActiveMQ's limit).
+pub const DEFAULT_STOMP_MAX_HEADER_LINE: usize = 10 * 1024;
+/// The most headers in one STOMP frame (ActiveMQ's limit).
+pub const DEFAULT_STOMP_MAX_HEADERS: usize = 1000;
 /// Bytes held by all queues together above which publishing AMQP connections are
 /// blocked (connection.blocked) until the total falls below 80 % of it.
 pub const DEFAULT_MEMORY_HIGH_WATERMARK: usize = 1024 * 1024 * 1024;
@@ -157,6 +161,10 @@ pub struct Limits {
     pub amqp_channel_max: u16,
     /// See [`DEFAULT_AMQP_HEARTBEAT`].
     pub amqp_heartbeat: u16,
+    /// See [`DEFAULT_STOMP_MAX_HEADER_LINE`].
+    pub stomp_max_header_line: usize,
+    /// See [`DEFAULT_STOMP_MAX_HEADERS`].
+    pub stomp_max_headers: usize,
     /// See [`DEFAULT_MEMORY_HIGH_WATERMARK`].
     pub memory_high_watermark: usize,
 }
@@ -185,6 +193,8 @@ impl Default for Limits {
             amqp_frame_max: DEFAULT_AMQP_FRAME_MAX,
             amqp_channel_max: DEFAULT_AMQP_CHANNEL_MAX,
             amqp_heartbeat: DEFAULT_AMQP_HEARTBEAT,
+            stomp_max_header_line: DEFAULT_STOMP_MAX_HEADER_LINE,
+            stomp_max_headers: DEFAULT_STOMP_MAX_HEADERS,
             memory_high_watermark: DEFAULT_MEMORY_HIGH_WATERMARK,
         }
     }
@@ -284,6 +294,8 @@ struct FileLimits {
     amqp_frame_max: Option<u32>,
     amqp_channel_max: Option<u16>,
     amqp_heartbeat: Option<u16>,
+    stomp_max_header_line: Option<usize>,
+    stomp_max_headers: Option<usize>,
     memory_high_watermark: Option<usize>,
 }
 
@@ -352,6 +364,8 @@ impl Config {
         set(&mut lim.amqp_frame_max, l.amqp_frame_max);
         set(&mut lim.amqp_channel_max, l.amqp_channel_max);
         set(&mut lim.amqp_heartbeat, l.amqp_heartbeat);
+        set(&mut lim.stomp_max_header_line, l.stomp_max_header_line);
+        set(&mut lim.stomp_max_headers, l.stomp_max_headers);
         set(&mut lim.memory_high_watermark, l.memory_high_watermark);
         if let Some(secs) = l.nats_ping_interval_secs {
             lim.nats_ping_interval = Duration::from_secs(secs);
@@ -404,6 +418,8 @@ impl Config {
                 usize::from(!l.nats_ping_interval.is_zero()),
             ),
             ("nats_max_pings_out", l.nats_max_pings_out as usize),
+            ("stomp_max_header_line", l.stomp_max_header_line),
+            ("stomp_max_headers", l.stomp_max_headers),
         ];
         for (name, value) in at_least_one {
             if value == 0 {

@@ -90,6 +90,11 @@ impl Broker {
         self.listeners.amqp
     }
 
+    /// The address the STOMP listener is bound to, if it runs.
+    pub fn stomp_addr(&self) -> Option<SocketAddr> {
+        self.listeners.stomp
+    }
+
     /// The address the NATS listener is bound to, if it runs.
     pub fn nats_addr(&self) -> Option<SocketAddr> {
         self.listeners.nats

@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, Listen};
-use crate::protocols::{amqp, mqtt, nats};
+use crate::protocols::{amqp, mqtt, nats, stomp};
 use crate::router::{OutboxLimits, RetainedLimits, Router};
 use crate::Error;
 
@@ -104,6 +104,7 @@ impl Drop for ConnectionSlot {
 enum Front {
     Mqtt,
     Amqp,
+    Stomp,
     Nats,
 }
 
@@ -112,6 +113,7 @@ enum Front {
 pub(crate) struct Listeners {
     pub(crate) mqtt: Option<SocketAddr>,
     pub(crate) amqp: Option<SocketAddr>,
+    pub(crate) stomp: Option<SocketAddr>,
     pub(crate) nats: Option<SocketAddr>,
     tracker: TaskTracker,
 }
@@ -119,12 +121,13 @@ pub(crate) struct Listeners {
 /// Binds every configured listener and starts serving.
 pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
     let tracker = TaskTracker::new();
-    let (mut mqtt_addr, mut amqp_addr, mut nats_addr) = (None, None, None);
+    let (mut mqtt_addr, mut amqp_addr, mut stomp_addr, mut nats_addr) = (None, None, None, None);
     for (name, listen) in ctx.config.listener_list() {
         let Listen::At(addr) = listen else { continue };
         let front = match name {
             "mqtt" => Front::Mqtt,
             "amqp" => Front::Amqp,
+            "stomp" => Front::Stomp,
             "nats" => Front::Nats,
             _ => {
                 debug!(protocol = name, %addr, "listener not started: protocol not built yet");
@@ -147,6 +150,7 @@ pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
         match front {
             Front::Mqtt => mqtt_addr = Some(bound),
             Front::Amqp => amqp_addr = Some(bound),
+            Front::Stomp => stomp_addr = Some(bound),
             Front::Nats => nats_addr = Some(bound),
         }
         tracker.spawn(accept_loop(listener, front, ctx.clone(), tracker.clone()));
@@ -157,6 +161,7 @@ pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
     Ok(Listeners {
         mqtt: mqtt_addr,
         amqp: amqp_addr,
+        stomp: stomp_addr,
         nats: nats_addr,
         tracker,
     })
@@ -243,6 +248,7 @@ async fn serve(
     match front {
         Front::Mqtt => mqtt::serve(stream, peer, ctx).await,
         Front::Amqp => amqp::serve(stream, peer, ctx).await,
+        Front::Stomp => stomp::serve(stream, peer, ctx).await,
         Front::Nats => nats::serve(stream, peer, ctx).await,
     }
 }

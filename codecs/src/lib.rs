@@ -20,3 +20,4 @@
 pub mod amqp;
 pub mod mqtt;
 pub mod nats;
+pub mod stomp;

@@ -5,6 +5,7 @@ pub(crate) mod amqp;
 pub(crate) mod mqtt;
 pub(crate) mod nats;
 mod socket;
+pub(crate) mod stomp;
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 

@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// How long one socket write may take before the client counts as gone (a client
 /// that stops reading must not hold its task, its session or a takeover forever;
@@ -33,7 +32,10 @@ impl std::fmt::Display for WriteError {
 }
 
 /// Writes all of `bytes` within [`WRITE_TIMEOUT`].
-pub(crate) async fn write(writer: &mut OwnedWriteHalf, bytes: &[u8]) -> Result<(), WriteError> {
+pub(crate) async fn write<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    bytes: &[u8],
+) -> Result<(), WriteError> {
     match tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(bytes)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(WriteError::Io(e)),
@@ -45,7 +47,11 @@ pub(crate) async fn write(writer: &mut OwnedWriteHalf, bytes: &[u8]) -> Result<(
 /// then reads and discards what the client still sends for a moment: closing a
 /// socket with unread input makes the kernel reset the connection, which can
 /// destroy the last message (a DISCONNECT, an -ERR) before the client has read it.
-pub(crate) async fn farewell(mut reader: OwnedReadHalf, mut writer: OwnedWriteHalf, last: &[u8]) {
+pub(crate) async fn farewell<R, W>(mut reader: R, mut writer: W, last: &[u8])
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let _ = tokio::time::timeout(FAREWELL_TIMEOUT, async {
         let _ = writer.write_all(last).await;
         let _ = writer.shutdown().await;

@@ -37,8 +37,8 @@ pub use exchanges::{BindArgs, Dest, ExchangeKind, ExchangeSpec};
 pub use groups::{Group, GroupKey, Member};
 pub use message::{ConnId, Death, DeathReason, Delivery, Dispatch, Headers, Message, Now};
 pub use queues::{
-    ConsumerId, ConsumerSpec, Credit, Entry, Outlet, OutletItem, Overflow, Queue, QueueArgs,
-    QueueSpec,
+    ArgValue, ConsumerId, ConsumerSpec, Credit, Entry, Outlet, OutletItem, Overflow, Queue,
+    QueueArgs, QueueSpec,
 };
 pub use retained::{Retained, RetainedLimits};
 pub use sessions::{DropStats, OutboxLimits, Pushed, Session, SessionId};

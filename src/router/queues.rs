@@ -61,6 +61,56 @@ pub struct QueueArgs {
     pub max_priority: Option<u8>,
 }
 
+/// One queue x-argument as the declaring protocol gave it: AMQP gives a typed
+/// value, STOMP a header text that may also read as a number.
+#[derive(Debug, Clone, Default)]
+pub struct ArgValue {
+    /// The value as an integer, if it is one.
+    pub int: Option<i64>,
+    /// The value as a string, if it is one.
+    pub text: Option<String>,
+}
+
+impl QueueArgs {
+    /// RabbitMQ's queue x-arguments, checked as RabbitMQ checks them; `get` looks
+    /// one up by name. `Err` names the invalid argument.
+    pub fn parse(get: impl Fn(&str) -> Option<ArgValue>) -> Result<QueueArgs, &'static str> {
+        let int = |arg: &'static str, min: i64| match get(arg) {
+            None => Ok(None),
+            Some(v) => match v.int {
+                Some(n) if n >= min => Ok(Some(n)),
+                _ => Err(arg),
+            },
+        };
+        let text = |arg: &'static str| match get(arg) {
+            None => Ok(None),
+            Some(v) => v.text.map(Some).ok_or(arg),
+        };
+        let ms = |n: i64| Duration::from_millis(n.unsigned_abs());
+        let overflow = match text("x-overflow")?.as_deref() {
+            None | Some("drop-head") => Overflow::DropHead,
+            Some("reject-publish") => Overflow::RejectPublish,
+            Some("reject-publish-dlx") => Overflow::RejectPublishDlx,
+            Some(_) => return Err("x-overflow"),
+        };
+        let max_priority = match int("x-max-priority", 0)? {
+            None => None,
+            Some(n) => Some(u8::try_from(n).map_err(|_| "x-max-priority")?),
+        };
+        let size = |n: i64| usize::try_from(n).unwrap_or(usize::MAX);
+        Ok(QueueArgs {
+            message_ttl: int("x-message-ttl", 0)?.map(ms),
+            expires: int("x-expires", 1)?.map(ms),
+            max_length: int("x-max-length", 0)?.map(size),
+            max_length_bytes: int("x-max-length-bytes", 0)?.map(size),
+            overflow,
+            dead_letter_exchange: text("x-dead-letter-exchange")?,
+            dead_letter_routing_key: text("x-dead-letter-routing-key")?,
+            max_priority,
+        })
+    }
+}
+
 /// How a queue was declared.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct QueueSpec {

@@ -26,7 +26,9 @@ use super::exchanges::{
     topic_matches, BindArgs, Binding, Dest, Exchange, ExchangeKind, ExchangeSpec,
 };
 use super::message::{ConnId, Death, DeathReason, Message, Now};
-use super::queues::{ConsumerId, ConsumerSpec, Dead, Entry, Overflow, Queue, QueueSpec};
+use super::queues::{
+    ConsumerId, ConsumerSpec, Dead, Entry, Outlet, OutletItem, Overflow, Queue, QueueSpec,
+};
 use super::subject::{Filter, Subject};
 use super::{Routed, Router, Target};
 
@@ -882,6 +884,31 @@ impl Router {
         let mut dead = Dead::new();
         queue.requeue(entries, now.at, &mut dead);
         self.dead_letter(queue, dead, now);
+    }
+
+    /// Puts entries back into their queues (grouped, one requeue per queue).
+    pub fn requeue_all(&self, entries: impl IntoIterator<Item = (Arc<Queue>, Entry)>, now: Now) {
+        let mut by_queue: Vec<(Arc<Queue>, Vec<Entry>)> = Vec::new();
+        for (queue, entry) in entries {
+            match by_queue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &queue)) {
+                Some((_, group)) => group.push(entry),
+                None => by_queue.push((queue, vec![entry])),
+            }
+        }
+        for (queue, group) in by_queue {
+            self.requeue(&queue, group, now);
+        }
+    }
+
+    /// Returns what a closing connection's outlet still holds to its queues.
+    pub fn return_outlet(&self, outlet: &Outlet, now: Now) {
+        let mut left = Vec::new();
+        outlet.drain(&mut left);
+        let entries = left.into_iter().filter_map(|item| match item {
+            OutletItem::Deliver { queue, entry, .. } => Some((queue, entry)),
+            OutletItem::Cancelled { .. } => None,
+        });
+        self.requeue_all(entries, now);
     }
 
     /// Dead-letters `entry` (reason rejected) if `queue` has a dead-letter

@@ -16,9 +16,9 @@ use dwbroker_codecs::amqp::*;
 
 use super::translate;
 use crate::router::{
-    BindArgs, ConnId, ConsumerId, ConsumerSpec, Credit, Dest, Entry, ExchangeKind, ExchangeSpec,
-    Now, Outlet, OutletItem, Overflow, Queue, QueueArgs, QueueSpec, Router, Subject, VhostError,
-    REPLY_TO_PREFIX,
+    ArgValue, BindArgs, ConnId, ConsumerId, ConsumerSpec, Credit, Dest, Entry, ExchangeKind,
+    ExchangeSpec, Now, Outlet, OutletItem, Queue, QueueArgs, QueueSpec, Router, Subject,
+    VhostError, REPLY_TO_PREFIX,
 };
 
 /// The only user until authentication is configured (RabbitMQ's default).
@@ -567,20 +567,14 @@ impl Connection {
     }
 
     fn requeue(&self, unacked: impl IntoIterator<Item = Unacked>, now: Now) {
-        let mut by_queue: Vec<(Arc<Queue>, Vec<Entry>)> = Vec::new();
-        for u in unacked {
+        let entries = unacked.into_iter().map(|u| {
             if let Some((c, g)) = &u.credit {
                 c.release(1);
                 g.release(1);
             }
-            match by_queue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
-                Some((_, entries)) => entries.push(u.entry),
-                None => by_queue.push((u.queue, vec![u.entry])),
-            }
-        }
-        for (queue, entries) in by_queue {
-            self.router.requeue(&queue, entries, now);
-        }
+            (u.queue, u.entry)
+        });
+        self.router.requeue_all(entries, now);
     }
 
     /// Ends the connection's state: channels released, exclusive queues deleted.
@@ -589,13 +583,7 @@ impl Connection {
         for channel in channels {
             self.release_channel(channel, now);
         }
-        let mut left = Vec::new();
-        self.outlet.drain(&mut left);
-        for item in left {
-            if let OutletItem::Deliver { queue, entry, .. } = item {
-                self.router.requeue(&queue, vec![entry], now);
-            }
-        }
+        self.router.return_outlet(&self.outlet, now);
         self.router.connection_closed(self.id, now);
     }
 
@@ -1525,50 +1513,16 @@ fn bind_args(table: &FieldTable) -> BindArgs {
 
 /// The x-arguments of queue.declare, checked as RabbitMQ checks them.
 fn queue_args(queue: &str, table: &FieldTable) -> Result<QueueArgs, Fault> {
-    let invalid = |arg: &str| {
+    QueueArgs::parse(|arg| {
+        table.get(arg).map(|v| ArgValue {
+            int: v.as_i64(),
+            text: v.as_str().map(str::to_owned),
+        })
+    })
+    .map_err(|arg| {
         chan_fault(
             ReplyCode::PreconditionFailed,
             format!("invalid arg '{arg}' for queue '{queue}' in vhost '/'"),
         )
-    };
-    let int = |arg: &str, min: i64| -> Result<Option<i64>, Fault> {
-        match table.get(arg) {
-            None => Ok(None),
-            Some(v) => match v.as_i64() {
-                Some(n) if n >= min => Ok(Some(n)),
-                _ => Err(invalid(arg)),
-            },
-        }
-    };
-    let text = |arg: &str| -> Result<Option<String>, Fault> {
-        match table.get(arg) {
-            None => Ok(None),
-            Some(v) => v
-                .as_str()
-                .map(|s| Some(s.to_owned()))
-                .ok_or_else(|| invalid(arg)),
-        }
-    };
-    let ms = |n: i64| std::time::Duration::from_millis(n.unsigned_abs());
-    let overflow = match text("x-overflow")?.as_deref() {
-        None | Some("drop-head") => Overflow::DropHead,
-        Some("reject-publish") => Overflow::RejectPublish,
-        Some("reject-publish-dlx") => Overflow::RejectPublishDlx,
-        Some(_) => return Err(invalid("x-overflow")),
-    };
-    let max_priority = match int("x-max-priority", 0)? {
-        None => None,
-        Some(n) => Some(u8::try_from(n).map_err(|_| invalid("x-max-priority"))?),
-    };
-    let size = |n: i64| usize::try_from(n).unwrap_or(usize::MAX);
-    Ok(QueueArgs {
-        message_ttl: int("x-message-ttl", 0)?.map(ms),
-        expires: int("x-expires", 1)?.map(ms),
-        max_length: int("x-max-length", 0)?.map(size),
-        max_length_bytes: int("x-max-length-bytes", 0)?.map(size),
-        overflow,
-        dead_letter_exchange: text("x-dead-letter-exchange")?,
-        dead_letter_routing_key: text("x-dead-letter-routing-key")?,
-        max_priority,
     })
 }

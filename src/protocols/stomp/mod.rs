@@ -1,0 +1,193 @@
+//! The STOMP front's I/O shell: frames through the codec into the state machine,
+//! deliveries out in one write per wake-up, heart-beats both ways, the handshake
+//! timeout, flow control under memory pressure, and the connection's end.
+//!
+//! The shell is generic over the byte stream (any `AsyncRead` + `AsyncWrite`), so
+//! the same front can later run over WebSocket.
+
+mod session;
+mod translate;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dwbroker_codecs::stomp::{encode_heartbeat, Received, StompCodec, StompLimits, Version};
+use futures_util::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_util::codec::FramedRead;
+use tracing::{debug, info, warn};
+
+use session::{Connection, Exit, Offer};
+
+use crate::protocols::now;
+use crate::protocols::socket;
+use crate::server::Context;
+
+/// Deliveries a connection's queues may hand it before it writes them.
+const OUTLET_MAX: usize = 1024;
+/// How often heart-beats, the handshake timeout and the memory alarm are checked
+/// (more often when a negotiated heart-beat needs it).
+const TICK: Duration = Duration::from_millis(250);
+const MIN_TICK: Duration = Duration::from_millis(25);
+
+/// How a connection ended.
+enum End {
+    /// The state machine ended it.
+    Session(Exit),
+    /// The peer went away, or was silent too long.
+    Closed(String),
+}
+
+/// Serves one STOMP network connection until it ends.
+pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
+    let (reader, writer) = stream.into_split();
+    serve_stream(reader, writer, peer, ctx).await;
+}
+
+/// Serves one STOMP connection over any byte stream.
+async fn serve_stream<R, W>(reader: R, mut writer: W, peer: SocketAddr, ctx: Arc<Context>)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let limits = &ctx.config.limits;
+    let codec = StompCodec::new(StompLimits {
+        max_header_line: limits.stomp_max_header_line,
+        max_headers: limits.stomp_max_headers,
+        max_body: limits.max_message_size as usize,
+    });
+    let offer = Offer {
+        max_subscriptions: limits.max_subscriptions_per_session,
+        max_tx_bytes: limits.max_queued_bytes,
+    };
+    let conn_id = ctx.next_conn_id();
+    let session = format!("session-{}", ctx.assign_client_id());
+    let mut conn = Connection::new(conn_id, ctx.router.clone(), offer, session, OUTLET_MAX);
+    let mut reader = FramedRead::new(reader, codec);
+    debug!(%peer, conn = conn_id, "stomp: connection opened");
+    let end = run(&mut conn, &mut reader, &mut writer, &ctx).await;
+    conn.end(now());
+    let mut last = std::mem::take(&mut conn.out);
+    match end {
+        End::Session(Exit::Disconnect) => {
+            debug!(%peer, conn = conn_id, "stomp: client disconnected");
+        }
+        End::Session(Exit::Error {
+            message,
+            detail,
+            receipt,
+        }) => {
+            warn!(%peer, conn = conn_id, message = %message, detail = %detail, "stomp: closing with ERROR");
+            let version = conn.version().unwrap_or(Version::V1_2);
+            translate::write_error(&mut last, version, &message, &detail, receipt.as_deref());
+        }
+        End::Closed(why) => info!(%peer, conn = conn_id, why = %why, "stomp: connection closed"),
+    }
+    socket::farewell(reader.into_inner(), writer, &last).await;
+}
+
+/// The connected loop; it ends only with an `End`.
+async fn run<R, W>(
+    conn: &mut Connection,
+    reader: &mut FramedRead<R, StompCodec>,
+    writer: &mut W,
+    ctx: &Context,
+) -> End
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let outlet = conn.outlet.clone();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut last_read, mut last_write) = (Instant::now(), Instant::now());
+    let high = ctx.config.limits.memory_high_watermark;
+    let opened = Instant::now();
+    let mut blocked = false;
+    loop {
+        if !conn.out.is_empty() {
+            let written = socket::write(writer, &conn.out).await;
+            conn.out.clear();
+            if let Err(e) = written {
+                return End::Closed(format!("write failed: {e}"));
+            }
+            last_write = Instant::now();
+            if conn.out.capacity() > 256 * 1024 {
+                conn.out = bytes::BytesMut::new();
+            }
+        }
+        // Under memory pressure a publisher is not read from (RabbitMQ's flow
+        // control): its SENDs wait in the socket, not in memory.
+        let reading = !(blocked && conn.publisher);
+        tokio::select! {
+            biased;
+            _ = ctx.shutdown.cancelled() => return End::Session(Exit::Error {
+                message: "Server shutdown".into(),
+                detail: "The broker is shutting down.".into(),
+                receipt: None,
+            }),
+            item = reader.next(), if reading => match item {
+                None => return End::Closed("closed by the client".into()),
+                Some(Err(e)) => {
+                    return End::Session(Exit::Error {
+                        message: e.summary().into(),
+                        detail: e.to_string(),
+                        receipt: reader.decoder().failed_receipt().map(str::to_owned),
+                    })
+                }
+                Some(Ok(Received::Heartbeat)) => last_read = Instant::now(),
+                Some(Ok(Received::Frame(frame))) => {
+                    last_read = Instant::now();
+                    let connecting = conn.version().is_none();
+                    if let Err(exit) = conn.handle(frame, now()) {
+                        return End::Session(exit);
+                    }
+                    if let (true, Some(version)) = (connecting, conn.version()) {
+                        reader.decoder_mut().set_version(version);
+                        tick = tokio::time::interval(tick_for(conn.heartbeat));
+                        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    }
+                }
+            },
+            _ = outlet.wait() => {}
+            _ = tick.tick() => {
+                if conn.version().is_none() && opened.elapsed() > ctx.config.limits.connect_timeout {
+                    return End::Closed("no CONNECT in time".into());
+                }
+                if !reading {
+                    // Unread input is not silence: its heart-beats wait in the socket.
+                    last_read = Instant::now();
+                }
+                let (send, receive) = conn.heartbeat;
+                // A client silent for two of its intervals is gone (the spec leaves
+                // the margin to the server; stompjs uses the same factor).
+                if !receive.is_zero() && last_read.elapsed() > receive * 2 {
+                    return End::Closed("missed heart-beats from the client".into());
+                }
+                if !send.is_zero() && last_write.elapsed() >= send / 2 {
+                    encode_heartbeat(&mut conn.out);
+                }
+                let queued = ctx.router.queued_bytes();
+                if queued > high {
+                    blocked = true;
+                } else if queued < high / 10 * 8 {
+                    blocked = false;
+                }
+            }
+        }
+        conn.pump(now());
+    }
+}
+
+/// The tick period that checks the negotiated heart-beats in time: a quarter of
+/// our sending interval, half of the client's.
+fn tick_for((send, receive): (Duration, Duration)) -> Duration {
+    [send / 4, receive / 2]
+        .into_iter()
+        .filter(|d| !d.is_zero())
+        .min()
+        .unwrap_or(TICK)
+        .clamp(MIN_TICK, TICK)
+}

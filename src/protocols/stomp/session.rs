@@ -1,0 +1,861 @@
+//! One STOMP connection's state machine: the handshake, subscriptions over router
+//! queues (RabbitMQ's model: every subscription consumes a queue), acknowledgements,
+//! transactions and receipts. No I/O: frames come in, bytes go out in `out`, so the
+//! front can run on any byte stream.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use dwbroker_codecs::stomp::{Command, Frame, FrameWriter, Version};
+
+use super::translate::{
+    message_from_send, parse_destination, shown_destination, write_message, Delivered, Destination,
+    VALID_DESTINATIONS,
+};
+use crate::router::{
+    ArgValue, ConnId, ConsumerId, ConsumerSpec, Credit, Dest, Entry, Now, Outlet, OutletItem,
+    Queue, QueueArgs, QueueSpec, Router, Subject, VhostError,
+};
+
+/// The shortest heart-beat interval the server agrees to, either way: a client
+/// asking for beats every millisecond gets them every 100.
+const MIN_HEARTBEAT_MS: u64 = 100;
+/// Open transactions per connection.
+const MAX_TRANSACTIONS: usize = 1024;
+/// Frames one transaction may hold.
+const MAX_TX_FRAMES: usize = 10_000;
+
+/// What the listener's configuration allows a connection.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Offer {
+    /// Subscriptions at once.
+    pub(super) max_subscriptions: usize,
+    /// Body bytes all open transactions of the connection may hold.
+    pub(super) max_tx_bytes: usize,
+}
+
+/// Why the connection ends.
+#[derive(Debug)]
+pub(super) enum Exit {
+    /// Write an ERROR frame (`message` header, `detail` body), then close.
+    Error {
+        message: String,
+        detail: String,
+        receipt: Option<String>,
+    },
+    /// The client sent DISCONNECT; its receipt, if it asked for one, is in `out`.
+    Disconnect,
+}
+
+fn error(message: impl Into<String>, detail: impl Into<String>) -> Exit {
+    Exit::Error {
+        message: message.into(),
+        detail: detail.into(),
+        receipt: None,
+    }
+}
+
+fn missing(header: &str, command: Command) -> Exit {
+    error(
+        format!("Missing {header}"),
+        format!("{} must include a '{header}' header", command.as_str()),
+    )
+}
+
+fn vhost_error(e: VhostError) -> Exit {
+    let (message, code) = match &e {
+        VhostError::NotFound { .. } => ("not_found", "NOT_FOUND"),
+        VhostError::Locked(_) => ("resource_locked", "RESOURCE_LOCKED"),
+        VhostError::AccessRefused(_) | VhostError::ExclusiveConsumer(_) => {
+            ("access_refused", "ACCESS_REFUSED")
+        }
+        VhostError::Inequivalent { .. }
+        | VhostError::InUse { .. }
+        | VhostError::NotEmpty(_)
+        | VhostError::Precondition(_) => ("precondition_failed", "PRECONDITION_FAILED"),
+        VhostError::TooMany(_) => ("resource_error", "RESOURCE_ERROR"),
+    };
+    error(message, format!("{code} - {e}"))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AckMode {
+    Auto,
+    /// ACK/NACK are cumulative for the subscription.
+    Client,
+    ClientIndividual,
+}
+
+#[derive(Debug)]
+struct Subscription {
+    destination: String,
+    consumer: ConsumerId,
+    queue: Arc<Queue>,
+    ack: AckMode,
+    credit: Arc<Credit>,
+}
+
+/// A delivery waiting for ACK or NACK.
+#[derive(Debug)]
+struct Pending {
+    subscription: String,
+    queue: Arc<Queue>,
+    entry: Entry,
+    credit: Arc<Credit>,
+    cumulative: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settle {
+    Ack,
+    Requeue,
+    Reject,
+}
+
+#[derive(Debug)]
+enum TxOp {
+    Send(Frame),
+    Settle(Vec<u64>, Settle),
+}
+
+/// One STOMP connection.
+#[derive(Debug)]
+pub(super) struct Connection {
+    id: ConnId,
+    router: Arc<Router>,
+    offer: Offer,
+    session: String,
+    version: Option<Version>,
+    /// Negotiated heart-beats: (server to client, client to server); zero = none.
+    pub(super) heartbeat: (Duration, Duration),
+    /// Bytes to write.
+    pub(super) out: BytesMut,
+    /// Where this connection's queues hand their deliveries.
+    pub(super) outlet: Arc<Outlet>,
+    /// It has sent a SEND (flow control pauses publishers only).
+    pub(super) publisher: bool,
+    outlet_max: usize,
+    /// The connection-wide credit every consumer takes from (unlimited: STOMP's
+    /// prefetch is per subscription).
+    credit: Arc<Credit>,
+    subscriptions: HashMap<String, Subscription>,
+    by_consumer: HashMap<ConsumerId, String>,
+    pending: BTreeMap<u64, Pending>,
+    next_delivery: u64,
+    transactions: HashMap<String, Vec<TxOp>>,
+    tx_bytes: usize,
+    /// `/temp-queue/<name>` -> the queue standing for it.
+    temp_queues: HashMap<String, String>,
+}
+
+impl Connection {
+    pub(super) fn new(
+        id: ConnId,
+        router: Arc<Router>,
+        offer: Offer,
+        session: String,
+        outlet_max: usize,
+    ) -> Connection {
+        Connection {
+            id,
+            router,
+            offer,
+            session,
+            version: None,
+            heartbeat: (Duration::ZERO, Duration::ZERO),
+            out: BytesMut::new(),
+            outlet: Arc::new(Outlet::new(outlet_max)),
+            publisher: false,
+            outlet_max,
+            credit: Arc::new(Credit::new(0)),
+            subscriptions: HashMap::new(),
+            by_consumer: HashMap::new(),
+            pending: BTreeMap::new(),
+            next_delivery: 1,
+            transactions: HashMap::new(),
+            tx_bytes: 0,
+            temp_queues: HashMap::new(),
+        }
+    }
+
+    /// The negotiated version (`None` before CONNECTED).
+    pub(super) fn version(&self) -> Option<Version> {
+        self.version
+    }
+
+    /// Handles one frame from the client.
+    pub(super) fn handle(&mut self, frame: Frame, now: Now) -> Result<(), Exit> {
+        let command = frame.command;
+        let receipt = frame.header("receipt").map(str::to_owned);
+        let done = match self.version {
+            None => self.connect(&frame),
+            Some(_) => self.command(frame, now),
+        };
+        match done {
+            Err(Exit::Error {
+                message, detail, ..
+            }) => Err(Exit::Error {
+                message,
+                detail,
+                receipt,
+            }),
+            Err(other) => Err(other),
+            Ok(()) => {
+                if let Some(r) = receipt.filter(|_| !command.is_handshake()) {
+                    let version = self.wire();
+                    let mut w = FrameWriter::start(&mut self.out, Command::Receipt, version);
+                    w.header("receipt-id", &r);
+                    w.finish(b"");
+                }
+                match command {
+                    Command::Disconnect => Err(Exit::Disconnect),
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    fn wire(&self) -> Version {
+        self.version.unwrap_or(Version::V1_2)
+    }
+
+    fn connect(&mut self, frame: &Frame) -> Result<(), Exit> {
+        if !matches!(frame.command, Command::Connect | Command::Stomp) {
+            return Err(error(
+                "Illegal command",
+                "You must log in using CONNECT first",
+            ));
+        }
+        let Some(version) = Version::negotiate(frame.header("accept-version")) else {
+            return Err(error(
+                "Version mismatch",
+                "Supported versions are 1.0,1.1,1.2",
+            ));
+        };
+        // guest/guest, or no login at all, until authentication is configured;
+        // `host` names no vhost here (stomp.py sends the socket's host).
+        if let Some(login) = frame.header("login") {
+            if login != "guest" || frame.header("passcode") != Some("guest") {
+                return Err(error(
+                    "Bad CONNECT",
+                    format!("Access refused for user '{login}'"),
+                ));
+            }
+        }
+        let (cx, cy) = match frame.header("heart-beat") {
+            None => (0, 0),
+            Some(hb) => parse_heart_beat(hb).ok_or_else(|| {
+                error(
+                    "Invalid heart-beat header",
+                    format!("'{hb}' is not two comma-separated numbers of milliseconds"),
+                )
+            })?,
+        };
+        // We beat as often as the client wants to hear from us and want to hear
+        // from it as often as it offers: the spec's max() rule then gives
+        // exactly these intervals.
+        let floor = |ms: u64| if ms == 0 { 0 } else { ms.max(MIN_HEARTBEAT_MS) };
+        let (sx, sy) = (floor(cy), floor(cx));
+        self.heartbeat = (Duration::from_millis(sx), Duration::from_millis(sy));
+        self.version = Some(version);
+        let mut w = FrameWriter::start(&mut self.out, Command::Connected, version);
+        w.header("version", version.as_str())
+            .header("server", concat!("dwbroker/", env!("CARGO_PKG_VERSION")))
+            .header("session", &self.session)
+            .header("heart-beat", &format!("{sx},{sy}"));
+        w.finish(b"");
+        Ok(())
+    }
+
+    fn command(&mut self, frame: Frame, now: Now) -> Result<(), Exit> {
+        match frame.command {
+            Command::Send => self.send(frame, now),
+            Command::Subscribe => self.subscribe(&frame, now),
+            Command::Unsubscribe => self.unsubscribe(&frame, now),
+            Command::Ack => self.settle(&frame, true, now),
+            Command::Nack => self.settle(&frame, false, now),
+            Command::Begin => self.begin(&frame),
+            Command::Commit => self.commit(&frame, now),
+            Command::Abort => {
+                self.take_transaction(&frame)?;
+                Ok(())
+            }
+            Command::Disconnect => Ok(()),
+            Command::Connect | Command::Stomp => Err(error(
+                "Already connected",
+                "CONNECT may only be sent once per connection",
+            )),
+            c @ (Command::Connected | Command::Message | Command::Receipt | Command::Error) => {
+                Err(error(
+                    "Illegal command",
+                    format!("{} is a server frame", c.as_str()),
+                ))
+            }
+        }
+    }
+
+    fn send(&mut self, frame: Frame, now: Now) -> Result<(), Exit> {
+        self.publisher = true;
+        let destination = frame
+            .header("destination")
+            .ok_or_else(|| missing("destination", Command::Send))?;
+        match parse_destination(destination) {
+            None => return Err(unknown_destination(destination)),
+            Some(Destination::TempQueue(_)) => {
+                return Err(error(
+                    "Invalid destination",
+                    format!("'{destination}' can only be used in a reply-to header"),
+                ))
+            }
+            Some(_) => {}
+        }
+        let Some(tx) = frame.header("transaction") else {
+            return self.publish(&frame, now);
+        };
+        let size = frame.body.len();
+        let ops = self
+            .transactions
+            .get_mut(tx)
+            .ok_or_else(|| bad_transaction(tx))?;
+        if ops.len() >= MAX_TX_FRAMES || self.tx_bytes + size > self.offer.max_tx_bytes {
+            return Err(error(
+                "Transaction too large",
+                format!(
+                    "a transaction may hold {MAX_TX_FRAMES} frames and the connection's \
+                     transactions {} bytes",
+                    self.offer.max_tx_bytes
+                ),
+            ));
+        }
+        self.tx_bytes += size;
+        ops.push(TxOp::Send(frame));
+        Ok(())
+    }
+
+    fn publish(&mut self, frame: &Frame, now: Now) -> Result<(), Exit> {
+        let destination = frame.header("destination").unwrap_or_default();
+        let reply_to = match frame.header("reply-to") {
+            None => None,
+            Some(r) => self.reply_subject(r, now)?,
+        };
+        let msg = message_from_send(frame, reply_to, self.id, now);
+        let (exchange, key) = match parse_destination(destination) {
+            Some(Destination::Topic(key)) => ("amq.topic", key),
+            Some(Destination::Queue(name)) => {
+                self.queue_for(name, frame, now)?;
+                ("", name)
+            }
+            Some(Destination::AmqQueue(name) | Destination::ReplyQueue(name)) => ("", name),
+            Some(Destination::Exchange(exchange, key)) => (exchange, key),
+            Some(Destination::TempQueue(_)) | None => return Err(unknown_destination(destination)),
+        };
+        self.router
+            .publish_to_exchange(exchange, key, msg, now)
+            .map_err(vhost_error)?;
+        Ok(())
+    }
+
+    /// The reply subject a SEND's `reply-to` names (the translate module's rules);
+    /// a `/temp-queue/` gets its queue and subscription on first use.
+    fn reply_subject(&mut self, reply_to: &str, now: Now) -> Result<Option<Subject>, Exit> {
+        let name = match parse_destination(reply_to) {
+            Some(Destination::TempQueue(_)) => self.temp_queue(reply_to, now)?,
+            Some(
+                Destination::Queue(name)
+                | Destination::AmqQueue(name)
+                | Destination::ReplyQueue(name)
+                | Destination::Topic(name),
+            ) => name.to_owned(),
+            Some(Destination::Exchange(..)) | None => return Ok(None),
+        };
+        Ok(Subject::new(&name).ok())
+    }
+
+    /// The queue behind `/temp-queue/<x>`: private to this connection, consumed by
+    /// a subscription with that id, and bound to `amq.topic` under its own name so
+    /// that responders of every protocol reach it.
+    fn temp_queue(&mut self, destination: &str, now: Now) -> Result<String, Exit> {
+        if let Some(name) = self.temp_queues.get(destination) {
+            return Ok(name.clone());
+        }
+        if self.subscriptions.contains_key(destination) {
+            return Err(duplicated(destination));
+        }
+        let queue = self.private_queue("amq.topic", None, now)?;
+        let name = queue.name().to_owned();
+        self.router
+            .bind("amq.topic", Dest::Queue(name.clone()), &name, Vec::new())
+            .map_err(vhost_error)?;
+        self.consume(destination, destination, queue, AckMode::Auto, 0, now)?;
+        self.temp_queues
+            .insert(destination.to_owned(), name.clone());
+        Ok(name)
+    }
+
+    /// Queue `name` of a `/queue/` destination: used as it is if it exists, else
+    /// declared from the frame's headers (durable unless `durable:false`).
+    fn queue_for(&self, name: &str, frame: &Frame, now: Now) -> Result<Arc<Queue>, Exit> {
+        match self.router.queue(name, self.id) {
+            Ok(q) => return Ok(q),
+            Err(VhostError::NotFound { .. }) => {}
+            Err(e) => return Err(vhost_error(e)),
+        }
+        let args = QueueArgs::parse(|arg| {
+            frame.header(arg).map(|v| ArgValue {
+                int: v.parse().ok(),
+                text: Some(v.to_owned()),
+            })
+        })
+        .map_err(|arg| {
+            error(
+                "precondition_failed",
+                format!("PRECONDITION_FAILED - invalid arg '{arg}' for queue '{name}'"),
+            )
+        })?;
+        let spec = QueueSpec {
+            durable: frame.header("durable") != Some("false"),
+            exclusive_owner: (frame.header("exclusive") == Some("true")).then_some(self.id),
+            auto_delete: frame.header("auto-delete") == Some("true"),
+            args,
+        };
+        self.router
+            .declare_queue(name, spec, false, self.id, now)
+            .map_err(vhost_error)
+    }
+
+    /// A server-named queue private to this connection (deleted with it or its
+    /// last consumer), bound to `exchange` with `key` when one is given.
+    fn private_queue(
+        &self,
+        exchange: &str,
+        key: Option<&str>,
+        now: Now,
+    ) -> Result<Arc<Queue>, Exit> {
+        if self.router.exchange(exchange).is_none() {
+            return Err(vhost_error(VhostError::NotFound {
+                kind: "exchange",
+                name: exchange.to_owned(),
+            }));
+        }
+        let spec = QueueSpec {
+            exclusive_owner: Some(self.id),
+            auto_delete: true,
+            ..QueueSpec::default()
+        };
+        let queue = self
+            .router
+            .declare_queue("", spec, false, self.id, now)
+            .map_err(vhost_error)?;
+        if let Some(key) = key {
+            let dest = Dest::Queue(queue.name().to_owned());
+            if let Err(e) = self.router.bind(exchange, dest, key, Vec::new()) {
+                let _ = self
+                    .router
+                    .delete_queue(queue.name(), self.id, false, false);
+                return Err(vhost_error(e));
+            }
+        }
+        Ok(queue)
+    }
+
+    fn subscribe(&mut self, frame: &Frame, now: Now) -> Result<(), Exit> {
+        let destination = frame
+            .header("destination")
+            .ok_or_else(|| missing("destination", Command::Subscribe))?;
+        // STOMP 1.0 made the id optional: the destination names the subscription.
+        let id = match (frame.header("id"), self.version) {
+            (Some(id), _) => id,
+            (None, Some(Version::V1_0)) => destination,
+            (None, _) => return Err(missing("id", Command::Subscribe)),
+        };
+        if self.subscriptions.contains_key(id) {
+            return Err(duplicated(id));
+        }
+        if self.subscriptions.len() >= self.offer.max_subscriptions {
+            return Err(error(
+                "Too many subscriptions",
+                format!(
+                    "a connection may have {} subscriptions",
+                    self.offer.max_subscriptions
+                ),
+            ));
+        }
+        let ack = match frame.header("ack") {
+            None | Some("auto") => AckMode::Auto,
+            Some("client") => AckMode::Client,
+            Some("client-individual") => AckMode::ClientIndividual,
+            Some(other) => {
+                return Err(error(
+                    "Invalid ack mode",
+                    format!("ack must be auto, client or client-individual, not '{other}'"),
+                ))
+            }
+        };
+        let prefetch = match frame.header("prefetch-count") {
+            None => 0,
+            Some(p) => p.parse().map_err(|_| {
+                error(
+                    "Invalid prefetch-count",
+                    format!("prefetch-count '{p}' is not a number"),
+                )
+            })?,
+        };
+        let queue = match parse_destination(destination) {
+            None => return Err(unknown_destination(destination)),
+            Some(Destination::Queue(name)) => self.queue_for(name, frame, now)?,
+            Some(Destination::AmqQueue(name)) => {
+                self.router.queue(name, self.id).map_err(vhost_error)?
+            }
+            Some(Destination::Topic(pattern)) => {
+                self.private_queue("amq.topic", Some(pattern), now)?
+            }
+            Some(Destination::Exchange(exchange, key)) => {
+                self.private_queue(exchange, Some(key), now)?
+            }
+            Some(Destination::TempQueue(_) | Destination::ReplyQueue(_)) => {
+                return Err(error(
+                    "Invalid destination",
+                    format!("'{destination}' cannot be subscribed to"),
+                ))
+            }
+        };
+        self.consume(id, destination, queue, ack, prefetch, now)
+    }
+
+    fn consume(
+        &mut self,
+        id: &str,
+        destination: &str,
+        queue: Arc<Queue>,
+        ack: AckMode,
+        prefetch: u32,
+        now: Now,
+    ) -> Result<(), Exit> {
+        let consumer = self.router.next_consumer_id();
+        let credit = Arc::new(Credit::new(prefetch));
+        let spec = ConsumerSpec {
+            id: consumer,
+            no_ack: ack == AckMode::Auto,
+            exclusive: false,
+            credit: credit.clone(),
+            channel_credit: self.credit.clone(),
+            outlet: self.outlet.clone(),
+            priority: 0,
+        };
+        self.router
+            .consume(&queue, spec, now)
+            .map_err(vhost_error)?;
+        self.by_consumer.insert(consumer, id.to_owned());
+        self.subscriptions.insert(
+            id.to_owned(),
+            Subscription {
+                destination: destination.to_owned(),
+                consumer,
+                queue,
+                ack,
+                credit,
+            },
+        );
+        Ok(())
+    }
+
+    fn unsubscribe(&mut self, frame: &Frame, now: Now) -> Result<(), Exit> {
+        let id = match (frame.header("id"), frame.header("destination")) {
+            (Some(id), _) => id.to_owned(),
+            // STOMP 1.0: by destination.
+            (None, Some(d)) if self.version == Some(Version::V1_0) => self
+                .subscriptions
+                .iter()
+                .find(|(_, s)| s.destination == d)
+                .map(|(id, _)| id.clone())
+                .unwrap_or_default(),
+            (None, _) => return Err(missing("id", Command::Unsubscribe)),
+        };
+        let Some(sub) = self.subscriptions.remove(&id) else {
+            return Err(error(
+                "No subscription found",
+                format!("UNSUBSCRIBE must refer to an existing subscription; '{id}' is none"),
+            ));
+        };
+        self.temp_queues.retain(|d, _| *d != id);
+        self.by_consumer.remove(&sub.consumer);
+        // Its unacknowledged messages stay pending: they may still be acknowledged.
+        self.router.cancel(&sub.queue, sub.consumer, now);
+        Ok(())
+    }
+
+    fn settle(&mut self, frame: &Frame, ack: bool, now: Now) -> Result<(), Exit> {
+        let command = frame.command;
+        // 1.2 acknowledges the MESSAGE's `ack` header as `id`, 1.0/1.1 its message-id.
+        let (name, other) = match self.version {
+            Some(Version::V1_2) => ("id", "message-id"),
+            _ => ("message-id", "id"),
+        };
+        let id = frame
+            .header(name)
+            .or_else(|| frame.header(other))
+            .ok_or_else(|| missing(name, command))?;
+        let n = delivery_number(id)
+            .filter(|n| self.pending.contains_key(n))
+            .ok_or_else(|| {
+                error(
+                    "Unknown message",
+                    format!(
+                        "{} of '{id}': no unacknowledged message has this id",
+                        command.as_str()
+                    ),
+                )
+            })?;
+        let numbers = match self.pending.get(&n) {
+            Some(p) if p.cumulative => self
+                .pending
+                .range(..=n)
+                .filter(|(_, q)| q.subscription == p.subscription)
+                .map(|(k, _)| *k)
+                .collect(),
+            _ => vec![n],
+        };
+        let how = match (ack, frame.header("requeue")) {
+            (true, _) => Settle::Ack,
+            (false, Some("false")) => Settle::Reject,
+            (false, _) => Settle::Requeue,
+        };
+        match frame.header("transaction") {
+            None => self.apply_settle(&numbers, how, now),
+            Some(tx) => self
+                .transactions
+                .get_mut(tx)
+                .ok_or_else(|| bad_transaction(tx))?
+                .push(TxOp::Settle(numbers, how)),
+        }
+        Ok(())
+    }
+
+    /// Settles the deliveries still pending among `numbers`.
+    fn apply_settle(&mut self, numbers: &[u64], how: Settle, now: Now) {
+        let mut settled = Vec::new();
+        for n in numbers {
+            if let Some(p) = self.pending.remove(n) {
+                p.credit.release(1);
+                self.credit.release(1);
+                settled.push((p.queue, p.entry));
+            }
+        }
+        match how {
+            Settle::Requeue => self.router.requeue_all(settled, now),
+            Settle::Ack | Settle::Reject => {
+                let mut queues: Vec<Arc<Queue>> = Vec::new();
+                for (queue, entry) in settled {
+                    if how == Settle::Reject {
+                        self.router.reject(&queue, entry, now);
+                    }
+                    if !queues.iter().any(|q| Arc::ptr_eq(q, &queue)) {
+                        queues.push(queue);
+                    }
+                }
+                for queue in queues {
+                    self.router.kick(&queue, now);
+                }
+            }
+        }
+    }
+
+    fn begin(&mut self, frame: &Frame) -> Result<(), Exit> {
+        let tx = frame
+            .header("transaction")
+            .ok_or_else(|| missing("transaction", Command::Begin))?;
+        if self.transactions.contains_key(tx) {
+            return Err(error(
+                "Transaction already active",
+                format!("transaction '{tx}' was already begun"),
+            ));
+        }
+        if self.transactions.len() >= MAX_TRANSACTIONS {
+            return Err(error(
+                "Too many transactions",
+                format!("a connection may have {MAX_TRANSACTIONS} open transactions"),
+            ));
+        }
+        self.transactions.insert(tx.to_owned(), Vec::new());
+        Ok(())
+    }
+
+    /// Ends the transaction a COMMIT or ABORT names; its frames are returned.
+    fn take_transaction(&mut self, frame: &Frame) -> Result<Vec<TxOp>, Exit> {
+        let tx = frame
+            .header("transaction")
+            .ok_or_else(|| missing("transaction", frame.command))?;
+        let ops = self
+            .transactions
+            .remove(tx)
+            .ok_or_else(|| bad_transaction(tx))?;
+        let bytes: usize = ops
+            .iter()
+            .map(|op| match op {
+                TxOp::Send(f) => f.body.len(),
+                TxOp::Settle(..) => 0,
+            })
+            .sum();
+        self.tx_bytes -= bytes;
+        Ok(ops)
+    }
+
+    fn commit(&mut self, frame: &Frame, now: Now) -> Result<(), Exit> {
+        for op in self.take_transaction(frame)? {
+            match op {
+                TxOp::Send(send) => self.publish(&send, now)?,
+                TxOp::Settle(numbers, how) => self.apply_settle(&numbers, how, now),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what queues handed to this connection's subscriptions.
+    pub(super) fn pump(&mut self, now: Now) {
+        let mut items = Vec::new();
+        self.outlet.drain(&mut items);
+        let was_full = items.len() >= self.outlet_max;
+        for item in items {
+            match item {
+                OutletItem::Deliver {
+                    consumer,
+                    queue,
+                    entry,
+                } => self.deliver(consumer, queue, entry, now),
+                OutletItem::Cancelled { consumer, .. } => self.server_cancelled(consumer),
+            }
+        }
+        if was_full {
+            for sub in self.subscriptions.values() {
+                self.router.kick(&sub.queue, now);
+            }
+        }
+    }
+
+    fn deliver(&mut self, consumer: ConsumerId, queue: Arc<Queue>, entry: Entry, now: Now) {
+        let Some(sub) = self
+            .by_consumer
+            .get(&consumer)
+            .and_then(|id| self.subscriptions.get_key_value(id))
+        else {
+            // Unsubscribed meanwhile: the message goes back to its queue.
+            self.router.requeue(&queue, vec![entry], now);
+            return;
+        };
+        let (id, sub) = sub;
+        let version = self.wire();
+        let n = self.next_delivery;
+        self.next_delivery += 1;
+        let message_id = format!("T_{id}@@{}@@{n}", self.session);
+        let destination = shown_destination(&entry.exchange, &entry.routing_key);
+        let reply_to = entry
+            .message
+            .reply_to
+            .as_ref()
+            .map(|s| reply_destination(&self.router, s, self.id));
+        let acked = sub.ack != AckMode::Auto;
+        let delivered = Delivered {
+            subscription: id,
+            destination: &destination,
+            message_id: &message_id,
+            ack: (acked && version == Version::V1_2).then_some(message_id.as_str()),
+            redelivered: entry.redelivered,
+            reply_to: reply_to.as_deref(),
+        };
+        write_message(&mut self.out, version, &delivered, &entry.message, now);
+        if acked {
+            let pending = Pending {
+                subscription: id.clone(),
+                queue,
+                entry,
+                credit: sub.credit.clone(),
+                cumulative: sub.ack == AckMode::Client,
+            };
+            self.pending.insert(n, pending);
+        }
+    }
+
+    /// The queue of a subscription was deleted: RabbitMQ tells the client with an
+    /// ERROR naming the subscription and keeps the connection.
+    fn server_cancelled(&mut self, consumer: ConsumerId) {
+        let Some(id) = self.by_consumer.remove(&consumer) else {
+            return;
+        };
+        let Some(sub) = self.subscriptions.remove(&id) else {
+            return;
+        };
+        self.temp_queues.retain(|d, _| *d != id);
+        let version = self.wire();
+        let mut w = FrameWriter::start(&mut self.out, Command::Error, version);
+        w.header("message", "Server cancelled subscription")
+            .header("subscription", &id);
+        w.finish(
+            format!(
+                "The server has cancelled a subscription.\nNo more messages will be delivered \
+                 for '{}'.\n",
+                sub.destination
+            )
+            .as_bytes(),
+        );
+    }
+
+    /// Ends the connection's state: open transactions aborted, subscriptions
+    /// cancelled, unacknowledged messages requeued, private queues deleted.
+    pub(super) fn end(&mut self, now: Now) {
+        self.transactions.clear();
+        for (_, sub) in self.subscriptions.drain() {
+            self.router.cancel(&sub.queue, sub.consumer, now);
+        }
+        self.by_consumer.clear();
+        let pending = std::mem::take(&mut self.pending);
+        self.router
+            .requeue_all(pending.into_values().map(|p| (p.queue, p.entry)), now);
+        self.router.return_outlet(&self.outlet, now);
+        self.router.connection_closed(self.id, now);
+    }
+}
+
+/// How a reply subject is shown to a STOMP consumer (the translate module's rules).
+fn reply_destination(router: &Router, subject: &Subject, conn: ConnId) -> String {
+    let s = subject.as_str();
+    if s.starts_with("amq.") {
+        return format!("/reply-queue/{s}");
+    }
+    match router.queue(s, conn) {
+        Ok(_) | Err(VhostError::Locked(_)) => format!("/queue/{s}"),
+        Err(_) => format!("/topic/{s}"),
+    }
+}
+
+/// The delivery number at the end of a message id `T_<sub>@@<session>@@<n>`.
+fn delivery_number(id: &str) -> Option<u64> {
+    id.rsplit_once("@@")?.1.parse().ok()
+}
+
+fn parse_heart_beat(text: &str) -> Option<(u64, u64)> {
+    let (x, y) = text.split_once(',')?;
+    Some((x.trim().parse().ok()?, y.trim().parse().ok()?))
+}
+
+fn unknown_destination(destination: &str) -> Exit {
+    error(
+        "Unknown destination",
+        format!("'{destination}' is not a valid destination.\n{VALID_DESTINATIONS}\n"),
+    )
+}
+
+fn duplicated(id: &str) -> Exit {
+    error(
+        "Duplicated subscription identifier",
+        format!("A subscription identified by '{id}' already exists."),
+    )
+}
+
+fn bad_transaction(tx: &str) -> Exit {
+    error(
+        "Bad transaction",
+        format!("Invalid transaction identifier: {tx}"),
+    )
+}
