@@ -630,17 +630,21 @@ fn unknown_commands() {
         (b"send\ndestination:/q\n\nx\0", "send"),
         (b"Connect\n\n\0", "Connect"),
         (b"SEND \n\n\0", "SEND "),
-        (b"\0\n", "\0"),
-        (b" \n", " "),
+        (b"\0\n\n", "\0"),
+        (b" \n\n", " "),
     ] {
         match error(bytes) {
             StompError::UnknownCommand(got) => assert_eq!(got, name),
             other => panic!("{bytes:?}: {other:?}"),
         }
     }
+    // Reported at the end of its headers (so that its receipt is known).
+    let mut c = StompCodec::new(LIMITS);
+    let mut buf = BytesMut::from(&b"FOO\nreceipt:r\n"[..]);
+    assert_eq!(c.decode(&mut buf).unwrap(), None);
     // After a heart-beat, still an unknown command, and the heart-beat came first.
     let mut c = StompCodec::new(LIMITS);
-    let mut buf = BytesMut::from(&b"\nsend\n"[..]);
+    let mut buf = BytesMut::from(&b"\nsend\n\n"[..]);
     assert_eq!(c.decode(&mut buf).unwrap(), Some(Received::Heartbeat));
     assert!(matches!(
         c.decode(&mut buf),
@@ -765,7 +769,8 @@ fn too_many_headers() {
 
 #[test]
 fn content_length_over_max_body_with_only_the_headers() {
-    let err = error(b"SEND\ndestination:/q\ncontent-length:4097\n");
+    // Refused at the end of the headers, before any of the body is buffered.
+    let err = error(b"SEND\ndestination:/q\ncontent-length:4097\n\n");
     assert!(
         matches!(
             err,
@@ -777,7 +782,7 @@ fn content_length_over_max_body_with_only_the_headers() {
         "{err:?}"
     );
     assert_eq!(err.summary(), "Frame too large");
-    let err = error(b"SEND\ncontent-length:18446744073709551615\n");
+    let err = error(b"SEND\ncontent-length:18446744073709551615\n\n");
     assert!(matches!(err, StompError::BodyTooLarge { .. }), "{err:?}");
     // Exactly the limit waits for the body.
     assert_eq!(
@@ -903,7 +908,8 @@ fn header_not_utf8() {
 fn failed_receipt() {
     // Body too large by content-length: the receipt came first.
     let mut c = StompCodec::new(LIMITS);
-    let mut buf = BytesMut::from(&b"SEND\nreceipt:r-9\ndestination:/q\ncontent-length:5000\n"[..]);
+    let mut buf =
+        BytesMut::from(&b"SEND\nreceipt:r-9\ndestination:/q\ncontent-length:5000\n\n"[..]);
     assert!(matches!(
         c.decode(&mut buf),
         Err(StompError::BodyTooLarge { .. })
@@ -925,13 +931,22 @@ fn failed_receipt() {
         Err(StompError::UnexpectedBody(_))
     ));
     assert_eq!(c.failed_receipt(), Some("a:b"));
-    // Not read yet, or no frame at all.
+    // A body over the limit and an unknown command are reported at the end of the
+    // headers: a receipt after them is still found.
     let mut c = StompCodec::new(LIMITS);
-    let mut buf = BytesMut::from(&b"SEND\ncontent-length:5000\nreceipt:r\n"[..]);
+    let mut buf = BytesMut::from(&b"SEND\ncontent-length:5000\nreceipt:r\n\n"[..]);
     assert!(c.decode(&mut buf).is_err());
-    assert_eq!(c.failed_receipt(), None);
+    assert_eq!(c.failed_receipt(), Some("r"));
     let mut c = StompCodec::new(LIMITS);
-    let mut buf = BytesMut::from(&b"BOGUS\nreceipt:r\n"[..]);
+    let mut buf = BytesMut::from(&b"BOGUS\nreceipt:r\n\n"[..]);
+    assert!(matches!(
+        c.decode(&mut buf),
+        Err(StompError::UnknownCommand(_))
+    ));
+    assert_eq!(c.failed_receipt(), Some("r"));
+    // Not read yet: a malformed header line comes before it.
+    let mut c = StompCodec::new(LIMITS);
+    let mut buf = BytesMut::from(&b"SEND\nbad\nreceipt:r\n\n"[..]);
     assert!(c.decode(&mut buf).is_err());
     assert_eq!(c.failed_receipt(), None);
     // After a good frame there is nothing to report.

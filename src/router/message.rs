@@ -79,6 +79,9 @@ pub struct Message {
     /// The AMQP content-header property bytes exactly as an AMQP publisher sent
     /// them; opaque to the router; the AMQP front re-sends them verbatim.
     pub amqp_properties: Option<Bytes>,
+    /// The `reply-to` destination exactly as a STOMP publisher gave it; opaque to
+    /// the router; the STOMP front shows it verbatim (RabbitMQ does the same).
+    pub stomp_reply_to: Option<String>,
 }
 
 /// The current time as the router needs it: monotonic for expiry, wall clock for
@@ -173,6 +176,7 @@ impl Message {
             + strings(&self.message_id)
             + bytes(&self.key)
             + bytes(&self.amqp_properties)
+            + strings(&self.stomp_reply_to)
     }
 
     /// Records a death in `queue` for `reason`: increments the existing record of

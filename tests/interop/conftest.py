@@ -101,6 +101,56 @@ def amqp(amqp_url):
             pass
 
 
+# Set to run the STOMP-only tests against another server (e.g. the reference RabbitMQ STOMP
+# plugin: ``DWBROKER_STOMP_ADDR=127.0.0.1:26614``); tests that need dwbroker itself (cross-protocol,
+# its documented limits, its stricter error handling) then skip.
+STOMP_ADDR_ENV = "DWBROKER_STOMP_ADDR"
+
+
+def external_stomp() -> tuple[str, int] | None:
+    v = os.environ.get(STOMP_ADDR_ENV)
+    if not v:
+        return None
+    host, _, port = v.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@pytest.fixture(scope="session")
+def stomp_addr(request) -> tuple[str, int]:
+    """The STOMP (host, port) under test: ``$DWBROKER_STOMP_ADDR`` if set, else the shared broker's."""
+    addr = external_stomp()
+    if addr:
+        return addr
+    return request.getfixturevalue("broker").stomp_addr
+
+
+# Mark for STOMP tests that need dwbroker itself; skips only when DWBROKER_STOMP_ADDR is set.
+needs_dwbroker_stomp = pytest.mark.skipif(
+    bool(external_stomp()),
+    reason=f"needs dwbroker itself: {STOMP_ADDR_ENV} points the STOMP tests at another server")
+
+
+@pytest.fixture
+def stomp(stomp_addr):
+    """``c = stomp()`` (or ``stomp(version="1.1", heartbeats=(1000, 1000), connect=False, ...)``):
+    a stomp.py connection (``stomp_helpers.Stomp``), connected as guest/guest with ``host:/``
+    unless ``connect=False``, disconnected after the test."""
+    from stomp_helpers import Stomp
+
+    made = []
+
+    def make(version: str = "1.2", connect: bool = True, addr=None, name: str | None = None, **kw):
+        c = Stomp(addr or stomp_addr, version, name=name or f"stomp{len(made) + 1}", **kw)
+        made.append(c)
+        if connect:
+            c.connect()
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
 @pytest.fixture(scope="module")
 def small_broker(tmp_path_factory):
     """A broker with small limits, for the limit tests."""

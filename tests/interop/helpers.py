@@ -23,6 +23,7 @@ DEFAULT_BIN = REPO / "target" / "debug" / "dwbroker"
 LISTENING = re.compile(r"listening\s+protocol=\"?mqtt\"?\s+addr=\"?([0-9.]+|\[[0-9a-f:]+\]):(\d+)")
 LISTENING_NATS = re.compile(r"listening\s+protocol=\"?nats\"?\s+addr=\"?([0-9.]+|\[[0-9a-f:]+\]):(\d+)")
 LISTENING_AMQP = re.compile(r"listening\s+protocol=\"?amqp\"?\s+addr=\"?([0-9.]+|\[[0-9a-f:]+\]):(\d+)")
+LISTENING_STOMP = re.compile(r"listening\s+protocol=\"?stomp\"?\s+addr=\"?([0-9.]+|\[[0-9a-f:]+\]):(\d+)")
 
 # Every wait in this suite is bounded by one of these.
 WAIT = 5.0  # an event that should happen now
@@ -36,7 +37,7 @@ class Broker:
 
     def __init__(self, binary: str | os.PathLike | None = None, config: str | None = None,
                  log: str | None = None, extra_args: list[str] | None = None, nats: bool = True,
-                 amqp: bool = True):
+                 amqp: bool = True, stomp: bool = True):
         self.binary = str(binary or os.environ.get("DWBROKER_BIN") or DEFAULT_BIN)
         self.config = config
         self.log_level = log or os.environ.get("DWBROKER_LOG", "info")
@@ -51,6 +52,9 @@ class Broker:
         # The AMQP 0-9-1 listener (loopback, ephemeral port) unless ``amqp=False``.
         self.amqp = amqp
         self.amqp_port: int | None = None
+        # The STOMP listener (loopback, ephemeral port) unless ``stomp=False``.
+        self.stomp = stomp
+        self.stomp_port: int | None = None
         self._ready = threading.Event()
         self._reader: threading.Thread | None = None
 
@@ -70,16 +74,23 @@ class Broker:
         assert self.amqp_port is not None, "this broker runs without its AMQP listener"
         return f"amqp://guest:guest@{self.host}:{self.amqp_port}/%2F"
 
+    @property
+    def stomp_addr(self) -> tuple[str, int]:
+        """``(host, port)`` of the STOMP listener."""
+        assert self.stomp_port is not None, "this broker runs without its STOMP listener"
+        return self.host, self.stomp_port
+
     def _all_ports(self) -> bool:
         return (self.port is not None and (not self.nats or self.nats_port is not None)
-                and (not self.amqp or self.amqp_port is not None))
+                and (not self.amqp or self.amqp_port is not None)
+                and (not self.stomp or self.stomp_port is not None))
 
     def start(self, timeout: float = 15.0) -> "Broker":
         if not os.access(self.binary, os.X_OK):
             raise RuntimeError(f"broker binary {self.binary} missing: run `cargo build --bin dwbroker` "
                                "or set DWBROKER_BIN")
         args = [self.binary, "--mqtt", "127.0.0.1:0", "--amqp", "127.0.0.1:0" if self.amqp else "off",
-                "--stomp", "off",
+                "--stomp", "127.0.0.1:0" if self.stomp else "off",
                 "--nats", "127.0.0.1:0" if self.nats else "off", "--kafka-rest", "off", "--log", self.log_level]
         if self.config:
             args += ["--config", self.config]
@@ -94,6 +105,7 @@ class Broker:
             raise RuntimeError("broker did not log `listening protocol=mqtt addr=...`"
                                + (" and `listening protocol=nats addr=...`" if self.nats else "")
                                + (" and `listening protocol=amqp addr=...`" if self.amqp else "")
+                               + (" and `listening protocol=stomp addr=...`" if self.stomp else "")
                                + f" within {timeout}s; exit={self.proc.returncode}; output:\n"
                                + self.tail(60))
         return self
@@ -117,6 +129,10 @@ class Broker:
                 m = LISTENING_AMQP.search(line)
                 if m:
                     self.amqp_port = int(m.group(2))
+            if self.stomp and self.stomp_port is None:
+                m = LISTENING_STOMP.search(line)
+                if m:
+                    self.stomp_port = int(m.group(2))
             if self._all_ports():
                 self._ready.set()
         self._ready.set()  # EOF: the process is gone; start() reports it

@@ -32,7 +32,9 @@ pub enum StompError {
         max: usize,
     },
     /// A body larger than the limit: refused when `content-length` announces it, or when
-    /// that many bytes arrived without the terminating NUL.
+    /// that many bytes arrived without the terminating NUL. A `content-length` over the
+    /// limit is reported at the end of the headers (so that the frame's receipt is known),
+    /// before any of the body is buffered.
     #[error("a body of {size} bytes exceeds the maximum message size of {max} bytes")]
     BodyTooLarge {
         /// The announced size, or the bytes received so far.

@@ -128,12 +128,17 @@ pub struct StompLimits {
     pub max_body: usize,
 }
 
+/// An error found before the end of the headers (an unknown command, a body over
+/// the limit) is reported at their end, so that the front can echo the frame's
+/// `receipt` wherever it stands; nothing of the body is buffered by then.
+type Deferred = Option<StompError>;
+
 #[derive(Debug)]
 enum State {
     /// Between frames: EOLs are heart-beats, anything else starts a command line.
     Idle,
     /// After the command line, reading header lines.
-    Headers(Frame, Option<usize>),
+    Headers(Frame, Option<usize>, Deferred),
     /// After the blank line, reading the body (of `content-length` bytes, or up to a NUL).
     Body(Frame, Option<usize>),
 }
@@ -176,7 +181,7 @@ impl StompCodec {
     /// error (the ERROR frame echoes it as `receipt-id`).
     pub fn failed_receipt(&self) -> Option<&str> {
         match &self.state {
-            State::Headers(f, _) | State::Body(f, _) => f.header("receipt"),
+            State::Headers(f, ..) | State::Body(f, _) => f.header("receipt"),
             State::Idle => None,
         }
     }
@@ -215,6 +220,7 @@ impl Scanner {
         &self,
         frame: &mut Frame,
         content_length: &mut Option<usize>,
+        deferred: &mut Deferred,
         line: &[u8],
     ) -> Result<(), StompError> {
         if frame.headers.len() >= self.limits.max_headers {
@@ -239,9 +245,10 @@ impl Scanner {
                 .ok_or_else(|| StompError::BadContentLength(value.clone()))?;
             let max = self.limits.max_body;
             if len > max as u64 {
-                return Err(StompError::BodyTooLarge { size: len, max });
+                deferred.get_or_insert(StompError::BodyTooLarge { size: len, max });
+            } else {
+                *content_length = Some(len as usize);
             }
-            *content_length = Some(len as usize);
         }
         frame.headers.push((name, value));
         Ok(())
@@ -309,21 +316,32 @@ impl Decoder for StompCodec {
                     if line.is_empty() {
                         return Ok(Some(Received::Heartbeat));
                     }
-                    let command = Command::parse(&line).ok_or_else(|| {
-                        StompError::UnknownCommand(String::from_utf8_lossy(&line).into_owned())
-                    })?;
-                    self.state = State::Headers(Frame::new(command), None);
+                    // An unknown command's headers are still read (as a SEND's), for
+                    // its receipt.
+                    let (command, deferred) = match Command::parse(&line) {
+                        Some(command) => (command, None),
+                        None => {
+                            let name = String::from_utf8_lossy(&line).into_owned();
+                            (Command::Send, Some(StompError::UnknownCommand(name)))
+                        }
+                    };
+                    self.state = State::Headers(Frame::new(command), None, deferred);
                 }
-                State::Headers(frame, content_length) => {
+                State::Headers(frame, content_length, deferred) => {
                     let Some(line) = self.scan.line(src)? else {
                         return Ok(None);
                     };
                     if !line.is_empty() {
-                        self.scan.header(frame, content_length, &line)?;
+                        self.scan.header(frame, content_length, deferred, &line)?;
                         continue;
                     }
+                    if let Some(e) = deferred.take() {
+                        return Err(e);
+                    }
                     self.state = match std::mem::replace(&mut self.state, State::Idle) {
-                        State::Headers(frame, content_length) => State::Body(frame, content_length),
+                        State::Headers(frame, content_length, _) => {
+                            State::Body(frame, content_length)
+                        }
                         other => other,
                     };
                 }

@@ -12,7 +12,7 @@ use dwbroker_codecs::stomp::{Command, Frame, FrameWriter, Version};
 
 use super::translate::{
     message_from_send, parse_destination, shown_destination, write_message, Delivered, Destination,
-    VALID_DESTINATIONS,
+    ReplyTo, VALID_DESTINATIONS,
 };
 use crate::router::{
     ArgValue, ConnId, ConsumerId, ConsumerSpec, Credit, Dest, Entry, Now, Outlet, OutletItem,
@@ -338,7 +338,7 @@ impl Connection {
         let destination = frame.header("destination").unwrap_or_default();
         let reply_to = match frame.header("reply-to") {
             None => None,
-            Some(r) => self.reply_subject(r, now)?,
+            Some(r) => Some(self.reply_to(r, now)?),
         };
         let msg = message_from_send(frame, reply_to, self.id, now);
         let (exchange, key) = match parse_destination(destination) {
@@ -357,20 +357,25 @@ impl Connection {
         Ok(())
     }
 
-    /// The reply subject a SEND's `reply-to` names (the translate module's rules);
-    /// a `/temp-queue/` gets its queue and subscription on first use.
-    fn reply_subject(&mut self, reply_to: &str, now: Now) -> Result<Option<Subject>, Exit> {
-        let name = match parse_destination(reply_to) {
-            Some(Destination::TempQueue(_)) => self.temp_queue(reply_to, now)?,
+    /// What a SEND's `reply-to` becomes: the reply subject (the translate module's
+    /// rules) and the destination STOMP consumers are shown, verbatim but for a
+    /// `/temp-queue/`, which gets its queue and subscription on first use.
+    fn reply_to(&mut self, reply_to: &str, now: Now) -> Result<ReplyTo, Exit> {
+        let (subject, shown) = match parse_destination(reply_to) {
+            Some(Destination::TempQueue(_)) => {
+                let queue = self.temp_queue(reply_to, now)?;
+                let shown = format!("/reply-queue/{queue}");
+                (Subject::new(&queue).ok(), shown)
+            }
             Some(
                 Destination::Queue(name)
                 | Destination::AmqQueue(name)
                 | Destination::ReplyQueue(name)
                 | Destination::Topic(name),
-            ) => name.to_owned(),
-            Some(Destination::Exchange(..)) | None => return Ok(None),
+            ) => (Subject::new(name).ok(), reply_to.to_owned()),
+            Some(Destination::Exchange(..)) | None => (None, reply_to.to_owned()),
         };
-        Ok(Subject::new(&name).ok())
+        Ok(ReplyTo { subject, shown })
     }
 
     /// The queue behind `/temp-queue/<x>`: private to this connection, consumed by
@@ -750,11 +755,12 @@ impl Connection {
         self.next_delivery += 1;
         let message_id = format!("T_{id}@@{}@@{n}", self.session);
         let destination = shown_destination(&entry.exchange, &entry.routing_key);
-        let reply_to = entry
-            .message
-            .reply_to
-            .as_ref()
-            .map(|s| reply_destination(&self.router, s, self.id));
+        let msg = &entry.message;
+        let reply_to = match (&msg.stomp_reply_to, &msg.reply_to) {
+            (Some(shown), _) => Some(shown.clone()),
+            (None, Some(subject)) => Some(reply_destination(&self.router, subject, self.id)),
+            (None, None) => None,
+        };
         let acked = sub.ack != AckMode::Auto;
         let delivered = Delivered {
             subscription: id,

@@ -10,10 +10,12 @@
 //! subject: the queue name for `/queue/q`, `/amq/queue/q`, `/reply-queue/q` (and
 //! the temporary queue a `/temp-queue/x` stands for, which is bound to `amq.topic`
 //! under its own name so that any protocol's responder reaches it), the key for
-//! `/topic/k`; an `/exchange/...` reply-to cannot be expressed and is dropped.
-//! Towards a STOMP consumer, a reply subject `s` is shown as `/reply-queue/s` for a
-//! server-named (`amq.`) queue, `/queue/s` when a queue `s` exists, and
-//! `/topic/s` otherwise (so a SEND to it reaches a NATS or MQTT requester).
+//! `/topic/k`; an `/exchange/...` reply-to has no subject. STOMP consumers are
+//! shown a STOMP publisher's `reply-to` verbatim (a `/temp-queue/x` as the
+//! `/reply-queue/<queue>` standing for it), as RabbitMQ does. A reply subject from
+//! another protocol, `s`, is shown as `/reply-queue/s` for a server-named (`amq.`)
+//! queue, `/queue/s` when a queue `s` exists, and `/topic/s` otherwise (so a SEND
+//! to it reaches a NATS or MQTT requester).
 //! STOMP's `message-id` is the broker's delivery id, so the publisher's message id
 //! travels as `amqp-message-id` (RabbitMQ's name for it).
 
@@ -109,13 +111,25 @@ const RESERVED: [&str; 16] = [
     "redelivered",
 ];
 
-/// The message a SEND becomes; `reply_to` was resolved by the session.
+/// A SEND's `reply-to`, as the session resolved it.
+pub(super) struct ReplyTo {
+    /// The reply subject other protocols' responders publish to.
+    pub(super) subject: Option<Subject>,
+    /// The destination STOMP consumers are shown.
+    pub(super) shown: String,
+}
+
+/// The message a SEND becomes.
 pub(super) fn message_from_send(
     frame: &Frame,
-    reply_to: Option<Subject>,
+    reply_to: Option<ReplyTo>,
     origin: ConnId,
     now: Now,
 ) -> Message {
+    let (reply_to, stomp_reply_to) = match reply_to {
+        Some(r) => (r.subject, Some(r.shown)),
+        None => (None, None),
+    };
     let header = |name| frame.header(name);
     let mut headers = Vec::new();
     for (name, value) in &frame.headers {
@@ -138,6 +152,7 @@ pub(super) fn message_from_send(
         content_type: header("content-type").map(str::to_owned),
         correlation_id: header("correlation-id").map(|c| Bytes::copy_from_slice(c.as_bytes())),
         reply_to,
+        stomp_reply_to,
         expires_at,
         priority: header("priority").and_then(|p| p.parse().ok()),
         message_id: header("amqp-message-id").map(str::to_owned),
