@@ -1,9 +1,12 @@
-//! What every front does with its socket alike: writes bounded by a deadline, and
-//! the goodbye (last bytes, then draining the client's input before closing).
+//! What every front does with its socket alike: writes bounded by a deadline, the
+//! goodbye (last bytes, then draining the client's input before closing), and
+//! noting when the client last sent anything.
 
-use std::time::Duration;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 /// How long one socket write may take before the client counts as gone (a client
 /// that stops reading must not hold its task, its session or a takeover forever;
@@ -12,6 +15,13 @@ pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the last bytes of a closing connection, and reading what the client
 /// still sends after them, may take.
 const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Bytes of deliveries a front encodes ahead of one socket write; what is left
+/// waits in its outlet, so that many copies of a large message are never encoded
+/// at once.
+pub(crate) const WRITE_BUDGET: usize = 1 << 20;
+/// Deliveries a front takes from its outlet at a time while within the budget.
+pub(crate) const PUMP_BATCH: usize = 64;
 
 /// Why a write failed.
 #[derive(Debug)]
@@ -63,4 +73,51 @@ where
         }
     })
     .await;
+}
+
+/// A reader that notes when bytes last arrived: a peer sending a large frame
+/// slowly is alive although no whole frame has been decoded yet (the heart-beat
+/// and keep-alive rules count any data).
+#[derive(Debug)]
+pub(crate) struct Watched<R> {
+    inner: R,
+    last_read: Instant,
+}
+
+impl<R> Watched<R> {
+    pub(crate) fn new(inner: R) -> Watched<R> {
+        Watched {
+            inner,
+            last_read: Instant::now(),
+        }
+    }
+
+    /// When bytes last arrived (or when watching began).
+    pub(crate) fn last_read(&self) -> Instant {
+        self.last_read
+    }
+
+    /// Counts the time until now as activity (input left unread on purpose).
+    pub(crate) fn touch(&mut self) {
+        self.last_read = Instant::now();
+    }
+
+    pub(crate) fn into_inner(self) -> R {
+        self.inner
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Watched<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.last_read = Instant::now();
+        }
+        polled
+    }
 }

@@ -276,6 +276,13 @@ impl Outlet {
         out.append(&mut self.items());
     }
 
+    /// Moves at most `max` of the oldest items into `out`, in order.
+    pub fn drain_up_to(&self, out: &mut Vec<OutletItem>, max: usize) {
+        let mut items = self.items();
+        let n = items.len().min(max);
+        out.extend(items.drain(..n));
+    }
+
     /// Resolves once something has been pushed since the previous `wait`
     /// resolved. Cancel-safe.
     pub async fn wait(&self) {

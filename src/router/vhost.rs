@@ -588,6 +588,11 @@ impl Router {
         Ok(q)
     }
 
+    /// Whether a queue `name` exists (whoever may use it).
+    pub fn has_queue(&self, name: &str) -> bool {
+        self.queues_read().contains_key(name)
+    }
+
     /// Deletes queue `name`; returns its ready count (0 if absent, as RabbitMQ 3.10).
     pub fn delete_queue(
         &self,
@@ -900,15 +905,22 @@ impl Router {
         }
     }
 
-    /// Returns what a closing connection's outlet still holds to its queues.
-    pub fn return_outlet(&self, outlet: &Outlet, now: Now) {
+    /// Returns a closing connection's unacknowledged entries, and what its outlet
+    /// still holds, to their queues: in one requeue per queue, so that they keep
+    /// their order.
+    pub fn return_unsettled(
+        &self,
+        unacked: impl IntoIterator<Item = (Arc<Queue>, Entry)>,
+        outlet: &Outlet,
+        now: Now,
+    ) {
         let mut left = Vec::new();
         outlet.drain(&mut left);
-        let entries = left.into_iter().filter_map(|item| match item {
+        let undelivered = left.into_iter().filter_map(|item| match item {
             OutletItem::Deliver { queue, entry, .. } => Some((queue, entry)),
             OutletItem::Cancelled { .. } => None,
         });
-        self.requeue_all(entries, now);
+        self.requeue_all(unacked.into_iter().chain(undelivered), now);
     }
 
     /// Dead-letters `entry` (reason rejected) if `queue` has a dead-letter

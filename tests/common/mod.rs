@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod amqp_raw;
+pub mod stomp_raw;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -20,15 +21,14 @@ use tokio_util::codec::{Decoder, Encoder};
 /// Every wait in the tests is bounded by this.
 pub const WAIT: Duration = Duration::from_secs(5);
 
-/// A config with the MQTT and NATS listeners on free loopback ports.
+/// A config with the MQTT, NATS, AMQP and STOMP listeners on free loopback ports.
 pub fn config() -> Config {
     let mut c = Config::default();
     c.listeners.mqtt = Listen::parse("127.0.0.1:0").unwrap();
     c.listeners.nats = Listen::parse("127.0.0.1:0").unwrap();
     c.listeners.amqp = Listen::parse("127.0.0.1:0").unwrap();
-    for l in [&mut c.listeners.stomp, &mut c.listeners.kafka_rest] {
-        *l = Listen::Off;
-    }
+    c.listeners.stomp = Listen::parse("127.0.0.1:0").unwrap();
+    c.listeners.kafka_rest = Listen::Off;
     c
 }
 

@@ -451,8 +451,9 @@ class Stomp:
             self.wait_receipt(rid)
         return id
 
-    def unsubscribe(self, id: str, *, receipt=True, destination: str | None = None) -> None:
-        h = {}
+    def unsubscribe(self, id: str, *, receipt=True, destination: str | None = None,
+                    headers: dict | None = None) -> None:
+        h = dict(headers or {})
         rid = self._with_receipt(receipt, h)
         if self.version == "1.0":
             self.c.unsubscribe(destination=destination, id=id, headers=h)

@@ -441,6 +441,27 @@ def test_topic_unsubscribe(stomp, uid):
     assert bodies(c.until("sentinel")) == []
 
 
+def test_topic_durable_subscription(stomp, uid):
+    """RabbitMQ's durable topic subscription: ``durable:true`` + ``auto-delete:false`` keep the
+    subscription's queue while its subscriber is away; UNSUBSCRIBE with the same headers ends it."""
+    dest = f"/topic/{uid}.durable"
+    durable = {"durable": "true", "auto-delete": "false"}
+    a = stomp(name="away")
+    a.subscribe(dest, id=f"{uid}-d", headers=durable)
+    a.disconnect()
+    p = stomp(name="pub")
+    p.send(dest, "while away", receipt=True)
+    b = stomp(name="back")
+    b.subscribe(dest, id=f"{uid}-d", headers=durable)
+    assert bodies(b.get_n(1)) == ["while away"]
+    b.unsubscribe(f"{uid}-d", headers=durable)
+    p.send(dest, "after the end", receipt=True)
+    b.subscribe(dest, id=f"{uid}-d", headers=durable)
+    p.send(dest, "sentinel")
+    assert bodies(b.until("sentinel")) == []
+    b.unsubscribe(f"{uid}-d", headers=durable)
+
+
 # ======================================================================================
 # 4. /exchange/..., /amq/queue/...
 
@@ -1117,6 +1138,31 @@ def test_stomp_to_amqp_queue(broker, stomp, amqp, uid):
     assert p.content_type == "application/json"
     assert p.correlation_id == "c-8"
     assert p.headers and p.headers.get("x-k") == "v", p.headers
+
+
+@needs_dwbroker_stomp
+@pytest.mark.parametrize("reply_kind", ["queue", "temp-queue"])
+def test_stomp_request_amqp_reply(broker, stomp, amqp, uid, reply_kind):
+    """A STOMP requester's reply-to (a /queue/ or a /temp-queue/) reaches it when an AMQP
+    responder publishes to the default exchange with the request's reply_to as routing key."""
+    from amqp_helpers import get_one
+
+    requests = f"{uid}-requests"
+    c = stomp()
+    if reply_kind == "queue":
+        reply_to = f"/queue/{uid}-replies"
+        c.subscribe(reply_to, id="replies")
+    else:
+        reply_to = f"/temp-queue/{uid}"
+    c.send(f"/queue/{requests}", "ping", receipt=True, headers={"reply-to": reply_to})
+    ch = amqp(broker.amqp_url).channel()
+    _, p, b = get_one(ch, requests)
+    assert b == b"ping" and p.reply_to, p
+    ch.basic_publish("", p.reply_to, b"pong")
+    m = c.get()
+    assert m.body == "pong", m
+    expected = "replies" if reply_kind == "queue" else reply_to
+    assert m.headers["subscription"] == expected, m.headers
 
 
 @needs_dwbroker_stomp

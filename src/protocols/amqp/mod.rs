@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 use session::{Connection, Exit, Offer};
 
 use crate::protocols::now;
-use crate::protocols::socket;
+use crate::protocols::socket::{self, Watched};
 use crate::server::Context;
 
 /// Deliveries a connection's queues may hand it before it writes them.
@@ -57,7 +57,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>
     let conn_id = ctx.next_conn_id();
     let mut conn = Connection::new(conn_id, ctx.router.clone(), offer, OUTLET_MAX);
     conn.start();
-    let mut reader = FramedRead::new(read_half, AmqpCodec::new(offer.frame_max));
+    let mut reader = FramedRead::new(Watched::new(read_half), AmqpCodec::new(offer.frame_max));
     let mut writer = writer;
     info!(%peer, conn = conn_id, "amqp: connection opened");
     let exit = run(&mut conn, &mut reader, &mut writer, &ctx).await;
@@ -66,12 +66,12 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>
         Exit::Closed(why) => {
             info!(%peer, conn = conn_id, why = %why, "amqp: connection closed");
             if !conn.out.is_empty() {
-                socket::farewell(reader.into_inner(), writer, &conn.out).await;
+                socket::farewell(reader.into_inner().into_inner(), writer, &conn.out).await;
             }
         }
         Exit::Silent(why) => {
             warn!(%peer, conn = conn_id, why = %why, "amqp: connection dropped");
-            socket::farewell(reader.into_inner(), writer, &conn.out).await;
+            socket::farewell(reader.into_inner().into_inner(), writer, &conn.out).await;
         }
         Exit::Close {
             code,
@@ -92,7 +92,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>
                 &mut last,
             );
             // The client answers close-ok and closes; farewell reads until then.
-            socket::farewell(reader.into_inner(), writer, &last).await;
+            socket::farewell(reader.into_inner().into_inner(), writer, &last).await;
         }
     }
 }
@@ -100,27 +100,29 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>
 /// The connected loop; it ends only with an `Exit`.
 async fn run(
     conn: &mut Connection,
-    reader: &mut FramedRead<OwnedReadHalf, AmqpCodec>,
+    reader: &mut FramedRead<Watched<OwnedReadHalf>, AmqpCodec>,
     writer: &mut OwnedWriteHalf,
     ctx: &Context,
 ) -> Exit {
     let outlet = conn.outlet.clone();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (mut last_read, mut last_write) = (Instant::now(), Instant::now());
+    let mut last_write = Instant::now();
     let high = ctx.config.limits.memory_high_watermark;
     let opened = Instant::now();
     loop {
-        if !conn.out.is_empty() {
+        while !conn.out.is_empty() {
             let written = socket::write(writer, &conn.out).await;
             conn.out.clear();
             if let Err(e) = written {
                 return Exit::Closed(format!("write failed: {e:?}"));
             }
             last_write = Instant::now();
-            if conn.out.capacity() > 256 * 1024 {
+            if conn.out.capacity() > 2 * socket::WRITE_BUDGET {
                 conn.out = bytes::BytesMut::new();
             }
+            // What the budget left in the outlet.
+            conn.pump(now());
         }
         // A blocked publisher is not read from (RabbitMQ's flow control), so its
         // publishes wait in the socket instead of in memory.
@@ -133,24 +135,10 @@ async fn run(
                 class_id: 0,
                 method_id: 0,
             },
-            frame = reader.next(), if reading => match frame {
-                None => return Exit::Closed("closed by the client".into()),
-                Some(Err(e)) => return decode_exit(e),
-                Some(Ok(frame)) => {
-                    last_read = Instant::now();
-                    if let Err(exit) = conn.handle(frame, now()) {
-                        return exit;
-                    }
-                    if reader.decoder().max_frame_size() != conn.frame_max {
-                        reader.decoder_mut().set_max_frame_size(conn.frame_max);
-                    }
-                }
-            },
-            _ = outlet.wait() => {}
             _ = tick.tick() => {
                 if !reading {
                     // Unread input is not silence: its heartbeats wait in the socket.
-                    last_read = Instant::now();
+                    reader.get_mut().touch();
                 }
                 // RabbitMQ's handshake_timeout: an unauthenticated socket does
                 // not stay open.
@@ -160,7 +148,7 @@ async fn run(
                 let hb = Duration::from_secs(conn.heartbeat.into());
                 if !hb.is_zero() {
                     // §4.2.7: a peer silent for two intervals is gone.
-                    if last_read.elapsed() > hb * 2 {
+                    if reader.get_ref().last_read().elapsed() > hb * 2 {
                         return Exit::Silent("missed heartbeats from client".into());
                     }
                     if last_write.elapsed() >= hb / 2 {
@@ -176,6 +164,19 @@ async fn run(
                     }
                 }
             }
+            frame = reader.next(), if reading => match frame {
+                None => return Exit::Closed("closed by the client".into()),
+                Some(Err(e)) => return decode_exit(e),
+                Some(Ok(frame)) => {
+                    if let Err(exit) = conn.handle(frame, now()) {
+                        return exit;
+                    }
+                    if reader.decoder().max_frame_size() != conn.frame_max {
+                        reader.decoder_mut().set_max_frame_size(conn.frame_max);
+                    }
+                }
+            },
+            _ = outlet.wait() => {}
         }
         conn.pump(now());
     }

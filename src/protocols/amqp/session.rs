@@ -15,6 +15,7 @@ use bytes::{Bytes, BytesMut};
 use dwbroker_codecs::amqp::*;
 
 use super::translate;
+use crate::protocols::socket::{PUMP_BATCH, WRITE_BUDGET};
 use crate::router::{
     ArgValue, BindArgs, ConnId, ConsumerId, ConsumerSpec, Credit, Dest, Entry, ExchangeKind,
     ExchangeSpec, Now, Outlet, OutletItem, Queue, QueueArgs, QueueSpec, Router, Subject,
@@ -555,35 +556,36 @@ impl Connection {
     /// Gives back what a closing channel holds: unacked deliveries are requeued,
     /// consumers cancelled.
     fn release_channel(&mut self, channel: Channel, now: Now) {
+        let unacked = self.close_channel(channel, now);
+        self.router.requeue_all(settle_credit(unacked), now);
+    }
+
+    /// Cancels a closing channel's consumers; returns its unacknowledged deliveries.
+    fn close_channel(&mut self, channel: Channel, now: Now) -> Vec<Unacked> {
         for (_, c) in channel.consumers {
             self.consumers.remove(&c.id);
             self.router.cancel(&c.queue, c.id, now);
         }
-        let mut tx_unacked = Vec::new();
+        let mut unacked: Vec<Unacked> = channel.unacked.into_values().collect();
         if let Mode::Tx(tx) = channel.mode {
-            tx_unacked.extend(tx.settles.into_iter().map(|(_, u, _)| u));
+            unacked.extend(tx.settles.into_iter().map(|(_, u, _)| u));
         }
-        self.requeue(channel.unacked.into_values().chain(tx_unacked), now);
+        unacked
     }
 
     fn requeue(&self, unacked: impl IntoIterator<Item = Unacked>, now: Now) {
-        let entries = unacked.into_iter().map(|u| {
-            if let Some((c, g)) = &u.credit {
-                c.release(1);
-                g.release(1);
-            }
-            (u.queue, u.entry)
-        });
-        self.router.requeue_all(entries, now);
+        self.router.requeue_all(settle_credit(unacked), now);
     }
 
     /// Ends the connection's state: channels released, exclusive queues deleted.
     pub(super) fn end(&mut self, now: Now) {
         let channels: Vec<Channel> = self.channels.drain().map(|(_, c)| c).collect();
+        let mut unacked = Vec::new();
         for channel in channels {
-            self.release_channel(channel, now);
+            unacked.extend(self.close_channel(channel, now));
         }
-        self.router.return_outlet(&self.outlet, now);
+        self.router
+            .return_unsettled(settle_credit(unacked), &self.outlet, now);
         self.router.connection_closed(self.id, now);
     }
 
@@ -782,7 +784,8 @@ impl Connection {
     }
 
     fn write_content(&mut self, ch: u16, message: &crate::router::Message, now: Now) {
-        let props = translate::delivery_properties(message, now.at);
+        let router = &self.router;
+        let props = translate::delivery_properties(message, now.at, &|q| router.has_queue(q));
         encode_content_header_raw(
             ch,
             60,
@@ -1334,13 +1337,35 @@ impl Connection {
         }
     }
 
-    /// Writes what queues handed to this connection's consumers. Returns whether
-    /// the outlet had filled up (then its queues are kicked).
+    /// Writes what queues handed to this connection's consumers, until `out` holds
+    /// [`WRITE_BUDGET`] bytes (the rest waits in the outlet); if the outlet had
+    /// filled up, its queues are kicked.
     pub(super) fn pump(&mut self, now: Now) {
+        let was_full = self.outlet.len() >= self.outlet_max;
         let mut items = Vec::new();
-        self.outlet.drain(&mut items);
-        let was_full = items.len() >= self.outlet_max;
-        for item in items {
+        while self.out.len() < WRITE_BUDGET {
+            self.outlet.drain_up_to(&mut items, PUMP_BATCH);
+            if items.is_empty() {
+                // Deliveries racing a cancel have all been seen.
+                self.cancelled.clear();
+                break;
+            }
+            self.deliver_all(&mut items, now);
+        }
+        if was_full {
+            let queues: Vec<Arc<Queue>> = self
+                .channels
+                .values()
+                .flat_map(|c| c.consumers.values().map(|c| c.queue.clone()))
+                .collect();
+            for queue in queues {
+                self.router.kick(&queue, now);
+            }
+        }
+    }
+
+    fn deliver_all(&mut self, items: &mut Vec<OutletItem>, now: Now) {
+        for item in items.drain(..) {
             match item {
                 OutletItem::Deliver {
                     consumer,
@@ -1364,17 +1389,6 @@ impl Connection {
                         );
                     }
                 }
-            }
-        }
-        self.cancelled.clear();
-        if was_full {
-            let queues: Vec<Arc<Queue>> = self
-                .channels
-                .values()
-                .flat_map(|c| c.consumers.values().map(|c| c.queue.clone()))
-                .collect();
-            for queue in queues {
-                self.router.kick(&queue, now);
             }
         }
     }
@@ -1509,6 +1523,20 @@ fn bind_args(table: &FieldTable) -> BindArgs {
         .iter()
         .map(|(k, v)| (k.clone(), (*v != FieldValue::Void).then(|| v.to_text())))
         .collect()
+}
+
+/// Gives back the credit of unacknowledged deliveries being requeued; yields
+/// their entries.
+fn settle_credit(
+    unacked: impl IntoIterator<Item = Unacked>,
+) -> impl Iterator<Item = (Arc<Queue>, Entry)> {
+    unacked.into_iter().map(|u| {
+        if let Some((c, g)) = &u.credit {
+            c.release(1);
+            g.release(1);
+        }
+        (u.queue, u.entry)
+    })
 }
 
 /// The x-arguments of queue.declare, checked as RabbitMQ checks them.

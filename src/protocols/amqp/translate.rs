@@ -2,8 +2,9 @@
 //!
 //! Owns: the property mapping of DESIGN.md ("Message properties across
 //! protocols") for AMQP, the x-death rendering of the router's death records, and
-//! the direct reply-to form in which a foreign reply subject is shown to AMQP
-//! consumers.
+//! the form in which a foreign reply subject is shown to AMQP consumers: the
+//! queue's own name when it names a queue (a STOMP `reply-to:/queue/q`), else the
+//! direct reply-to form, which the default exchange routes back to the subject.
 //! Refuses: routing and policy (session.rs decides what a property means for the
 //! connection, e.g. the validated user-id).
 
@@ -94,7 +95,12 @@ impl Properties {
 }
 
 /// The properties a consumer sees for `msg` at `now`.
-pub(super) fn delivery_properties(msg: &Message, now: Instant) -> Properties {
+/// `is_queue` tells whether a name is a queue's.
+pub(super) fn delivery_properties(
+    msg: &Message,
+    now: Instant,
+    is_queue: &dyn Fn(&str) -> bool,
+) -> Properties {
     if msg.deaths.is_empty() {
         if let Some(raw) = &msg.amqp_properties {
             return Properties::Raw(raw.clone());
@@ -106,7 +112,7 @@ pub(super) fn delivery_properties(msg: &Message, now: Instant) -> Properties {
         .and_then(|raw| BasicProperties::decode(raw).ok())
     {
         Some(props) => props,
-        None => foreign_properties(msg, now),
+        None => foreign_properties(msg, now, is_queue),
     };
     if !msg.deaths.is_empty() {
         let original_expiration = props.expiration.take();
@@ -119,7 +125,11 @@ pub(super) fn delivery_properties(msg: &Message, now: Instant) -> Properties {
 }
 
 /// Properties for a message another protocol published.
-fn foreign_properties(msg: &Message, now: Instant) -> BasicProperties {
+fn foreign_properties(
+    msg: &Message,
+    now: Instant,
+    is_queue: &dyn Fn(&str) -> bool,
+) -> BasicProperties {
     let headers = (!msg.headers.is_empty()).then(|| {
         FieldTable(
             msg.headers
@@ -135,7 +145,7 @@ fn foreign_properties(msg: &Message, now: Instant) -> BasicProperties {
     });
     let reply_to = msg.reply_to.as_ref().map(|s| {
         let s = s.as_str();
-        if s.starts_with(REPLY_TO_PREFIX) {
+        if s.starts_with(REPLY_TO_PREFIX) || is_queue(s) {
             s.to_owned()
         } else {
             format!("{REPLY_TO_PREFIX}{s}")
@@ -268,7 +278,7 @@ mod tests {
             app_id: Some("app".into()),
             ..BasicProperties::default()
         });
-        let Properties::Raw(raw) = delivery_properties(&m, Instant::now()) else {
+        let Properties::Raw(raw) = delivery_properties(&m, Instant::now(), &|_| false) else {
             panic!("expected the raw properties");
         };
         assert_eq!(
@@ -286,7 +296,8 @@ mod tests {
             ..Message::default()
         };
         let props =
-            BasicProperties::decode(delivery_properties(&m, Instant::now()).bytes()).unwrap();
+            BasicProperties::decode(delivery_properties(&m, Instant::now(), &|_| false).bytes())
+                .unwrap();
         assert_eq!(
             props.reply_to.as_deref(),
             Some("amq.rabbitmq.reply-to._INBOX.x")
@@ -312,7 +323,8 @@ mod tests {
             time_ms: 1_000,
         }];
         let props =
-            BasicProperties::decode(delivery_properties(&m, Instant::now()).bytes()).unwrap();
+            BasicProperties::decode(delivery_properties(&m, Instant::now(), &|_| false).bytes())
+                .unwrap();
         assert_eq!(props.expiration, None);
         let headers = props.headers.unwrap();
         let Some(FieldValue::Array(deaths)) = headers.get("x-death") else {

@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 use session::{Connection, Exit, Offer};
 
 use crate::protocols::now;
-use crate::protocols::socket;
+use crate::protocols::socket::{self, Watched, WRITE_BUDGET};
 use crate::server::Context;
 
 /// Deliveries a connection's queues may hand it before it writes them.
@@ -65,7 +65,7 @@ where
     let conn_id = ctx.next_conn_id();
     let session = format!("session-{}", ctx.assign_client_id());
     let mut conn = Connection::new(conn_id, ctx.router.clone(), offer, session, OUTLET_MAX);
-    let mut reader = FramedRead::new(reader, codec);
+    let mut reader = FramedRead::new(Watched::new(reader), codec);
     debug!(%peer, conn = conn_id, "stomp: connection opened");
     let end = run(&mut conn, &mut reader, &mut writer, &ctx).await;
     conn.end(now());
@@ -81,17 +81,19 @@ where
         }) => {
             warn!(%peer, conn = conn_id, message = %message, detail = %detail, "stomp: closing with ERROR");
             let version = conn.version().unwrap_or(Version::V1_2);
-            translate::write_error(&mut last, version, &message, &detail, receipt.as_deref());
+            let receipt: Vec<(&str, &str)> =
+                receipt.iter().map(|r| ("receipt-id", r.as_str())).collect();
+            translate::write_error(&mut last, version, &message, &detail, &receipt);
         }
         End::Closed(why) => info!(%peer, conn = conn_id, why = %why, "stomp: connection closed"),
     }
-    socket::farewell(reader.into_inner(), writer, &last).await;
+    socket::farewell(reader.into_inner().into_inner(), writer, &last).await;
 }
 
 /// The connected loop; it ends only with an `End`.
 async fn run<R, W>(
     conn: &mut Connection,
-    reader: &mut FramedRead<R, StompCodec>,
+    reader: &mut FramedRead<Watched<R>, StompCodec>,
     writer: &mut W,
     ctx: &Context,
 ) -> End
@@ -102,21 +104,23 @@ where
     let outlet = conn.outlet.clone();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (mut last_read, mut last_write) = (Instant::now(), Instant::now());
+    let mut last_write = Instant::now();
     let high = ctx.config.limits.memory_high_watermark;
     let opened = Instant::now();
     let mut blocked = false;
     loop {
-        if !conn.out.is_empty() {
+        while !conn.out.is_empty() {
             let written = socket::write(writer, &conn.out).await;
             conn.out.clear();
             if let Err(e) = written {
                 return End::Closed(format!("write failed: {e}"));
             }
             last_write = Instant::now();
-            if conn.out.capacity() > 256 * 1024 {
+            if conn.out.capacity() > 2 * WRITE_BUDGET {
                 conn.out = bytes::BytesMut::new();
             }
+            // What the budget left in the outlet.
+            conn.pump(now());
         }
         // Under memory pressure a publisher is not read from (RabbitMQ's flow
         // control): its SENDs wait in the socket, not in memory.
@@ -128,42 +132,18 @@ where
                 detail: "The broker is shutting down.".into(),
                 receipt: None,
             }),
-            item = reader.next(), if reading => match item {
-                None => return End::Closed("closed by the client".into()),
-                Some(Err(e)) => {
-                    return End::Session(Exit::Error {
-                        message: e.summary().into(),
-                        detail: e.to_string(),
-                        receipt: reader.decoder().failed_receipt().map(str::to_owned),
-                    })
-                }
-                Some(Ok(Received::Heartbeat)) => last_read = Instant::now(),
-                Some(Ok(Received::Frame(frame))) => {
-                    last_read = Instant::now();
-                    let connecting = conn.version().is_none();
-                    if let Err(exit) = conn.handle(frame, now()) {
-                        return End::Session(exit);
-                    }
-                    if let (true, Some(version)) = (connecting, conn.version()) {
-                        reader.decoder_mut().set_version(version);
-                        tick = tokio::time::interval(tick_for(conn.heartbeat));
-                        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    }
-                }
-            },
-            _ = outlet.wait() => {}
             _ = tick.tick() => {
                 if conn.version().is_none() && opened.elapsed() > ctx.config.limits.connect_timeout {
                     return End::Closed("no CONNECT in time".into());
                 }
                 if !reading {
                     // Unread input is not silence: its heart-beats wait in the socket.
-                    last_read = Instant::now();
+                    reader.get_mut().touch();
                 }
                 let (send, receive) = conn.heartbeat;
                 // A client silent for two of its intervals is gone (the spec leaves
                 // the margin to the server; stompjs uses the same factor).
-                if !receive.is_zero() && last_read.elapsed() > receive * 2 {
+                if !receive.is_zero() && reader.get_ref().last_read().elapsed() > receive * 2 {
                     return End::Closed("missed heart-beats from the client".into());
                 }
                 if !send.is_zero() && last_write.elapsed() >= send / 2 {
@@ -176,6 +156,29 @@ where
                     blocked = false;
                 }
             }
+            item = reader.next(), if reading => match item {
+                None => return End::Closed("closed by the client".into()),
+                Some(Err(e)) => {
+                    return End::Session(Exit::Error {
+                        message: e.summary().into(),
+                        detail: e.to_string(),
+                        receipt: reader.decoder().failed_receipt().map(str::to_owned),
+                    })
+                }
+                Some(Ok(Received::Heartbeat)) => {}
+                Some(Ok(Received::Frame(frame))) => {
+                    let connecting = conn.version().is_none();
+                    if let Err(exit) = conn.handle(frame, now()) {
+                        return End::Session(exit);
+                    }
+                    if let (true, Some(version)) = (connecting, conn.version()) {
+                        reader.decoder_mut().set_version(version);
+                        tick = tokio::time::interval(tick_for(conn.heartbeat));
+                        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    }
+                }
+            },
+            _ = outlet.wait() => {}
         }
         conn.pump(now());
     }

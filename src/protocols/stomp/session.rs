@@ -11,9 +11,10 @@ use bytes::BytesMut;
 use dwbroker_codecs::stomp::{Command, Frame, FrameWriter, Version};
 
 use super::translate::{
-    message_from_send, parse_destination, shown_destination, write_message, Delivered, Destination,
-    ReplyTo, VALID_DESTINATIONS,
+    message_from_send, parse_destination, shown_destination, write_error, write_message, Delivered,
+    Destination, ReplyTo, VALID_DESTINATIONS,
 };
+use crate::protocols::socket::{PUMP_BATCH, WRITE_BUDGET};
 use crate::router::{
     ArgValue, ConnId, ConsumerId, ConsumerSpec, Credit, Dest, Entry, Now, Outlet, OutletItem,
     Queue, QueueArgs, QueueSpec, Router, Subject, VhostError,
@@ -95,6 +96,8 @@ struct Subscription {
     queue: Arc<Queue>,
     ack: AckMode,
     credit: Arc<Credit>,
+    /// A durable subscription: its queue outlives the connection.
+    durable: bool,
 }
 
 /// A delivery waiting for ACK or NACK.
@@ -114,10 +117,33 @@ enum Settle {
     Reject,
 }
 
+/// A frame an open transaction holds until COMMIT.
 #[derive(Debug)]
 enum TxOp {
     Send(Frame),
-    Settle(Vec<u64>, Settle),
+    /// ACK/NACK of delivery `n`, and, for a cumulative one, of the subscription's
+    /// earlier deliveries still pending at COMMIT.
+    Settle {
+        n: u64,
+        cumulative: Option<String>,
+        how: Settle,
+    },
+}
+
+impl TxOp {
+    /// The memory it holds, charged to the connection's transaction budget.
+    fn size(&self) -> usize {
+        match self {
+            TxOp::Send(f) => {
+                f.body.len()
+                    + f.headers
+                        .iter()
+                        .map(|(n, v)| n.len() + v.len())
+                        .sum::<usize>()
+            }
+            TxOp::Settle { cumulative, .. } => 64 + cumulative.as_ref().map_or(0, String::len),
+        }
+    }
 }
 
 /// One STOMP connection.
@@ -311,10 +337,18 @@ impl Connection {
             }
             Some(_) => {}
         }
-        let Some(tx) = frame.header("transaction") else {
-            return self.publish(&frame, now);
-        };
-        let size = frame.body.len();
+        match frame.header("transaction") {
+            None => self.publish(&frame, now),
+            Some(tx) => {
+                let tx = tx.to_owned();
+                self.hold(&tx, TxOp::Send(frame))
+            }
+        }
+    }
+
+    /// Adds `op` to transaction `tx`, within the limits.
+    fn hold(&mut self, tx: &str, op: TxOp) -> Result<(), Exit> {
+        let size = op.size();
         let ops = self
             .transactions
             .get_mut(tx)
@@ -330,7 +364,7 @@ impl Connection {
             ));
         }
         self.tx_bytes += size;
-        ops.push(TxOp::Send(frame));
+        ops.push(op);
         Ok(())
     }
 
@@ -388,7 +422,8 @@ impl Connection {
         if self.subscriptions.contains_key(destination) {
             return Err(duplicated(destination));
         }
-        let queue = self.private_queue("amq.topic", None, now)?;
+        self.check_room()?;
+        let queue = self.bound_queue("amq.topic", None, None, now)?;
         let name = queue.name().to_owned();
         self.router
             .bind("amq.topic", Dest::Queue(name.clone()), &name, Vec::new())
@@ -430,12 +465,15 @@ impl Connection {
             .map_err(vhost_error)
     }
 
-    /// A server-named queue private to this connection (deleted with it or its
-    /// last consumer), bound to `exchange` with `key` when one is given.
-    fn private_queue(
+    /// The queue of a subscription to an exchange, bound to it with `key` when one
+    /// is given: the durable queue `durable` names (it outlives the connection), or
+    /// a server-named queue private to this connection (deleted with it or its last
+    /// consumer).
+    fn bound_queue(
         &self,
         exchange: &str,
         key: Option<&str>,
+        durable: Option<&str>,
         now: Now,
     ) -> Result<Arc<Queue>, Exit> {
         if self.router.exchange(exchange).is_none() {
@@ -444,21 +482,35 @@ impl Connection {
                 name: exchange.to_owned(),
             }));
         }
-        let spec = QueueSpec {
-            exclusive_owner: Some(self.id),
-            auto_delete: true,
-            ..QueueSpec::default()
+        let (name, spec) = match durable {
+            Some(name) => (
+                name,
+                QueueSpec {
+                    durable: true,
+                    ..QueueSpec::default()
+                },
+            ),
+            None => (
+                "",
+                QueueSpec {
+                    exclusive_owner: Some(self.id),
+                    auto_delete: true,
+                    ..QueueSpec::default()
+                },
+            ),
         };
         let queue = self
             .router
-            .declare_queue("", spec, false, self.id, now)
+            .declare_queue(name, spec, false, self.id, now)
             .map_err(vhost_error)?;
         if let Some(key) = key {
             let dest = Dest::Queue(queue.name().to_owned());
             if let Err(e) = self.router.bind(exchange, dest, key, Vec::new()) {
-                let _ = self
-                    .router
-                    .delete_queue(queue.name(), self.id, false, false);
+                if durable.is_none() {
+                    let _ = self
+                        .router
+                        .delete_queue(queue.name(), self.id, false, false);
+                }
                 return Err(vhost_error(e));
             }
         }
@@ -478,15 +530,7 @@ impl Connection {
         if self.subscriptions.contains_key(id) {
             return Err(duplicated(id));
         }
-        if self.subscriptions.len() >= self.offer.max_subscriptions {
-            return Err(error(
-                "Too many subscriptions",
-                format!(
-                    "a connection may have {} subscriptions",
-                    self.offer.max_subscriptions
-                ),
-            ));
-        }
+        self.check_room()?;
         let ack = match frame.header("ack") {
             None | Some("auto") => AckMode::Auto,
             Some("client") => AckMode::Client,
@@ -507,6 +551,8 @@ impl Connection {
                 )
             })?,
         };
+        // Only subscriptions to an exchange have a queue of their own to keep.
+        let mut durable = None;
         let queue = match parse_destination(destination) {
             None => return Err(unknown_destination(destination)),
             Some(Destination::Queue(name)) => self.queue_for(name, frame, now)?,
@@ -514,10 +560,12 @@ impl Connection {
                 self.router.queue(name, self.id).map_err(vhost_error)?
             }
             Some(Destination::Topic(pattern)) => {
-                self.private_queue("amq.topic", Some(pattern), now)?
+                durable = durable_subscription(frame, id, destination);
+                self.bound_queue("amq.topic", Some(pattern), durable.as_deref(), now)?
             }
             Some(Destination::Exchange(exchange, key)) => {
-                self.private_queue(exchange, Some(key), now)?
+                durable = durable_subscription(frame, id, destination);
+                self.bound_queue(exchange, Some(key), durable.as_deref(), now)?
             }
             Some(Destination::TempQueue(_) | Destination::ReplyQueue(_)) => {
                 return Err(error(
@@ -526,7 +574,25 @@ impl Connection {
                 ))
             }
         };
-        self.consume(id, destination, queue, ack, prefetch, now)
+        self.consume(id, destination, queue, ack, prefetch, now)?;
+        if let Some(sub) = self.subscriptions.get_mut(id) {
+            sub.durable = durable.is_some();
+        }
+        Ok(())
+    }
+
+    /// Refuses a subscription beyond the configured number per connection.
+    fn check_room(&self) -> Result<(), Exit> {
+        if self.subscriptions.len() >= self.offer.max_subscriptions {
+            return Err(error(
+                "Too many subscriptions",
+                format!(
+                    "a connection may have {} subscriptions",
+                    self.offer.max_subscriptions
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn consume(
@@ -561,6 +627,7 @@ impl Connection {
                 queue,
                 ack,
                 credit,
+                durable: false,
             },
         );
         Ok(())
@@ -588,6 +655,12 @@ impl Connection {
         self.by_consumer.remove(&sub.consumer);
         // Its unacknowledged messages stay pending: they may still be acknowledged.
         self.router.cancel(&sub.queue, sub.consumer, now);
+        // A durable subscription ends for good when UNSUBSCRIBE says so again.
+        if sub.durable && wants_durable(frame) {
+            let _ = self
+                .router
+                .delete_queue(sub.queue.name(), self.id, false, false);
+        }
         Ok(())
     }
 
@@ -613,35 +686,42 @@ impl Connection {
                     ),
                 )
             })?;
-        let numbers = match self.pending.get(&n) {
-            Some(p) if p.cumulative => self
-                .pending
-                .range(..=n)
-                .filter(|(_, q)| q.subscription == p.subscription)
-                .map(|(k, _)| *k)
-                .collect(),
-            _ => vec![n],
-        };
+        let cumulative = self
+            .pending
+            .get(&n)
+            .filter(|p| p.cumulative)
+            .map(|p| p.subscription.clone());
         let how = match (ack, frame.header("requeue")) {
             (true, _) => Settle::Ack,
             (false, Some("false")) => Settle::Reject,
             (false, _) => Settle::Requeue,
         };
         match frame.header("transaction") {
-            None => self.apply_settle(&numbers, how, now),
-            Some(tx) => self
-                .transactions
-                .get_mut(tx)
-                .ok_or_else(|| bad_transaction(tx))?
-                .push(TxOp::Settle(numbers, how)),
+            None => {
+                self.apply_settle(n, cumulative.as_deref(), how, now);
+                Ok(())
+            }
+            Some(tx) => {
+                let tx = tx.to_owned();
+                self.hold(&tx, TxOp::Settle { n, cumulative, how })
+            }
         }
-        Ok(())
     }
 
-    /// Settles the deliveries still pending among `numbers`.
-    fn apply_settle(&mut self, numbers: &[u64], how: Settle, now: Now) {
+    /// Settles delivery `n` if still pending, and for a cumulative ACK/NACK every
+    /// earlier pending delivery of `cumulative` (a subscription id).
+    fn apply_settle(&mut self, n: u64, cumulative: Option<&str>, how: Settle, now: Now) {
+        let numbers: Vec<u64> = match cumulative {
+            Some(sub) => self
+                .pending
+                .range(..=n)
+                .filter(|(_, p)| p.subscription == sub)
+                .map(|(k, _)| *k)
+                .collect(),
+            None => vec![n],
+        };
         let mut settled = Vec::new();
-        for n in numbers {
+        for n in &numbers {
             if let Some(p) = self.pending.remove(n) {
                 p.credit.release(1);
                 self.credit.release(1);
@@ -696,14 +776,7 @@ impl Connection {
             .transactions
             .remove(tx)
             .ok_or_else(|| bad_transaction(tx))?;
-        let bytes: usize = ops
-            .iter()
-            .map(|op| match op {
-                TxOp::Send(f) => f.body.len(),
-                TxOp::Settle(..) => 0,
-            })
-            .sum();
-        self.tx_bytes -= bytes;
+        self.tx_bytes -= ops.iter().map(TxOp::size).sum::<usize>();
         Ok(ops)
     }
 
@@ -711,18 +784,35 @@ impl Connection {
         for op in self.take_transaction(frame)? {
             match op {
                 TxOp::Send(send) => self.publish(&send, now)?,
-                TxOp::Settle(numbers, how) => self.apply_settle(&numbers, how, now),
+                TxOp::Settle { n, cumulative, how } => {
+                    self.apply_settle(n, cumulative.as_deref(), how, now)
+                }
             }
         }
         Ok(())
     }
 
-    /// Writes what queues handed to this connection's subscriptions.
+    /// Writes what queues handed to this connection's subscriptions, until `out`
+    /// holds [`WRITE_BUDGET`] bytes (the rest waits in the outlet).
     pub(super) fn pump(&mut self, now: Now) {
+        let was_full = self.outlet.len() >= self.outlet_max;
         let mut items = Vec::new();
-        self.outlet.drain(&mut items);
-        let was_full = items.len() >= self.outlet_max;
-        for item in items {
+        while self.out.len() < WRITE_BUDGET {
+            self.outlet.drain_up_to(&mut items, PUMP_BATCH);
+            if items.is_empty() {
+                break;
+            }
+            self.deliver_all(&mut items, now);
+        }
+        if was_full {
+            for sub in self.subscriptions.values() {
+                self.router.kick(&sub.queue, now);
+            }
+        }
+    }
+
+    fn deliver_all(&mut self, items: &mut Vec<OutletItem>, now: Now) {
+        for item in items.drain(..) {
             match item {
                 OutletItem::Deliver {
                     consumer,
@@ -730,11 +820,6 @@ impl Connection {
                     entry,
                 } => self.deliver(consumer, queue, entry, now),
                 OutletItem::Cancelled { consumer, .. } => self.server_cancelled(consumer),
-            }
-        }
-        if was_full {
-            for sub in self.subscriptions.values() {
-                self.router.kick(&sub.queue, now);
             }
         }
     }
@@ -758,7 +843,7 @@ impl Connection {
         let msg = &entry.message;
         let reply_to = match (&msg.stomp_reply_to, &msg.reply_to) {
             (Some(shown), _) => Some(shown.clone()),
-            (None, Some(subject)) => Some(reply_destination(&self.router, subject, self.id)),
+            (None, Some(subject)) => Some(reply_destination(&self.router, subject)),
             (None, None) => None,
         };
         let acked = sub.ack != AckMode::Auto;
@@ -793,17 +878,18 @@ impl Connection {
             return;
         };
         self.temp_queues.retain(|d, _| *d != id);
+        let detail = format!(
+            "The server has cancelled a subscription.\nNo more messages will be delivered \
+             for '{}'.\n",
+            sub.destination
+        );
         let version = self.wire();
-        let mut w = FrameWriter::start(&mut self.out, Command::Error, version);
-        w.header("message", "Server cancelled subscription")
-            .header("subscription", &id);
-        w.finish(
-            format!(
-                "The server has cancelled a subscription.\nNo more messages will be delivered \
-                 for '{}'.\n",
-                sub.destination
-            )
-            .as_bytes(),
+        write_error(
+            &mut self.out,
+            version,
+            "Server cancelled subscription",
+            &detail,
+            &[("subscription", &id)],
         );
     }
 
@@ -816,23 +902,41 @@ impl Connection {
         }
         self.by_consumer.clear();
         let pending = std::mem::take(&mut self.pending);
-        self.router
-            .requeue_all(pending.into_values().map(|p| (p.queue, p.entry)), now);
-        self.router.return_outlet(&self.outlet, now);
+        let unacked = pending.into_values().map(|p| (p.queue, p.entry));
+        self.router.return_unsettled(unacked, &self.outlet, now);
         self.router.connection_closed(self.id, now);
     }
 }
 
 /// How a reply subject is shown to a STOMP consumer (the translate module's rules).
-fn reply_destination(router: &Router, subject: &Subject, conn: ConnId) -> String {
+fn reply_destination(router: &Router, subject: &Subject) -> String {
     let s = subject.as_str();
     if s.starts_with("amq.") {
-        return format!("/reply-queue/{s}");
+        format!("/reply-queue/{s}")
+    } else if router.has_queue(s) {
+        format!("/queue/{s}")
+    } else {
+        format!("/topic/{s}")
     }
-    match router.queue(s, conn) {
-        Ok(_) | Err(VhostError::Locked(_)) => format!("/queue/{s}"),
-        Err(_) => format!("/topic/{s}"),
+}
+
+/// RabbitMQ's durable subscription headers: `durable:true` (or `persistent:true`).
+fn wants_durable(frame: &Frame) -> bool {
+    frame.header("durable") == Some("true") || frame.header("persistent") == Some("true")
+}
+
+/// The queue of a durable topic or exchange subscription (durable, and not
+/// `auto-delete:true`): `x-queue-name`, else one named after the subscription's
+/// id and destination (as RabbitMQ, so that two subscriptions sharing an id do
+/// not share a queue).
+fn durable_subscription(frame: &Frame, id: &str, destination: &str) -> Option<String> {
+    if !wants_durable(frame) || frame.header("auto-delete") == Some("true") {
+        return None;
     }
+    Some(match frame.header("x-queue-name") {
+        Some(name) => name.to_owned(),
+        None => format!("stomp-subscription-{id}{destination}"),
+    })
 }
 
 /// The delivery number at the end of a message id `T_<sub>@@<session>@@<n>`.

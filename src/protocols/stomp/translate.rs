@@ -19,6 +19,7 @@
 //! STOMP's `message-id` is the broker's delivery id, so the publisher's message id
 //! travels as `amqp-message-id` (RabbitMQ's name for it).
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -131,10 +132,11 @@ pub(super) fn message_from_send(
         None => (None, None),
     };
     let header = |name| frame.header(name);
+    let mut seen = HashSet::new();
     let mut headers = Vec::new();
     for (name, value) in &frame.headers {
         // The first occurrence wins (spec): a repeat is not a second header.
-        if !RESERVED.contains(&name.as_str()) && !headers.iter().any(|(n, _)| n == name) {
+        if !RESERVED.contains(&name.as_str()) && seen.insert(name.as_str()) {
             headers.push((name.clone(), value.clone()));
         }
     }
@@ -250,21 +252,22 @@ impl Digits {
     }
 }
 
-/// An ERROR frame: `message` is the short text, `detail` the body.
+/// An ERROR frame: `message` is the short text, `detail` the body; `extra`
+/// headers follow the standard ones.
 pub(super) fn write_error(
     out: &mut BytesMut,
     version: Version,
     message: &str,
     detail: &str,
-    receipt: Option<&str>,
+    extra: &[(&str, &str)],
 ) {
     let mut w = FrameWriter::start(out, Command::Error, version);
     w.header("message", message);
     // RabbitMQ's ERRORs name the versions spoken; after a version mismatch the
     // spec asks for exactly this header.
     w.header("version", SUPPORTED_VERSIONS);
-    if let Some(r) = receipt {
-        w.header("receipt-id", r);
+    for (name, value) in extra {
+        w.header(name, value);
     }
     w.header("content-type", "text/plain");
     let mut digits = Digits::default();
