@@ -8,23 +8,7 @@ use dwbroker_codecs::stomp::*;
 use proptest::prelude::*;
 use tokio_util::codec::Decoder;
 
-const COMMANDS: [Command; 15] = [
-    Command::Connect,
-    Command::Stomp,
-    Command::Send,
-    Command::Subscribe,
-    Command::Unsubscribe,
-    Command::Ack,
-    Command::Nack,
-    Command::Begin,
-    Command::Commit,
-    Command::Abort,
-    Command::Disconnect,
-    Command::Connected,
-    Command::Message,
-    Command::Receipt,
-    Command::Error,
-];
+const COMMANDS: [Command; 15] = Command::ALL;
 
 const UNLIMITED: StompLimits = StompLimits {
     max_header_line: usize::MAX,

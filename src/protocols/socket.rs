@@ -6,6 +6,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
+
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 /// How long one socket write may take before the client counts as gone (a client
@@ -51,6 +53,20 @@ pub(crate) async fn write<W: AsyncWrite + Unpin>(
         Ok(Err(e)) => Err(WriteError::Io(e)),
         Err(_) => Err(WriteError::TimedOut),
     }
+}
+
+/// Writes all of `out` within [`WRITE_TIMEOUT`] and empties it, giving back its
+/// memory when a burst made it large.
+pub(crate) async fn flush<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    out: &mut BytesMut,
+) -> Result<(), WriteError> {
+    let written = write(writer, out).await;
+    out.clear();
+    if out.capacity() > 2 * WRITE_BUDGET {
+        *out = BytesMut::new();
+    }
+    written
 }
 
 /// Writes the last bytes of a connection, bounded in time, closes the sending side,

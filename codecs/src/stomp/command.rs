@@ -36,28 +36,31 @@ pub enum Command {
     Error,
 }
 
-const ALL: [Command; 15] = [
-    Command::Connect,
-    Command::Stomp,
-    Command::Send,
-    Command::Subscribe,
-    Command::Unsubscribe,
-    Command::Ack,
-    Command::Nack,
-    Command::Begin,
-    Command::Commit,
-    Command::Abort,
-    Command::Disconnect,
-    Command::Connected,
-    Command::Message,
-    Command::Receipt,
-    Command::Error,
-];
-
 impl Command {
+    /// Every command, client commands first.
+    pub const ALL: [Command; 15] = [
+        Command::Connect,
+        Command::Stomp,
+        Command::Send,
+        Command::Subscribe,
+        Command::Unsubscribe,
+        Command::Ack,
+        Command::Nack,
+        Command::Begin,
+        Command::Commit,
+        Command::Abort,
+        Command::Disconnect,
+        Command::Connected,
+        Command::Message,
+        Command::Receipt,
+        Command::Error,
+    ];
+
     /// The command named exactly `name`.
     pub fn parse(name: &[u8]) -> Option<Command> {
-        ALL.into_iter().find(|c| c.as_str().as_bytes() == name)
+        Command::ALL
+            .into_iter()
+            .find(|c| c.as_str().as_bytes() == name)
     }
 
     /// Its name on the wire.

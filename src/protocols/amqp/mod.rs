@@ -112,16 +112,11 @@ async fn run(
     let opened = Instant::now();
     loop {
         while !conn.out.is_empty() {
-            let written = socket::write(writer, &conn.out).await;
-            conn.out.clear();
-            if let Err(e) = written {
+            if let Err(e) = socket::flush(writer, &mut conn.out).await {
                 return Exit::Closed(format!("write failed: {e:?}"));
             }
             last_write = Instant::now();
-            if conn.out.capacity() > 2 * socket::WRITE_BUDGET {
-                conn.out = bytes::BytesMut::new();
-            }
-            // What the budget left in the outlet.
+            // What the write budget left in the outlet.
             conn.pump(now());
         }
         // A blocked publisher is not read from (RabbitMQ's flow control), so its

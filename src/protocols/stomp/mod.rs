@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 use session::{Connection, Exit, Offer};
 
 use crate::protocols::now;
-use crate::protocols::socket::{self, Watched, WRITE_BUDGET};
+use crate::protocols::socket::{self, Watched};
 use crate::server::Context;
 
 /// Deliveries a connection's queues may hand it before it writes them.
@@ -110,16 +110,11 @@ where
     let mut blocked = false;
     loop {
         while !conn.out.is_empty() {
-            let written = socket::write(writer, &conn.out).await;
-            conn.out.clear();
-            if let Err(e) = written {
+            if let Err(e) = socket::flush(writer, &mut conn.out).await {
                 return End::Closed(format!("write failed: {e}"));
             }
             last_write = Instant::now();
-            if conn.out.capacity() > 2 * WRITE_BUDGET {
-                conn.out = bytes::BytesMut::new();
-            }
-            // What the budget left in the outlet.
+            // What the write budget left in the outlet.
             conn.pump(now());
         }
         // Under memory pressure a publisher is not read from (RabbitMQ's flow
