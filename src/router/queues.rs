@@ -283,6 +283,24 @@ impl Outlet {
         out.extend(items.drain(..n));
     }
 
+    /// Takes back the deliveries queued for `consumer` (it was cancelled), in order.
+    pub(crate) fn retract(&self, consumer: ConsumerId) -> Vec<(Arc<Queue>, Entry)> {
+        let mut items = self.items();
+        let mut back = Vec::new();
+        items.retain_mut(|item| match item {
+            OutletItem::Deliver {
+                consumer: c,
+                queue,
+                entry,
+            } if *c == consumer => {
+                back.push((queue.clone(), entry.clone()));
+                false
+            }
+            _ => true,
+        });
+        back
+    }
+
     /// Resolves once something has been pushed since the previous `wait`
     /// resolved. Cancel-safe.
     pub async fn wait(&self) {

@@ -870,6 +870,24 @@ impl Router {
         }
     }
 
+    /// Stops `consumer` and takes back, requeued, what its queue had already handed
+    /// to `outlet` for it; returns how many deliveries came back (their credit is
+    /// the front's to give back).
+    pub fn cancel_consumer(
+        &self,
+        queue: &Arc<Queue>,
+        consumer: ConsumerId,
+        outlet: &Outlet,
+        now: Now,
+    ) -> usize {
+        // Removed first, so that nothing more is handed to the outlet for it.
+        self.cancel(queue, consumer, now);
+        let back = outlet.retract(consumer);
+        let n = back.len();
+        self.requeue_all(back, now);
+        n
+    }
+
     /// A fresh consumer id.
     pub fn next_consumer_id(&self) -> ConsumerId {
         self.next_consumer.fetch_add(1, Ordering::Relaxed)
@@ -1133,6 +1151,37 @@ mod tests {
                 OutletItem::Cancelled { .. } => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn cancel_consumer_takes_back_what_its_outlet_holds_and_leaves_the_rest() {
+        let r = router();
+        let now = t0();
+        let q = declare(&r, "q", QueueArgs::default(), now);
+        let other = declare(&r, "other", QueueArgs::default(), now);
+        let outlet = Arc::new(Outlet::new(100));
+        let channel = Arc::new(Credit::new(0));
+        let c = consumer(&r, &outlet, 0, &channel);
+        let id = c.id;
+        r.consume(&q, c, now).unwrap();
+        r.consume(&other, consumer(&r, &outlet, 0, &channel), now)
+            .unwrap();
+        for p in ["a", "b", "c"] {
+            r.publish_to_exchange("", "q", msg(p), now).unwrap();
+        }
+        r.publish_to_exchange("", "other", msg("kept"), now)
+            .unwrap();
+        assert_eq!(outlet.len(), 4);
+        assert_eq!(r.cancel_consumer(&q, id, &outlet, now), 3);
+        // Back in the queue, in order, redelivered; the other consumer's delivery stays.
+        let back = get_all(&r, &q, now);
+        assert_eq!(payloads(&back), ["a", "b", "c"]);
+        assert!(back.iter().all(|e| e.redelivered));
+        let left = delivered(&outlet);
+        assert_eq!(
+            payloads(&left.into_iter().map(|(_, e)| e).collect::<Vec<_>>()),
+            ["kept"]
+        );
     }
 
     #[test]

@@ -211,10 +211,6 @@ pub(super) struct Connection {
     closing: HashMap<u16, ()>,
     /// Consumer id -> (channel, tag).
     consumers: HashMap<ConsumerId, (u16, String)>,
-    /// Consumers cancelled since the last pump, with the channel credit their
-    /// in-flight deliveries took (ack mode): a delivery already in the outlet
-    /// gives it back when it is requeued.
-    cancelled: HashMap<ConsumerId, Option<Arc<Credit>>>,
     pub(super) outlet: Arc<Outlet>,
     outlet_max: usize,
     /// Whether connection.blocked was sent and not yet lifted.
@@ -241,7 +237,6 @@ impl Connection {
             channels: HashMap::new(),
             closing: HashMap::new(),
             consumers: HashMap::new(),
-            cancelled: HashMap::new(),
             outlet: Arc::new(Outlet::new(outlet_max)),
             outlet_max,
             blocked: false,
@@ -946,9 +941,16 @@ impl Connection {
             Method::BasicCancel(m) => {
                 if let Some(c) = channel.consumers.remove(&m.consumer_tag) {
                     self.consumers.remove(&c.id);
-                    let credit = (!c.no_ack).then(|| channel.credit.clone());
-                    self.cancelled.insert(c.id, credit);
-                    self.router.cancel(&c.queue, c.id, now);
+                    let back = self
+                        .router
+                        .cancel_consumer(&c.queue, c.id, &self.outlet, now);
+                    // Deliveries taken back held channel credit (not per-consumer
+                    // credit: that consumer is gone).
+                    if !c.no_ack {
+                        channel
+                            .credit
+                            .release(u32::try_from(back).unwrap_or(u32::MAX));
+                    }
                 }
                 if !m.nowait {
                     self.send(
@@ -1346,8 +1348,6 @@ impl Connection {
         while self.out.len() < WRITE_BUDGET {
             self.outlet.drain_up_to(&mut items, PUMP_BATCH);
             if items.is_empty() {
-                // Deliveries racing a cancel have all been seen.
-                self.cancelled.clear();
                 break;
             }
             self.deliver_all(&mut items, now);
@@ -1406,11 +1406,7 @@ impl Connection {
             ))
         });
         let Some((ch, tag, no_ack, credit, channel_credit)) = found else {
-            // Cancelled meanwhile: the message goes back to its queue, and the
-            // channel credit it took is given back.
-            if let Some(Some(credit)) = self.cancelled.get(&consumer) {
-                credit.release(1);
-            }
+            // Its channel closed meanwhile: the message goes back to its queue.
             self.router.requeue(&queue, vec![entry], now);
             return;
         };

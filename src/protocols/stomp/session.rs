@@ -654,7 +654,10 @@ impl Connection {
         self.temp_queues.retain(|d, _| *d != id);
         self.by_consumer.remove(&sub.consumer);
         // Its unacknowledged messages stay pending: they may still be acknowledged.
-        self.router.cancel(&sub.queue, sub.consumer, now);
+        // Deliveries not yet written go back to the queue (auto mode takes no
+        // credit; the connection-wide credit is unlimited).
+        self.router
+            .cancel_consumer(&sub.queue, sub.consumer, &self.outlet, now);
         // A durable subscription ends for good when UNSUBSCRIBE says so again.
         if sub.durable && wants_durable(frame) {
             let _ = self
