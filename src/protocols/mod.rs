@@ -2,6 +2,7 @@
 //! values and owns its protocol's policy; none of them knows about the others.
 
 pub(crate) mod amqp;
+mod delivery;
 pub(crate) mod mqtt;
 pub(crate) mod nats;
 mod socket;

@@ -18,13 +18,6 @@ pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// still sends after them, may take.
 const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Bytes of deliveries a front encodes ahead of one socket write; what is left
-/// waits in its outlet, so that many copies of a large message are never encoded
-/// at once.
-pub(crate) const WRITE_BUDGET: usize = 1 << 20;
-/// Deliveries a front takes from its outlet at a time while within the budget.
-pub(crate) const PUMP_BATCH: usize = 64;
-
 /// Why a write failed.
 #[derive(Debug)]
 pub(crate) enum WriteError {
@@ -63,7 +56,7 @@ pub(crate) async fn flush<W: AsyncWrite + Unpin>(
 ) -> Result<(), WriteError> {
     let written = write(writer, out).await;
     out.clear();
-    if out.capacity() > 2 * WRITE_BUDGET {
+    if out.capacity() > 2 * super::delivery::WRITE_BUDGET {
         *out = BytesMut::new();
     }
     written

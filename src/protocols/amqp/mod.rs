@@ -22,6 +22,7 @@ use tracing::{debug, info, warn};
 
 use session::{Connection, Exit, Offer};
 
+use crate::protocols::delivery::{write_pending, Deliveries};
 use crate::protocols::now;
 use crate::protocols::socket::{self, Watched};
 use crate::server::Context;
@@ -111,13 +112,10 @@ async fn run(
     let high = ctx.config.limits.memory_high_watermark;
     let opened = Instant::now();
     loop {
-        while !conn.out.is_empty() {
-            if let Err(e) = socket::flush(writer, &mut conn.out).await {
-                return Exit::Closed(format!("write failed: {e:?}"));
-            }
-            last_write = Instant::now();
-            // What the write budget left in the outlet.
-            conn.pump(now());
+        match write_pending(writer, conn).await {
+            Ok(true) => last_write = Instant::now(),
+            Ok(false) => {}
+            Err(e) => return Exit::Closed(format!("write failed: {e:?}")),
         }
         // A blocked publisher is not read from (RabbitMQ's flow control), so its
         // publishes wait in the socket instead of in memory.

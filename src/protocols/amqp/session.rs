@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 use dwbroker_codecs::amqp::*;
 
 use super::translate;
-use crate::protocols::socket::{PUMP_BATCH, WRITE_BUDGET};
+use crate::protocols::delivery::Deliveries;
 use crate::router::{
     ArgValue, BindArgs, ConnId, ConsumerId, ConsumerSpec, Credit, Dest, Entry, ExchangeKind,
     ExchangeSpec, Now, Outlet, OutletItem, Queue, QueueArgs, QueueSpec, Router, Subject,
@@ -1339,60 +1339,6 @@ impl Connection {
         }
     }
 
-    /// Writes what queues handed to this connection's consumers, until `out` holds
-    /// [`WRITE_BUDGET`] bytes (the rest waits in the outlet); if the outlet had
-    /// filled up, its queues are kicked.
-    pub(super) fn pump(&mut self, now: Now) {
-        let was_full = self.outlet.len() >= self.outlet_max;
-        let mut items = Vec::new();
-        while self.out.len() < WRITE_BUDGET {
-            self.outlet.drain_up_to(&mut items, PUMP_BATCH);
-            if items.is_empty() {
-                break;
-            }
-            self.deliver_all(&mut items, now);
-        }
-        if was_full {
-            let queues: Vec<Arc<Queue>> = self
-                .channels
-                .values()
-                .flat_map(|c| c.consumers.values().map(|c| c.queue.clone()))
-                .collect();
-            for queue in queues {
-                self.router.kick(&queue, now);
-            }
-        }
-    }
-
-    fn deliver_all(&mut self, items: &mut Vec<OutletItem>, now: Now) {
-        for item in items.drain(..) {
-            match item {
-                OutletItem::Deliver {
-                    consumer,
-                    queue,
-                    entry,
-                } => self.deliver(consumer, queue, entry, now),
-                OutletItem::Cancelled { consumer, .. } => {
-                    let Some((ch, tag)) = self.consumers.remove(&consumer) else {
-                        continue;
-                    };
-                    if let Some(channel) = self.channels.get_mut(&ch) {
-                        channel.consumers.remove(&tag);
-                    }
-                    if self.caps.consumer_cancel_notify {
-                        self.send(
-                            ch,
-                            BasicCancel {
-                                consumer_tag: tag,
-                                nowait: true,
-                            },
-                        );
-                    }
-                }
-            }
-        }
-    }
-
     fn deliver(&mut self, consumer: ConsumerId, queue: Arc<Queue>, entry: Entry, now: Now) {
         let found = self.consumers.get(&consumer).and_then(|(ch, tag)| {
             let channel = self.channels.get(ch)?;
@@ -1549,4 +1495,58 @@ fn queue_args(queue: &str, table: &FieldTable) -> Result<QueueArgs, Fault> {
             format!("invalid arg '{arg}' for queue '{queue}' in vhost '/'"),
         )
     })
+}
+
+impl Deliveries for Connection {
+    fn outlet(&self) -> &Outlet {
+        &self.outlet
+    }
+
+    fn outlet_max(&self) -> usize {
+        self.outlet_max
+    }
+
+    fn out(&mut self) -> &mut BytesMut {
+        &mut self.out
+    }
+
+    fn deliver_all(&mut self, items: &mut Vec<OutletItem>, now: Now) {
+        for item in items.drain(..) {
+            match item {
+                OutletItem::Deliver {
+                    consumer,
+                    queue,
+                    entry,
+                } => self.deliver(consumer, queue, entry, now),
+                OutletItem::Cancelled { consumer, .. } => {
+                    let Some((ch, tag)) = self.consumers.remove(&consumer) else {
+                        continue;
+                    };
+                    if let Some(channel) = self.channels.get_mut(&ch) {
+                        channel.consumers.remove(&tag);
+                    }
+                    if self.caps.consumer_cancel_notify {
+                        self.send(
+                            ch,
+                            BasicCancel {
+                                consumer_tag: tag,
+                                nowait: true,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn consumed_queues(&self) -> Vec<Arc<Queue>> {
+        self.channels
+            .values()
+            .flat_map(|c| c.consumers.values().map(|c| c.queue.clone()))
+            .collect()
+    }
+
+    fn router(&self) -> &Router {
+        &self.router
+    }
 }

@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 
 use session::{Connection, Exit, Offer};
 
+use crate::protocols::delivery::{write_pending, Deliveries};
 use crate::protocols::now;
 use crate::protocols::socket::{self, Watched};
 use crate::server::Context;
@@ -109,13 +110,10 @@ where
     let opened = Instant::now();
     let mut blocked = false;
     loop {
-        while !conn.out.is_empty() {
-            if let Err(e) = socket::flush(writer, &mut conn.out).await {
-                return End::Closed(format!("write failed: {e}"));
-            }
-            last_write = Instant::now();
-            // What the write budget left in the outlet.
-            conn.pump(now());
+        match write_pending(writer, conn).await {
+            Ok(true) => last_write = Instant::now(),
+            Ok(false) => {}
+            Err(e) => return End::Closed(format!("write failed: {e}")),
         }
         // Under memory pressure a publisher is not read from (RabbitMQ's flow
         // control): its SENDs wait in the socket, not in memory.

@@ -14,7 +14,7 @@ use super::translate::{
     message_from_send, parse_destination, shown_destination, write_error, write_message, Delivered,
     Destination, ReplyTo, VALID_DESTINATIONS,
 };
-use crate::protocols::socket::{PUMP_BATCH, WRITE_BUDGET};
+use crate::protocols::delivery::Deliveries;
 use crate::router::{
     ArgValue, ConnId, ConsumerId, ConsumerSpec, Credit, Dest, Entry, Now, Outlet, OutletItem,
     Queue, QueueArgs, QueueSpec, Router, Subject, VhostError,
@@ -795,38 +795,6 @@ impl Connection {
         Ok(())
     }
 
-    /// Writes what queues handed to this connection's subscriptions, until `out`
-    /// holds [`WRITE_BUDGET`] bytes (the rest waits in the outlet).
-    pub(super) fn pump(&mut self, now: Now) {
-        let was_full = self.outlet.len() >= self.outlet_max;
-        let mut items = Vec::new();
-        while self.out.len() < WRITE_BUDGET {
-            self.outlet.drain_up_to(&mut items, PUMP_BATCH);
-            if items.is_empty() {
-                break;
-            }
-            self.deliver_all(&mut items, now);
-        }
-        if was_full {
-            for sub in self.subscriptions.values() {
-                self.router.kick(&sub.queue, now);
-            }
-        }
-    }
-
-    fn deliver_all(&mut self, items: &mut Vec<OutletItem>, now: Now) {
-        for item in items.drain(..) {
-            match item {
-                OutletItem::Deliver {
-                    consumer,
-                    queue,
-                    entry,
-                } => self.deliver(consumer, queue, entry, now),
-                OutletItem::Cancelled { consumer, .. } => self.server_cancelled(consumer),
-            }
-        }
-    }
-
     fn deliver(&mut self, consumer: ConsumerId, queue: Arc<Queue>, entry: Entry, now: Now) {
         let Some(sub) = self
             .by_consumer
@@ -971,4 +939,42 @@ fn bad_transaction(tx: &str) -> Exit {
         "Bad transaction",
         format!("Invalid transaction identifier: {tx}"),
     )
+}
+
+impl Deliveries for Connection {
+    fn outlet(&self) -> &Outlet {
+        &self.outlet
+    }
+
+    fn outlet_max(&self) -> usize {
+        self.outlet_max
+    }
+
+    fn out(&mut self) -> &mut BytesMut {
+        &mut self.out
+    }
+
+    fn deliver_all(&mut self, items: &mut Vec<OutletItem>, now: Now) {
+        for item in items.drain(..) {
+            match item {
+                OutletItem::Deliver {
+                    consumer,
+                    queue,
+                    entry,
+                } => self.deliver(consumer, queue, entry, now),
+                OutletItem::Cancelled { consumer, .. } => self.server_cancelled(consumer),
+            }
+        }
+    }
+
+    fn consumed_queues(&self) -> Vec<Arc<Queue>> {
+        self.subscriptions
+            .values()
+            .map(|s| s.queue.clone())
+            .collect()
+    }
+
+    fn router(&self) -> &Router {
+        &self.router
+    }
 }
