@@ -638,7 +638,15 @@ fn unknown_commands() {
             other => panic!("{bytes:?}: {other:?}"),
         }
     }
-    // Reported at the end of its headers (so that its receipt is known).
+    // A first byte that starts no command (not an upper-case letter) is refused at once,
+    // before any line end.
+    let mut c = StompCodec::new(LIMITS);
+    let mut buf = BytesMut::from(&b"\x16\x03\x01\x02\x00"[..]);
+    assert!(matches!(
+        c.decode(&mut buf),
+        Err(StompError::UnknownCommand(_))
+    ));
+    // Otherwise reported at the end of its headers (so that its receipt is known).
     let mut c = StompCodec::new(LIMITS);
     let mut buf = BytesMut::from(&b"FOO\nreceipt:r\n"[..]);
     assert_eq!(c.decode(&mut buf).unwrap(), None);
@@ -728,11 +736,12 @@ fn header_line_too_long_before_its_end_arrives() {
         let mut buf = BytesMut::from(prefix);
         assert_eq!(c.decode(&mut buf).unwrap(), None);
         // 16 bytes and a possible CR wait for the LF; one more byte is over the limit.
+        // (Upper case: a command line starting with anything else is refused at once.)
         for _ in 0..17 {
-            buf.extend_from_slice(b"x");
+            buf.extend_from_slice(b"X");
             assert_eq!(c.decode(&mut buf).unwrap(), None, "{prefix:?}");
         }
-        buf.extend_from_slice(b"x");
+        buf.extend_from_slice(b"X");
         assert!(
             matches!(
                 c.decode(&mut buf),

@@ -310,6 +310,17 @@ impl Decoder for StompCodec {
         loop {
             match &mut self.state {
                 State::Idle => {
+                    // No command starts with anything but an upper-case letter: other
+                    // bytes (a TLS ClientHello, binary garbage) are refused at once
+                    // instead of waiting for a line end that may never come.
+                    if let Some(&b) = src.first() {
+                        if !(b.is_ascii_uppercase() || b == b'\n' || b == b'\r') {
+                            let start = src.get(..src.len().min(16)).unwrap_or_default();
+                            let line = start.split(|&b| b == b'\n').next().unwrap_or_default();
+                            let name = String::from_utf8_lossy(line).into_owned();
+                            return Err(StompError::UnknownCommand(name));
+                        }
+                    }
                     let Some(line) = self.scan.line(src)? else {
                         return Ok(None);
                     };
