@@ -1,0 +1,162 @@
+//! AMQP 0-9-1 with lapin: publish to one queue -> one consumer, with or without
+//! publisher confirms.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use tokio::time::timeout;
+
+use crate::brokers::Target;
+use crate::procstat::Meter;
+use crate::stats::{payload, run_id, Pacer, Receivers, Tasks};
+use crate::{Outcome, Params, Res, SETUP};
+
+/// Deliveries the consumer may hold unacknowledged (basic.qos).
+const PREFETCH: u16 = 1000;
+/// The consumer acknowledges every this many deliveries at once (multiple = true).
+const ACK_EVERY: u64 = 100;
+/// Publishes in flight at once: awaiting their write, or their confirm with --confirms.
+const WINDOW_CONFIRMS: usize = 1000;
+const WINDOW: usize = 256;
+
+pub async fn connect(addr: SocketAddr) -> Res<Connection> {
+    let uri = format!("amqp://guest:guest@{addr}/%2f");
+    let c = timeout(
+        SETUP,
+        Connection::connect(&uri, ConnectionProperties::default()),
+    )
+    .await
+    .map_err(|_| format!("AMQP connect to {addr} timed out"))??;
+    Ok(c)
+}
+
+/// Deletes queue `name` on the broker at `addr` (also used for STOMP's /queue/).
+pub async fn delete_queue(addr: SocketAddr, name: &str) -> Res<()> {
+    let c = connect(addr).await?;
+    let ch = c.create_channel().await?;
+    ch.queue_delete(name.into(), QueueDeleteOptions::default())
+        .await?;
+    let _ = c.close(200, "bye".into()).await;
+    Ok(())
+}
+
+/// Publishes to queue `q` through the default exchange -> one consumer.
+pub async fn queue(p: &Params, t: &Target, meter: &mut Meter) -> Res<Outcome> {
+    let q = format!("load-amqp-{}", run_id());
+    let cc = connect(t.addr).await?;
+    let cch = cc.create_channel().await?;
+    cch.queue_declare(
+        q.as_str().into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
+    cch.basic_qos(PREFETCH, BasicQosOptions::default()).await?;
+    let mut consumer = cch
+        .basic_consume(
+            q.as_str().into(),
+            "load".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let rx = Receivers::new(1);
+    let rec = rx.list[0].clone();
+    let mut task = Tasks::default();
+    task.push(tokio::spawn(async move {
+        let mut n = 0u64;
+        while let Some(d) = consumer.next().await {
+            match d {
+                Ok(d) => {
+                    rec.record(&d.data);
+                    n += 1;
+                    if n.is_multiple_of(ACK_EVERY) {
+                        let multiple = BasicAckOptions { multiple: true };
+                        if let Err(e) = d.acker.ack(multiple).await {
+                            rec.fail(format!("consumer ack: {e}"));
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    rec.fail(format!("consumer: {e}"));
+                    return;
+                }
+            }
+        }
+    }));
+
+    let pc = connect(t.addr).await?;
+    let pch = pc.create_channel().await?;
+    if p.confirms {
+        pch.confirm_select(ConfirmSelectOptions::default()).await?;
+    }
+    let acked = AtomicU64::new(0);
+    let nacked = AtomicU64::new(0);
+    let failed = std::sync::Mutex::new(None::<String>);
+
+    meter.start();
+    let mut pacer = Pacer::new(p);
+    let publish = |seq: u64, ch: Channel| {
+        let body = payload(seq, p.size);
+        let (q, acked, nacked, failed) = (&q, &acked, &nacked, &failed);
+        async move {
+            let r = async {
+                let confirm = ch
+                    .basic_publish(
+                        "".into(),
+                        q.as_str().into(),
+                        BasicPublishOptions::default(),
+                        &body,
+                        BasicProperties::default(),
+                    )
+                    .await?;
+                Res::Ok(confirm.await?)
+            }
+            .await;
+            match r {
+                Ok(c) if c.is_nack() => nacked.fetch_add(1, Ordering::Relaxed),
+                Ok(_) => acked.fetch_add(1, Ordering::Relaxed),
+                Err(e) => {
+                    failed.lock().unwrap().get_or_insert(e.to_string());
+                    0
+                }
+            };
+        }
+    };
+    let window = if p.confirms { WINDOW_CONFIRMS } else { WINDOW };
+    let publishing = futures_util::stream::unfold(&mut pacer, |pacer| async move {
+        let seq = pacer.next().await?;
+        Some((seq, pacer))
+    })
+    .map(|seq| publish(seq, pch.clone()))
+    .buffer_unordered(window)
+    .for_each(|_| async {});
+    let published = timeout(p.publish_cap(), publishing).await;
+    let sent = acked.load(Ordering::Relaxed);
+    let nacks = nacked.load(Ordering::Relaxed);
+    rx.drain(sent, p.drain, p.drain_cap()).await;
+    meter.stop();
+
+    let mut out = Outcome::from_receivers(sent, sent, &rx);
+    out.nacked = nacks;
+    if published.is_err() {
+        out.errors.push("publisher: stuck past --seconds".into());
+    }
+    if let Some(e) = failed.lock().unwrap().take() {
+        out.errors.push(format!("publisher: {e}"));
+    }
+    drop(task);
+    let _ = pc.close(200, "bye".into()).await;
+    cch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+        .await?;
+    let _ = cc.close(200, "bye".into()).await;
+    Ok(out)
+}

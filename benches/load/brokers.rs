@@ -1,0 +1,376 @@
+//! The brokers under test: dwbroker (started and stopped here) and the reference brokers
+//! (started by ../shared/tools/reference-brokers.sh; found by their pid files).
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::cli::Protocol;
+use crate::Res;
+
+/// dwbroker's fixed ports (MQTT, AMQP, STOMP, NATS): clear of its defaults and of the
+/// reference brokers', and below the ephemeral port range (32768-60999) that client
+/// sockets take theirs from.
+const DW_PORTS: [u16; 4] = [11883, 15675, 16613, 14222];
+
+/// The reference brokers' ports (reference-brokers.sh).
+const MOSQUITTO: u16 = 21883;
+const NATS_SERVER: u16 = 24222;
+const RABBIT_AMQP: u16 = 25673;
+const RABBIT_STOMP: u16 = 26614;
+/// The harness's own mosquitto for mqtt-idle.
+const PRIVATE_MOSQUITTO: u16 = 21893;
+
+/// dwbroker's per-session queue limits, raised to what the reference mosquitto is given
+/// (max_queued_messages 1000000, max_queued_bytes unlimited) so that neither drops
+/// what the other would hold.
+const DW_CONFIG: &str = "\
+# written by benches/load: per-session queue limits like the reference mosquitto's
+[limits]
+max_queued_messages = 1000000
+max_queued_bytes = 1073741824
+";
+
+/// Whether a broker is ours or the reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dwbroker,
+    Reference,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Dwbroker => "dwbroker",
+            Kind::Reference => "reference",
+        }
+    }
+}
+
+/// One broker as a scenario sees it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub kind: Kind,
+    /// dwbroker, mosquitto, nats-server or rabbitmq.
+    pub name: &'static str,
+    /// The process whose CPU and RSS are sampled.
+    pub pid: u32,
+    /// The scenario's protocol listener.
+    pub addr: SocketAddr,
+    /// The same broker's AMQP listener (STOMP queues are deleted through it).
+    pub amqp: SocketAddr,
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Waits until `addr` accepts a connection.
+fn wait_port(addr: SocketAddr, within: Duration, child: Option<&mut Child>) -> Res<()> {
+    let deadline = Instant::now() + within;
+    let mut child = child;
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if let Some(c) = child.as_deref_mut() {
+            if let Some(status) = c.try_wait()? {
+                return Err(
+                    format!("the broker exited before listening on {addr}: {status}").into(),
+                );
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("nothing listens on {addr}").into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The fixed ports if all are free, else four the kernel picks.
+fn pick_ports() -> Res<[u16; 4]> {
+    let free = DW_PORTS
+        .iter()
+        .all(|p| TcpListener::bind(loopback(*p)).is_ok());
+    if free {
+        return Ok(DW_PORTS);
+    }
+    let ls: Vec<TcpListener> = (0..4)
+        .map(|_| TcpListener::bind(loopback(0)))
+        .collect::<Result<_, _>>()?;
+    let mut ports = [0u16; 4];
+    for (p, l) in ports.iter_mut().zip(&ls) {
+        *p = l.local_addr()?.port();
+    }
+    Ok(ports)
+}
+
+/// A dwbroker process started by the harness; stopped (SIGTERM, then SIGKILL) on drop.
+pub struct Dwbroker {
+    child: Child,
+    config: PathBuf,
+    mqtt: SocketAddr,
+    amqp: SocketAddr,
+    stomp: SocketAddr,
+    nats: SocketAddr,
+}
+
+impl Dwbroker {
+    pub fn start(bin: &Path) -> Res<Dwbroker> {
+        if !bin.exists() {
+            return Err(format!(
+                "{} not found: build it with `cargo build --release --bin dwbroker`",
+                bin.display()
+            )
+            .into());
+        }
+        let [mqtt, amqp, stomp, nats] = pick_ports()?.map(loopback);
+        let config =
+            std::env::temp_dir().join(format!("dwbroker-load-{}.toml", std::process::id()));
+        std::fs::write(&config, DW_CONFIG)?;
+        let mut child = Command::new(bin)
+            .arg("--config")
+            .arg(&config)
+            .args(["--mqtt", &mqtt.to_string()])
+            .args(["--amqp", &amqp.to_string()])
+            .args(["--stomp", &stomp.to_string()])
+            .args(["--nats", &nats.to_string()])
+            .args(["--kafka-rest", "off", "--log", "warn"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", bin.display()))?;
+        for addr in [mqtt, amqp, stomp, nats] {
+            if let Err(e) = wait_port(addr, Duration::from_secs(10), Some(&mut child)) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
+        }
+        println!(
+            "dwbroker {} (pid {}): MQTT {mqtt}, AMQP {amqp}, STOMP {stomp}, NATS {nats}",
+            bin.display(),
+            child.id()
+        );
+        Ok(Dwbroker {
+            child,
+            config,
+            mqtt,
+            amqp,
+            stomp,
+            nats,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn target(&self, protocol: Protocol) -> Target {
+        Target {
+            kind: Kind::Dwbroker,
+            name: "dwbroker",
+            pid: self.pid(),
+            addr: match protocol {
+                Protocol::Mqtt => self.mqtt,
+                Protocol::Nats => self.nats,
+                Protocol::Amqp => self.amqp,
+                Protocol::Stomp => self.stomp,
+            },
+            amqp: self.amqp,
+        }
+    }
+
+    /// Fails if the process has exited.
+    pub fn check_alive(&mut self) -> Res<()> {
+        match self.child.try_wait()? {
+            Some(status) => Err(format!("dwbroker exited: {status}").into()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Stops a child of ours: SIGTERM, up to 5 s to exit, then SIGKILL.
+fn stop_child(child: &mut Child) {
+    if let Ok(None) = child.try_wait() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+}
+
+impl Drop for Dwbroker {
+    fn drop(&mut self) {
+        stop_child(&mut self.child);
+        let _ = std::fs::remove_file(&self.config);
+    }
+}
+
+/// A mosquitto of the harness's own, with the reference configuration (from
+/// reference-brokers.sh) on another port: mqtt-idle measures RSS growth in a fresh
+/// process, and the shared reference mosquitto is not ours to restart.
+pub struct PrivateMosquitto {
+    child: Child,
+    config: PathBuf,
+    addr: SocketAddr,
+}
+
+impl PrivateMosquitto {
+    pub fn start() -> Res<PrivateMosquitto> {
+        let port = if TcpListener::bind(loopback(PRIVATE_MOSQUITTO)).is_ok() {
+            PRIVATE_MOSQUITTO
+        } else {
+            TcpListener::bind(loopback(0))?.local_addr()?.port()
+        };
+        let config = std::env::temp_dir().join(format!(
+            "dwbroker-load-mosquitto-{}.conf",
+            std::process::id()
+        ));
+        std::fs::write(
+            &config,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                 max_queued_messages 1000000\nmax_queued_bytes 0\nlog_dest stderr\n\
+                 log_type error\nlog_type warning\nconnection_messages false\n"
+            ),
+        )?;
+        let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .find(|b| Path::new(b).exists())
+            .unwrap_or("mosquitto");
+        let mut child = Command::new(bin)
+            .arg("-c")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("starting {bin}: {e}"))?;
+        let addr = loopback(port);
+        if let Err(e) = wait_port(addr, Duration::from_secs(10), Some(&mut child)) {
+            stop_child(&mut child);
+            return Err(e);
+        }
+        Ok(PrivateMosquitto {
+            child,
+            config,
+            addr,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn target(&self) -> Target {
+        Target {
+            kind: Kind::Reference,
+            name: "mosquitto",
+            pid: self.pid(),
+            addr: self.addr,
+            amqp: loopback(RABBIT_AMQP),
+        }
+    }
+}
+
+impl Drop for PrivateMosquitto {
+    fn drop(&mut self) {
+        stop_child(&mut self.child);
+        let _ = std::fs::remove_file(&self.config);
+    }
+}
+
+/// The running reference brokers.
+pub struct Reference {
+    pub mosquitto: u32,
+    pub nats: u32,
+    pub rabbitmq: u32,
+}
+
+fn read_pid(path: &Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(path).ok()?.trim().parse().ok()?;
+    Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+}
+
+impl Reference {
+    /// Finds the brokers by the pid files reference-brokers.sh writes in `ref_dir`
+    /// (rabbit/rabbit.pid is the Erlang VM, beam.smp).
+    pub fn find(ref_dir: &Path) -> Res<Reference> {
+        let hint = "start them with `bash ../shared/tools/reference-brokers.sh start`";
+        let pid = |f: &str| {
+            read_pid(&ref_dir.join(f)).ok_or_else(|| {
+                format!(
+                    "reference broker not running ({} has no live pid): {hint}",
+                    ref_dir.join(f).display()
+                )
+            })
+        };
+        let r = Reference {
+            mosquitto: pid("mosquitto.pid")?,
+            nats: pid("nats.pid")?,
+            rabbitmq: pid("rabbit/rabbit.pid")?,
+        };
+        println!(
+            "reference brokers: mosquitto pid {} (127.0.0.1:{MOSQUITTO}), nats-server pid {} \
+             (127.0.0.1:{NATS_SERVER}), rabbitmq beam.smp pid {} (AMQP 127.0.0.1:{RABBIT_AMQP}, \
+             STOMP 127.0.0.1:{RABBIT_STOMP})",
+            r.mosquitto, r.nats, r.rabbitmq
+        );
+        Ok(r)
+    }
+
+    pub fn pids(&self) -> [u32; 3] {
+        [self.mosquitto, self.nats, self.rabbitmq]
+    }
+
+    pub fn target(&self, protocol: Protocol) -> Res<Target> {
+        let (name, pid, port) = match protocol {
+            Protocol::Mqtt => ("mosquitto", self.mosquitto, MOSQUITTO),
+            Protocol::Nats => ("nats-server", self.nats, NATS_SERVER),
+            Protocol::Amqp => ("rabbitmq", self.rabbitmq, RABBIT_AMQP),
+            Protocol::Stomp => ("rabbitmq", self.rabbitmq, RABBIT_STOMP),
+        };
+        let addr = loopback(port);
+        wait_port(addr, Duration::from_secs(2), None)?;
+        Ok(Target {
+            kind: Kind::Reference,
+            name,
+            pid,
+            addr,
+            amqp: loopback(RABBIT_AMQP),
+        })
+    }
+}
+
+/// The CPU affinity list of `pid` (`taskset -cp`), e.g. "0,1" or "0-1".
+pub fn affinity(pid: u32) -> Option<String> {
+    let out = Command::new("taskset")
+        .args(["-cp", &pid.to_string()])
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    Some(text.rsplit(':').next()?.trim().to_string())
+}
+
+/// Sets the CPU affinity of every thread of `pid` to `cpus` (`taskset -a -cp`).
+pub fn pin(pid: u32, cpus: &str) -> Res<()> {
+    let status = Command::new("taskset")
+        .args(["-a", "-cp", cpus, &pid.to_string()])
+        .stdout(Stdio::null())
+        .status()?;
+    if !status.success() {
+        return Err(format!("taskset -a -cp {cpus} {pid} failed: {status}").into());
+    }
+    Ok(())
+}

@@ -1,0 +1,234 @@
+//! The command line: scenarios, options and what a run prints.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+const ABOUT: &str = "Load generator for dwbroker and the reference brokers \
+(mosquitto, nats-server, RabbitMQ), driven through off-the-shelf client crates.";
+
+const LONG_ABOUT: &str = "\
+Load generator for dwbroker and the reference brokers (mosquitto, nats-server, RabbitMQ),
+driven through off-the-shelf client crates, so that the client side is not ours and the
+same generator measures every broker:
+
+  MQTT   rumqttc 0.25 (MQTT 3.1.1); mqtt-idle opens raw sockets that send one CONNECT
+  NATS   async-nats 0.51
+  AMQP   lapin 4
+  STOMP  a small raw-socket client on dwbroker_codecs::stomp: there is no maintained
+         async STOMP client crate worth pulling in (the crates on crates.io are
+         unmaintained or synchronous), so STOMP is the one protocol spoken by our code.
+
+Run as `cargo bench --bench load -- <SCENARIO> [OPTIONS]` (cargo builds target/release/
+dwbroker with the bench). Every run is bounded by --messages and --seconds and stops by
+itself; every server is on 127.0.0.1.
+
+Brokers: dwbroker is started by the harness (target/release/dwbroker on 127.0.0.1 ports
+11883/15675/16613/14222 for MQTT/AMQP/STOMP/NATS, or free ports if those are taken, with
+--kafka-rest off --log warn and a config whose per-session queue limits match the
+reference mosquitto's: max_queued_messages = 1000000, max_queued_bytes = 1 GiB) and
+stopped at the end. The reference brokers must already run:
+`bash ../shared/tools/reference-brokers.sh start` (mosquitto 127.0.0.1:21883, nats-server
+24222, RabbitMQ AMQP 25673 / STOMP 26614); their PIDs come from the pid files in $REF_DIR.
+MQTT scenarios compare with mosquitto, NATS with nats-server, AMQP and STOMP with RabbitMQ.";
+
+const AFTER_LONG_HELP: &str = "\
+SCENARIOS (the payload carries a sequence number and the send timestamp; latency is
+receive time minus send time, in the one generator process):
+  mqtt-qos0    1 publisher -> --subs subscribers (1 -> N fan-out), QoS 0
+  mqtt-qos1    the same at QoS 1 (publisher inflight 100); lost must be 0
+  nats-pubsub  1 publisher -> --subs subscribers, one connection each
+  nats-queue   1 publisher -> a queue group of --subs members (default 3)
+  nats-reqrep  request/reply round trips one at a time through a responder connection
+               (latency = round trip; throughput = round trips per second)
+  amqp-queue   publish to one queue (default exchange) -> 1 consumer (manual acks,
+               prefetch 1000, multiple-ack every 100); --confirms waits for publisher
+               confirms (1000 outstanding); lost must be 0
+  stomp-queue  SEND to /queue/<q> -> --subs consumers (ack auto); lost must be 0
+  stomp-topic  SEND to /topic/<t> -> --subs subscribers (1 -> N fan-out)
+  mqtt-idle    --connections idle MQTT 3.1.1 connections (CONNECT, CONNACK, then silence):
+               broker RSS growth per connection after 1 s idle
+  smoke        a few hundred messages each of mqtt-qos1, nats-pubsub, amqp-queue
+               --confirms and stomp-queue against dwbroker; exits 1 if any is lost
+  all          every scenario above but smoke, with the options given
+
+OUTPUT, per run: messages sent / received / lost (expected minus received; expected is
+sent x subscribers for fan-out); throughput (messages received per second, from the
+first send to the last receive); latency p50/p99/p999 in microseconds; broker CPU time
+(utime+stime from /proc/<pid>/stat, delta over the run) per delivered message in
+microseconds; broker RSS (VmRSS) in MiB; and the generator's own CPU (percent of one
+core, and microseconds per message): near 100 % with --pin means the generator, not
+the broker, was the limit, and broker CPU per message still compares brokers fairly.
+Each run also prints one machine-readable line `RESULT {json}`; with --broker both each
+scenario ends with `SUMMARY {json}` (medians over the pairs and the ratios
+dwbroker / reference) that scripts/benchmarks.sh turns into BENCHMARKS.md.
+
+A scenario publishes until --messages are sent or --seconds have passed, then waits
+for deliveries until all arrived, or none arrived for --drain seconds, or --seconds
++ 10 s passed.
+With --rate, messages are sent on a fixed schedule (tokio timers: bursts of up to 1 ms
+of messages); without it, as fast as the client takes them (latency is then mostly
+queueing). Exit status: 0, or 1 if a run failed or lost messages where none may be
+lost (mqtt-qos1, amqp-queue, stomp-queue, smoke), 2 for a usage error.
+
+EXAMPLES:
+  cargo bench --bench load -- mqtt-qos1 --messages 20000 --subs 10
+  cargo bench --bench load -- nats-pubsub --broker both --pairs 3 --pin --rate 10000
+  cargo bench --bench load -- amqp-queue --confirms --size 1024 --broker reference
+  cargo bench --bench load -- smoke";
+
+/// What to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// MQTT QoS 0, 1 -> --subs fan-out
+    MqttQos0,
+    /// MQTT QoS 1, 1 -> --subs fan-out
+    MqttQos1,
+    /// NATS 1 -> --subs fan-out
+    NatsPubsub,
+    /// NATS queue group of --subs members
+    NatsQueue,
+    /// NATS request/reply round trips
+    NatsReqrep,
+    /// AMQP publish -> consume on one queue (--confirms)
+    AmqpQueue,
+    /// STOMP SEND -> SUBSCRIBE on /queue/
+    StompQueue,
+    /// STOMP SEND -> SUBSCRIBE on /topic/ (--subs fan-out)
+    StompTopic,
+    /// --connections idle MQTT connections: broker RSS per connection
+    MqttIdle,
+    /// A few hundred messages per protocol against dwbroker; fails on any loss
+    Smoke,
+    /// Every scenario but smoke
+    All,
+}
+
+impl Scenario {
+    /// The scenario's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::MqttQos0 => "mqtt-qos0",
+            Scenario::MqttQos1 => "mqtt-qos1",
+            Scenario::NatsPubsub => "nats-pubsub",
+            Scenario::NatsQueue => "nats-queue",
+            Scenario::NatsReqrep => "nats-reqrep",
+            Scenario::AmqpQueue => "amqp-queue",
+            Scenario::StompQueue => "stomp-queue",
+            Scenario::StompTopic => "stomp-topic",
+            Scenario::MqttIdle => "mqtt-idle",
+            Scenario::Smoke => "smoke",
+            Scenario::All => "all",
+        }
+    }
+
+    /// The protocol the scenario speaks.
+    pub fn protocol(self) -> Protocol {
+        match self {
+            Scenario::MqttQos0 | Scenario::MqttQos1 | Scenario::MqttIdle => Protocol::Mqtt,
+            Scenario::NatsPubsub | Scenario::NatsQueue | Scenario::NatsReqrep => Protocol::Nats,
+            Scenario::AmqpQueue => Protocol::Amqp,
+            Scenario::StompQueue | Scenario::StompTopic => Protocol::Stomp,
+            Scenario::Smoke | Scenario::All => unreachable!("expanded before running"),
+        }
+    }
+}
+
+/// The wire protocol of a scenario (it decides the reference broker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Mqtt,
+    Nats,
+    Amqp,
+    Stomp,
+}
+
+/// Which broker(s) to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BrokerChoice {
+    /// dwbroker, started by the harness
+    Dwbroker,
+    /// the protocol's reference broker, already running
+    Reference,
+    /// comparison: dwbroker and the reference alternately, --pairs times
+    Both,
+}
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "load",
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_long_help = AFTER_LONG_HELP
+)]
+pub struct Cli {
+    /// The scenario to run (see SCENARIOS below with --help).
+    #[arg(value_enum)]
+    pub scenario: Scenario,
+
+    /// Broker to measure; `both` is the comparison mode: dwbroker and the reference
+    /// alternately (A B A B ...) for --pairs pairs, then per scenario the median of each
+    /// and the ratio dwbroker / reference.
+    #[arg(long, value_enum, default_value = "dwbroker")]
+    pub broker: BrokerChoice,
+
+    /// Pairs of runs in comparison mode.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub pairs: usize,
+
+    /// Payload size in bytes (at least 16: sequence number and send timestamp).
+    #[arg(long, default_value_t = 64, value_name = "BYTES")]
+    pub size: usize,
+
+    /// Messages (requests for nats-reqrep) to publish per run [default: 100000; smoke: 300].
+    #[arg(long, value_name = "N")]
+    pub messages: Option<u64>,
+
+    /// Longest publishing time per run, in seconds.
+    #[arg(long, default_value_t = 10.0, value_name = "S")]
+    pub seconds: f64,
+
+    /// Offered rate in messages per second; 0 = unpaced (as fast as the client takes them).
+    #[arg(long, default_value_t = 0, value_name = "MSGS_PER_S")]
+    pub rate: u64,
+
+    /// Subscribers (fan-out), queue-group members or queue consumers
+    /// [default: 1; nats-queue: 3].
+    #[arg(long, value_name = "N")]
+    pub subs: Option<usize>,
+
+    /// amqp-queue: publisher confirms (1000 outstanding at most).
+    #[arg(long)]
+    pub confirms: bool,
+
+    /// mqtt-idle: idle connections to open.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub connections: usize,
+
+    /// Pin the broker to CPU 1 (`taskset -a -cp 1 <pid>`, every thread) and the generator
+    /// to CPU 0, for dwbroker and the reference brokers alike (their affinity is restored
+    /// at the end).
+    #[arg(long)]
+    pub pin: bool,
+
+    /// Seconds without a new delivery after which a run stops waiting for the rest.
+    #[arg(long, default_value_t = 2.0, value_name = "S")]
+    pub drain: f64,
+
+    /// The dwbroker binary (cargo builds it with the bench).
+    #[arg(long, value_name = "PATH", default_value = env!("CARGO_BIN_EXE_dwbroker"))]
+    pub dwbroker_bin: PathBuf,
+
+    /// Scratch dir of ../shared/tools/reference-brokers.sh (its pid files).
+    #[arg(
+        long,
+        env = "REF_DIR",
+        value_name = "DIR",
+        default_value = "/tmp/dwbroker-reference-brokers"
+    )]
+    pub ref_dir: PathBuf,
+
+    /// Passed by `cargo bench` to every harness=false bench: ignored.
+    #[arg(long = "bench", hide = true)]
+    pub cargo_bench: bool,
+}

@@ -1,0 +1,234 @@
+//! MQTT with rumqttc (3.1.1): 1 -> N publish/subscribe at QoS 0 or 1, and idle
+//! connections.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, QoS};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+
+use crate::brokers::Target;
+use crate::procstat::Meter;
+use crate::stats::{payload, run_id, Pacer, Receivers, Recorder, Tasks};
+use crate::{Outcome, Params, Res, SETUP};
+
+fn client(id: String, addr: SocketAddr, size: usize, cap: usize) -> (AsyncClient, EventLoop) {
+    let mut o = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    o.set_keep_alive(Duration::from_secs(60));
+    o.set_clean_session(true);
+    o.set_max_packet_size(size + 4096, size + 4096);
+    o.set_inflight(100);
+    let (c, mut ev) = AsyncClient::new(o, cap);
+    // rumqttc leaves Nagle on; async-nats and lapin turn it off, and so does this.
+    let mut net = NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    ev.set_network_options(net);
+    (c, ev)
+}
+
+/// Polls `ev` until it fails: records PUBLISH payloads in `rec`, signals the first
+/// CONNACK/SUBACK on `ready`, counts PUBACKs in `acked`.
+fn poll(
+    mut ev: EventLoop,
+    rec: Arc<Recorder>,
+    what: String,
+    ready: oneshot::Sender<()>,
+    acked: Arc<AtomicU64>,
+    want_suback: bool,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ready = Some(ready);
+        loop {
+            match ev.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => rec.record(&p.payload),
+                Ok(Event::Incoming(Packet::PubAck(_))) => {
+                    acked.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) if want_suback => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(());
+                    }
+                }
+                Ok(Event::Incoming(Packet::ConnAck(_))) if !want_suback => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(());
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    rec.fail(format!("{what}: {e}"));
+                    return;
+                }
+            }
+        }
+    })
+}
+
+/// 1 publisher -> `p.subs` subscribers on one topic at `qos`.
+pub async fn pubsub(p: &Params, t: &Target, meter: &mut Meter, qos: QoS) -> Res<Outcome> {
+    let id = run_id();
+    let topic = format!("load/{id}");
+    let rx = Receivers::new(p.subs);
+    let mut tasks = Tasks::default();
+    let mut subs = Vec::new();
+    for (i, rec) in rx.list.iter().enumerate() {
+        let (c, ev) = client(format!("load-sub-{id}-{i}"), t.addr, p.size, 16);
+        let (tx, ready) = oneshot::channel();
+        let acks = Arc::new(AtomicU64::new(0));
+        tasks.push(poll(
+            ev,
+            rec.clone(),
+            format!("subscriber {i}"),
+            tx,
+            acks,
+            true,
+        ));
+        c.subscribe(topic.as_str(), qos).await?;
+        timeout(SETUP, ready)
+            .await
+            .map_err(|_| format!("subscriber {i}: no SUBACK in time"))?
+            .map_err(|_| format!("subscriber {i}: {:?}", rx.errors()))?;
+        subs.push(c);
+    }
+    // The publisher's own errors are reported through a recorder that receives nothing.
+    let pub_rec = Arc::new(Recorder::default());
+    let (pc, ev) = client(format!("load-pub-{id}"), t.addr, p.size, 1024);
+    let (tx, ready) = oneshot::channel();
+    let acked = Arc::new(AtomicU64::new(0));
+    tasks.push(poll(
+        ev,
+        pub_rec.clone(),
+        "publisher".into(),
+        tx,
+        acked.clone(),
+        false,
+    ));
+    timeout(SETUP, ready)
+        .await
+        .map_err(|_| "publisher: no CONNACK in time")?
+        .map_err(|_| "publisher: connection failed")?;
+
+    meter.start();
+    let mut pacer = Pacer::new(p);
+    let publishing = async {
+        while let Some(seq) = pacer.next().await {
+            pc.publish(topic.as_str(), qos, false, payload(seq, p.size))
+                .await?;
+        }
+        Res::Ok(())
+    };
+    let published = timeout(p.publish_cap(), publishing).await;
+    let sent = pacer.sent;
+    let expected = sent * p.subs as u64;
+    rx.drain(expected, p.drain, p.drain_cap()).await;
+    if qos == QoS::AtLeastOnce {
+        // The last PUBACKs may still be on their way when the last delivery arrived.
+        let until = tokio::time::Instant::now() + p.drain;
+        while acked.load(Ordering::Relaxed) < sent && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    meter.stop();
+
+    let mut out = Outcome::from_receivers(sent, expected, &rx);
+    match published {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => out.errors.push(format!("publisher: {e}")),
+        Err(_) => out.errors.push("publisher: stuck past --seconds".into()),
+    }
+    if qos == QoS::AtLeastOnce {
+        let a = acked.load(Ordering::Relaxed);
+        if a < sent {
+            out.notes.push(format!("{} PUBACKs missing", sent - a));
+        }
+    }
+    let mut pub_errors = Receivers {
+        list: vec![pub_rec],
+    }
+    .errors();
+    out.errors.append(&mut pub_errors);
+    for c in subs.iter().chain([&pc]) {
+        let _ = c.try_disconnect();
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    drop(tasks);
+    Ok(out)
+}
+
+/// An MQTT 3.1.1 CONNECT (clean session, keep alive 600 s) for `client_id`.
+fn connect_packet(client_id: &str) -> Vec<u8> {
+    let mut v = vec![0x10, 0];
+    v.extend_from_slice(&[0, 4, b'M', b'Q', b'T', b'T', 4, 0x02]);
+    v.extend_from_slice(&600u16.to_be_bytes());
+    v.extend_from_slice(&(client_id.len() as u16).to_be_bytes());
+    v.extend_from_slice(client_id.as_bytes());
+    assert!(v.len() - 2 < 128, "one-byte remaining length");
+    v[1] = (v.len() - 2) as u8;
+    v
+}
+
+async fn connect_idle(addr: SocketAddr, client_id: String) -> Res<TcpStream> {
+    let mut s = TcpStream::connect(addr).await?;
+    s.write_all(&connect_packet(&client_id)).await?;
+    let mut ack = [0u8; 4];
+    s.read_exact(&mut ack).await?;
+    if ack[0] != 0x20 || ack[3] != 0 {
+        return Err(format!("CONNACK {ack:?}").into());
+    }
+    Ok(s)
+}
+
+/// `p.connections` idle connections: the broker's RSS growth per connection.
+pub async fn idle(p: &Params, t: &Target, meter: &mut Meter) -> Res<Outcome> {
+    let id = run_id();
+    let deadline = tokio::time::Instant::now() + p.publish_cap();
+    meter.start();
+    let results: Vec<Res<TcpStream>> = futures_util::stream::iter(0..p.connections)
+        .map(|i| {
+            let cid = format!("idle-{id}-{i}");
+            async move {
+                tokio::time::timeout_at(deadline, connect_idle(t.addr, cid))
+                    .await
+                    .map_err(|_| "not connected within --seconds")?
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    let mut errors: Vec<String> = Vec::new();
+    let mut conns = Vec::new();
+    for r in results {
+        match r {
+            Ok(s) => conns.push(s),
+            Err(e) if errors.len() < 3 => errors.push(e.to_string()),
+            Err(_) => {}
+        }
+    }
+    let established = conns.len() as u64;
+    // Let the broker settle: no packet arrives on the connections from here on.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    meter.stop();
+    drop(conns);
+    let mut out = Outcome {
+        sent: p.connections as u64,
+        expected: p.connections as u64,
+        received: established,
+        last_ns: meter.t1_ns,
+        errors,
+        ..Outcome::default()
+    };
+    if established > 0 {
+        let grown = meter.rss1_kib as f64 - meter.rss0_kib as f64;
+        out.rss_per_conn_kib = Some(grown / established as f64);
+    }
+    // The broker needs a moment to close them all before the next run.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(out)
+}

@@ -1,0 +1,188 @@
+//! STOMP 1.2 over a small raw-socket client on `dwbroker_codecs::stomp` (no maintained
+//! async STOMP client crate exists): SEND -> SUBSCRIBE on /queue/ and /topic/.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use dwbroker_codecs::stomp::{
+    Command, Frame, FrameWriter, Received, StompCodec, StompLimits, Version,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tokio_util::codec::Decoder;
+
+use crate::brokers::Target;
+use crate::procstat::Meter;
+use crate::stats::{payload, run_id, Pacer, Receivers, Tasks};
+use crate::{amqp, Outcome, Params, Res, SETUP};
+
+/// Bytes of SEND frames buffered before a write.
+const WRITE_CHUNK: usize = 64 * 1024;
+
+/// One STOMP 1.2 connection (heart-beats off, TCP_NODELAY like the other clients).
+struct Conn {
+    rd: OwnedReadHalf,
+    wr: OwnedWriteHalf,
+    buf: BytesMut,
+    codec: StompCodec,
+}
+
+impl Conn {
+    async fn connect(addr: SocketAddr) -> Res<Conn> {
+        let stream = timeout(SETUP, TcpStream::connect(addr))
+            .await
+            .map_err(|_| format!("STOMP connect to {addr} timed out"))??;
+        stream.set_nodelay(true)?;
+        let (rd, wr) = stream.into_split();
+        let mut c = Conn {
+            rd,
+            wr,
+            buf: BytesMut::with_capacity(WRITE_CHUNK),
+            // The server's frames are trusted.
+            codec: StompCodec::new(StompLimits {
+                max_header_line: 1 << 20,
+                max_headers: 100_000,
+                max_body: 1 << 26,
+            }),
+        };
+        let connect = Frame::new(Command::Connect)
+            .with("accept-version", "1.2")
+            .with("host", "/")
+            .with("login", "guest")
+            .with("passcode", "guest")
+            .with("heart-beat", "0,0");
+        c.send(&connect).await?;
+        let f = timeout(SETUP, c.next())
+            .await
+            .map_err(|_| "no CONNECTED in time")??;
+        match f {
+            Some(f) if f.command == Command::Connected => Ok(c),
+            other => Err(format!("expected CONNECTED, got {other:?}").into()),
+        }
+    }
+
+    async fn send(&mut self, f: &Frame) -> Res<()> {
+        let mut out = BytesMut::new();
+        f.encode(Version::V1_2, &mut out);
+        self.wr.write_all(&out).await?;
+        Ok(())
+    }
+
+    /// The next frame (heart-beats skipped); None once the server closed the socket.
+    async fn next(&mut self) -> Res<Option<Frame>> {
+        loop {
+            while let Some(r) = self.codec.decode(&mut self.buf)? {
+                if let Received::Frame(f) = r {
+                    return Ok(Some(f));
+                }
+            }
+            if self.buf.capacity() - self.buf.len() < 8192 {
+                self.buf.reserve(WRITE_CHUNK);
+            }
+            if self.rd.read_buf(&mut self.buf).await? == 0 {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Sends `f` with a receipt and waits for the RECEIPT.
+    async fn send_with_receipt(&mut self, f: Frame, receipt: &str) -> Res<()> {
+        self.send(&f.with("receipt", receipt)).await?;
+        loop {
+            let f = timeout(SETUP, self.next())
+                .await
+                .map_err(|_| format!("no RECEIPT {receipt} in time"))??
+                .ok_or("connection closed before the RECEIPT")?;
+            match f.command {
+                Command::Receipt if f.header("receipt-id") == Some(receipt) => return Ok(()),
+                Command::Error => return Err(format!("ERROR: {f:?}").into()),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// SEND to /queue/<q> (`topic` false: `p.subs` competing consumers) or /topic/<t>
+/// (`topic` true: `p.subs` subscribers, each gets every message).
+pub async fn run(p: &Params, t: &Target, meter: &mut Meter, topic: bool) -> Res<Outcome> {
+    let id = run_id();
+    let queue = format!("load-stomp-{id}");
+    let dest = if topic {
+        format!("/topic/load.{id}")
+    } else {
+        format!("/queue/{queue}")
+    };
+    let rx = Receivers::new(p.subs);
+    let mut tasks = Tasks::default();
+    for rec in &rx.list {
+        let mut c = Conn::connect(t.addr).await?;
+        let sub = Frame::new(Command::Subscribe)
+            .with("id", "0")
+            .with("destination", &dest)
+            .with("ack", "auto");
+        c.send_with_receipt(sub, "sub").await?;
+        let rec = rec.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                match c.next().await {
+                    Ok(Some(f)) if f.command == Command::Message => rec.record(&f.body),
+                    Ok(Some(f)) => {
+                        rec.fail(format!("subscriber got {f:?}"));
+                        return;
+                    }
+                    Ok(None) => return,
+                    Err(e) => {
+                        rec.fail(format!("subscriber: {e}"));
+                        return;
+                    }
+                }
+            }
+        }));
+    }
+    let mut pc = Conn::connect(t.addr).await?;
+    let len = p.size.max(crate::stats::STAMP).to_string();
+
+    meter.start();
+    let mut pacer = Pacer::new(p);
+    let mut out_buf = BytesMut::with_capacity(2 * WRITE_CHUNK);
+    let publishing = async {
+        while let Some(seq) = pacer.next().await {
+            let mut w = FrameWriter::start(&mut out_buf, Command::Send, Version::V1_2);
+            w.header("destination", &dest)
+                .header("content-length", &len);
+            w.finish(&payload(seq, p.size));
+            if out_buf.len() >= WRITE_CHUNK || pacer.ahead() {
+                pc.wr.write_all(&out_buf).await?;
+                out_buf.clear();
+            }
+        }
+        pc.wr.write_all(&out_buf).await?;
+        // Every SEND before it has been processed once the DISCONNECT's RECEIPT is back.
+        pc.send_with_receipt(Frame::new(Command::Disconnect), "bye")
+            .await?;
+        Res::Ok(())
+    };
+    let published = timeout(p.publish_cap() + Duration::from_secs(5), publishing).await;
+    let sent = pacer.sent;
+    let expected = if topic { sent * p.subs as u64 } else { sent };
+    rx.drain(expected, p.drain, p.drain_cap()).await;
+    meter.stop();
+
+    let mut out = Outcome::from_receivers(sent, expected, &rx);
+    match published {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => out.errors.push(format!("publisher: {e}")),
+        Err(_) => out.errors.push("publisher: stuck past --seconds".into()),
+    }
+    drop(tasks);
+    if !topic {
+        // /queue/<q> is the AMQP queue <q> on both brokers (RabbitMQ keeps it otherwise).
+        if let Err(e) = amqp::delete_queue(t.amqp, &queue).await {
+            out.notes.push(format!("deleting queue {queue}: {e}"));
+        }
+    }
+    Ok(out)
+}
