@@ -25,8 +25,6 @@ const PUMP_BATCH: usize = 64;
 pub(crate) trait Deliveries {
     /// Its outlet.
     fn outlet(&self) -> &Outlet;
-    /// How many items its outlet holds when full.
-    fn outlet_max(&self) -> usize;
     /// Bytes waiting to be written.
     fn out(&mut self) -> &mut BytesMut;
     /// Encodes (or settles) `items`, emptying it.
@@ -40,7 +38,7 @@ pub(crate) trait Deliveries {
     /// bytes; if the outlet had filled up, its queues are kicked (they stop
     /// handing deliveries to a full outlet).
     fn pump(&mut self, now: Now) {
-        let was_full = self.outlet().len() >= self.outlet_max();
+        let was_full = self.outlet().is_full();
         let mut items = Vec::new();
         while self.out().len() < WRITE_BUDGET {
             self.outlet().drain_up_to(&mut items, PUMP_BATCH);

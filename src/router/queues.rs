@@ -317,6 +317,11 @@ impl Outlet {
         self.items().is_empty()
     }
 
+    /// Whether it holds as many deliveries as it may (queues then wait for room).
+    pub fn is_full(&self) -> bool {
+        !self.has_room()
+    }
+
     fn has_room(&self) -> bool {
         self.items().len() < self.max_items
     }

@@ -212,7 +212,6 @@ pub(super) struct Connection {
     /// Consumer id -> (channel, tag).
     consumers: HashMap<ConsumerId, (u16, String)>,
     pub(super) outlet: Arc<Outlet>,
-    outlet_max: usize,
     /// Whether connection.blocked was sent and not yet lifted.
     pub(super) blocked: bool,
     /// Whether this connection has published (only publishers are blocked).
@@ -238,7 +237,6 @@ impl Connection {
             closing: HashMap::new(),
             consumers: HashMap::new(),
             outlet: Arc::new(Outlet::new(outlet_max)),
-            outlet_max,
             blocked: false,
             publisher: false,
             channel_closed: false,
@@ -1500,10 +1498,6 @@ fn queue_args(queue: &str, table: &FieldTable) -> Result<QueueArgs, Fault> {
 impl Deliveries for Connection {
     fn outlet(&self) -> &Outlet {
         &self.outlet
-    }
-
-    fn outlet_max(&self) -> usize {
-        self.outlet_max
     }
 
     fn out(&mut self) -> &mut BytesMut {

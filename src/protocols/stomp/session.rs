@@ -162,7 +162,6 @@ pub(super) struct Connection {
     pub(super) outlet: Arc<Outlet>,
     /// It has sent a SEND (flow control pauses publishers only).
     pub(super) publisher: bool,
-    outlet_max: usize,
     /// The connection-wide credit every consumer takes from (unlimited: STOMP's
     /// prefetch is per subscription).
     credit: Arc<Credit>,
@@ -194,7 +193,6 @@ impl Connection {
             out: BytesMut::new(),
             outlet: Arc::new(Outlet::new(outlet_max)),
             publisher: false,
-            outlet_max,
             credit: Arc::new(Credit::new(0)),
             subscriptions: HashMap::new(),
             by_consumer: HashMap::new(),
@@ -944,10 +942,6 @@ fn bad_transaction(tx: &str) -> Exit {
 impl Deliveries for Connection {
     fn outlet(&self) -> &Outlet {
         &self.outlet
-    }
-
-    fn outlet_max(&self) -> usize {
-        self.outlet_max
     }
 
     fn out(&mut self) -> &mut BytesMut {
