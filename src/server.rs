@@ -1,7 +1,9 @@
 //! Listeners, accept loops and graceful shutdown: one listener per protocol built so
 //! far, every accepted socket served by its protocol front in its own task.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -223,7 +225,15 @@ async fn accept_loop(listener: TcpListener, front: Front, ctx: Arc<Context>, tra
                     warn!(%peer, max = ctx.config.limits.max_connections, "connection refused: max_connections reached");
                     continue;
                 }
-                tracker.spawn(serve(front, stream, peer, ctx.clone(), slot));
+                // Nagle would hold small acks and publishes for up to 40 ms.
+                if let Err(e) = stream.set_nodelay(true) {
+                    debug!(%peer, error = %e, "TCP_NODELAY not set");
+                }
+                let connection = serve(front, stream, peer, ctx.clone());
+                tracker.spawn(async move {
+                    connection.await;
+                    drop(slot);
+                });
             }
             Err(e) => {
                 // Out of file descriptors and similar: back off instead of spinning.
@@ -234,22 +244,19 @@ async fn accept_loop(listener: TcpListener, front: Front, ctx: Arc<Context>, tra
     }
 }
 
-async fn serve(
+/// One connection's task, boxed: a task is as large as its future, and an idle
+/// MQTT client should pay neither for another front's state nor for the arguments.
+fn serve(
     front: Front,
     stream: TcpStream,
     peer: SocketAddr,
     ctx: Arc<Context>,
-    _slot: ConnectionSlot,
-) {
-    // Nagle would hold small acks and publishes for up to 40 ms.
-    if let Err(e) = stream.set_nodelay(true) {
-        debug!(%peer, error = %e, "TCP_NODELAY not set");
-    }
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     match front {
-        Front::Mqtt => mqtt::serve(stream, peer, ctx).await,
-        Front::Amqp => amqp::serve(stream, peer, ctx).await,
-        Front::Stomp => stomp::serve(stream, peer, ctx).await,
-        Front::Nats => nats::serve(stream, peer, ctx).await,
+        Front::Mqtt => Box::pin(mqtt::serve(stream, peer, ctx)),
+        Front::Amqp => Box::pin(amqp::serve(stream, peer, ctx)),
+        Front::Stomp => Box::pin(stomp::serve(stream, peer, ctx)),
+        Front::Nats => Box::pin(nats::serve(stream, peer, ctx)),
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub(crate) mod amqp;
 mod delivery;
+mod frames;
 pub(crate) mod mqtt;
 pub(crate) mod nats;
 mod socket;

@@ -74,7 +74,8 @@ where
     let _ = tokio::time::timeout(FAREWELL_TIMEOUT, async {
         let _ = writer.write_all(last).await;
         let _ = writer.shutdown().await;
-        let mut scratch = [0u8; 4096];
+        // On the heap: this future is part of every connection's task.
+        let mut scratch = vec![0u8; 4096];
         while let Ok(n) = reader.read(&mut scratch).await {
             if n == 0 {
                 break;

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::protocols::frames::FrameReader;
 use dwbroker_codecs::amqp::{
     check_protocol_header, encode_heartbeat, encode_method, AmqpCodec, AmqpError, ConnectionClose,
     Method, ReplyCode, PROTOCOL_HEADER,
@@ -17,7 +18,6 @@ use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn};
 
 use session::{Connection, Exit, Offer};
@@ -58,7 +58,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>
     let conn_id = ctx.next_conn_id();
     let mut conn = Connection::new(conn_id, ctx.router.clone(), offer, OUTLET_MAX);
     conn.start();
-    let mut reader = FramedRead::new(Watched::new(read_half), AmqpCodec::new(offer.frame_max));
+    let mut reader = FrameReader::new(Watched::new(read_half), AmqpCodec::new(offer.frame_max));
     let mut writer = writer;
     info!(%peer, conn = conn_id, "amqp: connection opened");
     let exit = run(&mut conn, &mut reader, &mut writer, &ctx).await;
@@ -101,7 +101,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>
 /// The connected loop; it ends only with an `Exit`.
 async fn run(
     conn: &mut Connection,
-    reader: &mut FramedRead<Watched<OwnedReadHalf>, AmqpCodec>,
+    reader: &mut FrameReader<Watched<OwnedReadHalf>, AmqpCodec>,
     writer: &mut OwnedWriteHalf,
     ctx: &Context,
 ) -> Exit {

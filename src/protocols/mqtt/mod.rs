@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::protocols::frames::FrameReader;
 use bytes::BytesMut;
 use dwbroker_codecs::mqtt::{
     Codec, DecodeError, Disconnect, Packet, Properties, ProtocolVersion, ReasonCode,
@@ -22,7 +23,6 @@ use futures_util::StreamExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
-use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn};
 
 pub(crate) use registry::Registry;
@@ -35,6 +35,8 @@ use crate::server::Context;
 /// At most this many queued messages are moved to the socket per wake-up, so that
 /// one busy subscriber cannot starve reading its own socket.
 const PUMP_BUDGET: usize = 256;
+/// See `run`: packet lists up to this capacity are released after each write.
+const SMALL_OUT: usize = 4;
 /// How long a new connection waits for the previous holder of its client id: longer
 /// than a write can block that holder (`socket::WRITE_TIMEOUT`).
 const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(15);
@@ -45,123 +47,30 @@ const MAX_CONNECT_PACKET: u32 = 64 * 1024;
 /// How often parked sessions are checked for expiry and delayed wills.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 
+/// A connection whose CONNECT was accepted.
+struct Connected {
+    conn: Connection,
+    reader: FrameReader<OwnedReadHalf, Codec>,
+    writer: OwnedWriteHalf,
+    wbuf: BytesMut,
+    kick: oneshot::Receiver<Handoff>,
+}
+
 /// Serves one MQTT network connection until it ends.
 pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
-    let conn_id = ctx.next_conn_id();
-    let (read_half, mut writer) = stream.into_split();
-    let limits = &ctx.config.limits;
-    let pre_connect_max = limits.max_message_size.min(MAX_CONNECT_PACKET);
-    let mut reader = FramedRead::new(read_half, Codec::server(pre_connect_max));
-    let mut wbuf = BytesMut::new();
-
-    // [MQTT-3.1.0-1] The first packet MUST be CONNECT; wait for it a bounded time.
-    let first = tokio::select! {
-        r = tokio::time::timeout(limits.connect_timeout, reader.next()) => r,
-        _ = ctx.shutdown.cancelled() => return,
+    // Boxed, as every step that runs once: the task keeps only what the connected
+    // loop needs, which is what an idle client costs.
+    let Some(Connected {
+        mut conn,
+        mut reader,
+        mut writer,
+        mut wbuf,
+        kick,
+    }) = Box::pin(handshake(stream, peer, &ctx)).await
+    else {
+        return;
     };
-    let connect = match first {
-        Err(_) => return debug!(%peer, "mqtt: no CONNECT in time"),
-        Ok(None) => return,
-        Ok(Some(Ok(Packet::Connect(c)))) => c,
-        Ok(Some(Ok(other))) => {
-            return warn!(%peer, packet = ?other.packet_type(), "mqtt: first packet is not CONNECT")
-        }
-        Ok(Some(Err(DecodeError::UnsupportedProtocolVersion { level }))) => {
-            // [MQTT-3.1.2-2] CONNACK 0x84 (v5 form) / return code 0x01 (3.1.1 form),
-            // in the form the client's level can read, then close.
-            let version = if level > 5 {
-                ProtocolVersion::V5
-            } else {
-                ProtocolVersion::V311
-            };
-            let packet = session::refusal_connack(ReasonCode::UNSUPPORTED_PROTOCOL_VERSION);
-            farewell(reader, writer, &mut wbuf, version, &[packet]).await;
-            return warn!(%peer, level, "mqtt: unsupported protocol level");
-        }
-        Ok(Some(Err(e))) => return warn!(%peer, error = %e, "mqtt: bad first packet"),
-    };
-    let version = connect.version;
-    let mut codec = Codec::server(limits.max_message_size);
-    codec.set_version(version);
-    *reader.decoder_mut() = codec;
-
-    let refuse = |code| [session::refusal_connack(code)];
-    let accepted = match session::accept_connect(connect, limits, || ctx.assign_client_id()) {
-        Ok(a) => a,
-        Err(refusal) => {
-            farewell(reader, writer, &mut wbuf, version, &refuse(refusal.code)).await;
-            return warn!(%peer, code = %refusal.code, why = refusal.why, "mqtt: CONNECT refused");
-        }
-    };
-    let client_id = accepted.client_id.clone();
-    let (kick_tx, kick_rx) = oneshot::channel::<Handoff>();
-    let prior = match ctx.mqtt.claim(
-        &client_id,
-        conn_id,
-        kick_tx,
-        Instant::now(),
-        limits.max_sessions,
-    ) {
-        Prior::Fresh => None,
-        Prior::Parked(state) => Some(state),
-        Prior::Expired(state, will) => {
-            state.end(&ctx.router);
-            if let Some(will) = will {
-                ctx.router.publish(*will, Instant::now());
-            }
-            None
-        }
-        Prior::Full => {
-            farewell(
-                reader,
-                writer,
-                &mut wbuf,
-                version,
-                &refuse(ReasonCode::QUOTA_EXCEEDED),
-            )
-            .await;
-            return warn!(%peer, client_id = %client_id, max = limits.max_sessions, "mqtt: CONNECT refused: max_sessions reached");
-        }
-        Prior::Online(kick) => {
-            let (tx, rx) = oneshot::channel();
-            if kick.send(tx).is_ok() {
-                tokio::time::timeout(TAKEOVER_TIMEOUT, rx)
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .flatten()
-            } else {
-                None
-            }
-        }
-    };
-    // [MQTT-3.1.2-4] Clean Start discards any existing session.
-    let (state, session_present) = match prior {
-        Some(old) if accepted.clean_start => {
-            old.end(&ctx.router);
-            (SessionState::new(&ctx.router), false)
-        }
-        Some(old) => (old, true),
-        None => (SessionState::new(&ctx.router), false),
-    };
-    let keep_alive = accepted.keep_alive;
-    let mut conn = Connection::start(
-        accepted,
-        state,
-        session_present,
-        conn_id,
-        ctx.router.clone(),
-        limits,
-    );
-    info!(%peer, client_id = %client_id, ?version, keep_alive, session_present, "mqtt: client connected");
-
-    if session_present {
-        let dropped = conn.session().take_drop_stats();
-        if dropped.messages > 0 {
-            warn!(%peer, client_id = %client_id, dropped = dropped.messages, "mqtt: messages were dropped while the session was offline (queue full)");
-        }
-    }
-    let mut kick = Some(kick_rx);
+    let mut kick = Some(kick);
     let exit = match run(
         &mut conn,
         &mut reader,
@@ -175,6 +84,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>
         Ok(never) => match never {},
         Err(exit) => exit,
     };
+    let client_id = &conn.client_id;
     match &exit {
         Exit::ClientDisconnect(code) => {
             info!(%peer, client_id = %client_id, %code, "mqtt: client disconnected")
@@ -208,28 +118,166 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>
     let network_failed = matches!(exit, Exit::Network(_));
     // The session (and a takeover waiting for it) comes first; saying goodbye to a
     // client that may not be reading comes last, bounded.
-    end_session(conn, exit, kick, &ctx).await;
+    // Boxed, as every step that runs once (see `farewell`): what a task holds while
+    // connected is what an idle client costs.
+    Box::pin(end_session(conn, exit, kick, &ctx)).await;
     if !network_failed {
         farewell(reader, writer, &mut wbuf, version, &last).await;
     }
 }
 
+/// Reads and answers CONNECT, takes over or resumes the session; `None` once the
+/// connection was refused or lost.
+async fn handshake(stream: TcpStream, peer: SocketAddr, ctx: &Arc<Context>) -> Option<Connected> {
+    let conn_id = ctx.next_conn_id();
+    let (read_half, writer) = stream.into_split();
+    let limits = &ctx.config.limits;
+    let pre_connect_max = limits.max_message_size.min(MAX_CONNECT_PACKET);
+    let mut reader = FrameReader::new(read_half, Codec::server(pre_connect_max));
+    let mut wbuf = BytesMut::new();
+
+    // [MQTT-3.1.0-1] The first packet MUST be CONNECT; wait for it a bounded time.
+    let first = tokio::select! {
+        r = tokio::time::timeout(limits.connect_timeout, reader.next()) => r,
+        _ = ctx.shutdown.cancelled() => return None,
+    };
+    let connect = match first {
+        Err(_) => {
+            debug!(%peer, "mqtt: no CONNECT in time");
+            return None;
+        }
+        Ok(None) => return None,
+        Ok(Some(Ok(Packet::Connect(c)))) => c,
+        Ok(Some(Ok(other))) => {
+            warn!(%peer, packet = ?other.packet_type(), "mqtt: first packet is not CONNECT");
+            return None;
+        }
+        Ok(Some(Err(DecodeError::UnsupportedProtocolVersion { level }))) => {
+            // [MQTT-3.1.2-2] CONNACK 0x84 (v5 form) / return code 0x01 (3.1.1 form),
+            // in the form the client's level can read, then close.
+            let version = if level > 5 {
+                ProtocolVersion::V5
+            } else {
+                ProtocolVersion::V311
+            };
+            let packet = session::refusal_connack(ReasonCode::UNSUPPORTED_PROTOCOL_VERSION);
+            farewell(reader, writer, &mut wbuf, version, &[packet]).await;
+            warn!(%peer, level, "mqtt: unsupported protocol level");
+            return None;
+        }
+        Ok(Some(Err(e))) => {
+            warn!(%peer, error = %e, "mqtt: bad first packet");
+            return None;
+        }
+    };
+    let version = connect.version;
+    let mut codec = Codec::server(limits.max_message_size);
+    codec.set_version(version);
+    *reader.decoder_mut() = codec;
+
+    let refuse = |code| [session::refusal_connack(code)];
+    let accepted = match session::accept_connect(connect, limits, || ctx.assign_client_id()) {
+        Ok(a) => a,
+        Err(refusal) => {
+            farewell(reader, writer, &mut wbuf, version, &refuse(refusal.code)).await;
+            warn!(%peer, code = %refusal.code, why = refusal.why, "mqtt: CONNECT refused");
+            return None;
+        }
+    };
+    let client_id = accepted.client_id.clone();
+    let (kick_tx, kick_rx) = oneshot::channel::<Handoff>();
+    let prior = match ctx.mqtt.claim(
+        &client_id,
+        conn_id,
+        kick_tx,
+        Instant::now(),
+        limits.max_sessions,
+    ) {
+        Prior::Fresh => None,
+        Prior::Parked(state) => Some(state),
+        Prior::Expired(state, will) => {
+            state.end(&ctx.router);
+            if let Some(will) = will {
+                ctx.router.publish(*will, Instant::now());
+            }
+            None
+        }
+        Prior::Full => {
+            farewell(
+                reader,
+                writer,
+                &mut wbuf,
+                version,
+                &refuse(ReasonCode::QUOTA_EXCEEDED),
+            )
+            .await;
+            warn!(%peer, client_id = %client_id, max = limits.max_sessions, "mqtt: CONNECT refused: max_sessions reached");
+            return None;
+        }
+        Prior::Online(kick) => {
+            let (tx, rx) = oneshot::channel();
+            if kick.send(tx).is_ok() {
+                tokio::time::timeout(TAKEOVER_TIMEOUT, rx)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .flatten()
+            } else {
+                None
+            }
+        }
+    };
+    // [MQTT-3.1.2-4] Clean Start discards any existing session.
+    let (state, session_present) = match prior {
+        Some(old) if accepted.clean_start => {
+            old.end(&ctx.router);
+            (SessionState::new(&ctx.router), false)
+        }
+        Some(old) => (old, true),
+        None => (SessionState::new(&ctx.router), false),
+    };
+    let keep_alive = accepted.keep_alive;
+    let conn = Connection::start(
+        accepted,
+        state,
+        session_present,
+        conn_id,
+        ctx.router.clone(),
+        limits,
+    );
+    info!(%peer, client_id = %client_id, ?version, keep_alive, session_present, "mqtt: client connected");
+
+    if session_present {
+        let dropped = conn.session().take_drop_stats();
+        if dropped.messages > 0 {
+            warn!(%peer, client_id = %client_id, dropped = dropped.messages, "mqtt: messages were dropped while the session was offline (queue full)");
+        }
+    }
+    Some(Connected {
+        conn,
+        reader,
+        writer,
+        wbuf,
+        kick: kick_rx,
+    })
+}
+
 /// Writes the last packets of a connection and closes it (see `socket::farewell`).
 async fn farewell(
-    reader: FramedRead<OwnedReadHalf, Codec>,
+    reader: FrameReader<OwnedReadHalf, Codec>,
     writer: OwnedWriteHalf,
     wbuf: &mut BytesMut,
     version: ProtocolVersion,
     packets: &[Packet],
 ) {
     encode_packets(wbuf, version, packets);
-    socket::farewell(reader.into_inner(), writer, wbuf).await;
+    Box::pin(socket::farewell(reader.into_inner(), writer, wbuf)).await;
 }
 
 /// The connected loop. `Ok` never happens: the loop ends only with an `Exit`.
 async fn run(
     conn: &mut Connection,
-    reader: &mut FramedRead<OwnedReadHalf, Codec>,
+    reader: &mut FrameReader<OwnedReadHalf, Codec>,
     writer: &mut OwnedWriteHalf,
     wbuf: &mut BytesMut,
     kick: &mut Option<oneshot::Receiver<Handoff>>,
@@ -244,6 +292,11 @@ async fn run(
         if !conn.out.is_empty() {
             encode_packets(wbuf, conn.version, &conn.out);
             conn.out.clear();
+            // Packets are large (MQTT 5 properties inline): a list that never held
+            // more than a few (an idle client's CONNACK, PINGRESPs) is not kept.
+            if conn.out.capacity() <= SMALL_OUT {
+                conn.out = Vec::new();
+            }
             socket::write(writer, wbuf)
                 .await
                 .map_err(|e| Exit::Network(e.to_string()))?;

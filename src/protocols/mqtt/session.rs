@@ -104,7 +104,7 @@ pub(crate) struct Accepted {
     /// Keep alive in force, in seconds (0: none).
     pub(crate) keep_alive: u16,
     keep_alive_changed: bool,
-    will: Option<WillSpec>,
+    will: Option<Box<WillSpec>>,
     client_receive_max: u16,
     client_max_packet: u32,
     client_topic_alias_max: u16,
@@ -200,7 +200,7 @@ pub(crate) fn accept_connect(
                 });
             }
             let delay = w.properties.will_delay_interval.unwrap_or(0);
-            Some(WillSpec {
+            Some(Box::new(WillSpec {
                 publish: Publish {
                     dup: false,
                     qos: w.qos,
@@ -211,7 +211,7 @@ pub(crate) fn accept_connect(
                     payload: w.payload,
                 },
                 delay,
-            })
+            }))
         }
     };
     Ok(Accepted {
@@ -249,7 +249,8 @@ pub(crate) struct Connection {
     /// Seconds the session outlives the connection (0: it ends with it).
     session_expiry: u32,
     keep_alive: u16,
-    will: Option<WillSpec>,
+    /// Boxed: most clients have none, and a connection's size is an idle client's cost.
+    will: Option<Box<WillSpec>>,
     state: SessionState,
     router: Arc<Router>,
     max_session_expiry: u32,

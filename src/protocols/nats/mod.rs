@@ -9,12 +9,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::protocols::frames::FrameReader;
 use bytes::Bytes;
 use dwbroker_codecs::nats::{DecodeError, Limits, ServerCodec, ServerOp};
 use futures_util::StreamExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio_util::codec::FramedRead;
 use tracing::{info, warn};
 
 use session::{Connection, Exit};
@@ -40,7 +40,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>
     let local = stream.local_addr().ok();
     let (read_half, mut writer) = stream.into_split();
     let limits = &ctx.config.limits;
-    let mut reader = FramedRead::new(
+    let mut reader = FrameReader::new(
         read_half,
         ServerCodec::new(Limits {
             max_control_line: limits.nats_max_control_line as usize,
@@ -89,7 +89,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>
 /// The connected loop; it ends only with an `Exit`.
 async fn run(
     conn: &mut Connection,
-    reader: &mut FramedRead<OwnedReadHalf, ServerCodec>,
+    reader: &mut FrameReader<OwnedReadHalf, ServerCodec>,
     writer: &mut OwnedWriteHalf,
     ctx: &Context,
 ) -> Result<std::convert::Infallible, Exit> {

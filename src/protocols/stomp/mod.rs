@@ -12,11 +12,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::protocols::frames::FrameReader;
 use dwbroker_codecs::stomp::{encode_heartbeat, Received, StompCodec, StompLimits, Version};
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn};
 
 use session::{Connection, Exit, Offer};
@@ -66,7 +66,7 @@ where
     let conn_id = ctx.next_conn_id();
     let session = format!("session-{}", ctx.assign_client_id());
     let mut conn = Connection::new(conn_id, ctx.router.clone(), offer, session, OUTLET_MAX);
-    let mut reader = FramedRead::new(Watched::new(reader), codec);
+    let mut reader = FrameReader::new(Watched::new(reader), codec);
     debug!(%peer, conn = conn_id, "stomp: connection opened");
     let end = run(&mut conn, &mut reader, &mut writer, &ctx).await;
     conn.end(now());
@@ -94,7 +94,7 @@ where
 /// The connected loop; it ends only with an `End`.
 async fn run<R, W>(
     conn: &mut Connection,
-    reader: &mut FramedRead<Watched<R>, StompCodec>,
+    reader: &mut FrameReader<Watched<R>, StompCodec>,
     writer: &mut W,
     ctx: &Context,
 ) -> End

@@ -1,0 +1,134 @@
+//! Decoded frames from a byte stream, like tokio-util's `FramedRead`, except that an
+//! idle connection holds no read buffer: the buffer is given back whenever the
+//! socket has nothing to read and nothing partial is buffered. `FramedRead` keeps
+//! its 8 KiB (or whatever a large frame grew it to) for the life of the connection,
+//! which made a buffer the largest part of an idle client's cost.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use futures_util::Stream;
+use tokio::io::AsyncRead;
+use tokio_util::codec::Decoder;
+use tokio_util::io::poll_read_buf;
+
+/// Bytes asked of the socket per read when the buffer has little room left.
+const READ_CHUNK: usize = 8 * 1024;
+/// Below this much spare room the buffer grows by [`READ_CHUNK`] before a read.
+const MIN_ROOM: usize = 1024;
+
+#[derive(Debug)]
+pub(crate) struct FrameReader<R, D> {
+    inner: R,
+    decoder: D,
+    buf: BytesMut,
+    eof: bool,
+}
+
+impl<R, D> FrameReader<R, D> {
+    pub(crate) fn new(inner: R, decoder: D) -> FrameReader<R, D> {
+        FrameReader {
+            inner,
+            decoder,
+            buf: BytesMut::new(),
+            eof: false,
+        }
+    }
+
+    pub(crate) fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    pub(crate) fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
+    pub(crate) fn decoder(&self) -> &D {
+        &self.decoder
+    }
+
+    pub(crate) fn decoder_mut(&mut self) -> &mut D {
+        &mut self.decoder
+    }
+
+    pub(crate) fn into_inner(self) -> R {
+        self.inner
+    }
+}
+
+impl<R, D> Stream for FrameReader<R, D>
+where
+    R: AsyncRead + Unpin,
+    D: Decoder + Unpin,
+{
+    type Item = Result<D::Item, D::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if this.eof {
+                // What is left must decode to whole frames (the decoder's decode_eof
+                // reports a truncated one), then the stream ends.
+                return Poll::Ready(this.decoder.decode_eof(&mut this.buf).transpose());
+            }
+            if let Some(frame) = this.decoder.decode(&mut this.buf)? {
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            if this.buf.capacity() - this.buf.len() < MIN_ROOM {
+                this.buf.reserve(READ_CHUNK);
+            }
+            match poll_read_buf(Pin::new(&mut this.inner), cx, &mut this.buf) {
+                Poll::Pending => {
+                    if this.buf.is_empty() {
+                        this.buf = BytesMut::new();
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(Ok(0)) => this.eof = true,
+                Poll::Ready(Ok(_)) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    use tokio_util::codec::LinesCodec;
+
+    #[tokio::test]
+    async fn frames_across_reads_then_end() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut reader = FrameReader::new(server, LinesCodec::new());
+        client.write_all(b"one\ntw").await.unwrap();
+        assert_eq!(reader.next().await.unwrap().unwrap(), "one");
+        client.write_all(b"o\nthree").await.unwrap();
+        assert_eq!(reader.next().await.unwrap().unwrap(), "two");
+        drop(client);
+        // LinesCodec's decode_eof yields an unterminated last line.
+        assert_eq!(reader.next().await.unwrap().unwrap(), "three");
+        assert!(reader.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn idle_reader_holds_no_buffer() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut reader = FrameReader::new(server, LinesCodec::new());
+        client.write_all(b"hello\n").await.unwrap();
+        assert_eq!(reader.next().await.unwrap().unwrap(), "hello");
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(20), reader.next());
+        assert!(waiting.await.is_err(), "nothing more was sent");
+        assert_eq!(reader.buf.capacity(), 0);
+        // A partial frame is kept while waiting for the rest.
+        client.write_all(b"par").await.unwrap();
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(20), reader.next());
+        assert!(waiting.await.is_err());
+        assert_eq!(&reader.buf[..], b"par");
+        client.write_all(b"tial\n").await.unwrap();
+        assert_eq!(reader.next().await.unwrap().unwrap(), "partial");
+    }
+}
