@@ -72,6 +72,9 @@ variants=(
     "nats-queue --size 64 --subs 3"
     "nats-queue --size 64 --subs 3 --rate $RATE"
     "nats-reqrep --size 64"
+    "mqtt-reqrep --size 64"
+    "amqp-reqrep --size 64"
+    "stomp-reqrep --size 64"
     "amqp-queue --size 64"
     "amqp-queue --size 64 --confirms"
     "amqp-queue --size 1024"
@@ -197,7 +200,7 @@ the script.
 - Throughput: messages received per second (all subscribers together for 1→N), from the
   first send to the last receive. Latency: receive time minus the send time carried in the
   payload (unpaced latency is mostly queueing; the `{env.get('RATE', '10000')}/s` rows are at a fixed offered rate).
-  nats-reqrep: round trips, one at a time.
+  The *-reqrep rows: round trips, one at a time.
 - Broker CPU: utime+stime of the broker process (/proc/<pid>/stat, 10 ms ticks) over the
   run, per delivered message. Generator CPU near 100 % marks a generator-bound run, where
   throughput says little and CPU per message still compares the brokers.

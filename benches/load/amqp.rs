@@ -1,21 +1,22 @@
 //! AMQP 0-9-1 with lapin: publish to one queue -> one consumer, with or without
-//! publisher confirms.
+//! publisher confirms; request/reply through the default exchange.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
-use lapin::types::FieldTable;
+use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::time::timeout;
 
 use crate::brokers::Target;
 use crate::procstat::Meter;
-use crate::stats::{payload, run_id, Pacer, Receivers, Tasks};
+use crate::stats::{payload, round_trips, run_id, Pacer, Receivers, Recorder, Tasks};
 use crate::{Outcome, Params, Res, SETUP};
 
 /// Deliveries the consumer may hold unacknowledged (basic.qos).
@@ -158,5 +159,114 @@ pub async fn queue(p: &Params, t: &Target, meter: &mut Meter) -> Res<Outcome> {
     cch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
         .await?;
     let _ = cc.close(200, "bye".into()).await;
+    Ok(out)
+}
+
+/// Request/reply round trips, one at a time: the requester publishes to queue
+/// load-rpc-<id> (auto-delete) through the default exchange with reply_to = its exclusive
+/// server-named queue and a correlation_id; the responder publishes each body back to
+/// reply_to with the same correlation_id. Both consume without acks.
+pub async fn reqrep(p: &Params, t: &Target, meter: &mut Meter) -> Res<Outcome> {
+    let rpc = format!("load-rpc-{}", run_id());
+    let no_ack = BasicConsumeOptions {
+        no_ack: true,
+        ..BasicConsumeOptions::default()
+    };
+    let rc = connect(t.addr).await?;
+    let rch = rc.create_channel().await?;
+    let auto_delete = QueueDeclareOptions {
+        auto_delete: true,
+        ..QueueDeclareOptions::default()
+    };
+    rch.queue_declare(rpc.as_str().into(), auto_delete, FieldTable::default())
+        .await?;
+    let mut requests = rch
+        .basic_consume(
+            rpc.as_str().into(),
+            "responder".into(),
+            no_ack,
+            FieldTable::default(),
+        )
+        .await?;
+    // The responder's failures end in its recorder (it records nothing).
+    let resp_rec = Arc::new(Recorder::default());
+    let fail = resp_rec.clone();
+    let mut task = Tasks::default();
+    task.push(tokio::spawn(async move {
+        while let Some(d) = requests.next().await {
+            let r = async {
+                let d = d?;
+                let to = d
+                    .properties
+                    .reply_to()
+                    .clone()
+                    .ok_or("request without reply_to")?;
+                let mut props = BasicProperties::default();
+                if let Some(c) = d.properties.correlation_id() {
+                    props = props.with_correlation_id(c.clone());
+                }
+                rch.basic_publish(
+                    "".into(),
+                    to,
+                    BasicPublishOptions::default(),
+                    &d.data,
+                    props,
+                )
+                .await?;
+                Res::Ok(())
+            };
+            if let Err(e) = r.await {
+                fail.fail(format!("responder: {e}"));
+                return;
+            }
+        }
+    }));
+
+    let qc = connect(t.addr).await?;
+    let qch = qc.create_channel().await?;
+    let exclusive = QueueDeclareOptions {
+        exclusive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let reply_to = qch
+        .queue_declare("".into(), exclusive, FieldTable::default())
+        .await?
+        .name()
+        .clone();
+    let mut replies = qch
+        .basic_consume(
+            reply_to.clone(),
+            "requester".into(),
+            no_ack,
+            FieldTable::default(),
+        )
+        .await?;
+
+    let mut n = 0u64;
+    let mut out = round_trips(p, meter, async |body: &[u8]| {
+        n += 1;
+        let id = ShortString::from(n.to_string());
+        let props = BasicProperties::default()
+            .with_reply_to(reply_to.clone())
+            .with_correlation_id(id.clone());
+        qch.basic_publish(
+            "".into(),
+            rpc.as_str().into(),
+            BasicPublishOptions::default(),
+            body,
+            props,
+        )
+        .await?;
+        let d = replies.next().await.ok_or("reply consumer ended")??;
+        match d.properties.correlation_id() {
+            Some(c) if *c == id => Res::Ok(d.data),
+            c => Err(format!("reply with correlation_id {c:?}, expected {id}").into()),
+        }
+    })
+    .await;
+    out.errors.extend(resp_rec.errors());
+    drop(task);
+    let _ = qc.close(200, "bye".into()).await;
+    let _ = rc.close(200, "bye".into()).await;
     Ok(out)
 }

@@ -41,6 +41,13 @@ receive time minus send time, in the one generator process):
   nats-queue   1 publisher -> a queue group of --subs members (default 3)
   nats-reqrep  request/reply round trips one at a time through a responder connection
                (latency = round trip; throughput = round trips per second)
+  mqtt-reqrep  the same over MQTT at QoS 0: requests to load/<id>/rpc, replies to
+               load/<id>/reply
+  amqp-reqrep  the same over AMQP: requests to queue load-rpc-<id> (default exchange)
+               with reply_to = the requester's exclusive server-named queue and a
+               correlation_id; no acks
+  stomp-reqrep the same over STOMP: SEND to /queue/load-rpc-<id> with reply-to
+               /queue/load-reply-<id> (ack auto)
   amqp-queue   publish to one queue (default exchange) -> 1 consumer (manual acks,
                prefetch 1000, multiple-ack every 100); --confirms waits for publisher
                confirms (1000 outstanding); lost must be 0
@@ -90,6 +97,12 @@ pub enum Scenario {
     NatsQueue,
     /// NATS request/reply round trips
     NatsReqrep,
+    /// MQTT request/reply round trips (QoS 0)
+    MqttReqrep,
+    /// AMQP request/reply round trips (reply_to, correlation_id)
+    AmqpReqrep,
+    /// STOMP request/reply round trips (reply-to)
+    StompReqrep,
     /// AMQP publish -> consume on one queue (--confirms)
     AmqpQueue,
     /// STOMP SEND -> SUBSCRIBE on /queue/
@@ -113,6 +126,9 @@ impl Scenario {
             Scenario::NatsPubsub => "nats-pubsub",
             Scenario::NatsQueue => "nats-queue",
             Scenario::NatsReqrep => "nats-reqrep",
+            Scenario::MqttReqrep => "mqtt-reqrep",
+            Scenario::AmqpReqrep => "amqp-reqrep",
+            Scenario::StompReqrep => "stomp-reqrep",
             Scenario::AmqpQueue => "amqp-queue",
             Scenario::StompQueue => "stomp-queue",
             Scenario::StompTopic => "stomp-topic",
@@ -125,10 +141,12 @@ impl Scenario {
     /// The protocol the scenario speaks.
     pub fn protocol(self) -> Protocol {
         match self {
-            Scenario::MqttQos0 | Scenario::MqttQos1 | Scenario::MqttIdle => Protocol::Mqtt,
+            Scenario::MqttQos0 | Scenario::MqttQos1 | Scenario::MqttIdle | Scenario::MqttReqrep => {
+                Protocol::Mqtt
+            }
             Scenario::NatsPubsub | Scenario::NatsQueue | Scenario::NatsReqrep => Protocol::Nats,
-            Scenario::AmqpQueue => Protocol::Amqp,
-            Scenario::StompQueue | Scenario::StompTopic => Protocol::Stomp,
+            Scenario::AmqpQueue | Scenario::AmqpReqrep => Protocol::Amqp,
+            Scenario::StompQueue | Scenario::StompTopic | Scenario::StompReqrep => Protocol::Stomp,
             Scenario::Smoke | Scenario::All => unreachable!("expanded before running"),
         }
     }
@@ -180,7 +198,7 @@ pub struct Cli {
     #[arg(long, default_value_t = 64, value_name = "BYTES")]
     pub size: usize,
 
-    /// Messages (requests for nats-reqrep) to publish per run [default: 100000; smoke: 300].
+    /// Messages (requests for *-reqrep) to publish per run [default: 100000; smoke: 300].
     #[arg(long, value_name = "N")]
     pub messages: Option<u64>,
 

@@ -74,7 +74,10 @@ impl Params {
         let size = self.size.max(stats::STAMP);
         match self.scenario {
             Scenario::MqttIdle => format!("{name} {} conns", self.connections),
-            Scenario::NatsReqrep => format!("{name} {size}B {pace}"),
+            Scenario::NatsReqrep
+            | Scenario::MqttReqrep
+            | Scenario::AmqpReqrep
+            | Scenario::StompReqrep => format!("{name} {size}B {pace}"),
             Scenario::NatsQueue => format!("{name} {size}B group of {} {pace}", self.subs),
             Scenario::AmqpQueue => format!(
                 "{name} {size}B {}{pace}",
@@ -156,9 +159,12 @@ fn plan(cli: &Cli) -> Vec<Params> {
             Scenario::NatsPubsub,
             Scenario::NatsQueue,
             Scenario::NatsReqrep,
+            Scenario::MqttReqrep,
             Scenario::AmqpQueue,
+            Scenario::AmqpReqrep,
             Scenario::StompQueue,
             Scenario::StompTopic,
+            Scenario::StompReqrep,
             Scenario::MqttIdle,
         ]
         .into_iter()
@@ -180,6 +186,9 @@ async fn run_one(p: &Params, t: &Target, pinned: bool) -> RunResult {
             Scenario::NatsPubsub => nats::pubsub(p, t, &mut meter, false).await,
             Scenario::NatsQueue => nats::pubsub(p, t, &mut meter, true).await,
             Scenario::NatsReqrep => nats::reqrep(p, t, &mut meter).await,
+            Scenario::MqttReqrep => mqtt::reqrep(p, t, &mut meter).await,
+            Scenario::AmqpReqrep => amqp::reqrep(p, t, &mut meter).await,
+            Scenario::StompReqrep => stomp::reqrep(p, t, &mut meter).await,
             Scenario::AmqpQueue => amqp::queue(p, t, &mut meter).await,
             Scenario::StompQueue => stomp::run(p, t, &mut meter, false).await,
             Scenario::StompTopic => stomp::run(p, t, &mut meter, true).await,

@@ -1,22 +1,23 @@
-//! MQTT with rumqttc (3.1.1): 1 -> N publish/subscribe at QoS 0 or 1, and idle
-//! connections.
+//! MQTT with rumqttc (3.1.1): 1 -> N publish/subscribe at QoS 0 or 1, request/reply,
+//! and idle connections.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, QoS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
 use crate::brokers::Target;
 use crate::procstat::Meter;
-use crate::stats::{payload, run_id, Pacer, Receivers, Recorder, Tasks};
+use crate::stats::{payload, round_trips, run_id, Pacer, Receivers, Recorder, Tasks};
 use crate::{Outcome, Params, Res, SETUP};
 
 fn client(id: String, addr: SocketAddr, size: usize, cap: usize) -> (AsyncClient, EventLoop) {
@@ -33,42 +34,72 @@ fn client(id: String, addr: SocketAddr, size: usize, cap: usize) -> (AsyncClient
     (c, ev)
 }
 
-/// Polls `ev` until it fails: records PUBLISH payloads in `rec`, signals the first
-/// CONNACK/SUBACK on `ready`, counts PUBACKs in `acked`.
+/// Polls `ev` until it fails: hands PUBLISH payloads to `deliver`; signals the first
+/// CONNACK/SUBACK on `ready`; counts PUBACKs in `acked`. The failure goes to `ready`
+/// while it waits, else to `deliver`.
 fn poll(
     mut ev: EventLoop,
-    rec: Arc<Recorder>,
     what: String,
-    ready: oneshot::Sender<()>,
+    ready: oneshot::Sender<Result<(), String>>,
     acked: Arc<AtomicU64>,
     want_suback: bool,
+    mut deliver: impl FnMut(Result<Bytes, String>) + Send + 'static,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ready = Some(ready);
         loop {
             match ev.poll().await {
-                Ok(Event::Incoming(Packet::Publish(p))) => rec.record(&p.payload),
+                Ok(Event::Incoming(Packet::Publish(p))) => deliver(Ok(p.payload)),
                 Ok(Event::Incoming(Packet::PubAck(_))) => {
                     acked.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(Event::Incoming(Packet::SubAck(_))) if want_suback => {
                     if let Some(r) = ready.take() {
-                        let _ = r.send(());
+                        let _ = r.send(Ok(()));
                     }
                 }
                 Ok(Event::Incoming(Packet::ConnAck(_))) if !want_suback => {
                     if let Some(r) = ready.take() {
-                        let _ = r.send(());
+                        let _ = r.send(Ok(()));
                     }
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    rec.fail(format!("{what}: {e}"));
+                    let e = format!("{what}: {e}");
+                    match ready.take() {
+                        Some(r) => _ = r.send(Err(e)),
+                        None => deliver(Err(e)),
+                    }
                     return;
                 }
             }
         }
     })
+}
+
+/// A `deliver` for [`poll`] that counts what arrives in `rec`.
+fn recording(rec: Arc<Recorder>) -> impl FnMut(Result<Bytes, String>) + Send + 'static {
+    move |m| match m {
+        Ok(payload) => rec.record(&payload),
+        Err(e) => rec.fail(e),
+    }
+}
+
+/// Subscribes `c` (polled by a [`poll`] task that signals `ready`) to `topic` and waits
+/// for the SUBACK.
+async fn subscribe(
+    c: &AsyncClient,
+    topic: &str,
+    qos: QoS,
+    ready: oneshot::Receiver<Result<(), String>>,
+    what: &str,
+) -> Res<()> {
+    c.subscribe(topic, qos).await?;
+    timeout(SETUP, ready)
+        .await
+        .map_err(|_| format!("{what}: no SUBACK in time"))?
+        .map_err(|_| format!("{what}: polling stopped"))??;
+    Ok(())
 }
 
 /// 1 publisher -> `p.subs` subscribers on one topic at `qos`.
@@ -82,19 +113,16 @@ pub async fn pubsub(p: &Params, t: &Target, meter: &mut Meter, qos: QoS) -> Res<
         let (c, ev) = client(format!("load-sub-{id}-{i}"), t.addr, p.size, 16);
         let (tx, ready) = oneshot::channel();
         let acks = Arc::new(AtomicU64::new(0));
+        let what = format!("subscriber {i}");
         tasks.push(poll(
             ev,
-            rec.clone(),
-            format!("subscriber {i}"),
+            what.clone(),
             tx,
             acks,
             true,
+            recording(rec.clone()),
         ));
-        c.subscribe(topic.as_str(), qos).await?;
-        timeout(SETUP, ready)
-            .await
-            .map_err(|_| format!("subscriber {i}: no SUBACK in time"))?
-            .map_err(|_| format!("subscriber {i}: {:?}", rx.errors()))?;
+        subscribe(&c, &topic, qos, ready, &what).await?;
         subs.push(c);
     }
     // The publisher's own errors are reported through a recorder that receives nothing.
@@ -104,16 +132,16 @@ pub async fn pubsub(p: &Params, t: &Target, meter: &mut Meter, qos: QoS) -> Res<
     let acked = Arc::new(AtomicU64::new(0));
     tasks.push(poll(
         ev,
-        pub_rec.clone(),
         "publisher".into(),
         tx,
         acked.clone(),
         false,
+        recording(pub_rec.clone()),
     ));
     timeout(SETUP, ready)
         .await
         .map_err(|_| "publisher: no CONNACK in time")?
-        .map_err(|_| "publisher: connection failed")?;
+        .map_err(|_| "publisher: polling stopped")??;
 
     meter.start();
     let mut pacer = Pacer::new(p);
@@ -149,12 +177,73 @@ pub async fn pubsub(p: &Params, t: &Target, meter: &mut Meter, qos: QoS) -> Res<
             out.notes.push(format!("{} PUBACKs missing", sent - a));
         }
     }
-    let mut pub_errors = Receivers {
-        list: vec![pub_rec],
-    }
-    .errors();
-    out.errors.append(&mut pub_errors);
+    out.errors.extend(pub_rec.errors());
     for c in subs.iter().chain([&pc]) {
+        let _ = c.try_disconnect();
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    drop(tasks);
+    Ok(out)
+}
+
+/// Request/reply round trips at QoS 0, one at a time: the requester publishes to
+/// load/<id>/rpc, the responder republishes each request to load/<id>/reply.
+pub async fn reqrep(p: &Params, t: &Target, meter: &mut Meter) -> Res<Outcome> {
+    let id = run_id();
+    let (rpc, reply) = (format!("load/{id}/rpc"), format!("load/{id}/reply"));
+    let mut tasks = Tasks::default();
+    // The responder's failures end in its recorder (it records nothing).
+    let resp_rec = Arc::new(Recorder::default());
+    let (rc, ev) = client(format!("load-rpc-{id}"), t.addr, p.size, 16);
+    let (tx, ready) = oneshot::channel();
+    let (echo, fail) = (rc.clone(), resp_rec.clone());
+    let reply_topic = reply.clone();
+    tasks.push(poll(
+        ev,
+        "responder".into(),
+        tx,
+        Arc::default(),
+        true,
+        move |m| {
+            // One request at a time: the client's request queue always has room.
+            let r = m.and_then(|req| {
+                echo.try_publish(reply_topic.as_str(), QoS::AtMostOnce, false, req)
+                    .map_err(|e| format!("responder: {e}"))
+            });
+            if let Err(e) = r {
+                fail.fail(e);
+            }
+        },
+    ));
+    subscribe(&rc, &rpc, QoS::AtMostOnce, ready, "responder").await?;
+
+    let (qc, ev) = client(format!("load-req-{id}"), t.addr, p.size, 16);
+    let (tx, ready) = oneshot::channel();
+    let (replies_tx, mut replies) = mpsc::unbounded_channel();
+    tasks.push(poll(
+        ev,
+        "requester".into(),
+        tx,
+        Arc::default(),
+        true,
+        move |m| {
+            let _ = replies_tx.send(m);
+        },
+    ));
+    subscribe(&qc, &reply, QoS::AtMostOnce, ready, "requester").await?;
+
+    let mut out = round_trips(p, meter, async |body: &[u8]| {
+        qc.publish(rpc.as_str(), QoS::AtMostOnce, false, body)
+            .await?;
+        let reply = replies
+            .recv()
+            .await
+            .ok_or("requester: connection closed")??;
+        Res::Ok(reply)
+    })
+    .await;
+    out.errors.extend(resp_rec.errors());
+    for c in [&rc, &qc] {
         let _ = c.try_disconnect();
     }
     tokio::time::sleep(Duration::from_millis(20)).await;

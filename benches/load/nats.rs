@@ -1,7 +1,6 @@
 //! NATS with async-nats: 1 -> N fan-out, queue group, request/reply.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use async_nats::{Client, ConnectOptions, Subject};
 use bytes::Bytes;
@@ -10,7 +9,7 @@ use tokio::time::timeout;
 
 use crate::brokers::Target;
 use crate::procstat::Meter;
-use crate::stats::{payload, run_id, Pacer, Receivers, Tasks};
+use crate::stats::{payload, round_trips, run_id, Pacer, Receivers, Tasks};
 use crate::{Outcome, Params, Res, SETUP};
 
 async fn connect(addr: SocketAddr) -> Res<Client> {
@@ -105,27 +104,11 @@ pub async fn reqrep(p: &Params, t: &Target, meter: &mut Meter) -> Res<Outcome> {
     .await
     .map_err(|_| "first request timed out")??;
 
-    let rx = Receivers::new(1);
-    meter.start();
-    let mut pacer = Pacer::new(p);
-    let mut errors = Vec::new();
-    while let Some(seq) = pacer.next().await {
-        let req = requester.request(subject.clone(), Bytes::from(payload(seq, p.size)));
-        match timeout(Duration::from_secs(5), req).await {
-            Ok(Ok(m)) => rx.list[0].record(&m.payload),
-            Ok(Err(e)) => {
-                errors.push(format!("request: {e}"));
-                break;
-            }
-            Err(_) => {
-                errors.push("request: no reply within 5 s".into());
-                break;
-            }
-        }
-    }
-    meter.stop();
-    let mut out = Outcome::from_receivers(pacer.sent, pacer.sent, &rx);
-    out.errors.extend(errors);
+    let out = round_trips(p, meter, async |body: &[u8]| {
+        let reply = requester.request(subject.clone(), Bytes::copy_from_slice(body));
+        Res::Ok(reply.await?.payload)
+    })
+    .await;
     drop(task);
     Ok(out)
 }

@@ -1,10 +1,14 @@
-//! Payload stamps, per-receiver counters and latencies, percentiles, pacing.
+//! Payload stamps, per-receiver counters and latencies, percentiles, pacing, and the
+//! request/reply loop.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::Params;
+use tokio::time::timeout;
+
+use crate::procstat::Meter;
+use crate::{Outcome, Params, Res};
 
 static BASE: OnceLock<Instant> = OnceLock::new();
 
@@ -58,6 +62,10 @@ impl Recorder {
     pub fn count(&self) -> u64 {
         self.count.load(Ordering::Acquire)
     }
+
+    pub fn errors(&self) -> Vec<String> {
+        self.errors.lock().unwrap().clone()
+    }
 }
 
 /// Every receiver of a run.
@@ -102,10 +110,7 @@ impl Receivers {
     }
 
     pub fn errors(&self) -> Vec<String> {
-        self.list
-            .iter()
-            .flat_map(|r| r.errors.lock().unwrap().clone())
-            .collect()
+        self.list.iter().flat_map(|r| r.errors()).collect()
     }
 
     /// Waits until `expected` messages arrived, a receiver failed, none arrived for
@@ -211,6 +216,45 @@ impl Pacer {
         self.sent += 1;
         Some(self.sent - 1)
     }
+}
+
+/// How long a requester waits for each reply.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Request/reply round trips, one at a time, on the --rate schedule: `trip` sends one
+/// request with the given stamped payload and returns the reply's payload, which must be
+/// the request's own (the latency recorded is the round trip). A failed, late or wrong
+/// reply ends the run with an error.
+pub async fn round_trips<B: AsRef<[u8]>>(
+    p: &Params,
+    meter: &mut Meter,
+    mut trip: impl AsyncFnMut(&[u8]) -> Res<B>,
+) -> Outcome {
+    let rx = Receivers::new(1);
+    let mut failure = None;
+    meter.start();
+    let mut pacer = Pacer::new(p);
+    while let Some(seq) = pacer.next().await {
+        let request = payload(seq, p.size);
+        let error = match timeout(REPLY_TIMEOUT, trip(&request)).await {
+            Ok(Ok(reply)) if reply.as_ref() == request => {
+                rx.list[0].record(reply.as_ref());
+                continue;
+            }
+            Ok(Ok(reply)) => format!(
+                "the reply is not the request ({} bytes)",
+                reply.as_ref().len()
+            ),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no reply within {REPLY_TIMEOUT:?}"),
+        };
+        failure = Some(format!("request {seq}: {error}"));
+        break;
+    }
+    meter.stop();
+    let mut out = Outcome::from_receivers(pacer.sent, pacer.sent, &rx);
+    out.errors.extend(failure);
+    out
 }
 
 /// Tasks of a run (subscriber loops), aborted when the run ends or is abandoned (a run

@@ -1,7 +1,9 @@
 //! STOMP 1.2 over a small raw-socket client on `dwbroker_codecs::stomp` (no maintained
-//! async STOMP client crate exists): SEND -> SUBSCRIBE on /queue/ and /topic/.
+//! async STOMP client crate exists): SEND -> SUBSCRIBE on /queue/ and /topic/, and
+//! request/reply through two queues.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -16,7 +18,7 @@ use tokio_util::codec::Decoder;
 
 use crate::brokers::Target;
 use crate::procstat::Meter;
-use crate::stats::{payload, run_id, Pacer, Receivers, Tasks};
+use crate::stats::{payload, round_trips, run_id, Pacer, Receivers, Recorder, Tasks};
 use crate::{amqp, Outcome, Params, Res, SETUP};
 
 /// Bytes of SEND frames buffered before a write.
@@ -71,6 +73,38 @@ impl Conn {
         Ok(())
     }
 
+    /// SENDs `body` to `dest`, with a reply-to header when `reply_to` is given.
+    async fn send_to(&mut self, dest: &str, reply_to: Option<&str>, body: &[u8]) -> Res<()> {
+        let mut out = BytesMut::new();
+        let mut w = FrameWriter::start(&mut out, Command::Send, Version::V1_2);
+        w.header("destination", dest)
+            .header("content-length", &body.len().to_string());
+        if let Some(r) = reply_to {
+            w.header("reply-to", r);
+        }
+        w.finish(body);
+        self.wr.write_all(&out).await?;
+        Ok(())
+    }
+
+    /// SUBSCRIBEs to `dest` (ack auto) and waits for the RECEIPT.
+    async fn subscribe(&mut self, dest: &str) -> Res<()> {
+        let sub = Frame::new(Command::Subscribe)
+            .with("id", "0")
+            .with("destination", dest)
+            .with("ack", "auto");
+        self.send_with_receipt(sub, "sub").await
+    }
+
+    /// The next MESSAGE; any other frame, or the end of the connection, is an error.
+    async fn message(&mut self) -> Res<Frame> {
+        match self.next().await? {
+            Some(f) if f.command == Command::Message => Ok(f),
+            Some(f) => Err(format!("expected MESSAGE, got {f:?}").into()),
+            None => Err("connection closed".into()),
+        }
+    }
+
     /// The next frame (heart-beats skipped); None once the server closed the socket.
     async fn next(&mut self) -> Res<Option<Frame>> {
         loop {
@@ -119,11 +153,7 @@ pub async fn run(p: &Params, t: &Target, meter: &mut Meter, topic: bool) -> Res<
     let mut tasks = Tasks::default();
     for rec in &rx.list {
         let mut c = Conn::connect(t.addr).await?;
-        let sub = Frame::new(Command::Subscribe)
-            .with("id", "0")
-            .with("destination", &dest)
-            .with("ack", "auto");
-        c.send_with_receipt(sub, "sub").await?;
+        c.subscribe(&dest).await?;
         let rec = rec.clone();
         tasks.push(tokio::spawn(async move {
             loop {
@@ -182,6 +212,54 @@ pub async fn run(p: &Params, t: &Target, meter: &mut Meter, topic: bool) -> Res<
         // /queue/<q> is the AMQP queue <q> on both brokers (RabbitMQ keeps it otherwise).
         if let Err(e) = amqp::delete_queue(t.amqp, &queue).await {
             out.notes.push(format!("deleting queue {queue}: {e}"));
+        }
+    }
+    Ok(out)
+}
+
+/// Request/reply round trips, one at a time: the requester SENDs to
+/// /queue/load-rpc-<id> with reply-to /queue/load-reply-<id>, the responder SENDs each
+/// body to the destination in the request's reply-to header.
+pub async fn reqrep(p: &Params, t: &Target, meter: &mut Meter) -> Res<Outcome> {
+    let id = run_id();
+    let (rpc, reply) = (format!("load-rpc-{id}"), format!("load-reply-{id}"));
+    let (rpc_dest, reply_dest) = (format!("/queue/{rpc}"), format!("/queue/{reply}"));
+    let mut responder = Conn::connect(t.addr).await?;
+    responder.subscribe(&rpc_dest).await?;
+    // The responder's failures end in its recorder (it records nothing).
+    let resp_rec = Arc::new(Recorder::default());
+    let fail = resp_rec.clone();
+    let mut task = Tasks::default();
+    task.push(tokio::spawn(async move {
+        loop {
+            let r = async {
+                let f = responder.message().await?;
+                let to = f.header("reply-to").ok_or("request without reply-to")?;
+                responder.send_to(to, None, &f.body).await
+            };
+            if let Err(e) = r.await {
+                fail.fail(format!("responder: {e}"));
+                return;
+            }
+        }
+    }));
+    let mut requester = Conn::connect(t.addr).await?;
+    requester.subscribe(&reply_dest).await?;
+
+    let mut out = round_trips(p, meter, async |body: &[u8]| {
+        requester
+            .send_to(&rpc_dest, Some(&reply_dest), body)
+            .await?;
+        Res::Ok(requester.message().await?.body)
+    })
+    .await;
+    out.errors.extend(resp_rec.errors());
+    drop(task);
+    drop(requester);
+    // /queue/<q> is the AMQP queue <q> on both brokers (RabbitMQ keeps it otherwise).
+    for q in [rpc, reply] {
+        if let Err(e) = amqp::delete_queue(t.amqp, &q).await {
+            out.notes.push(format!("deleting queue {q}: {e}"));
         }
     }
     Ok(out)
