@@ -133,6 +133,9 @@ pub struct Death {
     pub time_ms: u64,
 }
 
+/// See [`Dispatch::subscription_ids`].
+pub type SubscriptionIds = smallvec::SmallVec<[u32; 2]>;
+
 /// What the router queues for one subscriber session: one per (message, session),
 /// however many of its subscriptions match.
 #[derive(Debug, Clone)]
@@ -143,8 +146,10 @@ pub struct Dispatch {
     pub qos: Delivery,
     /// Whether the delivery carries the retain flag.
     pub retain: bool,
-    /// The subscription identifiers of every matching subscription (MQTT 5).
-    pub subscription_ids: Vec<u32>,
+    /// The subscription identifiers of every matching subscription (MQTT 5; the
+    /// NATS front's subscription keys). Inline: one or two is the common case, and
+    /// this is built for every delivery.
+    pub subscription_ids: SubscriptionIds,
     /// The shared subscription group it was given to, if any: when the session
     /// ends before it is acknowledged, it goes to another member.
     pub share: Option<Arc<GroupKey>>,

@@ -33,16 +33,20 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
+use smallvec::SmallVec;
+
 pub use exchanges::{BindArgs, Dest, ExchangeKind, ExchangeSpec};
 pub use groups::{Group, GroupKey, Member};
-pub use message::{ConnId, Death, DeathReason, Delivery, Dispatch, Headers, Message, Now};
+pub use message::{
+    ConnId, Death, DeathReason, Delivery, Dispatch, Headers, Message, Now, SubscriptionIds,
+};
 pub use queues::{
     ArgValue, ConsumerId, ConsumerSpec, Credit, Entry, Outlet, OutletItem, Overflow, Queue,
     QueueArgs, QueueSpec,
 };
 pub use retained::{Retained, RetainedLimits};
 pub use sessions::{DropStats, OutboxLimits, Pushed, Session, SessionId};
-pub use subject::{Dialect, Filter, FilterError, FilterToken, Subject, SubjectError};
+pub use subject::{Dialect, Filter, FilterError, FilterToken, LastSubject, Subject, SubjectError};
 pub use trie::Trie;
 pub use vhost::{VhostError, VhostLimits, DEFAULT_VHOST_LIMITS, REPLY_TO_PREFIX};
 
@@ -371,7 +375,8 @@ impl Router {
         };
         let index = self.read();
         let mut routed = Routed::default();
-        let mut plain: Vec<(&Arc<Session>, &SubOptions)> = Vec::new();
+        // Inline up to a few subscribers: a publish should not allocate for its list.
+        let mut plain: SmallVec<[(&Arc<Session>, &SubOptions); 8]> = SmallVec::new();
         let mut bound: Vec<Dest> = Vec::new();
         index
             .trie
@@ -407,6 +412,7 @@ impl Router {
             };
             routed.count(session.push(dispatch));
         }
+        drop(plain);
         drop(index);
         (routed, bound, msg)
     }
@@ -618,7 +624,7 @@ mod tests {
         assert_eq!(got[0].qos, Delivery::AtLeastOnce);
         let mut ids = got[0].subscription_ids.clone();
         ids.sort_unstable();
-        assert_eq!(ids, [1, 2]);
+        assert_eq!(ids[..], [1, 2]);
         let got = drain(&other);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].qos, Delivery::ExactlyOnce);
@@ -817,7 +823,7 @@ mod tests {
         }
         assert_eq!(plain.len(), 4);
         for d in drain(&m1) {
-            if d.subscription_ids == [11] {
+            if d.subscription_ids[..] == [11] {
                 m1_group += 1;
                 assert_eq!(d.qos, Delivery::AtLeastOnce);
             } else {

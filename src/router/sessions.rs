@@ -232,7 +232,7 @@ mod tests {
             }),
             qos,
             retain: false,
-            subscription_ids: Vec::new(),
+            subscription_ids: Default::default(),
             share: None,
         }
     }
@@ -340,7 +340,7 @@ mod tests {
             }),
             qos: Delivery::AtMostOnce,
             retain: false,
-            subscription_ids: Vec::new(),
+            subscription_ids: Default::default(),
             share: None,
         };
         assert_eq!(s.push(heavy), Pushed::Queued);

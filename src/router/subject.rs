@@ -157,15 +157,47 @@ impl Borrow<str> for Subject {
     }
 }
 
+/// The subject a connection last published to, under the name it was given in
+/// (a NATS subject, an MQTT topic): a publisher that keeps publishing to one name
+/// gets the same shared `Subject` back instead of a new allocation per message.
+#[derive(Debug, Default)]
+pub struct LastSubject {
+    last: Option<(Box<str>, Subject)>,
+}
+
+impl LastSubject {
+    /// The subject for `name`, made by `make` unless `name` is the last one.
+    pub fn get(
+        &mut self,
+        name: &str,
+        make: impl FnOnce(&str) -> Result<Subject, SubjectError>,
+    ) -> Result<Subject, SubjectError> {
+        if let Some((last, subject)) = &self.last {
+            if **last == *name {
+                return Ok(subject.clone());
+            }
+        }
+        let subject = make(name)?;
+        self.last = Some((name.into(), subject.clone()));
+        Ok(subject)
+    }
+}
+
 /// Swaps `/` and `.`: the MQTT level separator and the canonical token separator.
 fn swap_separators(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '/' => '.',
-            '.' => '/',
-            c => c,
-        })
-        .collect()
+    // Runs per MQTT publish and delivery: copy the spans between separators
+    // instead of mapping (and growing the string by) one char at a time.
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find(['/', '.']) {
+        let (span, tail) = rest.split_at(at);
+        out.push_str(span);
+        let mut tail = tail.chars();
+        out.push(if tail.next() == Some('/') { '.' } else { '/' });
+        rest = tail.as_str();
+    }
+    out.push_str(rest);
+    out
 }
 
 /// One token of a filter, in the canonical subject space.
@@ -452,6 +484,20 @@ impl fmt::Display for Filter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn last_subject_is_reused_and_replaced() {
+        let mut last = LastSubject::default();
+        let a = last.get("a/b", Subject::from_mqtt_topic).unwrap();
+        assert_eq!(a.as_str(), "a.b");
+        let again = last
+            .get("a/b", |_| panic!("the last subject is reused"))
+            .unwrap();
+        assert!(Arc::ptr_eq(&a.0, &again.0));
+        assert_eq!(last.get("c", Subject::new).unwrap().as_str(), "c");
+        assert_eq!(last.get("", Subject::new), Err(SubjectError::Empty));
+        assert_eq!(last.get("c", |_| panic!("still c")).unwrap().as_str(), "c");
+    }
 
     fn s(canonical: &str) -> Subject {
         Subject::new(canonical).unwrap()

@@ -17,7 +17,7 @@ mod parse;
 
 pub use error::DecodeError;
 pub use headers::Headers;
-pub use op::{ClientOp, ServerOp};
+pub use op::{encode_msg, ClientOp, ServerOp};
 
 use parse::Framer;
 

@@ -126,8 +126,8 @@ fn put_message(
     dst: &mut BytesMut,
     verb: &[u8],
     subject: &str,
-    sid: Option<&String>,
-    reply_to: &Option<String>,
+    sid: Option<&str>,
+    reply_to: Option<&str>,
     headers: Option<&Headers>,
     payload: &[u8],
 ) {
@@ -137,7 +137,10 @@ fn put_message(
         dst.put_u8(b' ');
         dst.put_slice(sid.as_bytes());
     }
-    put_opt(dst, reply_to);
+    if let Some(reply_to) = reply_to.filter(|r| !r.is_empty()) {
+        dst.put_u8(b' ');
+        dst.put_slice(reply_to.as_bytes());
+    }
     let hdr = headers.map_or(0, Headers::encoded_len);
     if headers.is_some() {
         put_size(dst, hdr);
@@ -148,6 +151,37 @@ fn put_message(
         headers.encode(dst);
     }
     dst.put_slice(payload);
+}
+
+/// Appends `MSG`, or `HMSG` when `headers` are given, from borrowed parts: what
+/// [`ServerOp::Msg`] and [`ServerOp::HMsg`] encode, without a front having to own a
+/// copy of the subject and sid for every delivery. An empty `reply_to` is absent.
+pub fn encode_msg(
+    dst: &mut BytesMut,
+    subject: &str,
+    sid: &str,
+    reply_to: Option<&str>,
+    headers: Option<&Headers>,
+    payload: &[u8],
+) {
+    let reply_to = reply_to.filter(|r| !r.is_empty());
+    let hdr = headers.map_or(0, Headers::encoded_len);
+    let verb: &[u8] = if headers.is_some() { b"HMSG " } else { b"MSG " };
+    dst.reserve(
+        verb.len()
+            + subject.len()
+            + 1
+            + sid.len()
+            + reply_to.map_or(0, |r| 1 + r.len())
+            + if headers.is_some() { size_len(hdr) } else { 0 }
+            + size_len(hdr + payload.len())
+            + 2
+            + hdr
+            + payload.len()
+            + 2,
+    );
+    put_message(dst, verb, subject, Some(sid), reply_to, headers, payload);
+    dst.put_slice(b"\r\n");
 }
 
 fn size_len(n: usize) -> usize {
@@ -213,7 +247,7 @@ impl ClientOp {
                 subject,
                 reply_to,
                 payload,
-            } => put_message(dst, b"PUB ", subject, None, reply_to, None, payload),
+            } => put_message(dst, b"PUB ", subject, None, opt(reply_to), None, payload),
             Self::HPub {
                 subject,
                 reply_to,
@@ -224,7 +258,7 @@ impl ClientOp {
                 b"HPUB ",
                 subject,
                 None,
-                reply_to,
+                opt(reply_to),
                 Some(headers),
                 payload,
             ),
@@ -303,33 +337,30 @@ impl ServerOp {
 
     /// Appends the operation to `dst`, reserving [`ServerOp::encoded_len`] bytes first.
     pub fn encode(&self, dst: &mut BytesMut) {
-        dst.reserve(self.encoded_len());
         match self {
-            Self::Info(json) => {
-                dst.put_slice(b"INFO ");
-                dst.put_slice(json);
-            }
             Self::Msg {
                 subject,
                 sid,
                 reply_to,
                 payload,
-            } => put_message(dst, b"MSG ", subject, Some(sid), reply_to, None, payload),
+            } => return encode_msg(dst, subject, sid, opt(reply_to), None, payload),
             Self::HMsg {
                 subject,
                 sid,
                 reply_to,
                 headers,
                 payload,
-            } => put_message(
-                dst,
-                b"HMSG ",
-                subject,
-                Some(sid),
-                reply_to,
-                Some(headers),
-                payload,
-            ),
+            } => return encode_msg(dst, subject, sid, opt(reply_to), Some(headers), payload),
+            _ => {}
+        }
+        dst.reserve(self.encoded_len());
+        match self {
+            Self::Info(json) => {
+                dst.put_slice(b"INFO ");
+                dst.put_slice(json);
+            }
+            // Encoded above, whole.
+            Self::Msg { .. } | Self::HMsg { .. } => return,
             Self::Ping => dst.put_slice(b"PING"),
             Self::Pong => dst.put_slice(b"PONG"),
             Self::Ok => dst.put_slice(b"+OK"),

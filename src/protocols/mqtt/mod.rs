@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::protocols::frames::FrameReader;
+use crate::protocols::frames::{FrameReader, INPUT_BATCH};
 use bytes::BytesMut;
 use dwbroker_codecs::mqtt::{
     Codec, DecodeError, Disconnect, Packet, Properties, ProtocolVersion, ReasonCode,
@@ -320,6 +320,13 @@ async fn run(
                     Some(Err(e)) => return Err(decode_exit(e)),
                     Some(Ok(packet)) => {
                         conn.handle(packet, now)?;
+                        for _ in 1..INPUT_BATCH {
+                            match reader.next_buffered() {
+                                None => break,
+                                Some(Ok(packet)) => conn.handle(packet, now)?,
+                                Some(Err(e)) => return Err(decode_exit(e)),
+                            }
+                        }
                         if let Some(d) = conn.keep_alive_deadline(now) {
                             deadline = Some(d);
                             keep_alive.as_mut().reset(d.into());

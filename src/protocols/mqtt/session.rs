@@ -22,7 +22,7 @@ use super::alias;
 use super::registry::{OutFlight, PendingWill, SessionState};
 use super::translate;
 use crate::config::Limits;
-use crate::router::{ConnId, Delivery, Dispatch, Router, SubOptions};
+use crate::router::{ConnId, Delivery, Dispatch, LastSubject, Router, SubOptions};
 
 /// Roughly how many payload bytes one write gathers before the shell writes them
 /// (the write buffer copies payloads, so this bounds it per connection).
@@ -263,6 +263,7 @@ pub(crate) struct Connection {
     /// How many in-flight entries are `OutFlight::Resend`.
     resend_pending: usize,
     inbound_aliases: alias::Inbound,
+    last_subject: LastSubject,
     outbound_aliases: alias::Outbound,
     /// Packets to write, in order.
     pub(crate) out: Vec<Packet>,
@@ -318,6 +319,7 @@ impl Connection {
             client_max_packet: accepted.client_max_packet,
             resend_pending: 0,
             inbound_aliases: alias::Inbound::new(limits.max_topic_alias),
+            last_subject: LastSubject::default(),
             outbound_aliases: alias::Outbound::new(accepted.client_topic_alias_max),
             out: vec![Packet::ConnAck(ConnAck {
                 session_present,
@@ -457,8 +459,9 @@ impl Connection {
                 "more QoS 2 messages in flight than Receive Maximum",
             ));
         }
-        let message = translate::message_from_publish(&p, self.conn_id, now)
-            .map_err(|code| Exit::protocol(code, "invalid topic name or response topic"))?;
+        let message =
+            translate::message_from_publish(&mut self.last_subject, &p, self.conn_id, now)
+                .map_err(|code| Exit::protocol(code, "invalid topic name or response topic"))?;
         let routed = self.router.publish(message, now);
         let code = if routed.matched == 0 && v5 {
             ReasonCode::NO_MATCHING_SUBSCRIBERS
@@ -756,7 +759,12 @@ impl Connection {
         let mut will_now = None;
         let mut will_later = None;
         if let Some(will) = self.will.filter(|_| exit.publishes_will()) {
-            match translate::message_from_publish(&will.publish, self.conn_id, now) {
+            match translate::message_from_publish(
+                &mut LastSubject::default(),
+                &will.publish,
+                self.conn_id,
+                now,
+            ) {
                 Ok(message) if will.delay == 0 || session_ends => will_now = Some(message),
                 // A new connection took over before the delay passed: the will is
                 // not published (MQTT 5 §3.1.2.5).

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use dwbroker_codecs::mqtt::{Properties, Publish, QoS, ReasonCode};
 
-use crate::router::{ConnId, Delivery, Dispatch, Filter, Message, Subject};
+use crate::router::{ConnId, Delivery, Dispatch, Filter, LastSubject, Message, Subject};
 
 /// MQTT QoS to the router's delivery guarantee.
 pub(crate) fn delivery(qos: QoS) -> Delivery {
@@ -34,12 +34,14 @@ pub(crate) fn qos(delivery: Delivery) -> QoS {
 ///
 /// Refuses, with the reason code to answer, a topic the subject space cannot hold.
 pub(crate) fn message_from_publish(
+    last: &mut LastSubject,
     publish: &Publish,
     origin: ConnId,
     now: Instant,
 ) -> Result<Message, ReasonCode> {
-    let subject =
-        Subject::from_mqtt_topic(&publish.topic).map_err(|_| ReasonCode::TOPIC_NAME_INVALID)?;
+    let subject = last
+        .get(&publish.topic, Subject::from_mqtt_topic)
+        .map_err(|_| ReasonCode::TOPIC_NAME_INVALID)?;
     let props = &publish.properties;
     let reply_to = match &props.response_topic {
         // [MQTT-3.3.2-14] The Response Topic MUST be a UTF-8 Encoded String (a topic
@@ -84,7 +86,7 @@ pub(crate) fn publish_from_dispatch(dispatch: &Dispatch, now: Instant) -> Option
         content_type: msg.content_type.clone(),
         response_topic: msg.reply_to.as_ref().map(Subject::to_mqtt_topic),
         correlation_data: msg.correlation_id.clone(),
-        subscription_identifiers: dispatch.subscription_ids.clone(),
+        subscription_identifiers: dispatch.subscription_ids.to_vec(),
         user_properties: msg.headers.clone(),
         ..Properties::default()
     };
@@ -158,7 +160,8 @@ mod tests {
     #[test]
     fn publish_round_trips_through_message() {
         let now = Instant::now();
-        let msg = message_from_publish(&publish("a/b.c"), 9, now).unwrap();
+        let msg =
+            message_from_publish(&mut LastSubject::default(), &publish("a/b.c"), 9, now).unwrap();
         assert_eq!(msg.subject.as_str(), "a.b/c");
         assert_eq!(msg.reply_to.as_ref().unwrap().as_str(), "reply.here");
         assert_eq!(msg.origin, 9);
@@ -166,7 +169,7 @@ mod tests {
             message: Arc::new(msg),
             qos: Delivery::AtLeastOnce,
             retain: false,
-            subscription_ids: vec![4],
+            subscription_ids: [4].into_iter().collect(),
             share: None,
         };
         let out = publish_from_dispatch(&dispatch, now + Duration::from_millis(2500)).unwrap();
@@ -191,12 +194,12 @@ mod tests {
     #[test]
     fn expired_dispatch_is_not_published() {
         let now = Instant::now();
-        let msg = message_from_publish(&publish("a"), 1, now).unwrap();
+        let msg = message_from_publish(&mut LastSubject::default(), &publish("a"), 1, now).unwrap();
         let dispatch = Dispatch {
             message: Arc::new(msg),
             qos: Delivery::AtMostOnce,
             retain: false,
-            subscription_ids: vec![],
+            subscription_ids: Default::default(),
             share: None,
         };
         assert!(publish_from_dispatch(&dispatch, now + Duration::from_secs(10)).is_none());

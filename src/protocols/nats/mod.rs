@@ -9,9 +9,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::protocols::frames::FrameReader;
+use crate::protocols::frames::{FrameReader, INPUT_BATCH};
 use bytes::Bytes;
-use dwbroker_codecs::nats::{DecodeError, Limits, ServerCodec, ServerOp};
+use dwbroker_codecs::nats::{ClientOp, DecodeError, Limits, ServerCodec, ServerOp};
 use futures_util::StreamExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -119,7 +119,25 @@ async fn run(
             op = reader.next() => match op {
                 None => return Err(Exit::Network("closed by the client".into())),
                 Some(Err(e)) => return Err(decode_exit(e)),
-                Some(Ok(op)) => conn.handle(op, Instant::now())?,
+                Some(Ok(op)) => {
+                    let now = Instant::now();
+                    conn.handle(op, now)?;
+                    for _ in 1..INPUT_BATCH {
+                        match reader.next_buffered() {
+                            None => break,
+                            Some(Ok(op)) => {
+                                // Clients flush with PING: what the publishes before
+                                // it delivered to this connection goes out before
+                                // the PONG, as when every op had its own wake-up.
+                                if !matches!(op, ClientOp::Pub { .. } | ClientOp::HPub { .. }) {
+                                    conn.pump(now, PUMP_BUDGET)?;
+                                }
+                                conn.handle(op, now)?;
+                            }
+                            Some(Err(e)) => return Err(decode_exit(e)),
+                        }
+                    }
+                }
             },
             _ = pings.tick() => conn.ping()?,
             _ = session.wait(), if !more => {}

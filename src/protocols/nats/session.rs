@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use dwbroker_codecs::nats::{ClientOp, Headers, ServerOp};
+use dwbroker_codecs::nats::{encode_msg, ClientOp, Headers, ServerOp};
 use serde::Deserialize;
 
 use super::translate;
-use crate::router::{ConnId, Delivery, Filter, Router, Session, SubOptions, Subject};
+use crate::router::{ConnId, Delivery, Filter, LastSubject, Router, Session, SubOptions, Subject};
 
 /// Encoded output gathered before the shell writes it: one write per wake-up,
 /// without letting a burst of large messages pile up in memory first.
@@ -96,6 +96,7 @@ pub(crate) struct Connection {
     router: Arc<Router>,
     subs: HashMap<String, Sub>,
     router_subs: HashMap<u32, RouterSub>,
+    last_subject: LastSubject,
     keys: HashMap<(Filter, Option<String>), u32>,
     next_key: u32,
     max_subscriptions: usize,
@@ -126,6 +127,7 @@ impl Connection {
             router,
             subs: HashMap::new(),
             router_subs: HashMap::new(),
+            last_subject: LastSubject::default(),
             keys: HashMap::new(),
             next_key: 0,
             max_subscriptions,
@@ -233,9 +235,14 @@ impl Connection {
             self.send(&ServerOp::Err("Invalid Publish Subject".into()));
             return;
         }
-        let Some(message) =
-            translate::message_from_pub(subject, reply_to, headers, payload, self.conn_id)
-        else {
+        let Some(message) = translate::message_from_pub(
+            &mut self.last_subject,
+            subject,
+            reply_to,
+            headers,
+            payload,
+            self.conn_id,
+        ) else {
             tracing::debug!(
                 subject,
                 "nats: publish to a subject the router cannot hold dropped"
@@ -386,7 +393,7 @@ impl Connection {
             } else {
                 None
             };
-            let reply_to = message.reply_to.as_ref().map(|r| r.as_str().to_owned());
+            let reply_to = message.reply_to.as_ref().map(Subject::as_str);
             let mut finished = Vec::new();
             for key in &dispatch.subscription_ids {
                 let Some(rs) = self.router_subs.get(key) else {
@@ -396,22 +403,14 @@ impl Connection {
                 // the same group count as one member.
                 let take = if rs.group.is_some() { 1 } else { rs.sids.len() };
                 for sid in rs.sids.iter().take(take) {
-                    let op = match &headers {
-                        Some(h) => ServerOp::HMsg {
-                            subject: message.subject.as_str().to_owned(),
-                            sid: sid.clone(),
-                            reply_to: reply_to.clone(),
-                            headers: h.clone(),
-                            payload: message.payload.clone(),
-                        },
-                        None => ServerOp::Msg {
-                            subject: message.subject.as_str().to_owned(),
-                            sid: sid.clone(),
-                            reply_to: reply_to.clone(),
-                            payload: message.payload.clone(),
-                        },
-                    };
-                    op.encode(&mut self.out);
+                    encode_msg(
+                        &mut self.out,
+                        message.subject.as_str(),
+                        sid,
+                        reply_to,
+                        headers.as_ref(),
+                        &message.payload,
+                    );
                     // One message fans out to every sid of the subject: bound the
                     // copies by the pending limit as nats-server does per delivery.
                     if self.out.len() > self.max_pending {

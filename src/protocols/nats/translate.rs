@@ -10,7 +10,7 @@
 use bytes::Bytes;
 use dwbroker_codecs::nats::Headers;
 
-use crate::router::{ConnId, Delivery, Message, Subject};
+use crate::router::{ConnId, Delivery, LastSubject, Message, Subject};
 
 const CONTENT_TYPE: &str = "Content-Type";
 const CORRELATION_ID: &str = "Correlation-Id";
@@ -19,6 +19,7 @@ const MESSAGE_ID: &str = "Nats-Msg-Id";
 /// A PUB or HPUB as a router `Message`; `None` if the subject cannot be one (empty,
 /// or deeper than the router allows).
 pub(crate) fn message_from_pub(
+    last: &mut LastSubject,
     subject: &str,
     reply_to: Option<&str>,
     headers: Option<Headers>,
@@ -26,7 +27,7 @@ pub(crate) fn message_from_pub(
     origin: ConnId,
 ) -> Option<Message> {
     let mut message = Message {
-        subject: Subject::new(subject).ok()?,
+        subject: last.get(subject, Subject::new).ok()?,
         payload,
         reply_to: reply_to.and_then(|r| Subject::new(r).ok()),
         origin,
@@ -90,6 +91,7 @@ mod tests {
             ],
         };
         let m = message_from_pub(
+            &mut LastSubject::default(),
             "a.b",
             Some("_INBOX.x"),
             Some(headers),
@@ -126,8 +128,19 @@ mod tests {
 
     #[test]
     fn plain_messages_have_no_header_block() {
-        let m = message_from_pub("a", None, None, Bytes::new(), 1).unwrap();
+        let m = message_from_pub(
+            &mut LastSubject::default(),
+            "a",
+            None,
+            None,
+            Bytes::new(),
+            1,
+        )
+        .unwrap();
         assert!(headers_of(&m).is_none());
-        assert!(message_from_pub("", None, None, Bytes::new(), 1).is_none());
+        assert!(
+            message_from_pub(&mut LastSubject::default(), "", None, None, Bytes::new(), 1)
+                .is_none()
+        );
     }
 }
