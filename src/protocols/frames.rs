@@ -1,6 +1,7 @@
 //! Decoded frames from a byte stream, like tokio-util's `FramedRead`, except that an
-//! idle connection holds no read buffer: the buffer is given back whenever the
-//! socket has nothing to read and nothing partial is buffered. `FramedRead` keeps
+//! idle connection holds no read buffer: the buffer is given back when the socket
+//! has nothing to read, nothing partial is buffered and reads are not coming in
+//! quick succession. `FramedRead` keeps
 //! its 8 KiB (or whatever a large frame grew it to) for the life of the connection,
 //! which made a buffer the largest part of an idle client's cost.
 
@@ -12,6 +13,8 @@ use futures_util::Stream;
 use tokio::io::AsyncRead;
 use tokio_util::codec::Decoder;
 use tokio_util::io::poll_read_buf;
+
+use super::socket::Pace;
 
 /// Bytes asked of the socket per read when the buffer has little room left.
 const READ_CHUNK: usize = 8 * 1024;
@@ -27,6 +30,10 @@ pub(crate) struct FrameReader<R, D> {
     inner: R,
     decoder: D,
     buf: BytesMut,
+    /// Reads coming close together keep the buffer between them: giving it back
+    /// after each one cost a busy connection an allocation (and the allocator
+    /// a trim of its heap top) per read.
+    pace: Pace,
     eof: bool,
 }
 
@@ -36,6 +43,7 @@ impl<R, D> FrameReader<R, D> {
             inner,
             decoder,
             buf: BytesMut::new(),
+            pace: Pace::default(),
             eof: false,
         }
     }
@@ -96,14 +104,14 @@ where
             }
             match poll_read_buf(Pin::new(&mut this.inner), cx, &mut this.buf) {
                 Poll::Pending => {
-                    if this.buf.is_empty() {
+                    if this.buf.is_empty() && !this.pace.busy() {
                         this.buf = BytesMut::new();
                     }
                     return Poll::Pending;
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
                 Poll::Ready(Ok(0)) => this.eof = true,
-                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Ok(_)) => this.pace.tick(),
             }
         }
     }

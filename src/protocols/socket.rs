@@ -18,6 +18,31 @@ pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// still sends after them, may take.
 const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Events closer together than this count as a busy connection (see [`Pace`]).
+const BUSY_GAP: Duration = Duration::from_millis(10);
+
+/// Whether a connection's reads (or writes) come in quick succession: a busy
+/// connection keeps its buffers from one to the next, an idle one gives them back
+/// (an idle client's cost is what it holds between events).
+#[derive(Debug, Default)]
+pub(crate) struct Pace {
+    last: Option<Instant>,
+    busy: bool,
+}
+
+impl Pace {
+    /// Notes one event; busy if it came within [`BUSY_GAP`] of the previous one.
+    pub(crate) fn tick(&mut self) {
+        let now = Instant::now();
+        self.busy = self.last.is_some_and(|t| now.duration_since(t) < BUSY_GAP);
+        self.last = Some(now);
+    }
+
+    pub(crate) fn busy(&self) -> bool {
+        self.busy
+    }
+}
+
 /// Why a write failed.
 #[derive(Debug)]
 pub(crate) enum WriteError {

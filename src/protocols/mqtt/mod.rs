@@ -35,7 +35,8 @@ use crate::server::Context;
 /// At most this many queued messages are moved to the socket per wake-up, so that
 /// one busy subscriber cannot starve reading its own socket.
 const PUMP_BUDGET: usize = 256;
-/// See `run`: packet lists up to this capacity are released after each write.
+/// See `run`: packet lists up to this capacity are released after a write unless
+/// writes come in quick succession.
 const SMALL_OUT: usize = 4;
 /// How long a new connection waits for the previous holder of its client id: longer
 /// than a write can block that holder (`socket::WRITE_TIMEOUT`).
@@ -288,13 +289,15 @@ async fn run(
     let keep_alive = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now).into());
     tokio::pin!(keep_alive);
     let mut more = conn.pump(Instant::now(), PUMP_BUDGET);
+    let mut writes = socket::Pace::default();
     loop {
         if !conn.out.is_empty() {
             encode_packets(wbuf, conn.version, &conn.out);
             conn.out.clear();
-            // Packets are large (MQTT 5 properties inline): a list that never held
-            // more than a few (an idle client's CONNACK, PINGRESPs) is not kept.
-            if conn.out.capacity() <= SMALL_OUT {
+            // Packets are large (MQTT 5 properties inline): an idle client does not
+            // keep the list its few packets (CONNACK, PINGRESPs) needed.
+            writes.tick();
+            if conn.out.capacity() <= SMALL_OUT && !writes.busy() {
                 conn.out = Vec::new();
             }
             socket::write(writer, wbuf)
