@@ -5,7 +5,7 @@
 # pinned: broker on CPU 1, generator on CPU 0) and rewrites BENCHMARKS.md from the
 # harness's SUMMARY lines.
 #
-#   scripts/benchmarks.sh                      # the full table (~30-60 min on 2 cores)
+#   scripts/benchmarks.sh                      # the full table (~40-70 min on 2 cores)
 #   PAIRS=1 MESSAGES=20000 RUN_SECONDS=5 scripts/benchmarks.sh   # a quick, noisy table
 #
 # Knobs (environment): PAIRS (3), MESSAGES per run (200000), RUN_SECONDS per run (10),
@@ -61,14 +61,19 @@ variants=(
     "mqtt-qos0 --size 1024 --subs 1"
     "mqtt-qos0 --size 1024 --subs 10"
     "mqtt-qos0 --size 64 --subs 1 --rate $RATE"
+    "mqtt-qos0 --size 64 --subs 10 --rate $RATE"
+    "mqtt-qos0 --size 1024 --subs 1 --rate $RATE"
     "mqtt-qos1 --size 64 --subs 1"
     "mqtt-qos1 --size 64 --subs 10"
     "mqtt-qos1 --size 1024 --subs 1"
     "mqtt-qos1 --size 1024 --subs 10"
     "mqtt-qos1 --size 64 --subs 1 --rate $RATE"
+    "mqtt-qos1 --size 64 --subs 10 --rate $RATE"
+    "mqtt-qos1 --size 1024 --subs 1 --rate $RATE"
     "nats-pubsub --size 64 --subs 1"
     "nats-pubsub --size 64 --subs 10"
     "nats-pubsub --size 64 --subs 1 --rate $RATE"
+    "nats-pubsub --size 64 --subs 10 --rate $RATE"
     "nats-queue --size 64 --subs 3"
     "nats-queue --size 64 --subs 3 --rate $RATE"
     "nats-reqrep --size 64"
@@ -194,7 +199,7 @@ the script.
 
 - Each scenario runs alternately on dwbroker and on the reference broker (A B A B ...,
   {pairs} pair(s)); the table gives the median of each and the ratio dwbroker / reference.
-- {"Pinned: every broker thread on CPU 1 (`taskset -a -cp 1 <pid>`), the generator on CPU 0, for both brokers alike." if pinned else "Not pinned: brokers and generator share the CPUs."}
+- {"Pinned: every broker thread on CPU 1 (`taskset -a -cp 1 <pid>`), the generator on CPU 0, for both brokers alike; every broker is started on all CPUs first (so each sizes its thread pool as it would unpinned: tokio and Go one worker per CPU, Erlang one scheduler per CPU), then pinned. The brokers not being measured sit idle on CPU 1 too." if pinned else "Not pinned: brokers and generator share the CPUs."}
 - Clients: rumqttc (MQTT 3.1.1), async-nats, lapin; STOMP through the harness's raw-socket
   client on `dwbroker_codecs::stomp` (no maintained async STOMP client crate exists).
 - Throughput: messages received per second (all subscribers together for 1→N), from the
@@ -204,8 +209,11 @@ the script.
 - Broker CPU: utime+stime of the broker process (/proc/<pid>/stat, 10 ms ticks) over the
   run, per delivered message. Generator CPU near 100 % marks a generator-bound run, where
   throughput says little and CPU per message still compares the brokers.
-- Lost: expected minus received, the most in one run (must be 0 for MQTT QoS 1, AMQP and
-  STOMP queues).
+- Lost: expected minus the distinct messages received (by the sequence number in the
+  payload; a duplicate cannot hide a loss), the most in one run (must be 0 for MQTT QoS 1,
+  AMQP and STOMP queues).
+- Ratios are dwbroker / reference: above 1 is better for msg/s, below 1 is better for CPU
+  per message and RSS.
 - dwbroker runs with `max_queued_messages = 1000000` and `max_queued_bytes = 1 GiB`, as the
   reference mosquitto is configured (`max_queued_messages 1000000`, `max_queued_bytes 0`).
 

@@ -129,7 +129,14 @@ impl Dwbroker {
         let config =
             std::env::temp_dir().join(format!("dwbroker-load-{}.toml", std::process::id()));
         std::fs::write(&config, DW_CONFIG)?;
-        let mut child = Command::new(bin)
+        // With --pin the generator has already pinned itself to one CPU, and a child
+        // inherits that mask; tokio sizes its worker pool from the CPUs it may use.
+        // Start dwbroker on every online CPU, as the reference brokers were started,
+        // so that it gets its usual thread count before it is pinned like them.
+        let online = std::fs::read_to_string("/sys/devices/system/cpu/online")?;
+        let mut child = Command::new("taskset")
+            .args(["-c", online.trim()])
+            .arg(bin)
             .arg("--config")
             .arg(&config)
             .args(["--mqtt", &mqtt.to_string()])

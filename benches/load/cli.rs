@@ -25,9 +25,10 @@ itself; every server is on 127.0.0.1.
 
 Brokers: dwbroker is started by the harness (target/release/dwbroker on 127.0.0.1 ports
 11883/15675/16613/14222 for MQTT/AMQP/STOMP/NATS, or free ports if those are taken, with
---kafka-rest off --log warn and a config whose per-session queue limits match the
-reference mosquitto's: max_queued_messages = 1000000, max_queued_bytes = 1 GiB) and
-stopped at the end. The reference brokers must already run:
+--kafka-rest off --log warn and per-session queue limits max_queued_messages = 1000000,
+max_queued_bytes = 1 GiB, like the reference mosquitto's 1000000 and unlimited; started
+on every online CPU, then pinned like the reference brokers with --pin) and stopped at
+the end. The reference brokers must already run:
 `bash ../shared/tools/reference-brokers.sh start` (mosquitto 127.0.0.1:21883, nats-server
 24222, RabbitMQ AMQP 25673 / STOMP 26614); their PIDs come from the pid files in $REF_DIR.
 MQTT scenarios compare with mosquitto, NATS with nats-server, AMQP and STOMP with RabbitMQ.";

@@ -94,6 +94,8 @@ pub struct Outcome {
     pub sent: u64,
     pub expected: u64,
     pub received: u64,
+    /// Messages a receiver got more than once (not in `received`).
+    pub duplicates: u64,
     /// When the last message arrived (stats::now_ns clock).
     pub last_ns: u64,
     /// Sorted, in nanoseconds.
@@ -110,6 +112,7 @@ impl Outcome {
             sent,
             expected,
             received: rx.total(),
+            duplicates: rx.duplicates(),
             last_ns: rx.last_ns(),
             latencies: rx.latencies(),
             errors: rx.errors(),

@@ -82,7 +82,8 @@ impl RunResult {
             expected: o.expected,
             received: o.received,
             lost,
-            duplicates: o.received.saturating_sub(o.expected),
+            // Per receiver (o.duplicates), and across competing consumers.
+            duplicates: o.duplicates + o.received.saturating_sub(o.expected),
             nacked: o.nacked,
             elapsed_s: m.wall(),
             throughput,

@@ -34,22 +34,52 @@ pub fn sent_at(payload: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(b))
 }
 
+/// The sequence number stamped into `payload`.
+fn seq_of(payload: &[u8]) -> Option<u64> {
+    let b: [u8; 8] = payload.get(..8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(b))
+}
+
 /// What one receiver (subscriber, consumer, requester) saw.
 #[derive(Default)]
 pub struct Recorder {
+    /// Distinct messages (by sequence number).
     count: AtomicU64,
+    duplicates: AtomicU64,
     last_ns: AtomicU64,
-    latencies: Mutex<Vec<u64>>,
+    seen: Mutex<Seen>,
     errors: Mutex<Vec<String>>,
 }
 
+/// Which sequence numbers arrived (one bit each) and their latencies.
+#[derive(Default)]
+struct Seen {
+    bits: Vec<u64>,
+    latencies: Vec<u64>,
+}
+
 impl Recorder {
-    /// Counts a received payload and its latency.
+    /// Counts a received payload and its latency; a sequence number seen before
+    /// counts as a duplicate only, so that a duplicate cannot hide a loss.
     pub fn record(&self, payload: &[u8]) {
         let now = now_ns();
-        if let Some(t) = sent_at(payload) {
-            self.latencies.lock().unwrap().push(now.saturating_sub(t));
+        let Some(seq) = seq_of(payload) else {
+            return self.fail(format!("a payload of {} bytes has no stamp", payload.len()));
+        };
+        let mut seen = self.seen.lock().unwrap();
+        let (word, bit) = ((seq / 64) as usize, 1u64 << (seq % 64));
+        if seen.bits.len() <= word {
+            seen.bits.resize(word + 1, 0);
         }
+        if seen.bits[word] & bit != 0 {
+            self.duplicates.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        seen.bits[word] |= bit;
+        if let Some(t) = sent_at(payload) {
+            seen.latencies.push(now.saturating_sub(t));
+        }
+        drop(seen);
         self.last_ns.store(now, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Release);
     }
@@ -84,6 +114,14 @@ impl Receivers {
         self.list.iter().map(|r| r.count()).sum()
     }
 
+    /// Messages a receiver got again (not counted in [`Receivers::total`]).
+    pub fn duplicates(&self) -> u64 {
+        self.list
+            .iter()
+            .map(|r| r.duplicates.load(Ordering::Relaxed))
+            .sum()
+    }
+
     pub fn failed(&self) -> bool {
         self.list
             .iter()
@@ -103,7 +141,7 @@ impl Receivers {
     pub fn latencies(&self) -> Vec<u64> {
         let mut all = Vec::new();
         for r in &self.list {
-            all.extend_from_slice(&r.latencies.lock().unwrap());
+            all.extend_from_slice(&r.seen.lock().unwrap().latencies);
         }
         all.sort_unstable();
         all
@@ -125,10 +163,13 @@ impl Receivers {
                 return;
             }
             let now = Instant::now();
+            if now >= hard {
+                return;
+            }
             if n != seen {
                 seen = n;
                 changed = now;
-            } else if now - changed >= idle || now >= hard {
+            } else if now - changed >= idle {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;

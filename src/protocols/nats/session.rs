@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use dwbroker_codecs::nats::{encode_msg, ClientOp, Headers, ServerOp};
+use foldhash::fast::RandomState as FastHash;
 use serde::Deserialize;
 
 use super::translate;
@@ -94,8 +95,10 @@ pub(crate) struct Connection {
     pub(crate) opts: ConnectOptions,
     session: Arc<Session>,
     router: Arc<Router>,
-    subs: HashMap<String, Sub>,
-    router_subs: HashMap<u32, RouterSub>,
+    /// Both looked up for every delivery: foldhash, not SipHash (a connection's
+    /// own keys, bounded by max_subscriptions).
+    subs: HashMap<String, Sub, FastHash>,
+    router_subs: HashMap<u32, RouterSub, FastHash>,
     last_subject: LastSubject,
     keys: HashMap<(Filter, Option<String>), u32>,
     next_key: u32,
@@ -125,8 +128,8 @@ impl Connection {
             opts: ConnectOptions::default(),
             session,
             router,
-            subs: HashMap::new(),
-            router_subs: HashMap::new(),
+            subs: HashMap::default(),
+            router_subs: HashMap::default(),
             last_subject: LastSubject::default(),
             keys: HashMap::new(),
             next_key: 0,
@@ -453,7 +456,7 @@ impl Connection {
 }
 
 /// Counts one delivery on `sid`; true if that reached its auto-unsubscribe maximum.
-fn count_delivery(subs: &mut HashMap<String, Sub>, sid: &str) -> bool {
+fn count_delivery(subs: &mut HashMap<String, Sub, FastHash>, sid: &str) -> bool {
     let Some(sub) = subs.get_mut(sid) else {
         return false;
     };
