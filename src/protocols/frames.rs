@@ -21,9 +21,9 @@ const READ_CHUNK: usize = 8 * 1024;
 /// Below this much spare room the buffer grows by [`READ_CHUNK`] before a read.
 const MIN_ROOM: usize = 1024;
 
-/// Frames a shell handles in one wake-up (see [`FrameReader::next_buffered`])
-/// before it writes what they produced and looks at its other events.
-pub(crate) const INPUT_BATCH: usize = 64;
+/// Frames a shell handles in one go (see [`FrameReader::handle_buffered`]) before it
+/// writes what they produced and looks at its other events.
+const INPUT_BATCH: usize = 64;
 
 #[derive(Debug)]
 pub(crate) struct FrameReader<R, D> {
@@ -68,16 +68,26 @@ impl<R, D> FrameReader<R, D> {
         self.inner
     }
 
-    /// The next frame already buffered, without reading: a shell handles a burst
-    /// of small frames in one wake-up instead of one trip through its select each.
-    pub(crate) fn next_buffered(&mut self) -> Option<Result<D::Item, D::Error>>
+    /// Hands the frames already buffered to `handle`, up to [`INPUT_BATCH`], without
+    /// reading: a shell handles a burst of small frames in one wake-up instead of
+    /// one trip through its select each. Stops at the first error `handle` returns.
+    pub(crate) fn handle_buffered<E>(
+        &mut self,
+        mut handle: impl FnMut(Result<D::Item, D::Error>) -> Result<(), E>,
+    ) -> Result<(), E>
     where
         D: Decoder,
     {
-        if self.eof {
-            return None;
+        for _ in 0..INPUT_BATCH {
+            if self.eof {
+                break;
+            }
+            match self.decoder.decode(&mut self.buf).transpose() {
+                Some(frame) => handle(frame)?,
+                None => break,
+            }
         }
-        self.decoder.decode(&mut self.buf).transpose()
+        Ok(())
     }
 }
 
@@ -160,11 +170,35 @@ mod tests {
     async fn buffered_frames_without_reading() {
         let (mut client, server) = tokio::io::duplex(64);
         let mut reader = FrameReader::new(server, LinesCodec::new());
-        client.write_all(b"a\nb\nc").await.unwrap();
+        client.write_all(b"a\nb\nb\nc").await.unwrap();
         assert_eq!(reader.next().await.unwrap().unwrap(), "a");
-        assert_eq!(reader.next_buffered().unwrap().unwrap(), "b");
-        assert!(reader.next_buffered().is_none(), "c is incomplete");
+        let mut got = Vec::new();
+        let handled: Result<(), ()> = reader.handle_buffered(|line| {
+            got.push(line.unwrap());
+            Ok(())
+        });
+        assert_eq!(
+            (handled, got),
+            (Ok(()), vec!["b".to_string(), "b".to_string()])
+        );
+        // c is incomplete: nothing more is handled until the rest arrives.
+        assert_eq!(reader.handle_buffered(|_| Err("none expected")), Ok(()));
         client.write_all(b"\n").await.unwrap();
+        assert_eq!(reader.next().await.unwrap().unwrap(), "c");
+    }
+
+    #[tokio::test]
+    async fn buffered_frames_stop_at_the_first_error() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut reader = FrameReader::new(server, LinesCodec::new());
+        client.write_all(b"a\nb\nc\n").await.unwrap();
+        assert_eq!(reader.next().await.unwrap().unwrap(), "a");
+        let mut seen = 0;
+        let handled = reader.handle_buffered(|_| {
+            seen += 1;
+            Err("stop")
+        });
+        assert_eq!((handled, seen), (Err("stop"), 1));
         assert_eq!(reader.next().await.unwrap().unwrap(), "c");
     }
 }

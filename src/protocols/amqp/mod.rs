@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::protocols::frames::FrameReader;
 use dwbroker_codecs::amqp::{
     check_protocol_header, encode_heartbeat, encode_method, AmqpCodec, AmqpError, ConnectionClose,
     Method, ReplyCode, PROTOCOL_HEADER,
@@ -23,6 +22,7 @@ use tracing::{debug, info, warn};
 use session::{Connection, Exit, Offer};
 
 use crate::protocols::delivery::{write_pending, Deliveries};
+use crate::protocols::frames::FrameReader;
 use crate::protocols::now;
 use crate::protocols::socket::{self, Watched};
 use crate::server::Context;

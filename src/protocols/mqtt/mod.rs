@@ -14,7 +14,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::protocols::frames::{FrameReader, INPUT_BATCH};
 use bytes::BytesMut;
 use dwbroker_codecs::mqtt::{
     Codec, DecodeError, Disconnect, Packet, Properties, ProtocolVersion, ReasonCode,
@@ -29,6 +28,7 @@ pub(crate) use registry::Registry;
 use registry::{Handoff, Prior, SessionState};
 use session::{Connection, Exit};
 
+use crate::protocols::frames::FrameReader;
 use crate::protocols::socket;
 use crate::server::Context;
 
@@ -323,13 +323,9 @@ async fn run(
                     Some(Err(e)) => return Err(decode_exit(e)),
                     Some(Ok(packet)) => {
                         conn.handle(packet, now)?;
-                        for _ in 1..INPUT_BATCH {
-                            match reader.next_buffered() {
-                                None => break,
-                                Some(Ok(packet)) => conn.handle(packet, now)?,
-                                Some(Err(e)) => return Err(decode_exit(e)),
-                            }
-                        }
+                        reader.handle_buffered(|packet| {
+                            conn.handle(packet.map_err(decode_exit)?, now)
+                        })?;
                         if let Some(d) = conn.keep_alive_deadline(now) {
                             deadline = Some(d);
                             keep_alive.as_mut().reset(d.into());

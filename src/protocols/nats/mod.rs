@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::protocols::frames::{FrameReader, INPUT_BATCH};
 use bytes::Bytes;
 use dwbroker_codecs::nats::{ClientOp, DecodeError, Limits, ServerCodec, ServerOp};
 use futures_util::StreamExt;
@@ -19,6 +18,7 @@ use tracing::{info, warn};
 
 use session::{Connection, Exit};
 
+use crate::protocols::frames::FrameReader;
 use crate::protocols::socket;
 use crate::router::OutboxLimits;
 use crate::server::Context;
@@ -122,21 +122,16 @@ async fn run(
                 Some(Ok(op)) => {
                     let now = Instant::now();
                     conn.handle(op, now)?;
-                    for _ in 1..INPUT_BATCH {
-                        match reader.next_buffered() {
-                            None => break,
-                            Some(Ok(op)) => {
-                                // Clients flush with PING: what the publishes before
-                                // it delivered to this connection goes out before
-                                // the PONG, as when every op had its own wake-up.
-                                if !matches!(op, ClientOp::Pub { .. } | ClientOp::HPub { .. }) {
-                                    conn.pump(now, PUMP_BUDGET)?;
-                                }
-                                conn.handle(op, now)?;
-                            }
-                            Some(Err(e)) => return Err(decode_exit(e)),
+                    reader.handle_buffered(|op| {
+                        let op = op.map_err(decode_exit)?;
+                        // Clients flush with PING: what the publishes before it
+                        // delivered to this connection goes out before the PONG, as
+                        // when every op had its own wake-up.
+                        if !matches!(op, ClientOp::Pub { .. } | ClientOp::HPub { .. }) {
+                            conn.pump(now, PUMP_BUDGET)?;
                         }
-                    }
+                        conn.handle(op, now)
+                    })?;
                 }
             },
             _ = pings.tick() => conn.ping()?,

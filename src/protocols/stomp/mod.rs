@@ -12,7 +12,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::protocols::frames::FrameReader;
 use dwbroker_codecs::stomp::{encode_heartbeat, Received, StompCodec, StompLimits, Version};
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -22,6 +21,7 @@ use tracing::{debug, info, warn};
 use session::{Connection, Exit, Offer};
 
 use crate::protocols::delivery::{write_pending, Deliveries};
+use crate::protocols::frames::FrameReader;
 use crate::protocols::now;
 use crate::protocols::socket::{self, Watched};
 use crate::server::Context;
