@@ -148,9 +148,7 @@ pub async fn queue(p: &Params, t: &Target, meter: &mut Meter) -> Res<Outcome> {
 
     let mut out = Outcome::from_receivers(sent, sent, &rx);
     out.nacked = nacks;
-    if published.is_err() {
-        out.errors.push("publisher: stuck past --seconds".into());
-    }
+    out.note_publisher(published.map(Ok));
     if let Some(e) = failed.lock().unwrap().take() {
         out.errors.push(format!("publisher: {e}"));
     }

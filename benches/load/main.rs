@@ -107,6 +107,15 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Notes how the publisher ended (bounded by `timeout(p.publish_cap(), ...)`).
+    pub fn note_publisher(&mut self, published: Result<Res<()>, tokio::time::error::Elapsed>) {
+        match published {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => self.errors.push(format!("publisher: {e}")),
+            Err(_) => self.errors.push("publisher: stuck past --seconds".into()),
+        }
+    }
+
     pub fn from_receivers(sent: u64, expected: u64, rx: &stats::Receivers) -> Outcome {
         Outcome {
             sent,

@@ -166,11 +166,7 @@ pub async fn pubsub(p: &Params, t: &Target, meter: &mut Meter, qos: QoS) -> Res<
     meter.stop();
 
     let mut out = Outcome::from_receivers(sent, expected, &rx);
-    match published {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => out.errors.push(format!("publisher: {e}")),
-        Err(_) => out.errors.push("publisher: stuck past --seconds".into()),
-    }
+    out.note_publisher(published);
     if qos == QoS::AtLeastOnce {
         let a = acked.load(Ordering::Relaxed);
         if a < sent {

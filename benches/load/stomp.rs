@@ -202,11 +202,7 @@ pub async fn run(p: &Params, t: &Target, meter: &mut Meter, topic: bool) -> Res<
     meter.stop();
 
     let mut out = Outcome::from_receivers(sent, expected, &rx);
-    match published {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => out.errors.push(format!("publisher: {e}")),
-        Err(_) => out.errors.push("publisher: stuck past --seconds".into()),
-    }
+    out.note_publisher(published);
     drop(tasks);
     if !topic {
         // /queue/<q> is the AMQP queue <q> on both brokers (RabbitMQ keeps it otherwise).
