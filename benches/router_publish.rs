@@ -1,12 +1,10 @@
 //! Router fan-out: one publish matched against a subscribed filter and queued for
 //! one session (the path every protocol front's publish takes).
 
-use std::time::Instant;
-
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use dwbroker::router::{
-    Delivery, Filter, Message, OutboxLimits, RetainedLimits, Router, SubOptions, Subject,
+    Delivery, Filter, Message, Now, OutboxLimits, RetainedLimits, Router, SubOptions, Subject,
     DEFAULT_VHOST_LIMITS,
 };
 
@@ -44,7 +42,7 @@ fn bench(c: &mut Criterion) {
                 payload: payload.clone(),
                 ..Message::default()
             };
-            let routed = router.publish(msg, Instant::now());
+            let routed = router.publish(msg, Now::current());
             while session.pop().is_some() {}
             routed
         })

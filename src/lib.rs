@@ -41,7 +41,6 @@ pub mod server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use router::{Delivery, Filter, FilterError, Message, Routed, Session, SubOptions};
 use server::Context;
@@ -103,7 +102,7 @@ impl Broker {
     /// Publishes a message to every matching subscriber of every protocol; returns
     /// how many subscriber sessions it matched and was queued for.
     pub fn publish(&self, message: Message) -> Routed {
-        self.ctx.router.publish(message, Instant::now())
+        self.ctx.router.publish(message, router::Now::current())
     }
 
     /// Subscribes in process with a NATS-style filter over the shared subject space

@@ -188,8 +188,8 @@ async fn housekeeping(ctx: Arc<Context>) {
 const QUEUE_HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
 
 async fn queue_housekeeping(ctx: Arc<Context>) {
-    every(QUEUE_HOUSEKEEPING_INTERVAL, &ctx.shutdown, |_| {
-        ctx.router.vhost_housekeeping(crate::protocols::now());
+    every(QUEUE_HOUSEKEEPING_INTERVAL, &ctx.shutdown, |now| {
+        ctx.router.vhost_housekeeping(now);
     })
     .await;
 }
@@ -199,13 +199,13 @@ async fn queue_housekeeping(ctx: Arc<Context>) {
 pub(crate) async fn every(
     period: Duration,
     shutdown: &CancellationToken,
-    mut tick: impl FnMut(std::time::Instant),
+    mut tick: impl FnMut(crate::router::Now),
 ) {
     let mut interval = tokio::time::interval(period);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = interval.tick() => tick(std::time::Instant::now()),
+            _ = interval.tick() => tick(crate::protocols::now()),
             _ = shutdown.cancelled() => return,
         }
     }

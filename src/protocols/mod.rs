@@ -9,17 +9,9 @@ pub(crate) mod nats;
 mod socket;
 pub(crate) mod stomp;
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
-
 use crate::router::Now;
 
-/// The current time as the router needs it: monotonic for expiry, wall clock
-/// for the records it keeps (x-death).
+/// The current time as the router needs it.
 pub(crate) fn now() -> Now {
-    Now {
-        at: Instant::now(),
-        unix_ms: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-    }
+    Now::current()
 }

@@ -2,14 +2,18 @@
 //!
 //! Owns: [`Message`] (one publish, whatever protocol it came from), [`Delivery`]
 //! (the delivery guarantee) and [`Dispatch`] (what is queued for one subscriber).
-//! Refuses: any wire type or wire encoding (no `dwbroker_codecs` here), and any
-//! clock: expiry is an absolute [`Instant`] computed by the front that received the
-//! message, compared against a `now` the caller passes in.
+//! Refuses: any wire type or wire encoding (no `dwbroker_codecs` here), any field
+//! only one protocol reads (those travel as opaque [`Extensions`]), and any clock:
+//! expiry is an absolute wall-clock time (ms since the Unix epoch) computed by the
+//! front that received the message, compared against a `now` the caller passes in,
+//! so that a message keeps its meaning across a restart.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 
 use super::groups::GroupKey;
 use super::subject::Subject;
@@ -54,8 +58,9 @@ pub struct Message {
     pub correlation_id: Option<Bytes>,
     /// Where a reply should be published.
     pub reply_to: Option<Subject>,
-    /// When the message stops being deliverable (absolute; computed by the front).
-    pub expires_at: Option<Instant>,
+    /// When the message stops being deliverable, in milliseconds since the Unix
+    /// epoch (computed by the front).
+    pub expires_at: Option<u64>,
     /// AMQP/STOMP priority.
     pub priority: Option<u8>,
     /// A publisher-assigned message id.
@@ -70,67 +75,80 @@ pub struct Message {
     pub origin: ConnId,
     /// Publish as retained: also stored as the subject's last retained message.
     pub retain: bool,
-    /// The publisher's delivery guarantee.
+    /// The publisher's delivery guarantee. At least once is also what makes a
+    /// message persistent (AMQP delivery mode 2, STOMP `persistent:true`, MQTT
+    /// QoS 1/2): it is stored when it enters a durable destination.
     pub qos: Delivery,
-    /// Dead-letter history, most recent first (AMQP `x-death`): one record per
-    /// (queue, reason), its count incremented and moved to the front when it
-    /// happens again.
-    pub deaths: Vec<Death>,
-    /// The AMQP content-header property bytes exactly as an AMQP publisher sent
-    /// them; opaque to the router; the AMQP front re-sends them verbatim.
-    pub amqp_properties: Option<Bytes>,
-    /// The `reply-to` destination exactly as a STOMP publisher gave it; opaque to
-    /// the router; the STOMP front shows it verbatim (RabbitMQ does the same).
-    pub stomp_reply_to: Option<String>,
+    /// What only one protocol (or one router layer) reads, carried verbatim.
+    pub extensions: Extensions,
 }
 
-/// The current time as the router needs it: monotonic for expiry, wall clock for
-/// x-death records.
-#[derive(Debug, Clone, Copy)]
-pub struct Now {
-    /// Monotonic time, for expiry.
-    pub at: Instant,
-    /// Milliseconds since the Unix epoch, for records shown to clients.
-    pub unix_ms: u64,
-}
+/// Data the router carries with a message but never interprets: each entry is
+/// named by the module that writes and reads it (the AMQP front's verbatim
+/// content-header properties, the STOMP front's `reply-to` text, the RabbitMQ
+/// model's dead-letter history). Copied with the message, stored with it, counted
+/// in its weight.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Extensions(SmallVec<[(Cow<'static, str>, Bytes); 1]>);
 
-/// Why a message was dead-lettered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeathReason {
-    /// Rejected or nacked without requeue.
-    Rejected,
-    /// Its TTL passed while queued.
-    Expired,
-    /// Dropped or refused by a queue length limit.
-    MaxLen,
-}
+impl Extensions {
+    /// The value under `key`.
+    pub fn get(&self, key: &str) -> Option<&Bytes> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
 
-impl DeathReason {
-    /// The AMQP `x-death` reason text.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeathReason::Rejected => "rejected",
-            DeathReason::Expired => "expired",
-            DeathReason::MaxLen => "maxlen",
+    /// Sets `key` to `value`, replacing any value it had.
+    pub fn set(&mut self, key: impl Into<Cow<'static, str>>, value: Bytes) {
+        let key = key.into();
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((key, value)),
         }
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Every (key, value), in the order they were set.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Bytes)> {
+        self.0.iter().map(|(k, v)| (k.as_ref(), v))
+    }
+
+    fn weight(&self) -> usize {
+        self.0.iter().map(|(k, v)| k.len() + v.len()).sum()
     }
 }
 
-/// One dead-lettering record (an AMQP `x-death` entry).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Death {
-    /// The queue it left.
-    pub queue: String,
-    /// Why.
-    pub reason: DeathReason,
-    /// The exchange it had been published to.
-    pub exchange: String,
-    /// The routing keys it had been published with.
-    pub routing_keys: Vec<String>,
-    /// How many times it died in this queue for this reason.
-    pub count: u64,
-    /// When (milliseconds since the Unix epoch), the latest time.
-    pub time_ms: u64,
+/// The current time as the router needs it: wall clock for message times
+/// (expiry, x-death records), monotonic for in-process timers (queue leases).
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    /// Monotonic time, for timers that do not outlive the process.
+    pub at: Instant,
+    /// Milliseconds since the Unix epoch, for everything a message carries.
+    pub unix_ms: u64,
+}
+
+impl Now {
+    /// The current time.
+    pub fn current() -> Now {
+        Now {
+            at: Instant::now(),
+            unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        }
+    }
+
+    /// `ms` milliseconds later.
+    pub fn plus_ms(self, ms: u64) -> Now {
+        Now {
+            at: self.at + std::time::Duration::from_millis(ms),
+            unix_ms: self.unix_ms.saturating_add(ms),
+        }
+    }
 }
 
 /// See [`Dispatch::subscription_ids`].
@@ -156,10 +174,15 @@ pub struct Dispatch {
 }
 
 impl Message {
-    /// Whether the message's expiry has passed by `now`: it is then delivered to
-    /// no one and no longer retained.
-    pub fn is_expired(&self, now: Instant) -> bool {
-        self.expires_at.is_some_and(|at| at <= now)
+    /// Whether the message's expiry has passed by `now_ms` (ms since the Unix
+    /// epoch): it is then delivered to no one and no longer retained.
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.expires_at.is_some_and(|at| at <= now_ms)
+    }
+
+    /// Milliseconds left before expiry at `now_ms` (`None`: it never expires).
+    pub fn ms_left(&self, now_ms: u64) -> Option<u64> {
+        self.expires_at.map(|at| at.saturating_sub(now_ms))
     }
 
     /// The bytes this message holds in memory beyond its fixed size: payload,
@@ -180,41 +203,7 @@ impl Message {
             + self.reply_to.as_ref().map_or(0, |s| s.as_str().len())
             + strings(&self.message_id)
             + bytes(&self.key)
-            + bytes(&self.amqp_properties)
-            + strings(&self.stomp_reply_to)
-    }
-
-    /// Records a death in `queue` for `reason`: increments the existing record of
-    /// that (queue, reason) and moves it to the front, or adds one at the front.
-    pub fn add_death(
-        &mut self,
-        queue: &str,
-        reason: DeathReason,
-        exchange: &str,
-        routing_key: &str,
-        time_ms: u64,
-    ) {
-        let mut death = match self
-            .deaths
-            .iter()
-            .position(|d| d.queue == queue && d.reason == reason)
-        {
-            Some(i) => {
-                let mut d = self.deaths.remove(i);
-                d.count += 1;
-                d
-            }
-            None => Death {
-                queue: queue.to_owned(),
-                reason,
-                exchange: exchange.to_owned(),
-                routing_keys: vec![routing_key.to_owned()],
-                count: 1,
-                time_ms,
-            },
-        };
-        death.time_ms = time_ms;
-        self.deaths.insert(0, death);
+            + self.extensions.weight()
     }
 }
 

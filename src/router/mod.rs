@@ -16,6 +16,7 @@
 //! lock. Locks are `std::sync`, never held across `.await`; the order is written in
 //! docs/locks.md.
 
+pub mod deaths;
 pub mod exchanges;
 pub mod groups;
 pub mod message;
@@ -26,20 +27,17 @@ pub mod subject;
 pub mod trie;
 pub mod vhost;
 
+use smallvec::SmallVec;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::RandomState;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Instant;
 
-use smallvec::SmallVec;
-
+pub use deaths::{Death, DeathReason};
 pub use exchanges::{BindArgs, Dest, ExchangeKind, ExchangeSpec};
 pub use groups::{Group, GroupKey, Member};
-pub use message::{
-    ConnId, Death, DeathReason, Delivery, Dispatch, Headers, Message, Now, SubscriptionIds,
-};
+pub use message::{ConnId, Delivery, Dispatch, Extensions, Headers, Message, Now, SubscriptionIds};
 pub use queues::{
     ArgValue, ConsumerId, ConsumerSpec, Credit, Entry, Outlet, OutletItem, Overflow, Queue,
     QueueArgs, QueueSpec,
@@ -136,8 +134,6 @@ pub struct Router {
     /// Memory of ready queue messages, for the memory watermark.
     queued_bytes: Arc<AtomicUsize>,
     vhost: VhostLimits,
-    /// The latest [`Now`] seen, to give wall-clock times to instants.
-    clock: Mutex<Option<Now>>,
     name_counter: AtomicU64,
     name_hasher: RandomState,
 }
@@ -168,7 +164,6 @@ impl Router {
             next_consumer: AtomicU64::new(1),
             queued_bytes: Arc::new(AtomicUsize::new(0)),
             vhost,
-            clock: Mutex::new(None),
             name_counter: AtomicU64::new(0),
             name_hasher: RandomState::new(),
         }
@@ -339,10 +334,9 @@ impl Router {
     /// - Queues and exchanges bound to `amq.topic` with a matching pattern: each
     ///   queue once, as an entry of exchange `amq.topic` with the subject as
     ///   routing key (counted in `matched`/`queued`/`rejected`).
-    pub fn publish(&self, msg: Message, now: Instant) -> Routed {
+    pub fn publish(&self, msg: Message, now: Now) -> Routed {
         let (mut routed, bound, msg) = self.publish_sessions(msg, now);
         if !bound.is_empty() {
-            let now = self.now_at(now);
             routed.add(self.publish_bound(msg, bound, now));
         }
         routed
@@ -354,9 +348,9 @@ impl Router {
     pub(crate) fn publish_sessions(
         &self,
         msg: Message,
-        now: Instant,
+        now: Now,
     ) -> (Routed, Vec<Dest>, Arc<Message>) {
-        let expired = msg.is_expired(now);
+        let expired = msg.is_expired(now.unix_ms);
         let msg = Arc::new(msg);
         if msg.retain {
             let mut retained = self.retained_store();
@@ -418,13 +412,13 @@ impl Router {
     }
 
     /// Frees retained messages that have expired by `now`; returns how many.
-    pub fn remove_expired_retained(&self, now: Instant) -> usize {
-        self.retained_store().remove_expired(now)
+    pub fn remove_expired_retained(&self, now: Now) -> usize {
+        self.retained_store().remove_expired(now.unix_ms)
     }
 
     /// The retained messages matching `filter` that have not expired by `now`.
-    pub fn retained(&self, filter: &Filter, now: Instant) -> Vec<Arc<Message>> {
-        self.retained_store().matching(filter, now)
+    pub fn retained(&self, filter: &Filter, now: Now) -> Vec<Arc<Message>> {
+        self.retained_store().matching(filter, now.unix_ms)
     }
 
     /// How many sessions are registered.
@@ -524,8 +518,6 @@ impl Routed {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     const ROOMY: OutboxLimits = OutboxLimits {
@@ -580,7 +572,7 @@ mod tests {
 
     #[test]
     fn plain_subscription_receives_shared_payload() {
-        let now = Instant::now();
+        let now = Now::current();
         let r = Router::new(ROOMY, RETAINED, DEFAULT_VHOST_LIMITS);
         let s = r.open_session();
         assert!(!r.subscribe(s.id(), mqtt("a/+"), opts(Delivery::AtLeastOnce)));
@@ -601,7 +593,7 @@ mod tests {
     #[test]
     fn overlapping_subscriptions_give_one_dispatch_with_max_qos_and_all_ids() {
         // [MQTT-3.3.5-1]
-        let now = Instant::now();
+        let now = Now::current();
         let r = Router::new(ROOMY, RETAINED, DEFAULT_VHOST_LIMITS);
         let s = r.open_session();
         let other = r.open_session();
@@ -636,7 +628,7 @@ mod tests {
 
     #[test]
     fn resubscribing_replaces_options() {
-        let now = Instant::now();
+        let now = Now::current();
         let r = Router::new(ROOMY, RETAINED, DEFAULT_VHOST_LIMITS);
         let s = r.open_session();
         assert!(!r.subscribe(s.id(), mqtt("a"), opts(Delivery::AtMostOnce)));
@@ -654,7 +646,7 @@ mod tests {
 
     #[test]
     fn unsubscribe() {
-        let now = Instant::now();
+        let now = Now::current();
         let r = Router::new(ROOMY, RETAINED, DEFAULT_VHOST_LIMITS);
         let s = r.open_session();
         r.subscribe(s.id(), mqtt("a/#"), opts(Delivery::AtMostOnce));
@@ -675,7 +667,7 @@ mod tests {
 
     #[test]
     fn no_local_skips_own_connection_only() {
-        let now = Instant::now();
+        let now = Now::current();
         let r = Router::new(ROOMY, RETAINED, DEFAULT_VHOST_LIMITS);
         let s = r.open_session();
         s.set_connection(5);
@@ -698,7 +690,7 @@ mod tests {
 
     #[test]
     fn retain_as_published() {
-        let now = Instant::now();
+        let now = Now::current();
         let r = Router::new(ROOMY, RETAINED, DEFAULT_VHOST_LIMITS);
         let plain = r.open_session();
         let rap = r.open_session();
@@ -721,7 +713,7 @@ mod tests {
 
     #[test]
     fn retained_store_set_clear_and_expiry() {
-        let now = Instant::now();
+        let now = Now::current();
         let r = Router::new(ROOMY, RETAINED, DEFAULT_VHOST_LIMITS);
         let s = r.open_session();
         r.subscribe(s.id(), mqtt("a/#"), opts(Delivery::AtMostOnce));
@@ -744,22 +736,20 @@ mod tests {
         assert!(r.retained(&mqtt("a/b"), now).is_empty());
         // Expiry: skipped after its time, not delivered if already expired.
         let expiring = Message {
-            expires_at: Some(now + Duration::from_secs(1)),
+            expires_at: Some(now.unix_ms + 1000),
             ..retained("a/d", "3")
         };
         assert_eq!(r.publish(expiring, now).queued, 1);
         assert_eq!(r.retained(&mqtt("a/d"), now).len(), 1);
-        assert!(r
-            .retained(&mqtt("a/d"), now + Duration::from_secs(1))
-            .is_empty());
+        assert!(r.retained(&mqtt("a/d"), now.plus_ms(1000)).is_empty());
         let dead = Message {
-            expires_at: Some(now),
+            expires_at: Some(now.unix_ms),
             ..retained("a/c", "4")
         };
         assert_eq!(r.publish(dead, now).queued, 0);
         assert!(r.retained(&mqtt("a/c"), now).is_empty());
         let dead_plain = Message {
-            expires_at: Some(now - Duration::from_millis(1)),
+            expires_at: Some(now.unix_ms - 1),
             ..msg("a/x", Delivery::AtMostOnce)
         };
         assert_eq!(r.publish(dead_plain, now).queued, 0);
@@ -768,7 +758,7 @@ mod tests {
     #[test]
     fn dollar_subjects_skip_leading_mqtt_wildcards() {
         // [MQTT-4.7.2-1]
-        let now = Instant::now();
+        let now = Now::current();
         let r = Router::new(ROOMY, RETAINED, DEFAULT_VHOST_LIMITS);
         let hash = r.open_session();
         let sys = r.open_session();
@@ -804,7 +794,7 @@ mod tests {
 
     #[test]
     fn shared_group_round_robin_beside_plain_subscribers() {
-        let now = Instant::now();
+        let now = Now::current();
         let r = Router::new(ROOMY, RETAINED, DEFAULT_VHOST_LIMITS);
         let m1 = r.open_session();
         let m2 = r.open_session();
@@ -846,7 +836,7 @@ mod tests {
 
     #[test]
     fn shared_group_passes_over_full_and_local_members() {
-        let now = Instant::now();
+        let now = Now::current();
         let r = Router::new(
             OutboxLimits {
                 max_messages: 1,
@@ -902,7 +892,7 @@ mod tests {
 
     #[test]
     fn close_session_removes_everything() {
-        let now = Instant::now();
+        let now = Now::current();
         let r = Router::new(ROOMY, RETAINED, DEFAULT_VHOST_LIMITS);
         let s = r.open_session();
         let keep = r.open_session();
@@ -933,7 +923,7 @@ mod tests {
 
     #[test]
     fn full_outbox_is_not_counted_and_records_drops() {
-        let now = Instant::now();
+        let now = Now::current();
         let r = Router::new(
             OutboxLimits {
                 max_messages: 2,
@@ -959,7 +949,7 @@ mod tests {
 
     #[test]
     fn cross_dialect_delivery() {
-        let now = Instant::now();
+        let now = Now::current();
         let r = Router::new(ROOMY, RETAINED, DEFAULT_VHOST_LIMITS);
         let m = r.open_session();
         let n = r.open_session();
@@ -989,7 +979,7 @@ mod tests {
 
     #[test]
     fn shared_group_prefers_connected_members() {
-        let now = Instant::now();
+        let now = Now::current();
         let r = Router::new(ROOMY, RETAINED, DEFAULT_VHOST_LIMITS);
         let parked = r.open_session();
         let online = r.open_session();
@@ -1004,7 +994,7 @@ mod tests {
 
     #[test]
     fn publish_counts_matches_even_when_outboxes_are_full() {
-        let now = Instant::now();
+        let now = Now::current();
         let r = Router::new(
             OutboxLimits {
                 max_messages: 1,
@@ -1033,7 +1023,7 @@ mod tests {
 
     #[test]
     fn closing_a_member_hands_its_group_messages_to_another() {
-        let now = Instant::now();
+        let now = Now::current();
         let r = Router::new(ROOMY, RETAINED, DEFAULT_VHOST_LIMITS);
         let leaving = r.open_session();
         let staying = r.open_session();

@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::message::{ConnId, DeathReason, Message};
+use super::deaths::DeathReason;
+use super::message::{ConnId, Message, Now};
 
 /// Identifies a consumer within one router.
 pub type ConsumerId = u64;
@@ -136,13 +137,15 @@ pub struct Entry {
     /// It was delivered before and requeued.
     pub redelivered: bool,
     seq: u64,
-    expires_at: Option<Instant>,
+    /// Ms since the Unix epoch: the message's own expiry or the queue's TTL,
+    /// whichever comes first.
+    expires_at: Option<u64>,
     priority: u8,
 }
 
 impl Entry {
-    fn is_expired(&self, now: Instant) -> bool {
-        self.expires_at.is_some_and(|at| at <= now)
+    fn is_expired(&self, now: Now) -> bool {
+        self.expires_at.is_some_and(|at| at <= now.unix_ms)
     }
 
     fn mem(&self) -> usize {
@@ -492,7 +495,7 @@ impl Queue {
     }
 
     /// Drops (dead-letters) the expired entries at the head of every bucket.
-    fn expire_heads(&self, st: &mut State, now: Instant, dead: &mut Dead) {
+    fn expire_heads(&self, st: &mut State, now: Now, dead: &mut Dead) {
         for b in 0..st.buckets.len() {
             while st.buckets[b].front().is_some_and(|e| e.is_expired(now)) {
                 if let Some(e) = self.take_from(st, b) {
@@ -515,11 +518,13 @@ impl Queue {
         message: Arc<Message>,
         exchange: Arc<str>,
         routing_key: Arc<str>,
-        now: Instant,
+        now: Now,
         dead: &mut Dead,
     ) -> bool {
         let args = &self.spec.args;
-        let ttl_expiry = args.message_ttl.map(|ttl| now + ttl);
+        let ttl_expiry = args
+            .message_ttl
+            .map(|ttl| now.unix_ms.saturating_add(ttl.as_millis() as u64));
         let expires_at = match (message.expires_at, ttl_expiry) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -568,12 +573,12 @@ impl Queue {
     }
 
     /// Hands ready entries to consumers with room, round robin.
-    pub(crate) fn dispatch(self: &Arc<Self>, now: Instant, dead: &mut Dead) {
+    pub(crate) fn dispatch(self: &Arc<Self>, now: Now, dead: &mut Dead) {
         let mut st = self.state();
         self.dispatch_locked(&mut st, now, dead);
     }
 
-    fn dispatch_locked(self: &Arc<Self>, st: &mut State, now: Instant, dead: &mut Dead) {
+    fn dispatch_locked(self: &Arc<Self>, st: &mut State, now: Now, dead: &mut Dead) {
         loop {
             self.expire_heads(st, now, dead);
             if st.consumers.is_empty() {
@@ -630,9 +635,9 @@ impl Queue {
     }
 
     /// Takes the next ready entry (basic.get) and the ready count after it.
-    pub(crate) fn get(&self, now: Instant, dead: &mut Dead) -> Option<(Entry, usize)> {
+    pub(crate) fn get(&self, now: Now, dead: &mut Dead) -> Option<(Entry, usize)> {
         let mut st = self.state();
-        st.last_used = now;
+        st.last_used = now.at;
         self.expire_heads(&mut st, now, dead);
         let b = Self::head_bucket(&st)?;
         let entry = self.take_from(&mut st, b)?;
@@ -640,12 +645,7 @@ impl Queue {
     }
 
     /// Puts `entries` back at the head, in their original order, redelivered.
-    pub(crate) fn requeue(
-        self: &Arc<Self>,
-        mut entries: Vec<Entry>,
-        now: Instant,
-        dead: &mut Dead,
-    ) {
+    pub(crate) fn requeue(self: &Arc<Self>, mut entries: Vec<Entry>, now: Now, dead: &mut Dead) {
         let mut st = self.state();
         if st.deleted {
             return;
@@ -669,7 +669,7 @@ impl Queue {
     }
 
     /// Expires heads (housekeeping).
-    pub(crate) fn expire(&self, now: Instant, dead: &mut Dead) {
+    pub(crate) fn expire(&self, now: Now, dead: &mut Dead) {
         let mut st = self.state();
         self.expire_heads(&mut st, now, dead);
     }

@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::message::Message;
 use super::subject::{Filter, Subject};
@@ -83,10 +82,10 @@ impl Retained {
     }
 
     /// The retained messages whose subject matches `filter`, in subject order,
-    /// leaving out those whose expiry is at or before `now` (they stay stored until
+    /// leaving out those whose expiry is at or before `now_ms` (they stay stored until
     /// [`Retained::remove_expired`]).
-    pub fn matching(&self, filter: &Filter, now: Instant) -> Vec<Arc<Message>> {
-        let live = |m: &&Arc<Message>| !m.is_expired(now);
+    pub fn matching(&self, filter: &Filter, now_ms: u64) -> Vec<Arc<Message>> {
+        let live = |m: &&Arc<Message>| !m.is_expired(now_ms);
         let (prefix, literal) = filter.literal_prefix();
         if literal {
             return self
@@ -111,12 +110,12 @@ impl Retained {
             .collect()
     }
 
-    /// Drops every message whose expiry is at or before `now`; returns how many.
-    pub fn remove_expired(&mut self, now: Instant) -> usize {
+    /// Drops every message whose expiry is at or before `now_ms`; returns how many.
+    pub fn remove_expired(&mut self, now_ms: u64) -> usize {
         let before = self.by_subject.len();
         let mut freed = 0;
         self.by_subject.retain(|_, m| {
-            let keep = !m.is_expired(now);
+            let keep = !m.is_expired(now_ms);
             if !keep {
                 freed += m.weight();
             }
@@ -139,7 +138,6 @@ impl Retained {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use super::*;
 
@@ -163,7 +161,7 @@ mod tests {
 
     #[test]
     fn set_replaces_and_empty_clears() {
-        let now = Instant::now();
+        let now = 1_700_000_000_000u64;
         let mut r = Retained::new(LIMITS);
         r.set(msg("a/b", "1"));
         r.set(msg("a/b", "2"));
@@ -179,7 +177,7 @@ mod tests {
 
     #[test]
     fn matching_by_filter() {
-        let now = Instant::now();
+        let now = 1_700_000_000_000u64;
         let mut r = Retained::new(LIMITS);
         for t in ["a", "a/b", "a/b/c", "ab", "b/a", "$SYS/x", "a.b"] {
             r.set(msg(t, "x"));
@@ -199,15 +197,15 @@ mod tests {
 
     #[test]
     fn expired_messages_are_skipped_not_removed() {
-        let now = Instant::now();
+        let now = 1_700_000_000_000u64;
         let mut r = Retained::new(LIMITS);
         let mut expiring = Message::clone(&msg("a", "x"));
-        expiring.expires_at = Some(now + Duration::from_secs(10));
+        expiring.expires_at = Some(now + 10_000);
         r.set(Arc::new(expiring));
         r.set(msg("b", "y"));
         let all = Filter::mqtt("#").unwrap();
         assert_eq!(topics(&r.matching(&all, now)), ["a", "b"]);
-        let later = now + Duration::from_secs(10);
+        let later = now + 10_000;
         assert_eq!(topics(&r.matching(&all, later)), ["b"]);
         assert!(r.matching(&Filter::mqtt("a").unwrap(), later).is_empty());
         assert_eq!(r.len(), 2);

@@ -19,13 +19,14 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, MutexGuard, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
 
+use super::deaths::{self, DeathReason};
 use super::exchanges::{
     topic_matches, BindArgs, Binding, Dest, Exchange, ExchangeKind, ExchangeSpec,
 };
-use super::message::{ConnId, Death, DeathReason, Message, Now};
+use super::message::{ConnId, Message, Now};
 use super::queues::{
     ConsumerId, ConsumerSpec, Dead, Entry, Outlet, OutletItem, Overflow, Queue, QueueSpec,
 };
@@ -280,26 +281,6 @@ impl Router {
         self.queues.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn clock(&self) -> MutexGuard<'_, Option<Now>> {
-        self.clock.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Remembers `now` as the reference for converting later instants.
-    fn set_clock(&self, now: Now) {
-        *self.clock() = Some(now);
-    }
-
-    /// `at` with a wall-clock time derived from the latest [`Now`] seen (0 if
-    /// none was): the router never reads a clock.
-    pub(crate) fn now_at(&self, at: Instant) -> Now {
-        let unix_ms = match *self.clock() {
-            None => 0,
-            Some(r) if at >= r.at => r.unix_ms + (at - r.at).as_millis() as u64,
-            Some(r) => r.unix_ms.saturating_sub((r.at - at).as_millis() as u64),
-        };
-        Now { at, unix_ms }
-    }
-
     /// Declares (or checks, when `passive`) exchange `name`.
     pub fn declare_exchange(
         &self,
@@ -521,7 +502,6 @@ impl Router {
         conn: ConnId,
         now: Now,
     ) -> Result<Arc<Queue>, VhostError> {
-        self.set_clock(now);
         let server_named = name.is_empty() && !passive;
         let name = if server_named {
             self.server_name(now)
@@ -647,7 +627,6 @@ impl Router {
         mut msg: Message,
         now: Now,
     ) -> Result<Routed, VhostError> {
-        self.set_clock(now);
         match self.exchanges_read().map.get(exchange) {
             None => return Err(not_found("exchange", exchange)),
             Some(e) if e.spec.internal => {
@@ -706,14 +685,14 @@ impl Router {
             }
             jobs_run += 1;
             for q in queues {
-                if is_cycle(&job.msg.deaths, q.name()) {
+                if deaths::is_cycle(&job.msg, q.name()) {
                     continue;
                 }
                 let accepted = q.enqueue(
                     job.msg.clone(),
                     job.exchange.clone(),
                     job.routing_key.clone(),
-                    now.at,
+                    now,
                     &mut dead,
                 );
                 if job.original {
@@ -825,7 +804,7 @@ impl Router {
             let Some(subject) = subject else { break };
             let mut msg = (*job.msg).clone();
             msg.subject = subject;
-            let (r, bound, _) = self.publish_sessions(msg, now.at);
+            let (r, bound, _) = self.publish_sessions(msg, now);
             sessions.add(r);
             if reply_to {
                 visited.insert(AMQ_TOPIC.to_owned());
@@ -853,7 +832,6 @@ impl Router {
         consumer: ConsumerSpec,
         now: Now,
     ) -> Result<(), VhostError> {
-        self.set_clock(now);
         match queue.add_consumer(consumer, now.at) {
             Ok(()) => {}
             Err(true) => return Err(not_found("queue", queue.name())),
@@ -895,9 +873,8 @@ impl Router {
 
     /// Takes the next ready entry (basic.get) and the ready count after it.
     pub fn get(&self, queue: &Arc<Queue>, now: Now) -> Option<(Entry, usize)> {
-        self.set_clock(now);
         let mut dead = Dead::new();
-        let got = queue.get(now.at, &mut dead);
+        let got = queue.get(now, &mut dead);
         self.dead_letter(queue, dead, now);
         got
     }
@@ -905,7 +882,7 @@ impl Router {
     /// Puts `entries` back at the head of `queue`, redelivered, and dispatches.
     pub fn requeue(&self, queue: &Arc<Queue>, entries: Vec<Entry>, now: Now) {
         let mut dead = Dead::new();
-        queue.requeue(entries, now.at, &mut dead);
+        queue.requeue(entries, now, &mut dead);
         self.dead_letter(queue, dead, now);
     }
 
@@ -952,7 +929,7 @@ impl Router {
     /// Dispatches `queue` (credit or outlet room was freed).
     pub fn kick(&self, queue: &Arc<Queue>, now: Now) {
         let mut dead = Dead::new();
-        queue.dispatch(now.at, &mut dead);
+        queue.dispatch(now, &mut dead);
         self.dead_letter(queue, dead, now);
     }
 
@@ -971,7 +948,6 @@ impl Router {
 
     /// Expires (dead-letters) heads and deletes queues unused past `x-expires`.
     pub fn vhost_housekeeping(&self, now: Now) {
-        self.set_clock(now);
         let all: Vec<Arc<Queue>> = self.queues_read().values().cloned().collect();
         for q in all {
             if q.is_unused_expired(now.at) {
@@ -979,7 +955,7 @@ impl Router {
                 continue;
             }
             let mut dead = Dead::new();
-            q.expire(now.at, &mut dead);
+            q.expire(now, &mut dead);
             self.dead_letter(&q, dead, now);
         }
     }
@@ -1000,19 +976,6 @@ impl Router {
 /// dead-letter exchange over many overflowing queues multiplies them.
 const MAX_JOBS_PER_PUBLISH: usize = 10_000;
 
-/// RabbitMQ's dead-letter cycle rule: a dead letter is dropped instead of
-/// entering `queue` again when every death since it last left `queue` (deaths are
-/// most recent first) was automatic (expiry, length limit) rather than a client's
-/// reject, so an automatic cycle cannot spin forever.
-fn is_cycle(deaths: &[Death], queue: &str) -> bool {
-    match deaths.iter().position(|d| d.queue == queue) {
-        None => false,
-        Some(i) => deaths[..=i]
-            .iter()
-            .all(|d| d.reason != DeathReason::Rejected),
-    }
-}
-
 fn dead_letter_jobs(q: &Queue, dead: &mut Dead, now: Now, jobs: &mut VecDeque<Job>) {
     let args = &q.spec().args;
     let Some(dlx) = &args.dead_letter_exchange else {
@@ -1021,7 +984,8 @@ fn dead_letter_jobs(q: &Queue, dead: &mut Dead, now: Now, jobs: &mut VecDeque<Jo
     };
     for (entry, reason) in dead.drain(..) {
         let mut msg = (*entry.message).clone();
-        msg.add_death(
+        deaths::add_death(
+            &mut msg,
             q.name(),
             reason,
             &entry.exchange,
@@ -1073,7 +1037,7 @@ mod tests {
 
     fn t0() -> Now {
         Now {
-            at: Instant::now(),
+            at: std::time::Instant::now(),
             unix_ms: 1_700_000_000_000,
         }
     }
@@ -1472,7 +1436,7 @@ mod tests {
             subject: Subject::from_mqtt_topic("sensors/kitchen/temp").unwrap(),
             ..msg("21.5")
         };
-        let routed = r.publish(m, now.at);
+        let routed = r.publish(m, now);
         assert_eq!((routed.matched, routed.queued), (2, 2));
         let got = get_all(&r, &q, now);
         assert_eq!(got.len(), 1);
@@ -1636,7 +1600,7 @@ mod tests {
         r.vhost_housekeeping(t);
         assert_eq!((q.message_count(), dlq.message_count()), (0, 1));
         let (e, _) = r.get(&dlq, t).unwrap();
-        let d = &e.message.deaths[0];
+        let d = &deaths::deaths(&e.message)[0];
         assert_eq!(d.queue, "q");
         assert_eq!(d.reason, DeathReason::Expired);
         assert_eq!(d.exchange, "");
@@ -1649,7 +1613,7 @@ mod tests {
         let (e, _) = r.get(&q, t).unwrap();
         r.reject(&q, e, t);
         let (e, _) = r.get(&dlq, t).unwrap();
-        assert_eq!(e.message.deaths[0].reason, DeathReason::Rejected);
+        assert_eq!(deaths::deaths(&e.message)[0].reason, DeathReason::Rejected);
         assert_eq!(r.queued_bytes(), 0);
     }
 
@@ -1733,7 +1697,7 @@ mod tests {
         let (e, _) = r.get(&q, now).unwrap();
         r.reject(&q, e, now);
         let (e, _) = r.get(&q, now).unwrap();
-        assert_eq!(e.message.deaths[0].reason, DeathReason::Rejected);
+        assert_eq!(deaths::deaths(&e.message)[0].reason, DeathReason::Rejected);
     }
 
     #[test]
@@ -1755,26 +1719,6 @@ mod tests {
         r.reject(&q1, e, now);
         r.vhost_housekeeping(now);
         assert_eq!(q2.message_count(), 0);
-    }
-
-    #[test]
-    fn is_cycle_looks_only_at_deaths_since_the_queue() {
-        let death = |queue: &str, reason| Death {
-            queue: queue.into(),
-            reason,
-            exchange: String::new(),
-            routing_keys: vec![],
-            count: 1,
-            time_ms: 0,
-        };
-        let deaths = [
-            death("b", DeathReason::Expired),
-            death("a", DeathReason::Expired),
-            death("z", DeathReason::Rejected),
-        ];
-        assert!(is_cycle(&deaths, "a"));
-        assert!(!is_cycle(&deaths, "c"));
-        assert!(!is_cycle(&deaths[2..], "z"));
     }
 
     #[test]

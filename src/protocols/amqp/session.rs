@@ -689,9 +689,8 @@ impl Connection {
             raw = encoded.freeze();
         }
         let subject = Subject::new(&publish.routing_key).unwrap_or_default();
-        let message =
-            translate::message_from_publish(&props, raw, payload, subject, self.id, now.at)
-                .map_err(|e| chan_fault(ReplyCode::PreconditionFailed, e.0))?;
+        let message = translate::message_from_publish(&props, raw, payload, subject, self.id, now)
+            .map_err(|e| chan_fault(ReplyCode::PreconditionFailed, e.0))?;
         let out = Outgoing {
             exchange: publish.exchange,
             routing_key: publish.routing_key,
@@ -778,7 +777,7 @@ impl Connection {
 
     fn write_content(&mut self, ch: u16, message: &crate::router::Message, now: Now) {
         let router = &self.router;
-        let props = translate::delivery_properties(message, now.at, &|q| router.has_queue(q));
+        let props = translate::delivery_properties(message, now, &|q| router.has_queue(q));
         encode_content_header_raw(
             ch,
             60,

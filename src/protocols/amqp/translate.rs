@@ -8,12 +8,16 @@
 //! Refuses: routing and policy (session.rs decides what a property means for the
 //! connection, e.g. the validated user-id).
 
-use std::time::{Duration, Instant};
-
 use bytes::{Bytes, BytesMut};
 use dwbroker_codecs::amqp::{BasicProperties, FieldTable, FieldValue};
 
-use crate::router::{ConnId, Death, Delivery, Headers, Message, Subject, REPLY_TO_PREFIX};
+use crate::router::{
+    deaths, ConnId, Death, Delivery, Headers, Message, Now, Subject, REPLY_TO_PREFIX,
+};
+
+/// The extension under which a message keeps its AMQP publisher's content-header
+/// property bytes.
+const PROPERTIES: &str = "amqp.properties";
 
 /// Why a publish's properties cannot be accepted (RabbitMQ answers 406).
 #[derive(Debug)]
@@ -27,7 +31,7 @@ pub(super) fn message_from_publish(
     payload: Bytes,
     subject: Subject,
     origin: ConnId,
-    now: Instant,
+    now: Now,
 ) -> Result<Message, BadProperty> {
     let expires_at = match &props.expiration {
         None => None,
@@ -35,10 +39,10 @@ pub(super) fn message_from_publish(
             let ms: u64 = text
                 .parse()
                 .map_err(|_| BadProperty(format!("invalid expiration '{text}'")))?;
-            now.checked_add(Duration::from_millis(ms))
+            Some(now.unix_ms.saturating_add(ms))
         }
     };
-    Ok(Message {
+    let mut message = Message {
         subject,
         payload,
         headers: props
@@ -64,9 +68,10 @@ pub(super) fn message_from_publish(
         } else {
             Delivery::AtMostOnce
         },
-        amqp_properties: Some(raw),
         ..Message::default()
-    })
+    };
+    message.extensions.set(PROPERTIES, raw);
+    Ok(message)
 }
 
 /// Header values as text, for protocols whose headers are strings.
@@ -98,26 +103,24 @@ impl Properties {
 /// `is_queue` tells whether a name is a queue's.
 pub(super) fn delivery_properties(
     msg: &Message,
-    now: Instant,
+    now: Now,
     is_queue: &dyn Fn(&str) -> bool,
 ) -> Properties {
-    if msg.deaths.is_empty() {
-        if let Some(raw) = &msg.amqp_properties {
+    let raw = msg.extensions.get(PROPERTIES);
+    let deaths = deaths::deaths(msg);
+    if deaths.is_empty() {
+        if let Some(raw) = raw {
             return Properties::Raw(raw.clone());
         }
     }
-    let mut props = match msg
-        .amqp_properties
-        .as_ref()
-        .and_then(|raw| BasicProperties::decode(raw).ok())
-    {
+    let mut props = match raw.and_then(|raw| BasicProperties::decode(raw).ok()) {
         Some(props) => props,
         None => foreign_properties(msg, now, is_queue),
     };
-    if !msg.deaths.is_empty() {
+    if !deaths.is_empty() {
         let original_expiration = props.expiration.take();
         let headers = props.headers.get_or_insert_with(FieldTable::default);
-        add_deaths(headers, &msg.deaths, original_expiration);
+        add_deaths(headers, &deaths, original_expiration);
     }
     let mut out = BytesMut::new();
     props.encode(&mut out);
@@ -125,11 +128,7 @@ pub(super) fn delivery_properties(
 }
 
 /// Properties for a message another protocol published.
-fn foreign_properties(
-    msg: &Message,
-    now: Instant,
-    is_queue: &dyn Fn(&str) -> bool,
-) -> BasicProperties {
+fn foreign_properties(msg: &Message, now: Now, is_queue: &dyn Fn(&str) -> bool) -> BasicProperties {
     let headers = (!msg.headers.is_empty()).then(|| {
         FieldTable(
             msg.headers
@@ -165,9 +164,7 @@ fn foreign_properties(
             .as_ref()
             .map(|c| String::from_utf8_lossy(c).into_owned()),
         reply_to,
-        expiration: msg
-            .expires_at
-            .map(|at| at.saturating_duration_since(now).as_millis().to_string()),
+        expiration: msg.ms_left(now.unix_ms).map(|ms| ms.to_string()),
         message_id: msg.message_id.clone(),
         timestamp: msg.timestamp.map(|ms| ms / 1000),
         ..BasicProperties::default()
@@ -220,7 +217,7 @@ mod tests {
             Bytes::from_static(b"x"),
             Subject::new("a.b").unwrap(),
             7,
-            Instant::now(),
+            Now::current(),
         )
         .unwrap()
     }
@@ -267,7 +264,7 @@ mod tests {
             Bytes::new(),
             Subject::new("a").unwrap(),
             1,
-            Instant::now(),
+            Now::current(),
         );
         assert!(r.is_err());
     }
@@ -278,7 +275,7 @@ mod tests {
             app_id: Some("app".into()),
             ..BasicProperties::default()
         });
-        let Properties::Raw(raw) = delivery_properties(&m, Instant::now(), &|_| false) else {
+        let Properties::Raw(raw) = delivery_properties(&m, Now::current(), &|_| false) else {
             panic!("expected the raw properties");
         };
         assert_eq!(
@@ -296,7 +293,7 @@ mod tests {
             ..Message::default()
         };
         let props =
-            BasicProperties::decode(delivery_properties(&m, Instant::now(), &|_| false).bytes())
+            BasicProperties::decode(delivery_properties(&m, Now::current(), &|_| false).bytes())
                 .unwrap();
         assert_eq!(
             props.reply_to.as_deref(),
@@ -314,16 +311,9 @@ mod tests {
             expiration: Some("100".into()),
             ..BasicProperties::default()
         });
-        m.deaths = vec![Death {
-            queue: "q".into(),
-            reason: DeathReason::Expired,
-            exchange: "".into(),
-            routing_keys: vec!["q".into()],
-            count: 1,
-            time_ms: 1_000,
-        }];
+        deaths::add_death(&mut m, "q", DeathReason::Expired, "", "q", 1_000);
         let props =
-            BasicProperties::decode(delivery_properties(&m, Instant::now(), &|_| false).bytes())
+            BasicProperties::decode(delivery_properties(&m, Now::current(), &|_| false).bytes())
                 .unwrap();
         assert_eq!(props.expiration, None);
         let headers = props.headers.unwrap();

@@ -199,7 +199,7 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, ctx: &Arc<Context>) -> O
         Prior::Expired(state, will) => {
             state.end(&ctx.router);
             if let Some(will) = will {
-                ctx.router.publish(*will, Instant::now());
+                ctx.router.publish(*will, crate::protocols::now());
             }
             None
         }
@@ -288,7 +288,7 @@ async fn run(
     let mut deadline = conn.keep_alive_deadline(Instant::now());
     let keep_alive = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now).into());
     tokio::pin!(keep_alive);
-    let mut more = conn.pump(Instant::now(), PUMP_BUDGET);
+    let mut more = conn.pump(crate::protocols::now(), PUMP_BUDGET);
     let mut writes = socket::Pace::default();
     loop {
         if !conn.out.is_empty() {
@@ -317,7 +317,7 @@ async fn run(
                 return Err(Exit::TakenOver(handoff));
             },
             frame = reader.next() => {
-                let now = Instant::now();
+                let now = crate::protocols::now();
                 match frame {
                     None => return Err(Exit::Network("closed by the client".into())),
                     Some(Err(e)) => return Err(decode_exit(e)),
@@ -326,7 +326,7 @@ async fn run(
                         reader.handle_buffered(|packet| {
                             conn.handle(packet.map_err(decode_exit)?, now)
                         })?;
-                        if let Some(d) = conn.keep_alive_deadline(now) {
+                        if let Some(d) = conn.keep_alive_deadline(now.at) {
                             deadline = Some(d);
                             keep_alive.as_mut().reset(d.into());
                         }
@@ -337,7 +337,7 @@ async fn run(
             _ = session.wait(), if conn.window_open() && !more => {}
             _ = std::future::ready(()), if more => {}
         }
-        more = conn.pump(Instant::now(), PUMP_BUDGET);
+        more = conn.pump(crate::protocols::now(), PUMP_BUDGET);
     }
 }
 
@@ -382,9 +382,10 @@ async fn end_session(
 ) {
     let client_id = conn.client_id.clone();
     let conn_id = conn.conn_id;
-    let finish = conn.finish(&exit, Instant::now());
+    let now = crate::protocols::now();
+    let finish = conn.finish(&exit, now);
     if let Some(will) = finish.will_now {
-        ctx.router.publish(will, Instant::now());
+        ctx.router.publish(will, now);
     }
     if let Exit::TakenOver(handoff) = exit {
         // The new holder decides (Clean Start) what to keep; a session that ends
@@ -427,7 +428,7 @@ fn hand_over(handoff: Handoff, state: SessionState, ctx: &Context) {
 /// Publishes delayed wills and ends expired sessions until shutdown.
 pub(crate) async fn sweeper(ctx: Arc<Context>) {
     crate::server::every(SWEEP_INTERVAL, &ctx.shutdown, |now| {
-        let due = ctx.mqtt.sweep(now);
+        let due = ctx.mqtt.sweep(now.at);
         for will in due.wills {
             ctx.router.publish(will, now);
         }

@@ -22,7 +22,7 @@ use super::alias;
 use super::registry::{OutFlight, PendingWill, SessionState};
 use super::translate;
 use crate::config::Limits;
-use crate::router::{ConnId, Delivery, Dispatch, LastSubject, Router, SubOptions};
+use crate::router::{ConnId, Delivery, Dispatch, LastSubject, Now, Router, SubOptions};
 
 /// Roughly how many payload bytes one write gathers before the shell writes them
 /// (the write buffer copies payloads, so this bounds it per connection).
@@ -364,7 +364,7 @@ impl Connection {
     }
 
     /// Handles one packet from the client.
-    pub(crate) fn handle(&mut self, packet: Packet, now: Instant) -> Result<(), Exit> {
+    pub(crate) fn handle(&mut self, packet: Packet, now: Now) -> Result<(), Exit> {
         match packet {
             Packet::Publish(p) => self.on_publish(p, now),
             Packet::PubAck(a) => {
@@ -415,7 +415,7 @@ impl Connection {
         }
     }
 
-    fn on_publish(&mut self, mut p: Publish, now: Instant) -> Result<(), Exit> {
+    fn on_publish(&mut self, mut p: Publish, now: Now) -> Result<(), Exit> {
         let v5 = self.version == ProtocolVersion::V5;
         self.inbound_aliases
             .resolve(&mut p)
@@ -529,7 +529,7 @@ impl Connection {
         }
     }
 
-    fn on_subscribe(&mut self, s: Subscribe, now: Instant) -> Result<(), Exit> {
+    fn on_subscribe(&mut self, s: Subscribe, now: Now) -> Result<(), Exit> {
         let v5 = self.version == ProtocolVersion::V5;
         let subscription_id = s.properties.subscription_identifiers.first().copied();
         let parsed: Vec<_> = s
@@ -656,7 +656,7 @@ impl Connection {
     /// from an earlier connection, then the session's queue. Stops after `budget`
     /// messages or about [`BATCH_BYTES`] of payload; returns true if it stopped
     /// for that reason (more may be ready).
-    pub(crate) fn pump(&mut self, now: Instant, budget: usize) -> bool {
+    pub(crate) fn pump(&mut self, now: Now, budget: usize) -> bool {
         let mut bytes = 0;
         for _ in 0..budget {
             if bytes >= BATCH_BYTES || !self.window_open() {
@@ -689,7 +689,7 @@ impl Connection {
     /// its packet identifier ([MQTT-4.4.0-1]); returns its payload size. One that
     /// has expired meanwhile, or no longer fits the client's maximum packet size,
     /// is dropped instead.
-    fn resend_one(&mut self, now: Instant) -> usize {
+    fn resend_one(&mut self, now: Now) -> usize {
         let Some(i) = self
             .state
             .inflight
@@ -715,13 +715,7 @@ impl Connection {
     /// Queues `dispatch` as a PUBLISH for this client (with a topic alias where
     /// one applies); returns its payload size, or `None` if it was discarded
     /// because it expired or exceeds the client's Maximum Packet Size.
-    fn send(
-        &mut self,
-        dispatch: &Dispatch,
-        packet_id: u16,
-        dup: bool,
-        now: Instant,
-    ) -> Option<usize> {
+    fn send(&mut self, dispatch: &Dispatch, packet_id: u16, dup: bool, now: Now) -> Option<usize> {
         let mut publish = translate::publish_from_dispatch(dispatch, now)?;
         publish.packet_id = packet_id;
         publish.dup = dup;
@@ -754,7 +748,7 @@ impl Connection {
     }
 
     /// Ends the connection: decides what becomes of the will and the session.
-    pub(crate) fn finish(self, exit: &Exit, now: Instant) -> Finish {
+    pub(crate) fn finish(self, exit: &Exit, now: Now) -> Finish {
         let session_ends = self.session_expiry == 0;
         let mut will_now = None;
         let mut will_later = None;
@@ -772,14 +766,14 @@ impl Connection {
                 Ok(message) => {
                     will_later = Some(PendingWill {
                         message,
-                        due: now + Duration::from_secs(u64::from(will.delay)),
+                        due: now.at + Duration::from_secs(u64::from(will.delay)),
                     })
                 }
                 Err(_) => {}
             }
         }
         self.state.session.set_connection(0);
-        let expires_at = now + Duration::from_secs(u64::from(self.session_expiry));
+        let expires_at = now.at + Duration::from_secs(u64::from(self.session_expiry));
         Finish {
             will_now,
             state: self.state,

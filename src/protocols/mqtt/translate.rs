@@ -6,11 +6,10 @@
 //! MQTT field carries which `Message` property (DESIGN.md, "Message properties").
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use dwbroker_codecs::mqtt::{Properties, Publish, QoS, ReasonCode};
 
-use crate::router::{ConnId, Delivery, Dispatch, Filter, LastSubject, Message, Subject};
+use crate::router::{ConnId, Delivery, Dispatch, Filter, LastSubject, Message, Now, Subject};
 
 /// MQTT QoS to the router's delivery guarantee.
 pub(crate) fn delivery(qos: QoS) -> Delivery {
@@ -37,7 +36,7 @@ pub(crate) fn message_from_publish(
     last: &mut LastSubject,
     publish: &Publish,
     origin: ConnId,
-    now: Instant,
+    now: Now,
 ) -> Result<Message, ReasonCode> {
     let subject = last
         .get(&publish.topic, Subject::from_mqtt_topic)
@@ -58,7 +57,7 @@ pub(crate) fn message_from_publish(
         reply_to,
         expires_at: props
             .message_expiry_interval
-            .map(|secs| now + Duration::from_secs(u64::from(secs))),
+            .map(|secs| now.unix_ms.saturating_add(u64::from(secs) * 1000)),
         payload_utf8: props.payload_format_indicator == Some(1),
         origin,
         retain: publish.retain,
@@ -71,13 +70,13 @@ pub(crate) fn message_from_publish(
 ///
 /// Returns `None` when the message has expired by `now`, since an expired message
 /// must not be delivered. Properties MQTT cannot express are dropped, never invented.
-pub(crate) fn publish_from_dispatch(dispatch: &Dispatch, now: Instant) -> Option<Publish> {
+pub(crate) fn publish_from_dispatch(dispatch: &Dispatch, now: Now) -> Option<Publish> {
     let msg: &Arc<Message> = &dispatch.message;
-    let message_expiry_interval = match msg.expires_at {
-        Some(at) if at <= now => return None,
+    let message_expiry_interval = match msg.ms_left(now.unix_ms) {
+        Some(0) => return None,
         // The remaining lifetime, rounded up so that a message never reaches a
         // subscriber with interval 0 ("expired") while it is still alive.
-        Some(at) => Some(u32::try_from((at - now).as_millis().div_ceil(1000)).unwrap_or(u32::MAX)),
+        Some(ms) => Some(u32::try_from(ms.div_ceil(1000)).unwrap_or(u32::MAX)),
         None => None,
     };
     let properties = Properties {
@@ -159,7 +158,7 @@ mod tests {
 
     #[test]
     fn publish_round_trips_through_message() {
-        let now = Instant::now();
+        let now = Now::current();
         let msg =
             message_from_publish(&mut LastSubject::default(), &publish("a/b.c"), 9, now).unwrap();
         assert_eq!(msg.subject.as_str(), "a.b/c");
@@ -172,7 +171,7 @@ mod tests {
             subscription_ids: [4].into_iter().collect(),
             share: None,
         };
-        let out = publish_from_dispatch(&dispatch, now + Duration::from_millis(2500)).unwrap();
+        let out = publish_from_dispatch(&dispatch, now.plus_ms(2500)).unwrap();
         assert_eq!(out.topic, "a/b.c");
         assert_eq!(out.payload, Bytes::from_static(b"hello"));
         assert_eq!(
@@ -193,7 +192,7 @@ mod tests {
 
     #[test]
     fn expired_dispatch_is_not_published() {
-        let now = Instant::now();
+        let now = Now::current();
         let msg = message_from_publish(&mut LastSubject::default(), &publish("a"), 1, now).unwrap();
         let dispatch = Dispatch {
             message: Arc::new(msg),
@@ -202,7 +201,7 @@ mod tests {
             subscription_ids: Default::default(),
             share: None,
         };
-        assert!(publish_from_dispatch(&dispatch, now + Duration::from_secs(10)).is_none());
+        assert!(publish_from_dispatch(&dispatch, now.plus_ms(10_000)).is_none());
     }
 
     #[test]

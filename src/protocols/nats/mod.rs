@@ -7,7 +7,6 @@ mod translate;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use dwbroker_codecs::nats::{ClientOp, DecodeError, Limits, ServerCodec, ServerOp};
@@ -120,7 +119,7 @@ async fn run(
                 None => return Err(Exit::Network("closed by the client".into())),
                 Some(Err(e)) => return Err(decode_exit(e)),
                 Some(Ok(op)) => {
-                    let now = Instant::now();
+                    let now = crate::protocols::now();
                     conn.handle(op, now)?;
                     reader.handle_buffered(|op| {
                         let op = op.map_err(decode_exit)?;
@@ -138,7 +137,7 @@ async fn run(
             _ = session.wait(), if !more => {}
             _ = std::future::ready(()), if more => {}
         }
-        more = conn.pump(Instant::now(), PUMP_BUDGET)?;
+        more = conn.pump(crate::protocols::now(), PUMP_BUDGET)?;
     }
 }
 

@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use dwbroker_codecs::nats::{encode_msg, ClientOp, Headers, ServerOp};
@@ -15,7 +14,9 @@ use foldhash::fast::RandomState as FastHash;
 use serde::Deserialize;
 
 use super::translate;
-use crate::router::{ConnId, Delivery, Filter, LastSubject, Router, Session, SubOptions, Subject};
+use crate::router::{
+    ConnId, Delivery, Filter, LastSubject, Now, Router, Session, SubOptions, Subject,
+};
 
 /// Encoded output gathered before the shell writes it: one write per wake-up,
 /// without letting a burst of large messages pile up in memory first.
@@ -160,7 +161,7 @@ impl Connection {
     }
 
     /// Handles one op from the client.
-    pub(crate) fn handle(&mut self, op: ClientOp, now: Instant) -> Result<(), Exit> {
+    pub(crate) fn handle(&mut self, op: ClientOp, now: Now) -> Result<(), Exit> {
         match op {
             ClientOp::Connect(json) => self.on_connect(&json),
             ClientOp::Pub {
@@ -230,7 +231,7 @@ impl Connection {
         reply_to: Option<&str>,
         headers: Option<Headers>,
         payload: Bytes,
-        now: Instant,
+        now: Now,
     ) {
         // nats-server checks publish subjects only in pedantic mode; the error keeps
         // the connection open.
@@ -379,7 +380,7 @@ impl Connection {
     /// Encodes up to `budget` queued messages as MSG/HMSG; returns true if it
     /// stopped on the budget. A session that had to drop messages (its queue was
     /// full) ends the connection as a slow consumer.
-    pub(crate) fn pump(&mut self, now: Instant, budget: usize) -> Result<bool, Exit> {
+    pub(crate) fn pump(&mut self, now: Now, budget: usize) -> Result<bool, Exit> {
         for _ in 0..budget {
             if self.out.len() >= BATCH_BYTES {
                 return self.check_slow().map(|()| true);
@@ -387,7 +388,7 @@ impl Connection {
             let Some(dispatch) = self.session.pop() else {
                 return self.check_slow().map(|()| false);
             };
-            if dispatch.message.is_expired(now) {
+            if dispatch.message.is_expired(now.unix_ms) {
                 continue;
             }
             let message = &dispatch.message;

@@ -11,8 +11,8 @@ use bytes::BytesMut;
 use dwbroker_codecs::stomp::{Command, Frame, FrameWriter, Version};
 
 use super::translate::{
-    message_from_send, parse_destination, shown_destination, write_error, write_message, Delivered,
-    Destination, ReplyTo, VALID_DESTINATIONS,
+    message_from_send, parse_destination, shown_destination, shown_reply_to, write_error,
+    write_message, Delivered, Destination, ReplyTo, VALID_DESTINATIONS,
 };
 use crate::protocols::delivery::Deliveries;
 use crate::router::{
@@ -372,7 +372,7 @@ impl Connection {
             None => None,
             Some(r) => Some(self.reply_to(r, now)?),
         };
-        let msg = message_from_send(frame, reply_to, self.id, now);
+        let msg = message_from_send(frame, reply_to, self.id);
         let (exchange, key) = match parse_destination(destination) {
             Some(Destination::Topic(key)) => ("amq.topic", key),
             Some(Destination::Queue(name)) => {
@@ -810,8 +810,8 @@ impl Connection {
         let message_id = format!("T_{id}@@{}@@{n}", self.session);
         let destination = shown_destination(&entry.exchange, &entry.routing_key);
         let msg = &entry.message;
-        let reply_to = match (&msg.stomp_reply_to, &msg.reply_to) {
-            (Some(shown), _) => Some(shown.clone()),
+        let reply_to = match (shown_reply_to(msg), &msg.reply_to) {
+            (Some(shown), _) => Some(shown),
             (None, Some(subject)) => Some(reply_destination(&self.router, subject)),
             (None, None) => None,
         };
@@ -824,7 +824,7 @@ impl Connection {
             redelivered: entry.redelivered,
             reply_to: reply_to.as_deref(),
         };
-        write_message(&mut self.out, version, &delivered, &entry.message, now);
+        write_message(&mut self.out, version, &delivered, &entry.message);
         if acked {
             let pending = Pending {
                 subscription: id.clone(),

@@ -20,12 +20,11 @@
 //! travels as `amqp-message-id` (RabbitMQ's name for it).
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use dwbroker_codecs::stomp::{Command, Frame, FrameWriter, Version};
 
-use crate::router::{ConnId, Delivery, Message, Now, Subject};
+use crate::router::{ConnId, Delivery, Message, Subject};
 
 /// A destination, RabbitMQ's way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +49,10 @@ pub(super) const VALID_DESTINATIONS: &str = "Valid destination types are: /temp-
 
 /// The versions this front speaks, as a `version` header lists them.
 pub(super) const SUPPORTED_VERSIONS: &str = "1.0,1.1,1.2";
+
+/// The extension under which a message keeps a STOMP publisher's `reply-to` as
+/// given (RabbitMQ shows STOMP consumers the publisher's text verbatim).
+const REPLY_TO: &str = "stomp.reply-to";
 
 /// Parses a destination header; `None` if it is none of RabbitMQ's forms or
 /// names nothing.
@@ -125,9 +128,8 @@ pub(super) fn message_from_send(
     frame: &Frame,
     reply_to: Option<ReplyTo>,
     origin: ConnId,
-    now: Now,
 ) -> Message {
-    let (reply_to, stomp_reply_to) = match reply_to {
+    let (reply_to, shown_reply_to) = match reply_to {
         Some(r) => (r.subject, Some(r.shown)),
         None => (None, None),
     };
@@ -141,20 +143,15 @@ pub(super) fn message_from_send(
         }
     }
     // JMS convention (ActiveMQ): expires 0 means never.
-    let expires_at = match header("expires").and_then(|e| e.parse::<u64>().ok()) {
-        None | Some(0) => None,
-        Some(epoch_ms) => {
-            let left = Duration::from_millis(epoch_ms.saturating_sub(now.unix_ms));
-            Some(now.at.checked_add(left).unwrap_or(now.at))
-        }
-    };
-    Message {
+    let expires_at = header("expires")
+        .and_then(|e| e.parse::<u64>().ok())
+        .filter(|&epoch_ms| epoch_ms != 0);
+    let mut message = Message {
         payload: frame.body.clone(),
         headers,
         content_type: header("content-type").map(str::to_owned),
         correlation_id: header("correlation-id").map(|c| Bytes::copy_from_slice(c.as_bytes())),
         reply_to,
-        stomp_reply_to,
         expires_at,
         priority: header("priority").and_then(|p| p.parse().ok()),
         message_id: header("amqp-message-id").map(str::to_owned),
@@ -166,7 +163,17 @@ pub(super) fn message_from_send(
             Delivery::AtMostOnce
         },
         ..Message::default()
+    };
+    if let Some(shown) = shown_reply_to {
+        message.extensions.set(REPLY_TO, Bytes::from(shown));
     }
+    message
+}
+
+/// The `reply-to` a STOMP publisher gave, as STOMP consumers are shown it.
+pub(super) fn shown_reply_to(msg: &Message) -> Option<String> {
+    let bytes = msg.extensions.get(REPLY_TO)?;
+    Some(String::from_utf8_lossy(bytes).into_owned())
 }
 
 /// One delivery as the session addresses it.
@@ -187,7 +194,6 @@ pub(super) fn write_message(
     version: Version,
     d: &Delivered<'_>,
     msg: &Message,
-    now: Now,
 ) {
     let mut w = FrameWriter::start(out, Command::Message, version);
     w.header("subscription", d.subscription)
@@ -212,9 +218,7 @@ pub(super) fn write_message(
         w.header("correlation-id", &String::from_utf8_lossy(c));
     }
     if let Some(at) = msg.expires_at {
-        let left = at.saturating_duration_since(now.at).as_millis();
-        let left = u64::try_from(left).unwrap_or(u64::MAX);
-        w.header("expires", digits.of(now.unix_ms.saturating_add(left)));
+        w.header("expires", digits.of(at));
     }
     if let Some(p) = msg.priority {
         w.header("priority", digits.of(u64::from(p)));
