@@ -16,8 +16,6 @@
 //! lock. Locks are `std::sync`, never held across `.await`; the order is written in
 //! docs/locks.md.
 
-pub mod deaths;
-pub mod exchanges;
 pub mod groups;
 pub mod message;
 pub mod queues;
@@ -30,12 +28,9 @@ pub mod vhost;
 use smallvec::SmallVec;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::hash::RandomState;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-pub use deaths::{Death, DeathReason};
-pub use exchanges::{BindArgs, Dest, ExchangeKind, ExchangeSpec};
 pub use groups::{Group, GroupKey, Member};
 pub use message::{ConnId, Delivery, Dispatch, Extensions, Headers, Message, Now, SubscriptionIds};
 pub use queues::{
@@ -46,6 +41,8 @@ pub use retained::{Retained, RetainedLimits};
 pub use sessions::{DropStats, OutboxLimits, Pushed, Session, SessionId};
 pub use subject::{Dialect, Filter, FilterError, FilterToken, LastSubject, Subject, SubjectError};
 pub use trie::Trie;
+pub use vhost::deaths::{self, Death, DeathReason};
+pub use vhost::exchanges::{BindArgs, Dest, ExchangeKind, ExchangeSpec};
 pub use vhost::{VhostError, VhostLimits, DEFAULT_VHOST_LIMITS, REPLY_TO_PREFIX};
 
 /// The options of one subscription.
@@ -128,14 +125,8 @@ pub struct Router {
     next_session: AtomicU64,
     index: RwLock<Index>,
     retained: Mutex<Retained>,
-    exchanges: RwLock<vhost::Exchanges>,
-    queues: RwLock<HashMap<String, Arc<Queue>>>,
-    next_consumer: AtomicU64,
-    /// Memory of ready queue messages, for the memory watermark.
-    queued_bytes: Arc<AtomicUsize>,
-    vhost: VhostLimits,
-    name_counter: AtomicU64,
-    name_hasher: RandomState,
+    /// The RabbitMQ model layer: exchanges, bindings, the queue registry.
+    vhost: vhost::Vhost,
 }
 
 impl fmt::Debug for Router {
@@ -159,13 +150,7 @@ impl Router {
             next_session: AtomicU64::new(1),
             index: RwLock::new(Index::default()),
             retained: Mutex::new(Retained::new(retained)),
-            exchanges: RwLock::new(vhost::Exchanges::new()),
-            queues: RwLock::new(HashMap::new()),
-            next_consumer: AtomicU64::new(1),
-            queued_bytes: Arc::new(AtomicUsize::new(0)),
-            vhost,
-            name_counter: AtomicU64::new(0),
-            name_hasher: RandomState::new(),
+            vhost: vhost::Vhost::new(vhost),
         }
     }
 

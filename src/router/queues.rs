@@ -5,7 +5,7 @@
 //! round-robin dispatch under prefetch [`Credit`], TTL expiry at the head, length
 //! limits, requeue order, and the accounting of its bytes into the router-wide
 //! total.
-//! Refuses: routing (exchanges and dead-letter routing are in `vhost.rs`; a queue
+//! Refuses: routing (exchanges and dead-letter routing are in `vhost/`; a queue
 //! only hands back the entries to dead-letter), acknowledgements and delivery tags
 //! (the front's), I/O and clocks (`now` is an argument).
 //!

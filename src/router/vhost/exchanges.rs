@@ -3,11 +3,11 @@
 //! Owns: one exchange's declaration and bindings, and each kind's matching
 //! (direct, fanout, topic, headers) of a routing key and headers to destinations.
 //! Refuses: following exchange-to-exchange bindings, alternate exchanges and
-//! queues (`vhost.rs`), and the subject space (bindings of `amq.topic` are also in
-//! the router's trie; `vhost.rs` keeps both in step).
+//! queues (`route.rs`), and the subject space (bindings of `amq.topic` are also in
+//! the router's trie; `declare.rs` keeps both in step).
 
-use super::message::Headers;
-use super::subject::{Filter, FilterToken};
+use crate::router::message::Headers;
+use crate::router::subject::{Filter, FilterToken};
 
 /// The type of an exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

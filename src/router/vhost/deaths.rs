@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::message::Message;
+use crate::router::message::Message;
 
 /// The extension key the history travels under.
 pub const EXTENSION: &str = "x-death";
