@@ -35,7 +35,7 @@ pub use groups::{Group, GroupKey, Member};
 pub use message::{ConnId, Delivery, Dispatch, Extensions, Headers, Message, Now, SubscriptionIds};
 pub use queues::{
     ArgValue, ConsumerId, ConsumerSpec, Credit, Entry, Outlet, OutletItem, Overflow, Queue,
-    QueueArgs, QueueSpec,
+    QueueArgs, QueueSpec, QueueStats,
 };
 pub use retained::{Retained, RetainedLimits};
 pub use sessions::{DropStats, OutboxLimits, Pushed, Session, SessionId};

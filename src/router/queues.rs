@@ -1,10 +1,13 @@
-//! Queues of the AMQP-style model: ready messages, consumers, prefetch credit and
-//! the per-connection outlets deliveries are handed to.
+//! Queues, the router's stored destinations (AMQP queues, STOMP `/queue` and
+//! `/topic` subscriptions): ready messages, consumers, prefetch credit and the
+//! per-connection outlets deliveries are handed to.
 //!
 //! Owns: one queue's ready messages (FIFO, or priority buckets), its consumers and
 //! round-robin dispatch under prefetch [`Credit`], TTL expiry at the head, length
-//! limits, requeue order, and the accounting of its bytes into the router-wide
-//! total.
+//! limits, the settlement of what it delivered (every entry handed out is
+//! unacknowledged until it is acked, requeued in its original order, or
+//! rejected), its [`QueueStats`], and the accounting of its bytes into the
+//! router-wide total.
 //! Refuses: routing (exchanges and dead-letter routing are in `vhost/`; a queue
 //! only hands back the entries to dead-letter), acknowledgements and delivery tags
 //! (the front's), I/O and clocks (`now` is an argument).
@@ -365,12 +368,27 @@ struct State {
     bytes: usize,
     /// Memory of ready entries (weight + overhead), also in the router total.
     mem: usize,
+    /// Entries handed out (to consumers or basic.get) and not yet settled.
+    unacked: usize,
     consumers: Vec<ConsumerSpec>,
     cursor: usize,
     had_consumer: bool,
     last_used: Instant,
     next_seq: u64,
     deleted: bool,
+}
+
+/// A queue's counts, as management views show them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueStats {
+    /// Messages ready for delivery.
+    pub ready: usize,
+    /// Messages delivered and not yet settled.
+    pub unacked: usize,
+    /// Consumers.
+    pub consumers: usize,
+    /// Body bytes of the ready messages.
+    pub ready_bytes: usize,
 }
 
 /// Entries a queue operation dropped that go to the dead-letter exchange.
@@ -410,6 +428,7 @@ impl Queue {
                 count: 0,
                 bytes: 0,
                 mem: 0,
+                unacked: 0,
                 consumers: Vec::new(),
                 cursor: 0,
                 had_consumer: false,
@@ -438,6 +457,17 @@ impl Queue {
     /// Consumers.
     pub fn consumer_count(&self) -> usize {
         self.state().consumers.len()
+    }
+
+    /// What the queue holds now.
+    pub fn stats(&self) -> QueueStats {
+        let st = self.state();
+        QueueStats {
+            ready: st.count,
+            unacked: st.unacked,
+            consumers: st.consumers.len(),
+            ready_bytes: st.bytes,
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -625,6 +655,7 @@ impl Queue {
                 return;
             };
             st.cursor = (idx + 1) % n;
+            st.unacked += 1;
             let c = &st.consumers[idx];
             c.outlet.push(OutletItem::Deliver {
                 consumer: c.id,
@@ -641,12 +672,21 @@ impl Queue {
         self.expire_heads(&mut st, now, dead);
         let b = Self::head_bucket(&st)?;
         let entry = self.take_from(&mut st, b)?;
+        st.unacked += 1;
         Some((entry, st.count))
+    }
+
+    /// Settles a delivered entry for good (acked, or rejected and handed to
+    /// dead-lettering).
+    pub(crate) fn settle(&self, _entry: &Entry) {
+        let mut st = self.state();
+        st.unacked = st.unacked.saturating_sub(1);
     }
 
     /// Puts `entries` back at the head, in their original order, redelivered.
     pub(crate) fn requeue(self: &Arc<Self>, mut entries: Vec<Entry>, now: Now, dead: &mut Dead) {
         let mut st = self.state();
+        st.unacked = st.unacked.saturating_sub(entries.len());
         if st.deleted {
             return;
         }

@@ -1000,7 +1000,9 @@ impl Connection {
                             },
                         );
                         self.write_content(ch, &entry.message, now);
-                        if !m.no_ack {
+                        if m.no_ack {
+                            self.router.ack(&queue, entry, now);
+                        } else {
                             channel.unacked.insert(
                                 tag,
                                 Unacked {
@@ -1328,6 +1330,8 @@ impl Connection {
                 let credited = unacked.credit.is_some();
                 if how == Settle::Reject {
                     self.router.reject(&unacked.queue, unacked.entry, now);
+                } else {
+                    self.router.ack(&unacked.queue, unacked.entry, now);
                 }
                 if credited {
                     self.router.kick(&unacked.queue, now);
@@ -1354,6 +1358,7 @@ impl Connection {
             return;
         };
         let Some(channel) = self.channels.get_mut(&ch) else {
+            self.router.requeue(&queue, vec![entry], now);
             return;
         };
         let delivery_tag = channel.next_tag;
@@ -1370,7 +1375,10 @@ impl Connection {
             &mut self.out,
         );
         let message = entry.message.clone();
-        if !no_ack {
+        if no_ack {
+            // Settled on sending (AMQP auto-ack).
+            self.router.ack(&queue, entry, now);
+        } else {
             channel.unacked.insert(
                 delivery_tag,
                 Unacked {

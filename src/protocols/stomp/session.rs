@@ -736,6 +736,8 @@ impl Connection {
                 for (queue, entry) in settled {
                     if how == Settle::Reject {
                         self.router.reject(&queue, entry, now);
+                    } else {
+                        self.router.ack(&queue, entry, now);
                     }
                     if !queues.iter().any(|q| Arc::ptr_eq(q, &queue)) {
                         queues.push(queue);
@@ -834,6 +836,9 @@ impl Connection {
                 cumulative: sub.ack == AckMode::Client,
             };
             self.pending.insert(n, pending);
+        } else {
+            // Settled on sending (ack mode auto).
+            self.router.ack(&queue, entry, now);
         }
     }
 

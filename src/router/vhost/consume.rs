@@ -66,7 +66,8 @@ impl Router {
         got
     }
 
-    /// Puts `entries` back at the head of `queue`, redelivered, and dispatches.
+    /// Puts delivered `entries` back at the head of `queue`, in their original
+    /// order, redelivered, and dispatches.
     pub fn requeue(&self, queue: &Arc<Queue>, entries: Vec<Entry>, now: Now) {
         let mut dead = Dead::new();
         queue.requeue(entries, now, &mut dead);
@@ -105,9 +106,17 @@ impl Router {
         self.requeue_all(unacked.into_iter().chain(undelivered), now);
     }
 
-    /// Dead-letters `entry` (reason rejected) if `queue` has a dead-letter
-    /// exchange, else drops it.
+    /// Settles a delivered `entry` of `queue` for good: the consumer has it. A
+    /// delivery to a consumer that acknowledges nothing (no-ack, STOMP `auto`) is
+    /// acked by its front once it is written.
+    pub fn ack(&self, queue: &Queue, entry: Entry, _now: Now) {
+        queue.settle(&entry);
+    }
+
+    /// Settles a delivered `entry`: dead-letters it (reason rejected) if `queue`
+    /// has a dead-letter exchange, else drops it.
     pub fn reject(&self, queue: &Arc<Queue>, entry: Entry, now: Now) {
+        queue.settle(&entry);
         if queue.spec().args.dead_letter_exchange.is_some() {
             self.dead_letter(queue, vec![(entry, DeathReason::Rejected)], now);
         }

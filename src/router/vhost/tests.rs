@@ -6,6 +6,7 @@ use super::*;
 use crate::router::deaths::{self, DeathReason};
 use crate::router::queues::{
     ConsumerId, ConsumerSpec, Credit, Entry, Outlet, OutletItem, Overflow, QueueArgs, QueueSpec,
+    QueueStats,
 };
 use crate::router::{
     Delivery, Filter, Message, Now, OutboxLimits, RetainedLimits, SubOptions, Subject,
@@ -540,6 +541,53 @@ fn consume_with_prefetch_round_robin() {
         r.consume(&q, ex, now),
         Err(VhostError::ExclusiveConsumer("q".into()))
     );
+}
+
+#[test]
+fn every_delivery_is_unacked_until_settled() {
+    let r = router();
+    let now = t0();
+    let dlq = declare(&r, "dlq", QueueArgs::default(), now);
+    let args = QueueArgs {
+        dead_letter_exchange: Some(String::new()),
+        dead_letter_routing_key: Some("dlq".into()),
+        ..QueueArgs::default()
+    };
+    let q = declare(&r, "q", args, now);
+    let outlet = Arc::new(Outlet::new(100));
+    r.consume(&q, consumer(&r, &outlet, 0, &Arc::new(Credit::new(0))), now)
+        .unwrap();
+    for p in ["1", "2", "3", "4"] {
+        r.publish_to_exchange("", "q", msg(p), now).unwrap();
+    }
+    let stats = q.stats();
+    assert_eq!((stats.ready, stats.unacked, stats.consumers), (0, 4, 1));
+    let mut got = delivered(&outlet).into_iter().map(|(_, e)| e);
+    r.ack(&q, got.next().unwrap(), now);
+    r.reject(&q, got.next().unwrap(), now);
+    assert_eq!(q.stats().unacked, 2);
+    assert_eq!(dlq.stats().ready, 1);
+    let rest: Vec<Entry> = got.collect();
+    r.return_unsettled(rest.into_iter().map(|e| (q.clone(), e)), &outlet, now);
+    // Requeued entries go straight back to the consumer: unacked again.
+    assert_eq!(q.stats().unacked, 2);
+    for (_, e) in delivered(&outlet) {
+        assert!(e.redelivered);
+        r.ack(&q, e, now);
+    }
+    assert_eq!(
+        q.stats(),
+        QueueStats {
+            consumers: 1,
+            ..QueueStats::default()
+        }
+    );
+    // basic.get hands out an unacked entry too.
+    r.publish_to_exchange("", "dlq", msg("5"), now).unwrap();
+    let (e, left) = r.get(&dlq, now).unwrap();
+    assert_eq!((left, dlq.stats().unacked), (1, 1));
+    r.requeue(&dlq, vec![e], now);
+    assert_eq!((dlq.stats().ready, dlq.stats().unacked), (2, 0));
 }
 
 #[test]
