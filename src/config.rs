@@ -5,10 +5,12 @@
 //! it refuses nothing about protocols and starts nothing.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+pub use crate::storage::Fsync;
 
 /// Default MQTT listener (loopback, like mosquitto 2 without a config file).
 pub const DEFAULT_MQTT_ADDR: &str = "127.0.0.1:1883";
@@ -79,6 +81,33 @@ pub const DEFAULT_MEMORY_HIGH_WATERMARK: usize = 1024 * 1024 * 1024;
 pub const DEFAULT_MAX_RETAINED_MESSAGES: usize = 1_000_000;
 /// Bytes of retained messages (payload, headers and properties).
 pub const DEFAULT_MAX_RETAINED_BYTES: usize = 1024 * 1024 * 1024;
+
+/// Where durable state lives by default (created on first start).
+pub const DEFAULT_DATA_DIR: &str = "./dwbroker-data";
+
+/// Where durable state lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataDir {
+    /// This directory (created if missing).
+    At(PathBuf),
+    /// A fresh directory under the system's temporary directory, removed when
+    /// the broker stops: durable within one run (tests, experiments).
+    Temporary,
+    /// Nothing is stored: the broker runs in memory, as if every queue were
+    /// transient.
+    None,
+}
+
+impl DataDir {
+    /// Parses a directory, or `none`.
+    pub fn parse(text: &str) -> DataDir {
+        if text.eq_ignore_ascii_case("none") {
+            DataDir::None
+        } else {
+            DataDir::At(PathBuf::from(text))
+        }
+    }
+}
 
 /// Where one protocol listens, or that it is switched off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,6 +240,10 @@ pub struct Config {
     pub log: Option<String>,
     /// Resource limits.
     pub limits: Limits,
+    /// Where durable state lives ([`DEFAULT_DATA_DIR`]).
+    pub data_dir: DataDir,
+    /// When written state is fsynced ([`Fsync::Always`]).
+    pub fsync: Fsync,
 }
 
 impl Default for Config {
@@ -227,6 +260,8 @@ impl Default for Config {
             allow_anonymous: false,
             log: None,
             limits: Limits::default(),
+            data_dir: DataDir::At(PathBuf::from(DEFAULT_DATA_DIR)),
+            fsync: Fsync::default(),
         }
     }
 }
@@ -266,6 +301,8 @@ struct FileConfig {
     kafka_rest: Option<String>,
     allow_anonymous: Option<bool>,
     log: Option<String>,
+    data_dir: Option<String>,
+    fsync: Option<String>,
     #[serde(default)]
     limits: FileLimits,
 }
@@ -339,6 +376,12 @@ impl Config {
         }
         if file.log.is_some() {
             self.log = file.log;
+        }
+        if let Some(dir) = &file.data_dir {
+            self.data_dir = DataDir::parse(dir);
+        }
+        if let Some(mode) = &file.fsync {
+            self.fsync = parse_fsync(mode)?;
         }
         let l = file.limits;
         let lim = &mut self.limits;
@@ -457,6 +500,13 @@ impl Config {
     }
 }
 
+/// Parses an fsync mode, with the error the config and the flag share.
+pub fn parse_fsync(text: &str) -> Result<Fsync, ConfigError> {
+    Fsync::parse(text).ok_or_else(|| {
+        ConfigError::Invalid(format!("fsync {text:?} is not one of always, batch, never"))
+    })
+}
+
 fn set<T>(slot: &mut T, value: Option<T>) {
     if let Some(v) = value {
         *slot = v;
@@ -483,6 +533,20 @@ mod tests {
         assert_eq!(c.listeners.nats, Listen::Off);
         assert_eq!(c.limits.max_message_size, 1024);
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn data_dir_and_fsync() {
+        let mut c = Config::default();
+        assert_eq!(c.data_dir, DataDir::At(PathBuf::from("./dwbroker-data")));
+        assert_eq!(c.fsync, Fsync::Always);
+        c.merge_toml("data_dir = \"/var/lib/dw\"\nfsync = \"batch\"\n")
+            .unwrap();
+        assert_eq!(c.data_dir, DataDir::At(PathBuf::from("/var/lib/dw")));
+        assert_eq!(c.fsync, Fsync::Batch);
+        c.merge_toml("data_dir = \"none\"\n").unwrap();
+        assert_eq!(c.data_dir, DataDir::None);
+        assert!(c.merge_toml("fsync = \"sometimes\"\n").is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! publish and MQTT subscribers see what the warehouse publishes.
 //!
 //! ```
-//! use dwbroker::config::{Config, Listen};
+//! use dwbroker::config::{Config, DataDir, Listen};
 //! use dwbroker::router::{Message, Subject};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -14,6 +14,9 @@
 //! let mut config = Config::default();
 //! // Port 0 picks a free port; protocols not needed here are switched off.
 //! config.listeners.mqtt = Listen::parse("127.0.0.1:0")?;
+//! // Durable state in a directory of its own for this run (the default is
+//! // ./dwbroker-data; DataDir::None keeps everything in memory).
+//! config.data_dir = DataDir::Temporary;
 //! let broker = dwbroker::Broker::start(config).await?;
 //! println!("MQTT on {:?}", broker.mqtt_addr());
 //!
@@ -38,6 +41,7 @@ pub mod config;
 pub(crate) mod protocols;
 pub mod router;
 pub mod server;
+pub mod storage;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -61,6 +65,9 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
+    /// The data directory cannot be used.
+    #[error(transparent)]
+    Storage(#[from] storage::StorageError),
 }
 
 /// A running broker: its listeners and its in-process bus.
@@ -74,7 +81,7 @@ impl Broker {
     /// Validates `config`, binds its listeners and starts serving.
     pub async fn start(config: config::Config) -> Result<Broker, Error> {
         config.validate()?;
-        let ctx = Arc::new(Context::new(config));
+        let ctx = Arc::new(Context::open(config)?);
         let listeners = server::start(&ctx).await?;
         Ok(Broker { ctx, listeners })
     }
@@ -131,6 +138,7 @@ impl Broker {
     /// Server shutting down) and waits, bounded, for their tasks to end.
     pub async fn shutdown(self) {
         self.listeners.shutdown(&self.ctx).await;
+        self.ctx.close_storage();
     }
 }
 

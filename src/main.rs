@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use dwbroker::config::{Config, Listen};
+use dwbroker::config::{parse_fsync, Config, DataDir, Listen};
 
 /// dwbroker, the DataWarehouse message broker: MQTT 3.1.1/5.0, AMQP 0-9-1, STOMP,
 /// NATS and Kafka REST on one in-process bus.
@@ -36,9 +36,19 @@ struct Cli {
     /// Accept anonymous clients on listeners that are not on loopback.
     #[arg(long)]
     allow_anonymous: bool,
-    /// Log filter, e.g. `info`, `debug` or `dwbroker=trace` [default: info, or RUST_LOG].
+    /// Log filter, e.g. `info`, `debug` or `dwbroker=trace` [default: info (the
+    /// storage engine: warn), or RUST_LOG].
     #[arg(long, value_name = "LEVEL")]
     log: Option<String>,
+    /// Where durable state lives (created on first start), or `none` to keep
+    /// everything in memory [default: ./dwbroker-data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<String>,
+    /// When stored state is fsynced: `always` (before any publisher is
+    /// acknowledged), `batch` (written before, fsynced within 100 ms) or `never`
+    /// (written before; the kernel decides) [default: always].
+    #[arg(long, value_name = "MODE")]
+    fsync: Option<String>,
 }
 
 fn build_config(cli: Cli) -> Result<Config, dwbroker::config::ConfigError> {
@@ -64,18 +74,31 @@ fn build_config(cli: Cli) -> Result<Config, dwbroker::config::ConfigError> {
     if cli.log.is_some() {
         config.log = cli.log;
     }
+    if let Some(dir) = &cli.data_dir {
+        config.data_dir = DataDir::parse(dir);
+    }
+    if let Some(mode) = &cli.fsync {
+        config.fsync = parse_fsync(mode)?;
+    }
     config.validate()?;
     Ok(config)
 }
 
 fn init_logging(level: Option<&str>) {
     use tracing_subscriber::EnvFilter;
-    let filter = match level {
-        Some(l) => EnvFilter::new(l),
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    let given = level
+        .map(str::to_owned)
+        .or_else(|| std::env::var(EnvFilter::DEFAULT_ENV).ok())
+        .unwrap_or_else(|| "info".to_owned());
+    // The storage engine's own info lines (flushes, compactions) are noise; its
+    // warnings and errors are not. A filter that names it decides for itself.
+    let directives = if given.contains("fjall") || given.contains("lsm_tree") {
+        given
+    } else {
+        format!("{given},fjall=warn,lsm_tree=warn")
     };
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(EnvFilter::new(directives))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();

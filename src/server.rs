@@ -13,9 +13,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::config::{Config, Listen};
+use crate::config::{Config, DataDir, Listen};
 use crate::protocols::{amqp, mqtt, nats, stomp};
-use crate::router::{OutboxLimits, RetainedLimits, Router};
+use crate::router::{Now, OutboxLimits, RetainedLimits, Router};
+use crate::storage::Storage;
 use crate::Error;
 
 /// How long shutdown waits for connections to say goodbye before giving up.
@@ -26,6 +27,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub(crate) struct Context {
     pub(crate) config: Config,
     pub(crate) router: Arc<Router>,
+    /// The data directory, unless the broker runs in memory. Declared before
+    /// `temporary`: closed before a temporary directory is removed.
+    storage: Option<Storage>,
+    _temporary: Option<TemporaryDir>,
     pub(crate) mqtt: mqtt::Registry,
     pub(crate) shutdown: CancellationToken,
     next_conn: AtomicU64,
@@ -34,8 +39,37 @@ pub(crate) struct Context {
     server_id: String,
 }
 
+/// A data directory created for one run and removed when the broker stops.
+#[derive(Debug)]
+struct TemporaryDir(std::path::PathBuf);
+
+impl TemporaryDir {
+    fn create() -> std::io::Result<TemporaryDir> {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let path = std::env::temp_dir().join(format!(
+            "dwbroker-{}-{:016x}",
+            std::process::id(),
+            h.finish()
+        ));
+        std::fs::create_dir_all(&path)?;
+        Ok(TemporaryDir(path))
+    }
+}
+
+impl Drop for TemporaryDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            debug!(dir = %self.0.display(), error = %e, "temporary data dir not removed");
+        }
+    }
+}
+
 impl Context {
-    pub(crate) fn new(config: Config) -> Context {
+    /// Opens the data directory (recovering what it holds into a new router)
+    /// and prepares everything connections share; nothing listens yet.
+    pub(crate) fn open(config: Config) -> Result<Context, Error> {
         let outbox = OutboxLimits {
             max_messages: config.limits.max_queued_messages,
             max_bytes: config.limits.max_queued_bytes,
@@ -44,13 +78,49 @@ impl Context {
             max_messages: config.limits.max_retained_messages,
             max_bytes: config.limits.max_retained_bytes,
         };
-        Context {
+        let router = Router::new(outbox, retained, crate::router::DEFAULT_VHOST_LIMITS);
+        let temporary = match &config.data_dir {
+            DataDir::Temporary => Some(TemporaryDir::create().map_err(|e| {
+                Error::Storage(crate::storage::StorageError::Engine {
+                    dir: std::env::temp_dir(),
+                    what: "creating a temporary data dir".into(),
+                    source: fjall::Error::Io(e),
+                })
+            })?),
+            _ => None,
+        };
+        let dir = match (&config.data_dir, &temporary) {
+            (DataDir::At(dir), _) => Some(dir.clone()),
+            (_, Some(t)) => Some(t.0.clone()),
+            _ => None,
+        };
+        let (router, storage) = match dir {
+            None => {
+                info!("no data dir: nothing is stored, every queue is transient");
+                (router, None)
+            }
+            Some(dir) => {
+                let (storage, recovered) = Storage::open(&dir, config.fsync)?;
+                let router = router.with_journal(storage.journal().clone());
+                let summary = recovered.apply(&router, Now::current());
+                info!(
+                    dir = %dir.display(),
+                    fsync = %config.fsync,
+                    exchanges = summary.exchanges,
+                    queues = summary.queues,
+                    messages = summary.messages,
+                    bindings = summary.bindings,
+                    retained = summary.retained,
+                    "data dir opened and recovered"
+                );
+                (router, Some(storage))
+            }
+        };
+        Ok(Context {
             config,
-            router: Arc::new(Router::new(
-                outbox,
-                retained,
-                crate::router::DEFAULT_VHOST_LIMITS,
-            )),
+            router: Arc::new(router),
+            storage,
+            _temporary: temporary,
             mqtt: mqtt::Registry::default(),
             shutdown: CancellationToken::new(),
             next_conn: AtomicU64::new(1),
@@ -62,6 +132,13 @@ impl Context {
                 h.write_u32(std::process::id());
                 format!("DW{:016X}", h.finish())
             },
+        })
+    }
+
+    /// Commits what storage still holds and stops it (the end of a shutdown).
+    pub(crate) fn close_storage(&self) {
+        if let Some(storage) = &self.storage {
+            storage.close();
         }
     }
 

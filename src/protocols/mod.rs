@@ -1,6 +1,7 @@
 //! One front per protocol. Each translates its wire packets to and from router
 //! values and owns its protocol's policy; none of them knows about the others.
 
+mod acks;
 pub(crate) mod amqp;
 mod delivery;
 mod frames;

@@ -17,8 +17,10 @@
 //! docs/locks.md.
 
 pub mod groups;
+pub mod journal;
 pub mod message;
 pub mod queues;
+mod restore;
 pub mod retained;
 pub mod sessions;
 pub mod subject;
@@ -32,6 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub use groups::{Group, GroupKey, Member};
+pub use journal::{DestId, Journal, Record, StoreFailure, Ticket};
 pub use message::{ConnId, Delivery, Dispatch, Extensions, Headers, Message, Now, SubscriptionIds};
 pub use queues::{
     ArgValue, ConsumerId, ConsumerSpec, Credit, Entry, Outlet, OutletItem, Overflow, Queue,
@@ -127,6 +130,8 @@ pub struct Router {
     retained: Mutex<Retained>,
     /// The RabbitMQ model layer: exchanges, bindings, the queue registry.
     vhost: vhost::Vhost,
+    /// Where changes of durable state are recorded (`None`: nothing is stored).
+    journal: Option<Arc<Journal>>,
 }
 
 impl fmt::Debug for Router {
@@ -151,6 +156,30 @@ impl Router {
             index: RwLock::new(Index::default()),
             retained: Mutex::new(Retained::new(retained)),
             vhost: vhost::Vhost::new(vhost),
+            journal: None,
+        }
+    }
+
+    /// This router, recording every change of durable state in `journal`.
+    /// Called before the router is used.
+    pub fn with_journal(mut self, journal: Arc<Journal>) -> Router {
+        self.journal = Some(journal);
+        self
+    }
+
+    /// Appends the record `make` builds, if the router stores anything.
+    fn record(&self, make: impl FnOnce() -> Record) -> Ticket {
+        match &self.journal {
+            Some(journal) => journal.append(make()),
+            None => Ticket::default(),
+        }
+    }
+
+    /// Runs `f` so that the durable changes it makes are committed together.
+    pub(crate) fn atomically<T>(&self, f: impl FnOnce() -> T) -> T {
+        match &self.journal {
+            Some(journal) => journal.atomic(f),
+            None => f(),
         }
     }
 
@@ -337,23 +366,31 @@ impl Router {
     ) -> (Routed, Vec<Dest>, Arc<Message>) {
         let expired = msg.is_expired(now.unix_ms);
         let msg = Arc::new(msg);
+        let mut routed = Routed::default();
         if msg.retain {
+            // Retained messages are always durable: recorded under the store's
+            // lock, in the order they replace each other.
             let mut retained = self.retained_store();
-            if expired {
-                retained.clear(&msg.subject);
+            let stored = if expired || msg.payload.is_empty() {
+                retained.clear(&msg.subject).then_some(None)
             } else {
-                retained.set(msg.clone());
+                retained.set(msg.clone()).then(|| Some(msg.clone()))
+            };
+            if let Some(message) = stored {
+                routed.ticket = self.record(|| Record::Retained {
+                    subject: msg.subject.clone(),
+                    message,
+                });
             }
         }
         if expired {
-            return (Routed::default(), Vec::new(), msg);
+            return (routed, Vec::new(), msg);
         }
         let origin = msg.origin;
         let local = move |session: &Session, opts: &SubOptions| {
             opts.no_local && origin != 0 && session.connection() == origin
         };
         let index = self.read();
-        let mut routed = Routed::default();
         // Inline up to a few subscribers: a publish should not allocate for its list.
         let mut plain: SmallVec<[(&Arc<Session>, &SubOptions); 8]> = SmallVec::new();
         let mut bound: Vec<Dest> = Vec::new();
@@ -398,7 +435,15 @@ impl Router {
 
     /// Frees retained messages that have expired by `now`; returns how many.
     pub fn remove_expired_retained(&self, now: Now) -> usize {
-        self.retained_store().remove_expired(now.unix_ms)
+        let mut retained = self.retained_store();
+        let gone = retained.remove_expired(now.unix_ms);
+        for subject in &gone {
+            self.record(|| Record::Retained {
+                subject: subject.clone(),
+                message: None,
+            });
+        }
+        gone.len()
     }
 
     /// The retained messages matching `filter` that have not expired by `now`.
@@ -476,7 +521,7 @@ fn dispatch_to_group(
 }
 
 /// What one publish reached.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Routed {
     /// Sessions with a matching subscription (a group counts once).
     pub matched: usize,
@@ -484,6 +529,9 @@ pub struct Routed {
     pub queued: usize,
     /// Queues that refused the message (`x-overflow` reject-publish).
     pub rejected: usize,
+    /// Completes when every stored copy of the message is durable; a front
+    /// acknowledges a publisher only then.
+    pub ticket: Ticket,
 }
 
 impl Routed {
@@ -491,6 +539,7 @@ impl Routed {
         self.matched += other.matched;
         self.queued += other.queued;
         self.rejected += other.rejected;
+        self.ticket.merge(other.ticket);
     }
 
     fn count(&mut self, pushed: Pushed) {
@@ -998,6 +1047,7 @@ mod tests {
                 matched: 1,
                 queued: 0,
                 rejected: 0,
+                ticket: Ticket::default(),
             }
         );
         assert_eq!(

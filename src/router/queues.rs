@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::deaths::DeathReason;
-use super::message::{ConnId, Message, Now};
+use super::journal::{DestId, Journal, Record, Ticket};
+use super::message::{ConnId, Delivery, Message, Now};
 
 /// Identifies a consumer within one router.
 pub type ConsumerId = u64;
@@ -139,14 +140,20 @@ pub struct Entry {
     pub routing_key: Arc<str>,
     /// It was delivered before and requeued.
     pub redelivered: bool,
-    seq: u64,
+    pub(crate) seq: u64,
     /// Ms since the Unix epoch: the message's own expiry or the queue's TTL,
     /// whichever comes first.
-    expires_at: Option<u64>,
-    priority: u8,
+    pub(crate) expires_at: Option<u64>,
+    pub(crate) priority: u8,
 }
 
 impl Entry {
+    /// Whether it is stored when its queue is durable (AMQP delivery mode 2,
+    /// STOMP `persistent:true`, MQTT QoS 1/2).
+    pub fn is_persistent(&self) -> bool {
+        self.message.qos != Delivery::AtMostOnce
+    }
+
     fn is_expired(&self, now: Now) -> bool {
         self.expires_at.is_some_and(|at| at <= now.unix_ms)
     }
@@ -394,11 +401,20 @@ pub struct QueueStats {
 /// Entries a queue operation dropped that go to the dead-letter exchange.
 pub(crate) type Dead = Vec<(Entry, DeathReason)>;
 
+/// Where a durable queue's persistent messages are recorded.
+#[derive(Debug)]
+pub(crate) struct QueueStore {
+    pub(crate) journal: Arc<Journal>,
+    pub(crate) id: DestId,
+}
+
 /// One queue.
 pub struct Queue {
     name: String,
     spec: QueueSpec,
     total: Arc<AtomicUsize>,
+    /// Set for a durable queue of a router with storage.
+    store: Option<QueueStore>,
     state: Mutex<State>,
 }
 
@@ -416,6 +432,7 @@ impl Queue {
         name: String,
         spec: QueueSpec,
         total: Arc<AtomicUsize>,
+        store: Option<QueueStore>,
         now: Instant,
     ) -> Queue {
         let buckets = usize::from(spec.args.max_priority.unwrap_or(0)) + 1;
@@ -423,6 +440,7 @@ impl Queue {
             name,
             spec,
             total,
+            store,
             state: Mutex::new(State {
                 buckets: (0..buckets).map(|_| VecDeque::new()).collect(),
                 count: 0,
@@ -447,6 +465,39 @@ impl Queue {
     /// How it was declared.
     pub fn spec(&self) -> &QueueSpec {
         &self.spec
+    }
+
+    /// Its storage id, if it is stored.
+    pub(crate) fn store(&self) -> Option<&QueueStore> {
+        self.store.as_ref()
+    }
+
+    /// Appends `record` about `entry` if the entry is stored.
+    fn record(&self, entry: &Entry, record: impl FnOnce(DestId) -> Record) -> Ticket {
+        match &self.store {
+            Some(store) if entry.is_persistent() => store.journal.append(record(store.id)),
+            _ => Ticket::default(),
+        }
+    }
+
+    /// Records that `entry` left the queue for good.
+    fn record_removed(&self, st: &State, entry: &Entry) {
+        if !st.deleted {
+            self.record(entry, |queue| Record::Removed {
+                queue,
+                seq: entry.seq,
+            });
+        }
+    }
+
+    /// Records the first delivery of a stored entry.
+    fn record_delivered(&self, entry: &Entry) {
+        if !entry.redelivered {
+            self.record(entry, |queue| Record::Delivered {
+                queue,
+                seq: entry.seq,
+            });
+        }
     }
 
     /// Ready messages (not delivered ones).
@@ -518,7 +569,8 @@ impl Queue {
         st.buckets.iter().rposition(|b| !b.is_empty())
     }
 
-    fn drop_entry(&self, entry: Entry, reason: DeathReason, dead: &mut Dead) {
+    fn drop_entry(&self, st: &State, entry: Entry, reason: DeathReason, dead: &mut Dead) {
+        self.record_removed(st, &entry);
         if self.dead_letters() {
             dead.push((entry, reason));
         }
@@ -529,7 +581,7 @@ impl Queue {
         for b in 0..st.buckets.len() {
             while st.buckets[b].front().is_some_and(|e| e.is_expired(now)) {
                 if let Some(e) = self.take_from(st, b) {
-                    self.drop_entry(e, DeathReason::Expired, dead);
+                    self.drop_entry(st, e, DeathReason::Expired, dead);
                 }
             }
         }
@@ -542,7 +594,8 @@ impl Queue {
     }
 
     /// Queues `message`; false if the queue refused it (reject-publish, or the
-    /// queue was deleted).
+    /// queue was deleted). A persistent message entering a stored queue adds the
+    /// commit that makes it durable to `ticket`.
     pub(crate) fn enqueue(
         self: &Arc<Self>,
         message: Arc<Message>,
@@ -550,6 +603,7 @@ impl Queue {
         routing_key: Arc<str>,
         now: Now,
         dead: &mut Dead,
+        ticket: &mut Ticket,
     ) -> bool {
         let args = &self.spec.args;
         let ttl_expiry = args
@@ -583,19 +637,23 @@ impl Queue {
                     .max_length_bytes
                     .is_some_and(|m| st.bytes + entry.body() > m);
             if full {
-                if args.overflow == Overflow::RejectPublishDlx {
-                    self.drop_entry(entry, DeathReason::MaxLen, dead);
+                if args.overflow == Overflow::RejectPublishDlx && self.dead_letters() {
+                    dead.push((entry, DeathReason::MaxLen));
                 }
                 return false;
             }
         }
+        ticket.merge(self.record(&entry, |queue| Record::Enqueued {
+            queue,
+            entry: entry.clone(),
+        }));
         self.add(&mut st, entry, false);
         while self.over_limits(&st) {
             let Some(b) = Self::head_bucket(&st) else {
                 break;
             };
             if let Some(e) = self.take_from(&mut st, b) {
-                self.drop_entry(e, DeathReason::MaxLen, dead);
+                self.drop_entry(&st, e, DeathReason::MaxLen, dead);
             }
         }
         self.dispatch_locked(&mut st, now, dead);
@@ -656,6 +714,7 @@ impl Queue {
             };
             st.cursor = (idx + 1) % n;
             st.unacked += 1;
+            self.record_delivered(&entry);
             let c = &st.consumers[idx];
             c.outlet.push(OutletItem::Deliver {
                 consumer: c.id,
@@ -673,14 +732,16 @@ impl Queue {
         let b = Self::head_bucket(&st)?;
         let entry = self.take_from(&mut st, b)?;
         st.unacked += 1;
+        self.record_delivered(&entry);
         Some((entry, st.count))
     }
 
     /// Settles a delivered entry for good (acked, or rejected and handed to
     /// dead-lettering).
-    pub(crate) fn settle(&self, _entry: &Entry) {
+    pub(crate) fn settle(&self, entry: &Entry) {
         let mut st = self.state();
         st.unacked = st.unacked.saturating_sub(1);
+        self.record_removed(&st, entry);
     }
 
     /// Puts `entries` back at the head, in their original order, redelivered.
@@ -698,12 +759,27 @@ impl Queue {
         self.dispatch_locked(&mut st, now, dead);
     }
 
+    /// Puts recovered entries back, in sequence order, without recording them
+    /// again; new entries are numbered after them.
+    pub(crate) fn restore(&self, mut entries: Vec<Entry>) {
+        let mut st = self.state();
+        entries.sort_unstable_by_key(|e| e.seq);
+        if let Some(last) = entries.last() {
+            st.next_seq = last.seq + 1;
+        }
+        for e in entries {
+            self.add(&mut st, e, false);
+        }
+    }
+
     /// Drops every ready entry; returns how many.
     pub(crate) fn purge(&self) -> usize {
         let mut st = self.state();
         let n = st.count;
         for b in 0..st.buckets.len() {
-            while self.take_from(&mut st, b).is_some() {}
+            while let Some(e) = self.take_from(&mut st, b) {
+                self.record_removed(&st, &e);
+            }
         }
         n
     }

@@ -74,10 +74,14 @@ impl Retained {
         true
     }
 
-    /// Clears the retained message of `subject`, if any.
-    pub fn clear(&mut self, subject: &Subject) {
-        if let Some(old) = self.by_subject.remove(subject) {
-            self.bytes -= old.weight();
+    /// Clears the retained message of `subject`; returns whether there was one.
+    pub fn clear(&mut self, subject: &Subject) -> bool {
+        match self.by_subject.remove(subject) {
+            Some(old) => {
+                self.bytes -= old.weight();
+                true
+            }
+            None => false,
         }
     }
 
@@ -110,19 +114,21 @@ impl Retained {
             .collect()
     }
 
-    /// Drops every message whose expiry is at or before `now_ms`; returns how many.
-    pub fn remove_expired(&mut self, now_ms: u64) -> usize {
-        let before = self.by_subject.len();
+    /// Drops every message whose expiry is at or before `now_ms`; returns their
+    /// subjects.
+    pub fn remove_expired(&mut self, now_ms: u64) -> Vec<Subject> {
         let mut freed = 0;
-        self.by_subject.retain(|_, m| {
+        let mut gone = Vec::new();
+        self.by_subject.retain(|subject, m| {
             let keep = !m.is_expired(now_ms);
             if !keep {
                 freed += m.weight();
+                gone.push(subject.clone());
             }
             keep
         });
         self.bytes -= freed;
-        before - self.by_subject.len()
+        gone
     }
 
     /// How many subjects have a retained message.
@@ -209,7 +215,7 @@ mod tests {
         assert_eq!(topics(&r.matching(&all, later)), ["b"]);
         assert!(r.matching(&Filter::mqtt("a").unwrap(), later).is_empty());
         assert_eq!(r.len(), 2);
-        assert_eq!(r.remove_expired(later), 1);
+        assert_eq!(r.remove_expired(later).len(), 1);
         assert_eq!(r.len(), 1);
     }
 

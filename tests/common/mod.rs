@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use dwbroker::config::{Config, Listen};
+use dwbroker::config::{Config, DataDir, Listen};
 use dwbroker::Broker;
 use dwbroker_codecs::mqtt::{Codec, Connect, Packet, Properties, ProtocolVersion};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,7 +21,8 @@ use tokio_util::codec::{Decoder, Encoder};
 /// Every wait in the tests is bounded by this.
 pub const WAIT: Duration = Duration::from_secs(5);
 
-/// A config with the MQTT, NATS, AMQP and STOMP listeners on free loopback ports.
+/// A config with the MQTT, NATS, AMQP and STOMP listeners on free loopback ports
+/// and a temporary data dir.
 pub fn config() -> Config {
     let mut c = Config::default();
     c.listeners.mqtt = Listen::parse("127.0.0.1:0").unwrap();
@@ -29,6 +30,8 @@ pub fn config() -> Config {
     c.listeners.amqp = Listen::parse("127.0.0.1:0").unwrap();
     c.listeners.stomp = Listen::parse("127.0.0.1:0").unwrap();
     c.listeners.kafka_rest = Listen::Off;
+    // A fresh data dir per broker, removed when it stops: never the default.
+    c.data_dir = DataDir::Temporary;
     c
 }
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -33,13 +35,18 @@ VERSIONS = {"v311": mqtt.MQTTv311, "v5": mqtt.MQTTv5}
 
 
 class Broker:
-    """The dwbroker binary on an ephemeral port, its output read by a thread."""
+    """The dwbroker binary on an ephemeral port, its output read by a thread.
+
+    Its data dir is ``data_dir`` if given (kept, so that a broker started again on it
+    recovers what it stored), else a fresh temporary one removed at ``stop``."""
 
     def __init__(self, binary: str | os.PathLike | None = None, config: str | None = None,
                  log: str | None = None, extra_args: list[str] | None = None, nats: bool = True,
-                 amqp: bool = True, stomp: bool = True):
+                 amqp: bool = True, stomp: bool = True, data_dir: str | os.PathLike | None = None):
         self.binary = str(binary or os.environ.get("DWBROKER_BIN") or DEFAULT_BIN)
         self.config = config
+        self.own_data_dir = data_dir is None
+        self.data_dir = str(data_dir) if data_dir is not None else tempfile.mkdtemp(prefix="dwbroker-data-")
         self.log_level = log or os.environ.get("DWBROKER_LOG", "info")
         self.extra_args = extra_args or []
         self.lines: list[str] = []
@@ -91,7 +98,8 @@ class Broker:
                                "or set DWBROKER_BIN")
         args = [self.binary, "--mqtt", "127.0.0.1:0", "--amqp", "127.0.0.1:0" if self.amqp else "off",
                 "--stomp", "127.0.0.1:0" if self.stomp else "off",
-                "--nats", "127.0.0.1:0" if self.nats else "off", "--kafka-rest", "off", "--log", self.log_level]
+                "--nats", "127.0.0.1:0" if self.nats else "off", "--kafka-rest", "off", "--log", self.log_level,
+                "--data-dir", self.data_dir]
         if self.config:
             args += ["--config", self.config]
         args += self.extra_args
@@ -156,6 +164,8 @@ class Broker:
                 self.proc.wait(5)
         if self._reader:
             self._reader.join(2)
+        if self.own_data_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
         return self.proc.returncode
 
 

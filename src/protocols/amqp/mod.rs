@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 
 use session::{Connection, Exit, Offer};
 
+use crate::protocols::acks;
 use crate::protocols::delivery::{write_pending, Deliveries};
 use crate::protocols::frames::FrameReader;
 use crate::protocols::now;
@@ -120,6 +121,7 @@ async fn run(
         // A blocked publisher is not read from (RabbitMQ's flow control), so its
         // publishes wait in the socket instead of in memory.
         let reading = !(conn.blocked && conn.publisher);
+        let deferred = conn.deferred_head();
         tokio::select! {
             biased;
             _ = ctx.shutdown.cancelled() => return Exit::Close {
@@ -170,6 +172,10 @@ async fn run(
                 }
             },
             _ = outlet.wait() => {}
+            _ = acks::committed(&deferred) => {}
+        }
+        if let Err(exit) = conn.release_deferred() {
+            return exit;
         }
         conn.pump(now());
     }

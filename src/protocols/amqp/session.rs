@@ -15,11 +15,12 @@ use bytes::{Bytes, BytesMut};
 use dwbroker_codecs::amqp::*;
 
 use super::translate;
+use crate::protocols::acks::Deferred;
 use crate::protocols::delivery::Deliveries;
 use crate::router::{
     ArgValue, BindArgs, ConnId, ConsumerId, ConsumerSpec, Credit, Dest, Entry, ExchangeKind,
-    ExchangeSpec, Now, Outlet, OutletItem, Queue, QueueArgs, QueueSpec, Router, Subject,
-    VhostError, REPLY_TO_PREFIX,
+    ExchangeSpec, Now, Outlet, OutletItem, Queue, QueueArgs, QueueSpec, Router, StoreFailure,
+    Subject, Ticket, VhostError, REPLY_TO_PREFIX,
 };
 
 /// The only user until authentication is configured (RabbitMQ's default).
@@ -166,7 +167,26 @@ struct Tx {
     settles: Vec<(u64, Unacked, Settle)>,
 }
 
+/// An answer that waits for storage (see `protocols::acks`). The channel's
+/// epoch tells whether the channel it was for is still the one open under that
+/// number.
+enum Answer {
+    Confirm {
+        ch: u16,
+        epoch: u64,
+        tag: u64,
+        /// Every queue took the message (no reject-publish refusal).
+        accepted: bool,
+    },
+    TxCommitOk {
+        ch: u16,
+        epoch: u64,
+    },
+}
+
 struct Channel {
+    /// Unique within the connection: a channel number reopened is a new epoch.
+    epoch: u64,
     content: Option<Content>,
     consumers: HashMap<String, Consumer>,
     unacked: BTreeMap<u64, Unacked>,
@@ -178,8 +198,9 @@ struct Channel {
 }
 
 impl Channel {
-    fn new() -> Channel {
+    fn new(epoch: u64) -> Channel {
         Channel {
+            epoch,
             content: None,
             consumers: HashMap::new(),
             unacked: BTreeMap::new(),
@@ -218,6 +239,9 @@ pub(super) struct Connection {
     pub(super) publisher: bool,
     /// Set by channel.close: the channel being handled is not kept.
     channel_closed: bool,
+    /// Confirms and tx.commit-oks waiting for storage.
+    deferred: Deferred<Answer>,
+    next_epoch: u64,
 }
 
 impl Connection {
@@ -240,6 +264,8 @@ impl Connection {
             blocked: false,
             publisher: false,
             channel_closed: false,
+            deferred: Deferred::default(),
+            next_epoch: 1,
         }
     }
 
@@ -483,7 +509,9 @@ impl Connection {
                             method_id: 10,
                         });
                     }
-                    self.channels.insert(ch, Channel::new());
+                    let epoch = self.next_epoch;
+                    self.next_epoch += 1;
+                    self.channels.insert(ch, Channel::new(epoch));
                     self.send(
                         ch,
                         ChannelOpenOk {
@@ -526,17 +554,7 @@ impl Connection {
                 Ok(())
             }
             Err(Fault::Channel(code, text)) => {
-                self.release_channel(channel, now);
-                self.send(
-                    ch,
-                    ChannelClose {
-                        reply_code: code.code(),
-                        reply_text: format!("{} - {text}", code.name()),
-                        class_id,
-                        method_id,
-                    },
-                );
-                self.closing.insert(ch, ());
+                self.fail_channel(ch, channel, (code, text), (class_id, method_id), now);
                 Ok(())
             }
             Err(Fault::Conn(exit)) => {
@@ -544,6 +562,108 @@ impl Connection {
                 Err(exit)
             }
         }
+    }
+
+    /// Closes channel `ch` with a channel error (channel.close, then only
+    /// close-ok is awaited), giving back what it holds.
+    fn fail_channel(
+        &mut self,
+        ch: u16,
+        channel: Channel,
+        (code, text): (ReplyCode, String),
+        (class_id, method_id): (u16, u16),
+        now: Now,
+    ) {
+        self.release_channel(channel, now);
+        self.send(
+            ch,
+            ChannelClose {
+                reply_code: code.code(),
+                reply_text: format!("{} - {text}", code.name()),
+                class_id,
+                method_id,
+            },
+        );
+        self.closing.insert(ch, ());
+    }
+
+    /// Gives `answer` now, or once its ticket completes (in order with the
+    /// answers before it).
+    /// Called while channel `ch` of the answer is being handled (it is alive).
+    fn answer(&mut self, ticket: Ticket, answer: Answer) {
+        if let Some(answer) = self.deferred.defer(ticket, answer) {
+            // Nothing to wait for: nothing can fail.
+            let _ = self.send_answer(answer, Ok(()));
+        }
+    }
+
+    /// The ticket the next waiting answer waits for.
+    pub(super) fn deferred_head(&self) -> Option<Ticket> {
+        self.deferred.head()
+    }
+
+    /// Gives the waiting answers whose storage commit has completed.
+    pub(super) fn release_deferred(&mut self) -> Result<(), Exit> {
+        for (answer, outcome) in self.deferred.ready() {
+            self.give(answer, outcome)?;
+        }
+        Ok(())
+    }
+
+    /// A confirm acks a message that is stored (nacks one refused or not
+    /// stored); a tx.commit whose publishes could not be stored closes the
+    /// connection with 541 (RabbitMQ's answer to an internal failure). An
+    /// answer for a channel closed meanwhile is dropped.
+    fn give(&mut self, answer: Answer, outcome: Result<(), StoreFailure>) -> Result<(), Exit> {
+        let (ch, epoch) = match &answer {
+            Answer::Confirm { ch, epoch, .. } | Answer::TxCommitOk { ch, epoch } => (*ch, *epoch),
+        };
+        if self.channels.get(&ch).is_none_or(|c| c.epoch != epoch) {
+            return Ok(());
+        }
+        self.send_answer(answer, outcome)
+    }
+
+    fn send_answer(
+        &mut self,
+        answer: Answer,
+        outcome: Result<(), StoreFailure>,
+    ) -> Result<(), Exit> {
+        let ch = match &answer {
+            Answer::Confirm { ch, .. } | Answer::TxCommitOk { ch, .. } => *ch,
+        };
+        match (answer, outcome) {
+            (Answer::Confirm { tag, accepted, .. }, outcome) => {
+                if accepted && outcome.is_ok() {
+                    self.send(
+                        ch,
+                        BasicAck {
+                            delivery_tag: tag,
+                            multiple: false,
+                        },
+                    );
+                } else {
+                    self.send(
+                        ch,
+                        BasicNack {
+                            delivery_tag: tag,
+                            multiple: false,
+                            requeue: false,
+                        },
+                    );
+                }
+            }
+            (Answer::TxCommitOk { .. }, Ok(())) => self.send(ch, TxCommitOk {}),
+            (Answer::TxCommitOk { .. }, Err(failure)) => {
+                return Err(Exit::Close {
+                    code: ReplyCode::InternalError,
+                    text: format!("INTERNAL_ERROR - {failure}"),
+                    class_id: 90,
+                    method_id: 20,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Gives back what a closing channel holds: unacked deliveries are requeued,
@@ -712,25 +832,14 @@ impl Connection {
             Mode::Confirm { published } => {
                 *published += 1;
                 let tag = *published;
-                let accepted = self.route(ch, out, now)?;
-                if accepted {
-                    self.send(
-                        ch,
-                        BasicAck {
-                            delivery_tag: tag,
-                            multiple: false,
-                        },
-                    );
-                } else {
-                    self.send(
-                        ch,
-                        BasicNack {
-                            delivery_tag: tag,
-                            multiple: false,
-                            requeue: false,
-                        },
-                    );
-                }
+                let (accepted, ticket) = self.route(ch, out, now)?;
+                let answer = Answer::Confirm {
+                    ch,
+                    epoch: channel.epoch,
+                    tag,
+                    accepted,
+                };
+                self.answer(ticket, answer);
                 Ok(())
             }
             Mode::Plain => self.route(ch, out, now).map(|_| ()),
@@ -752,8 +861,9 @@ impl Connection {
         }
     }
 
-    /// Routes one publish; returns whether every queue accepted it (for confirms).
-    fn route(&mut self, ch: u16, out: Outgoing, now: Now) -> Result<bool, Fault> {
+    /// Routes one publish; returns whether every queue accepted it (for
+    /// confirms) and the ticket of its stored copies.
+    fn route(&mut self, ch: u16, out: Outgoing, now: Now) -> Result<(bool, Ticket), Fault> {
         let returned = out.mandatory.then(|| out.message.clone());
         let routed =
             self.router
@@ -772,7 +882,7 @@ impl Connection {
                 self.write_content(ch, &message, now);
             }
         }
-        Ok(routed.rejected == 0)
+        Ok((routed.rejected == 0, routed.ticket))
     }
 
     fn write_content(&mut self, ch: u16, message: &crate::router::Message, now: Now) {
@@ -815,7 +925,7 @@ impl Connection {
                 method_id,
             )),
             Method::ChannelClose(_) => {
-                let released = std::mem::replace(channel, Channel::new());
+                let released = std::mem::replace(channel, Channel::new(0));
                 self.release_channel(released, now);
                 self.send(ch, ChannelCloseOk {});
                 // Not reinserted: the caller drops it.
@@ -1084,8 +1194,19 @@ impl Connection {
                     ));
                 };
                 let tx = std::mem::take(tx);
-                for out in tx.publishes {
-                    if let Err(fault) = self.route(ch, out, now) {
+                // One storage batch for the whole transaction: after a crash it
+                // is there entirely or not at all.
+                let router = self.router.clone();
+                let routed = router.atomically(|| {
+                    let mut ticket = Ticket::default();
+                    for out in tx.publishes {
+                        ticket.merge(self.route(ch, out, now)?.1);
+                    }
+                    Ok(ticket)
+                });
+                let ticket = match routed {
+                    Ok(ticket) => ticket,
+                    Err(fault) => {
                         // The acks were not committed: the channel closes and
                         // requeues them like any unacked delivery.
                         for (tag, unacked, _) in tx.settles {
@@ -1093,12 +1214,16 @@ impl Connection {
                         }
                         return Err(fault);
                     }
-                }
+                };
                 for (_, unacked, how) in tx.settles {
                     self.apply_settle(unacked, how, now);
                 }
                 self.kick_shared_credit(channel, now);
-                self.send(ch, TxCommitOk {});
+                let answer = Answer::TxCommitOk {
+                    ch,
+                    epoch: channel.epoch,
+                };
+                self.answer(ticket, answer);
                 Ok(())
             }
             Method::TxRollback(_) => {

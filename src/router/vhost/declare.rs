@@ -12,8 +12,9 @@ use super::{
     default_exchange_refused, not_found, predeclared, Exchanges, VhostError, AMQ_TOPIC,
     REPLY_TO_PREFIX,
 };
+use crate::router::journal::Record;
 use crate::router::message::{ConnId, Now};
-use crate::router::queues::{Dead, Overflow, Queue, QueueSpec};
+use crate::router::queues::{Dead, Overflow, Queue, QueueSpec, QueueStore};
 use crate::router::subject::Filter;
 use crate::router::{Router, Target};
 
@@ -148,6 +149,12 @@ impl Router {
         if ex.map.len() >= self.vhost.limits.max_exchanges {
             return Err(VhostError::TooMany("exchanges"));
         }
+        if spec.durable {
+            self.record(|| Record::ExchangeDeclared {
+                name: name.to_owned(),
+                spec: spec.clone(),
+            });
+        }
         ex.map.insert(name.to_owned(), Exchange::new(spec));
         Ok(())
     }
@@ -190,6 +197,12 @@ impl Router {
         while let Some(name) = doomed.pop() {
             if let Some(e) = ex.map.remove(&name) {
                 ex.bindings -= e.bindings.len();
+                for b in e.bindings.iter().filter(|b| b.durable) {
+                    self.record(|| Record::Unbound(b.record(&name)));
+                }
+                if e.spec.durable {
+                    self.record(|| Record::ExchangeDeleted { name: name.clone() });
+                }
             }
             let dest = Dest::Exchange(name);
             doomed.extend(self.remove_bindings_only(ex, |_, b| b.dest == dest));
@@ -221,6 +234,9 @@ impl Router {
                 if rm && name == AMQ_TOPIC {
                     topic_removed.push(b.clone());
                 }
+                if rm && b.durable {
+                    self.record(|| Record::Unbound(b.record(name)));
+                }
                 !rm
             });
             let removed = before - e.bindings.len();
@@ -251,20 +267,37 @@ impl Router {
         routing_key: &str,
         args: BindArgs,
     ) -> Result<(), VhostError> {
+        self.bind_recorded(source, dest, routing_key, args, true)
+    }
+
+    /// [`Router::bind`]; a durable binding is recorded if `record` (it is not
+    /// when it is restored from storage).
+    pub(crate) fn bind_recorded(
+        &self,
+        source: &str,
+        dest: Dest,
+        routing_key: &str,
+        args: BindArgs,
+        record: bool,
+    ) -> Result<(), VhostError> {
         if source.is_empty() || dest == Dest::Exchange(String::new()) {
             return Err(default_exchange_refused());
         }
-        if let Dest::Queue(q) = &dest {
-            if !self.queues_read().contains_key(q) {
-                return Err(not_found("queue", q));
-            }
-        }
+        let dest_durable = match &dest {
+            Dest::Queue(q) => match self.queues_read().get(q) {
+                None => return Err(not_found("queue", q)),
+                Some(queue) => queue.store().is_some(),
+            },
+            Dest::Exchange(_) => false,
+        };
         let mut ex = self.exchanges_write();
-        if let Dest::Exchange(x) = &dest {
-            if !ex.map.contains_key(x) {
-                return Err(not_found("exchange", x));
-            }
-        }
+        let dest_durable = match &dest {
+            Dest::Queue(_) => dest_durable,
+            Dest::Exchange(x) => match ex.map.get(x) {
+                None => return Err(not_found("exchange", x)),
+                Some(e) => e.spec.durable,
+            },
+        };
         let at_limit = ex.bindings >= self.vhost.limits.max_bindings;
         let Some(e) = ex.map.get_mut(source) else {
             return Err(not_found("exchange", source));
@@ -278,12 +311,17 @@ impl Router {
         if at_limit {
             return Err(VhostError::TooMany("bindings"));
         }
-        let binding = Binding::new(e.spec.kind, dest.clone(), routing_key, args);
+        // RabbitMQ: a binding is durable when both of its ends are.
+        let durable = dest_durable && e.spec.durable;
+        let binding = Binding::new(e.spec.kind, dest.clone(), routing_key, args, durable);
         if source == AMQ_TOPIC {
             let filter = Filter::amqp_topic(routing_key).map_err(|err| {
                 VhostError::Precondition(format!("invalid routing key '{routing_key}': {err}"))
             })?;
             self.write().trie.insert(&filter, Target::Bound(dest));
+        }
+        if durable && record {
+            self.record(|| Record::Bound(binding.record(source)));
         }
         e.bindings.push(binding);
         ex.bindings += 1;
@@ -375,10 +413,26 @@ impl Router {
         if queues.len() >= self.vhost.limits.max_queues {
             return Err(VhostError::TooMany("queues"));
         }
+        // Exclusive and auto-delete queues end with their connection or consumer:
+        // only durable queues that outlive both are stored.
+        let stored = spec.durable && spec.exclusive_owner.is_none() && !spec.auto_delete;
+        let store = self.journal.as_ref().filter(|_| stored).map(|journal| {
+            let id = journal.next_dest_id();
+            journal.append(Record::QueueDeclared {
+                id,
+                name: name.clone(),
+                spec: spec.clone(),
+            });
+            QueueStore {
+                journal: journal.clone(),
+                id,
+            }
+        });
         let q = Arc::new(Queue::new(
             name.clone(),
             spec,
             self.vhost.queued_bytes.clone(),
+            store,
             now.at,
         ));
         queues.insert(name, q.clone());
@@ -440,6 +494,12 @@ impl Router {
             let dest = Dest::Queue(q.name().to_owned());
             let mut ex = self.exchanges_write();
             self.remove_bindings(&mut ex, |_, b| b.dest == dest);
+        }
+        if let Some(store) = q.store() {
+            store.journal.append(Record::QueueDeleted {
+                id: store.id,
+                name: q.name().to_owned(),
+            });
         }
         q.delete()
     }

@@ -6,6 +6,7 @@
 //! queues (`route.rs`), and the subject space (bindings of `amq.topic` are also in
 //! the router's trie; `declare.rs` keeps both in step).
 
+use crate::router::journal::BindingRecord;
 use crate::router::message::Headers;
 use crate::router::subject::{Filter, FilterToken};
 
@@ -79,12 +80,20 @@ pub(crate) struct Binding {
     pub(crate) dest: Dest,
     pub(crate) key: String,
     pub(crate) args: BindArgs,
+    /// Both ends are durable: the binding is stored.
+    pub(crate) durable: bool,
     /// The parsed pattern (topic exchanges).
     filter: Option<Filter>,
 }
 
 impl Binding {
-    pub(crate) fn new(kind: ExchangeKind, dest: Dest, key: &str, args: BindArgs) -> Binding {
+    pub(crate) fn new(
+        kind: ExchangeKind,
+        dest: Dest,
+        key: &str,
+        args: BindArgs,
+        durable: bool,
+    ) -> Binding {
         let filter = match kind {
             ExchangeKind::Topic => Filter::amqp_topic(key).ok(),
             _ => None,
@@ -93,7 +102,18 @@ impl Binding {
             dest,
             key: key.to_owned(),
             args,
+            durable,
             filter,
+        }
+    }
+
+    /// The binding from exchange `source` as storage records it.
+    pub(crate) fn record(&self, source: &str) -> BindingRecord {
+        BindingRecord {
+            source: source.to_owned(),
+            dest: self.dest.clone(),
+            key: self.key.clone(),
+            args: self.args.clone(),
         }
     }
 

@@ -157,7 +157,7 @@ pub(crate) struct Vhost {
     queues: RwLock<HashMap<String, Arc<Queue>>>,
     next_consumer: AtomicU64,
     /// Memory of ready queue messages, for the memory watermark.
-    queued_bytes: Arc<AtomicUsize>,
+    pub(super) queued_bytes: Arc<AtomicUsize>,
     name_counter: AtomicU64,
     name_hasher: RandomState,
 }

@@ -101,6 +101,7 @@ impl Router {
                     job.routing_key.clone(),
                     now,
                     &mut dead,
+                    &mut routed.ticket,
                 );
                 if job.original {
                     routed.matched += 1;

@@ -1,0 +1,421 @@
+//! The stored forms of durable state: keys, and values encoded with postcard.
+//!
+//! Owns: one explicit stored type per router value (so that a change to a router
+//! type cannot silently change what is on disk), key layouts (a message key is
+//! its queue id then its sequence number, big-endian, so that a queue's messages
+//! are one range in order), and the checks a decoded value passes before the
+//! router sees it.
+//! Refuses: I/O (see `engine.rs`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::router::journal::BindingRecord;
+use crate::router::{
+    BindArgs, Delivery, Dest, DestId, Entry, ExchangeKind, ExchangeSpec, Extensions, Message,
+    Overflow, QueueArgs, QueueSpec, Subject,
+};
+
+/// The version of this layout, kept in the `meta` keyspace.
+pub(super) const FORMAT_VERSION: u32 = 1;
+
+/// Why a stored value could not be read back.
+pub(super) type DecodeError = String;
+
+/// A message as stored (its connection of origin is not: it means nothing after a
+/// restart).
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredMessage {
+    subject: String,
+    payload: Bytes,
+    headers: Vec<(String, String)>,
+    content_type: Option<String>,
+    correlation_id: Option<Bytes>,
+    reply_to: Option<String>,
+    expires_at: Option<u64>,
+    priority: Option<u8>,
+    message_id: Option<String>,
+    key: Option<Bytes>,
+    timestamp: Option<u64>,
+    payload_utf8: bool,
+    retain: bool,
+    qos: u8,
+    extensions: Vec<(String, Bytes)>,
+}
+
+impl StoredMessage {
+    fn of(m: &Message) -> StoredMessage {
+        StoredMessage {
+            subject: m.subject.as_str().to_owned(),
+            payload: m.payload.clone(),
+            headers: m.headers.clone(),
+            content_type: m.content_type.clone(),
+            correlation_id: m.correlation_id.clone(),
+            reply_to: m.reply_to.as_ref().map(|s| s.as_str().to_owned()),
+            expires_at: m.expires_at,
+            priority: m.priority,
+            message_id: m.message_id.clone(),
+            key: m.key.clone(),
+            timestamp: m.timestamp,
+            payload_utf8: m.payload_utf8,
+            retain: m.retain,
+            qos: m.qos as u8,
+            extensions: m
+                .extensions
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.clone()))
+                .collect(),
+        }
+    }
+
+    fn into_message(self) -> Result<Message, DecodeError> {
+        let subject = Subject::new(&self.subject).map_err(|e| format!("subject: {e}"))?;
+        let reply_to = match self.reply_to {
+            None => None,
+            Some(r) => Some(Subject::new(&r).map_err(|e| format!("reply-to: {e}"))?),
+        };
+        let qos = match self.qos {
+            0 => Delivery::AtMostOnce,
+            1 => Delivery::AtLeastOnce,
+            2 => Delivery::ExactlyOnce,
+            n => return Err(format!("qos {n}")),
+        };
+        let mut extensions = Extensions::default();
+        for (k, v) in self.extensions {
+            extensions.set(k, v);
+        }
+        Ok(Message {
+            subject,
+            payload: self.payload,
+            headers: self.headers,
+            content_type: self.content_type,
+            correlation_id: self.correlation_id,
+            reply_to,
+            expires_at: self.expires_at,
+            priority: self.priority,
+            message_id: self.message_id,
+            key: self.key,
+            timestamp: self.timestamp,
+            payload_utf8: self.payload_utf8,
+            origin: 0,
+            retain: self.retain,
+            qos,
+            extensions,
+        })
+    }
+}
+
+/// A queue entry as stored; its sequence number is in the key.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredEntry {
+    message: StoredMessage,
+    exchange: String,
+    routing_key: String,
+    expires_at: Option<u64>,
+    priority: u8,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredQueue {
+    id: DestId,
+    durable: bool,
+    auto_delete: bool,
+    message_ttl_ms: Option<u64>,
+    expires_ms: Option<u64>,
+    max_length: Option<u64>,
+    max_length_bytes: Option<u64>,
+    overflow: u8,
+    dead_letter_exchange: Option<String>,
+    dead_letter_routing_key: Option<String>,
+    max_priority: Option<u8>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredExchange {
+    kind: u8,
+    durable: bool,
+    auto_delete: bool,
+    internal: bool,
+    alternate_exchange: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredBinding {
+    source: String,
+    /// 0: a queue, 1: an exchange.
+    dest_kind: u8,
+    dest: String,
+    key: String,
+    args: BindArgs,
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising plain owned values into memory cannot fail; an empty value
+    // would be refused when read back, never half-applied.
+    postcard::to_stdvec(value).unwrap_or_default()
+}
+
+fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError> {
+    postcard::from_bytes(bytes).map_err(|e| e.to_string())
+}
+
+/// The key of message `seq` of queue `id` (also of its delivered mark).
+pub(super) fn message_key(id: DestId, seq: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(16);
+    key.extend_from_slice(&id.to_be_bytes());
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// The key prefix of every message of queue `id`.
+pub(super) fn queue_prefix(id: DestId) -> [u8; 8] {
+    id.to_be_bytes()
+}
+
+/// (queue id, sequence number) of a message key.
+pub(super) fn parse_message_key(key: &[u8]) -> Result<(DestId, u64), DecodeError> {
+    let (id, seq) = key
+        .split_first_chunk::<8>()
+        .ok_or_else(|| "message key too short".to_owned())?;
+    let seq: [u8; 8] = seq
+        .try_into()
+        .map_err(|_| "message key of the wrong length".to_owned())?;
+    Ok((u64::from_be_bytes(*id), u64::from_be_bytes(seq)))
+}
+
+pub(super) fn encode_entry(entry: &Entry) -> Vec<u8> {
+    encode(&StoredEntry {
+        message: StoredMessage::of(&entry.message),
+        exchange: entry.exchange.to_string(),
+        routing_key: entry.routing_key.to_string(),
+        expires_at: entry.expires_at,
+        priority: entry.priority,
+    })
+}
+
+pub(super) fn decode_entry(seq: u64, bytes: &[u8], delivered: bool) -> Result<Entry, DecodeError> {
+    let e: StoredEntry = decode(bytes)?;
+    Ok(Entry {
+        message: Arc::new(e.message.into_message()?),
+        exchange: e.exchange.into(),
+        routing_key: e.routing_key.into(),
+        redelivered: delivered,
+        seq,
+        expires_at: e.expires_at,
+        priority: e.priority,
+    })
+}
+
+pub(super) fn encode_message(m: &Message) -> Vec<u8> {
+    encode(&StoredMessage::of(m))
+}
+
+pub(super) fn decode_message(bytes: &[u8]) -> Result<Message, DecodeError> {
+    decode::<StoredMessage>(bytes)?.into_message()
+}
+
+fn ms(d: Option<Duration>) -> Option<u64> {
+    d.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn count(n: Option<usize>) -> Option<u64> {
+    n.map(|n| n as u64)
+}
+
+pub(super) fn encode_queue(id: DestId, spec: &QueueSpec) -> Vec<u8> {
+    let a = &spec.args;
+    encode(&StoredQueue {
+        id,
+        durable: spec.durable,
+        auto_delete: spec.auto_delete,
+        message_ttl_ms: ms(a.message_ttl),
+        expires_ms: ms(a.expires),
+        max_length: count(a.max_length),
+        max_length_bytes: count(a.max_length_bytes),
+        overflow: match a.overflow {
+            Overflow::DropHead => 0,
+            Overflow::RejectPublish => 1,
+            Overflow::RejectPublishDlx => 2,
+        },
+        dead_letter_exchange: a.dead_letter_exchange.clone(),
+        dead_letter_routing_key: a.dead_letter_routing_key.clone(),
+        max_priority: a.max_priority,
+    })
+}
+
+pub(super) fn decode_queue(bytes: &[u8]) -> Result<(DestId, QueueSpec), DecodeError> {
+    let q: StoredQueue = decode(bytes)?;
+    let size = |n: Option<u64>| n.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    let overflow = match q.overflow {
+        0 => Overflow::DropHead,
+        1 => Overflow::RejectPublish,
+        2 => Overflow::RejectPublishDlx,
+        n => return Err(format!("overflow {n}")),
+    };
+    let spec = QueueSpec {
+        durable: q.durable,
+        exclusive_owner: None,
+        auto_delete: q.auto_delete,
+        args: QueueArgs {
+            message_ttl: q.message_ttl_ms.map(Duration::from_millis),
+            expires: q.expires_ms.map(Duration::from_millis),
+            max_length: size(q.max_length),
+            max_length_bytes: size(q.max_length_bytes),
+            overflow,
+            dead_letter_exchange: q.dead_letter_exchange,
+            dead_letter_routing_key: q.dead_letter_routing_key,
+            max_priority: q.max_priority,
+        },
+    };
+    Ok((q.id, spec))
+}
+
+const KINDS: [ExchangeKind; 4] = [
+    ExchangeKind::Direct,
+    ExchangeKind::Fanout,
+    ExchangeKind::Topic,
+    ExchangeKind::Headers,
+];
+
+pub(super) fn encode_exchange(spec: &ExchangeSpec) -> Vec<u8> {
+    encode(&StoredExchange {
+        kind: KINDS.iter().position(|k| *k == spec.kind).unwrap_or(0) as u8,
+        durable: spec.durable,
+        auto_delete: spec.auto_delete,
+        internal: spec.internal,
+        alternate_exchange: spec.alternate_exchange.clone(),
+    })
+}
+
+pub(super) fn decode_exchange(bytes: &[u8]) -> Result<ExchangeSpec, DecodeError> {
+    let e: StoredExchange = decode(bytes)?;
+    let kind = *KINDS
+        .get(usize::from(e.kind))
+        .ok_or_else(|| format!("exchange kind {}", e.kind))?;
+    Ok(ExchangeSpec {
+        kind,
+        durable: e.durable,
+        auto_delete: e.auto_delete,
+        internal: e.internal,
+        alternate_exchange: e.alternate_exchange,
+    })
+}
+
+/// A binding is its own key (the value is empty).
+pub(super) fn binding_key(b: &BindingRecord) -> Vec<u8> {
+    let (dest_kind, dest) = match &b.dest {
+        Dest::Queue(q) => (0, q.clone()),
+        Dest::Exchange(x) => (1, x.clone()),
+    };
+    encode(&StoredBinding {
+        source: b.source.clone(),
+        dest_kind,
+        dest,
+        key: b.key.clone(),
+        args: b.args.clone(),
+    })
+}
+
+pub(super) fn decode_binding(key: &[u8]) -> Result<BindingRecord, DecodeError> {
+    let b: StoredBinding = decode(key)?;
+    let dest = match b.dest_kind {
+        0 => Dest::Queue(b.dest),
+        1 => Dest::Exchange(b.dest),
+        n => return Err(format!("binding destination kind {n}")),
+    };
+    Ok(BindingRecord {
+        source: b.source,
+        dest,
+        key: b.key,
+        args: b.args,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_round_trips_with_everything_but_its_origin() {
+        let mut m = Message {
+            subject: Subject::new("a.b/c").unwrap(),
+            payload: Bytes::from_static(b"\x00\xffpayload"),
+            headers: vec![("k".into(), "v".into()), ("k".into(), "w".into())],
+            content_type: Some("text/plain".into()),
+            correlation_id: Some(Bytes::from_static(b"c")),
+            reply_to: Some(Subject::new("r").unwrap()),
+            expires_at: Some(1_700_000_000_000),
+            priority: Some(4),
+            message_id: Some("id".into()),
+            key: Some(Bytes::from_static(b"key")),
+            timestamp: Some(5),
+            payload_utf8: true,
+            origin: 9,
+            retain: true,
+            qos: Delivery::ExactlyOnce,
+            extensions: Extensions::default(),
+        };
+        m.extensions
+            .set("amqp.properties", Bytes::from_static(b"\x01\x02"));
+        let back = decode_message(&encode_message(&m)).unwrap();
+        assert_eq!(back, Message { origin: 0, ..m });
+    }
+
+    #[test]
+    fn queues_exchanges_and_bindings_round_trip() {
+        let spec = QueueSpec {
+            durable: true,
+            exclusive_owner: None,
+            auto_delete: false,
+            args: QueueArgs {
+                message_ttl: Some(Duration::from_millis(1500)),
+                max_length: Some(10),
+                overflow: Overflow::RejectPublishDlx,
+                dead_letter_exchange: Some("dlx".into()),
+                max_priority: Some(9),
+                ..QueueArgs::default()
+            },
+        };
+        assert_eq!(decode_queue(&encode_queue(7, &spec)).unwrap(), (7, spec));
+        let x = ExchangeSpec {
+            kind: ExchangeKind::Headers,
+            durable: true,
+            auto_delete: true,
+            internal: false,
+            alternate_exchange: Some("ae".into()),
+        };
+        assert_eq!(decode_exchange(&encode_exchange(&x)).unwrap(), x);
+        let b = BindingRecord {
+            source: "x".into(),
+            dest: Dest::Exchange("y".into()),
+            key: "k".into(),
+            args: vec![("x-match".into(), Some("any".into())), ("h".into(), None)],
+        };
+        assert_eq!(decode_binding(&binding_key(&b)).unwrap(), b);
+    }
+
+    #[test]
+    fn message_keys_sort_by_queue_then_sequence() {
+        let a = message_key(1, 255);
+        let b = message_key(1, 256);
+        let c = message_key(2, 0);
+        assert!(a < b && b < c);
+        assert_eq!(parse_message_key(&b).unwrap(), (1, 256));
+        assert!(a.starts_with(&queue_prefix(1)));
+        assert!(parse_message_key(&a[..9]).is_err());
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for bytes in [&b""[..], b"\xff\xff\xff", b"\x05abc"] {
+            assert!(decode_message(bytes).is_err());
+            assert!(decode_queue(bytes).is_err());
+            assert!(decode_exchange(bytes).is_err());
+            assert!(decode_binding(bytes).is_err());
+            assert!(decode_entry(0, bytes, false).is_err());
+        }
+    }
+}

@@ -1,0 +1,442 @@
+//! Durable state on disk, in an embedded LSM engine (fjall): the committer that
+//! turns the router's journal into group commits, and recovery.
+//!
+//! Owns: the data directory, its keyspaces and their stored forms
+//! (`format.rs`), the committer thread (one write batch per journal hand-off,
+//! persisted as [`Fsync`] says before the tickets of its records complete), what
+//! a failed write means (every later commit fails too: after a failed write or
+//! fsync the kernel may have dropped the pages it could not write, so nothing
+//! more is promised until a restart, as PostgreSQL does), and reading
+//! everything back at start (`recover.rs`).
+//! Refuses: deciding what is durable (the router appends records for durable
+//! state only) and answering clients (fronts wait on tickets).
+//!
+//! Keyspaces: `meta` (the format version), `exchanges` (name -> declaration),
+//! `queues` (name -> id and declaration), `bindings` (the binding is the key),
+//! `messages` (queue id, sequence -> entry), `delivered` (queue id, sequence:
+//! delivered at least once), `retained` (subject -> message).
+
+mod format;
+mod recover;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+
+pub use recover::Recovered;
+
+use crate::router::journal::{Commit, Taken};
+use crate::router::{Journal, Record, StoreFailure};
+
+/// When the committer makes written records durable on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fsync {
+    /// Every group commit is fsynced before its tickets complete: an
+    /// acknowledged message survives a crash of the machine too.
+    #[default]
+    Always,
+    /// Group commits are written to the operating system before their tickets
+    /// complete (they survive a crash of the broker, `kill -9`) and fsynced at
+    /// most [`BATCH_FSYNC_INTERVAL`] later (a power loss may lose that much).
+    Batch,
+    /// Written to the operating system, never fsynced by the broker (survives
+    /// `kill -9`; the kernel decides when it reaches the disk).
+    Never,
+}
+
+impl Fsync {
+    /// Parses `always`, `batch` or `never`.
+    pub fn parse(text: &str) -> Option<Fsync> {
+        match text {
+            "always" => Some(Fsync::Always),
+            "batch" => Some(Fsync::Batch),
+            "never" => Some(Fsync::Never),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Fsync {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Fsync::Always => "always",
+            Fsync::Batch => "batch",
+            Fsync::Never => "never",
+        })
+    }
+}
+
+/// With [`Fsync::Batch`], the longest a written commit waits for its fsync.
+pub const BATCH_FSYNC_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Why the data directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The engine could not open or read the directory.
+    #[error("data dir {dir}: {what}: {source}")]
+    Engine {
+        /// The data directory.
+        dir: PathBuf,
+        /// What was being done (the keyspace involved, if one).
+        what: String,
+        /// The engine's error.
+        source: fjall::Error,
+    },
+    /// A stored value does not decode: the directory is damaged or was written
+    /// by an incompatible version.
+    #[error("data dir {dir}: corrupt entry in keyspace '{keyspace}' (key {key}): {why}")]
+    Corrupt {
+        /// The data directory.
+        dir: PathBuf,
+        /// The keyspace (a directory of the engine's under `dir`).
+        keyspace: &'static str,
+        /// The key, in hex.
+        key: String,
+        /// What is wrong with it.
+        why: String,
+    },
+}
+
+/// The open keyspaces.
+#[derive(Clone)]
+struct Spaces {
+    meta: Keyspace,
+    exchanges: Keyspace,
+    queues: Keyspace,
+    bindings: Keyspace,
+    messages: Keyspace,
+    delivered: Keyspace,
+    retained: Keyspace,
+}
+
+/// The data directory while the broker runs.
+pub struct Storage {
+    dir: PathBuf,
+    journal: Arc<Journal>,
+    committer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl fmt::Debug for Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Storage").field("dir", &self.dir).finish()
+    }
+}
+
+impl Storage {
+    /// Opens `dir` (creating it), reads back everything stored, and starts the
+    /// committer. The caller applies what was recovered to a router built on
+    /// [`Storage::journal`] before it serves anyone.
+    pub fn open(dir: &Path, fsync: Fsync) -> Result<(Storage, Recovered), StorageError> {
+        let engine = |what: &str| {
+            let what = what.to_owned();
+            move |source| StorageError::Engine {
+                dir: dir.to_owned(),
+                what,
+                source,
+            }
+        };
+        std::fs::create_dir_all(dir).map_err(|e| engine("creating it")(fjall::Error::Io(e)))?;
+        let db = Database::builder(dir)
+            // Commits are persisted by the committer, as `fsync` says.
+            .manual_journal_persist(true)
+            .open()
+            .map_err(engine("opening it"))?;
+        let open = |name: &str| {
+            db.keyspace(name, KeyspaceCreateOptions::default)
+                .map_err(engine(&format!("keyspace '{name}'")))
+        };
+        let spaces = Spaces {
+            meta: open("meta")?,
+            exchanges: open("exchanges")?,
+            queues: open("queues")?,
+            bindings: open("bindings")?,
+            messages: open("messages")?,
+            delivered: open("delivered")?,
+            retained: open("retained")?,
+        };
+        let recovered = recover::read(dir, &db, &spaces)?;
+        let journal = Arc::new(Journal::new(recovered.last_id()));
+        let committer = {
+            let journal = journal.clone();
+            std::thread::Builder::new()
+                .name("dwbroker-storage".into())
+                .spawn(move || commit_loop(&db, &spaces, &journal, fsync))
+                .map_err(|e| engine("starting the committer")(fjall::Error::Io(e)))?
+        };
+        Ok((
+            Storage {
+                dir: dir.to_owned(),
+                journal,
+                committer: Mutex::new(Some(committer)),
+            },
+            recovered,
+        ))
+    }
+
+    /// The journal the router records into.
+    pub fn journal(&self) -> &Arc<Journal> {
+        &self.journal
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Commits what is pending, fsyncs and stops the committer.
+    pub fn close(&self) {
+        self.journal.close();
+        let handle = self
+            .committer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(handle) = handle {
+            if handle.join().is_err() {
+                tracing::error!("storage committer ended with a panic");
+            }
+        }
+    }
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The committer: takes the journal's records in groups, writes each group as
+/// one atomic batch, persists it, and completes the group's tickets.
+fn commit_loop(db: &Database, spaces: &Spaces, journal: &Journal, fsync: Fsync) {
+    let mut failed: Option<StoreFailure> = None;
+    let mut unsynced_since: Option<Instant> = None;
+    loop {
+        let (records, commit) = match journal.take(BATCH_FSYNC_INTERVAL) {
+            Taken::Closed => break,
+            Taken::Idle => {
+                sync_due(db, &mut unsynced_since, &mut failed);
+                continue;
+            }
+            Taken::Batch(records, commit) => (records, commit),
+        };
+        let outcome = match &failed {
+            Some(f) => Err(f.clone()),
+            None => write(db, spaces, &records, fsync),
+        };
+        if fsync == Fsync::Batch && outcome.is_ok() && unsynced_since.is_none() {
+            unsynced_since = Some(Instant::now());
+        }
+        complete(&commit, outcome, &mut failed);
+        if fsync == Fsync::Batch {
+            sync_due(db, &mut unsynced_since, &mut failed);
+        }
+    }
+    if failed.is_none() {
+        if let Err(e) = db.persist(PersistMode::SyncAll) {
+            tracing::error!(error = %e, "storage: final fsync failed");
+        }
+    }
+}
+
+/// Completes `commit`; the first failure is logged and makes every later
+/// commit fail.
+fn complete(commit: &Commit, outcome: Result<(), StoreFailure>, failed: &mut Option<StoreFailure>) {
+    if let Err(f) = &outcome {
+        if failed.is_none() {
+            tracing::error!(
+                error = %f,
+                "storage: a write failed; durable publishes are refused (negatively \
+                 acknowledged) until the broker restarts, other traffic goes on"
+            );
+            *failed = Some(f.clone());
+        }
+    }
+    commit.complete(outcome);
+}
+
+/// With [`Fsync::Batch`]: fsyncs once the oldest unsynced commit is
+/// [`BATCH_FSYNC_INTERVAL`] old.
+fn sync_due(
+    db: &Database,
+    unsynced_since: &mut Option<Instant>,
+    failed: &mut Option<StoreFailure>,
+) {
+    let Some(since) = *unsynced_since else {
+        return;
+    };
+    if since.elapsed() < BATCH_FSYNC_INTERVAL {
+        return;
+    }
+    *unsynced_since = None;
+    if let Err(e) = db.persist(PersistMode::SyncAll) {
+        if failed.is_none() {
+            tracing::error!(error = %e, "storage: periodic fsync failed; durable publishes are refused until the broker restarts");
+            *failed = Some(StoreFailure(e.to_string().into()));
+        }
+    }
+}
+
+/// Which keyspace an operation is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Space {
+    Exchanges,
+    Queues,
+    Bindings,
+    Messages,
+    Delivered,
+    Retained,
+}
+
+impl Space {
+    fn of(self, s: &Spaces) -> &Keyspace {
+        match self {
+            Space::Exchanges => &s.exchanges,
+            Space::Queues => &s.queues,
+            Space::Bindings => &s.bindings,
+            Space::Messages => &s.messages,
+            Space::Delivered => &s.delivered,
+            Space::Retained => &s.retained,
+        }
+    }
+}
+
+/// One group's net effect, key by key: later records win, and a message that
+/// enters and leaves within one group never reaches the disk.
+#[derive(Default)]
+struct Changes {
+    ops: BTreeMap<(Space, Vec<u8>), Op>,
+}
+
+enum Op {
+    Put(Vec<u8>),
+    /// Put in this group over a key that was not on disk (message keys are
+    /// never reused): removing it leaves nothing to write.
+    PutNew(Vec<u8>),
+    Delete,
+}
+
+impl Changes {
+    fn put(&mut self, space: Space, key: Vec<u8>, value: Vec<u8>) {
+        self.ops.insert((space, key), Op::Put(value));
+    }
+
+    fn put_new(&mut self, space: Space, key: Vec<u8>, value: Vec<u8>) {
+        self.ops.insert((space, key), Op::PutNew(value));
+    }
+
+    fn delete(&mut self, space: Space, key: Vec<u8>) {
+        match self.ops.get(&(space, key.clone())) {
+            Some(Op::PutNew(_)) => {
+                self.ops.remove(&(space, key));
+            }
+            _ => {
+                self.ops.insert((space, key), Op::Delete);
+            }
+        }
+    }
+
+    /// Deletes every key of `space` starting with `prefix`, on disk and in
+    /// this group.
+    fn delete_prefix(&mut self, spaces: &Spaces, space: Space, prefix: &[u8]) -> fjall::Result<()> {
+        let pending: Vec<Vec<u8>> = self
+            .ops
+            .range((space, prefix.to_vec())..)
+            .take_while(|((s, k), _)| *s == space && k.starts_with(prefix))
+            .map(|((_, k), _)| k.clone())
+            .collect();
+        for key in pending {
+            self.ops.remove(&(space, key));
+        }
+        for guard in space.of(spaces).prefix(prefix) {
+            let key = guard.key()?;
+            self.ops.insert((space, key.to_vec()), Op::Delete);
+        }
+        Ok(())
+    }
+}
+
+/// Writes `records` as one atomic batch and persists it as `fsync` says.
+fn write(
+    db: &Database,
+    spaces: &Spaces,
+    records: &[Record],
+    fsync: Fsync,
+) -> Result<(), StoreFailure> {
+    let fail = |e: fjall::Error| StoreFailure(e.to_string().into());
+    let mut changes = Changes::default();
+    for record in records {
+        apply(&mut changes, spaces, record).map_err(fail)?;
+    }
+    let mut batch = db.batch();
+    for ((space, key), op) in changes.ops {
+        match op {
+            Op::Put(v) | Op::PutNew(v) => batch.insert(space.of(spaces), key, v),
+            Op::Delete => batch.remove(space.of(spaces), key),
+        }
+    }
+    let mode = match fsync {
+        Fsync::Always => PersistMode::SyncAll,
+        Fsync::Batch | Fsync::Never => PersistMode::Buffer,
+    };
+    batch.durability(Some(mode)).commit().map_err(fail)
+}
+
+fn apply(changes: &mut Changes, spaces: &Spaces, record: &Record) -> fjall::Result<()> {
+    use format::*;
+    match record {
+        Record::ExchangeDeclared { name, spec } => {
+            changes.put(
+                Space::Exchanges,
+                name.as_bytes().to_vec(),
+                encode_exchange(spec),
+            );
+        }
+        Record::ExchangeDeleted { name } => {
+            changes.delete(Space::Exchanges, name.as_bytes().to_vec());
+        }
+        Record::QueueDeclared { id, name, spec } => {
+            changes.put(
+                Space::Queues,
+                name.as_bytes().to_vec(),
+                encode_queue(*id, spec),
+            );
+        }
+        Record::QueueDeleted { id, name } => {
+            changes.delete(Space::Queues, name.as_bytes().to_vec());
+            changes.delete_prefix(spaces, Space::Messages, &queue_prefix(*id))?;
+            changes.delete_prefix(spaces, Space::Delivered, &queue_prefix(*id))?;
+        }
+        Record::Bound(b) => changes.put(Space::Bindings, binding_key(b), Vec::new()),
+        Record::Unbound(b) => changes.delete(Space::Bindings, binding_key(b)),
+        Record::Enqueued { queue, entry } => {
+            changes.put_new(
+                Space::Messages,
+                message_key(*queue, entry.seq),
+                encode_entry(entry),
+            );
+        }
+        Record::Delivered { queue, seq } => {
+            changes.put_new(Space::Delivered, message_key(*queue, *seq), Vec::new());
+        }
+        Record::Removed { queue, seq } => {
+            changes.delete(Space::Messages, message_key(*queue, *seq));
+            changes.delete(Space::Delivered, message_key(*queue, *seq));
+        }
+        Record::Retained { subject, message } => {
+            let key = subject.as_str().as_bytes().to_vec();
+            match message {
+                Some(m) => changes.put(Space::Retained, key, encode_message(m)),
+                None => changes.delete(Space::Retained, key),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

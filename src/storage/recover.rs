@@ -1,0 +1,230 @@
+//! Reading the data directory back at start.
+//!
+//! Owns: checking the format version, decoding every stored value (a value that
+//! does not decode is a startup error naming its keyspace and key, never a
+//! panic and never a silent skip), dropping what no longer belongs (messages of
+//! a queue that is gone, delivered marks of messages that are gone, expired
+//! retained messages) and handing the rest to the router in order: exchanges,
+//! queues with their messages, bindings, retained messages.
+//! A torn batch at the end of the engine's journal is dropped by the engine
+//! itself when it opens (batches carry checksums and are applied whole), and
+//! logged by it.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use fjall::{Database, Keyspace, PersistMode};
+
+use super::format::{self, DecodeError, FORMAT_VERSION};
+use super::{Spaces, StorageError};
+use crate::router::journal::BindingRecord;
+use crate::router::{DestId, Entry, ExchangeSpec, Message, Now, QueueSpec, Router};
+
+/// A durable queue as stored.
+#[derive(Debug)]
+struct StoredQueue {
+    id: DestId,
+    name: String,
+    spec: QueueSpec,
+    entries: Vec<Entry>,
+}
+
+/// Everything read back from the data directory, to apply to a router.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    exchanges: Vec<(String, ExchangeSpec)>,
+    queues: Vec<StoredQueue>,
+    bindings: Vec<BindingRecord>,
+    retained: Vec<Message>,
+}
+
+/// What recovery put back, for the log.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// Durable exchanges.
+    pub exchanges: usize,
+    /// Durable queues.
+    pub queues: usize,
+    /// Persistent messages in them.
+    pub messages: usize,
+    /// Bindings.
+    pub bindings: usize,
+    /// Retained messages.
+    pub retained: usize,
+}
+
+impl Recovered {
+    /// The highest destination id in use.
+    pub(crate) fn last_id(&self) -> DestId {
+        self.queues.iter().map(|q| q.id).max().unwrap_or(0)
+    }
+
+    /// Rebuilds the durable state in `router` (built on this storage's journal,
+    /// before it serves anyone).
+    pub fn apply(self, router: &Router, now: Now) -> Summary {
+        let mut summary = Summary {
+            exchanges: self.exchanges.len(),
+            queues: self.queues.len(),
+            ..Summary::default()
+        };
+        for (name, spec) in self.exchanges {
+            router.restore_exchange(&name, spec);
+        }
+        for q in self.queues {
+            summary.messages += q.entries.len();
+            router.restore_queue(q.id, &q.name, q.spec, q.entries, now);
+        }
+        for b in self.bindings {
+            match router.restore_binding(b.clone()) {
+                Ok(()) => summary.bindings += 1,
+                Err(e) => tracing::warn!(binding = ?b, error = %e, "stored binding not restored"),
+            }
+        }
+        for m in self.retained {
+            router.restore_retained(Arc::new(m));
+            summary.retained += 1;
+        }
+        // Messages that expired while the broker was down go now (dead-lettered
+        // where their queue says so), before anyone can consume them.
+        router.vhost_housekeeping(now);
+        summary
+    }
+}
+
+/// Reads every keyspace; deletes what no longer belongs.
+pub(super) fn read(dir: &Path, db: &Database, s: &Spaces) -> Result<Recovered, StorageError> {
+    let engine = |what: &'static str| {
+        move |source| StorageError::Engine {
+            dir: dir.to_owned(),
+            what: format!("reading keyspace '{what}'"),
+            source,
+        }
+    };
+    let corrupt = |keyspace: &'static str, key: &[u8], why: DecodeError| StorageError::Corrupt {
+        dir: dir.to_owned(),
+        keyspace,
+        key: key.iter().map(|b| format!("{b:02x}")).collect(),
+        why,
+    };
+    check_version(dir, db, &s.meta)?;
+    let mut out = Recovered::default();
+    let mut garbage: Vec<(&Keyspace, Vec<u8>)> = Vec::new();
+
+    for (key, value) in all(&s.exchanges).map_err(engine("exchanges"))? {
+        let name = utf8(&key).map_err(|why| corrupt("exchanges", &key, why))?;
+        let spec =
+            format::decode_exchange(&value).map_err(|why| corrupt("exchanges", &key, why))?;
+        out.exchanges.push((name, spec));
+    }
+    let mut by_id: HashMap<DestId, usize> = HashMap::new();
+    for (key, value) in all(&s.queues).map_err(engine("queues"))? {
+        let name = utf8(&key).map_err(|why| corrupt("queues", &key, why))?;
+        let (id, spec) =
+            format::decode_queue(&value).map_err(|why| corrupt("queues", &key, why))?;
+        by_id.insert(id, out.queues.len());
+        out.queues.push(StoredQueue {
+            id,
+            name,
+            spec,
+            entries: Vec::new(),
+        });
+    }
+    let mut delivered: HashSet<(DestId, u64)> = HashSet::new();
+    for (key, _) in all(&s.delivered).map_err(engine("delivered"))? {
+        delivered.insert(
+            format::parse_message_key(&key).map_err(|why| corrupt("delivered", &key, why))?,
+        );
+    }
+    let mut live: HashSet<(DestId, u64)> = HashSet::new();
+    for (key, value) in all(&s.messages).map_err(engine("messages"))? {
+        let (id, seq) =
+            format::parse_message_key(&key).map_err(|why| corrupt("messages", &key, why))?;
+        let Some(&i) = by_id.get(&id) else {
+            garbage.push((&s.messages, key));
+            continue;
+        };
+        let was_delivered = delivered.contains(&(id, seq));
+        let entry = format::decode_entry(seq, &value, was_delivered)
+            .map_err(|why| corrupt("messages", &key, why))?;
+        live.insert((id, seq));
+        out.queues[i].entries.push(entry);
+    }
+    for mark in delivered.difference(&live) {
+        garbage.push((&s.delivered, format::message_key(mark.0, mark.1)));
+    }
+    for (key, _) in all(&s.bindings).map_err(engine("bindings"))? {
+        out.bindings
+            .push(format::decode_binding(&key).map_err(|why| corrupt("bindings", &key, why))?);
+    }
+    let now_ms = Now::current().unix_ms;
+    for (key, value) in all(&s.retained).map_err(engine("retained"))? {
+        let message =
+            format::decode_message(&value).map_err(|why| corrupt("retained", &key, why))?;
+        if message.is_expired(now_ms) {
+            garbage.push((&s.retained, key));
+        } else {
+            out.retained.push(message);
+        }
+    }
+    if !garbage.is_empty() {
+        tracing::info!(
+            keys = garbage.len(),
+            "storage: removing entries that no longer belong (orphaned or expired)"
+        );
+        let mut batch = db.batch();
+        for (space, key) in garbage {
+            batch.remove(space, key);
+        }
+        batch
+            .durability(Some(PersistMode::SyncAll))
+            .commit()
+            .map_err(|source| StorageError::Engine {
+                dir: dir.to_owned(),
+                what: "removing orphaned entries".into(),
+                source,
+            })?;
+    }
+    Ok(out)
+}
+
+/// Every (key, value) of `space`, in key order.
+fn all(space: &Keyspace) -> fjall::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    space
+        .iter()
+        .map(|guard| {
+            let (k, v) = guard.into_inner()?;
+            Ok((k.to_vec(), v.to_vec()))
+        })
+        .collect()
+}
+
+fn utf8(key: &[u8]) -> Result<String, DecodeError> {
+    String::from_utf8(key.to_vec()).map_err(|e| e.to_string())
+}
+
+/// Writes the format version into a new directory; refuses another version.
+fn check_version(dir: &Path, db: &Database, meta: &Keyspace) -> Result<(), StorageError> {
+    let engine = |source| StorageError::Engine {
+        dir: dir.to_owned(),
+        what: "reading keyspace 'meta'".into(),
+        source,
+    };
+    match meta.get("format").map_err(engine)? {
+        None => {
+            meta.insert("format", FORMAT_VERSION.to_be_bytes())
+                .map_err(engine)?;
+            db.persist(PersistMode::SyncAll).map_err(engine)
+        }
+        Some(v) if v.as_ref() == FORMAT_VERSION.to_be_bytes() => Ok(()),
+        Some(v) => Err(StorageError::Corrupt {
+            dir: dir.to_owned(),
+            keyspace: "meta",
+            key: "format".into(),
+            why: format!(
+                "format version {:?} is not {FORMAT_VERSION}, the one this dwbroker reads",
+                v.as_ref()
+            ),
+        }),
+    }
+}
