@@ -110,6 +110,9 @@ fn pick_ports() -> Res<[u16; 4]> {
 pub struct Dwbroker {
     child: Child,
     config: PathBuf,
+    /// Its data dir, removed when it stops if `own_data_dir`.
+    data_dir: PathBuf,
+    own_data_dir: bool,
     mqtt: SocketAddr,
     amqp: SocketAddr,
     stomp: SocketAddr,
@@ -117,7 +120,19 @@ pub struct Dwbroker {
 }
 
 impl Dwbroker {
+    /// Starts dwbroker on a data dir of its own, removed when it stops.
     pub fn start(bin: &Path) -> Res<Dwbroker> {
+        let data_dir =
+            std::env::temp_dir().join(format!("dwbroker-load-data-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data_dir);
+        let mut b = Dwbroker::start_on(bin, &data_dir)?;
+        b.own_data_dir = true;
+        Ok(b)
+    }
+
+    /// Starts dwbroker on `data_dir` (kept when it stops: another start on it
+    /// recovers what it stored).
+    pub fn start_on(bin: &Path, data_dir: &Path) -> Res<Dwbroker> {
         if !bin.exists() {
             return Err(format!(
                 "{} not found: build it with `cargo build --release --bin dwbroker`",
@@ -144,6 +159,8 @@ impl Dwbroker {
             .args(["--stomp", &stomp.to_string()])
             .args(["--nats", &nats.to_string()])
             .args(["--kafka-rest", "off", "--log", "warn"])
+            .arg("--data-dir")
+            .arg(data_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -164,6 +181,8 @@ impl Dwbroker {
         Ok(Dwbroker {
             child,
             config,
+            data_dir: data_dir.to_owned(),
+            own_data_dir: false,
             mqtt,
             amqp,
             stomp,
@@ -188,6 +207,12 @@ impl Dwbroker {
             },
             amqp: self.amqp,
         }
+    }
+
+    /// Kills the process with SIGKILL (a crash: nothing is flushed or closed).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Fails if the process has exited.
@@ -221,6 +246,9 @@ impl Drop for Dwbroker {
     fn drop(&mut self) {
         stop_child(&mut self.child);
         let _ = std::fs::remove_file(&self.config);
+        if self.own_data_dir {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
     }
 }
 

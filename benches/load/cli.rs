@@ -58,6 +58,13 @@ receive time minus send time, in the one generator process):
                broker RSS growth per connection after 1 s idle
   smoke        a few hundred messages each of mqtt-qos1, nats-pubsub, amqp-queue
                --confirms and stomp-queue against dwbroker; exits 1 if any is lost
+  crash        --trials crash trials against dwbroker: publishers of durable messages
+               (AMQP with confirms, MQTT QoS 1 and QoS 2 into durable queues bound to
+               amq.topic, STOMP persistent SENDs with receipts) run until dwbroker is
+               killed with SIGKILL 0.15-1.5 s in; it is restarted on the same data dir
+               and every queue is read back. Prints per trial and in total: acked,
+               recovered, `acked lost`, unexpected, out of order, duplicates; exits 1
+               unless every one of those failure counts is 0
   all          every scenario above but smoke, with the options given
 
 OUTPUT, per run: messages sent / received / lost (expected minus received; expected is
@@ -83,7 +90,8 @@ EXAMPLES:
   cargo bench --bench load -- mqtt-qos1 --messages 20000 --subs 10
   cargo bench --bench load -- nats-pubsub --broker both --pairs 3 --pin --rate 10000
   cargo bench --bench load -- amqp-queue --confirms --size 1024 --broker reference
-  cargo bench --bench load -- smoke";
+  cargo bench --bench load -- smoke
+  cargo bench --bench load -- crash --trials 100";
 
 /// What to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -114,6 +122,8 @@ pub enum Scenario {
     MqttIdle,
     /// A few hundred messages per protocol against dwbroker; fails on any loss
     Smoke,
+    /// Crash trials against dwbroker (--trials): kill -9, restart, count
+    Crash,
     /// Every scenario but smoke
     All,
 }
@@ -135,6 +145,7 @@ impl Scenario {
             Scenario::StompTopic => "stomp-topic",
             Scenario::MqttIdle => "mqtt-idle",
             Scenario::Smoke => "smoke",
+            Scenario::Crash => "crash",
             Scenario::All => "all",
         }
     }
@@ -148,7 +159,9 @@ impl Scenario {
             Scenario::NatsPubsub | Scenario::NatsQueue | Scenario::NatsReqrep => Protocol::Nats,
             Scenario::AmqpQueue | Scenario::AmqpReqrep => Protocol::Amqp,
             Scenario::StompQueue | Scenario::StompTopic | Scenario::StompReqrep => Protocol::Stomp,
-            Scenario::Smoke | Scenario::All => unreachable!("expanded before running"),
+            Scenario::Smoke | Scenario::Crash | Scenario::All => {
+                unreachable!("expanded or run on its own before running")
+            }
         }
     }
 }
@@ -219,6 +232,10 @@ pub struct Cli {
     /// amqp-queue: publisher confirms (1000 outstanding at most).
     #[arg(long)]
     pub confirms: bool,
+
+    /// crash: how many crash trials.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub trials: u32,
 
     /// mqtt-idle: idle connections to open.
     #[arg(long, default_value_t = 10_000, value_name = "N")]

@@ -12,6 +12,7 @@
 mod amqp;
 mod brokers;
 mod cli;
+mod crash;
 mod mqtt;
 mod nats;
 mod procstat;
@@ -204,7 +205,9 @@ async fn run_one(p: &Params, t: &Target, pinned: bool) -> RunResult {
             Scenario::AmqpQueue => amqp::queue(p, t, &mut meter).await,
             Scenario::StompQueue => stomp::run(p, t, &mut meter, false).await,
             Scenario::StompTopic => stomp::run(p, t, &mut meter, true).await,
-            Scenario::Smoke | Scenario::All => unreachable!("expanded by plan()"),
+            Scenario::Smoke | Scenario::Crash | Scenario::All => {
+                unreachable!("expanded by plan(), or run on its own")
+            }
         }
     };
     let outcome = match tokio::time::timeout(cap, run).await {
@@ -402,7 +405,23 @@ fn main() -> ExitCode {
         .build()
         .expect("tokio runtime");
     stats::now_ns();
-    let code = rt.block_on(run(cli, plan));
+    let code = if cli.scenario == Scenario::Crash {
+        rt.block_on(async {
+            match crash::run(&cli.dwbroker_bin, cli.trials).await {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => {
+                    println!("load: crash trials failed (see above)");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("load: crash: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        })
+    } else {
+        rt.block_on(run(cli, plan))
+    };
     rt.shutdown_timeout(Duration::from_secs(1));
     code
 }

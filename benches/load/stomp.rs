@@ -25,7 +25,7 @@ use crate::{amqp, Outcome, Params, Res, SETUP};
 const WRITE_CHUNK: usize = 64 * 1024;
 
 /// One STOMP 1.2 connection (heart-beats off, TCP_NODELAY like the other clients).
-struct Conn {
+pub struct Conn {
     rd: OwnedReadHalf,
     wr: OwnedWriteHalf,
     buf: BytesMut,
@@ -33,7 +33,7 @@ struct Conn {
 }
 
 impl Conn {
-    async fn connect(addr: SocketAddr) -> Res<Conn> {
+    pub async fn connect(addr: SocketAddr) -> Res<Conn> {
         let stream = timeout(SETUP, TcpStream::connect(addr))
             .await
             .map_err(|_| format!("STOMP connect to {addr} timed out"))??;
@@ -66,7 +66,7 @@ impl Conn {
         }
     }
 
-    async fn send(&mut self, f: &Frame) -> Res<()> {
+    pub async fn send(&mut self, f: &Frame) -> Res<()> {
         let mut out = BytesMut::new();
         f.encode(Version::V1_2, &mut out);
         self.wr.write_all(&out).await?;
@@ -106,7 +106,7 @@ impl Conn {
     }
 
     /// The next frame (heart-beats skipped); None once the server closed the socket.
-    async fn next(&mut self) -> Res<Option<Frame>> {
+    pub async fn next(&mut self) -> Res<Option<Frame>> {
         loop {
             while let Some(r) = self.codec.decode(&mut self.buf)? {
                 if let Received::Frame(f) = r {

@@ -72,7 +72,13 @@ impl StoredMessage {
     }
 
     fn into_message(self) -> Result<Message, DecodeError> {
-        let subject = Subject::new(&self.subject).map_err(|e| format!("subject: {e}"))?;
+        // A message published to a queue by name (AMQP's default exchange, STOMP's
+        // /queue/) may have no subject: the default one.
+        let subject = if self.subject.is_empty() {
+            Subject::default()
+        } else {
+            Subject::new(&self.subject).map_err(|e| format!("subject: {e}"))?
+        };
         let reply_to = match self.reply_to {
             None => None,
             Some(r) => Some(Subject::new(&r).map_err(|e| format!("reply-to: {e}"))?),
@@ -362,6 +368,8 @@ mod tests {
             .set("amqp.properties", Bytes::from_static(b"\x01\x02"));
         let back = decode_message(&encode_message(&m)).unwrap();
         assert_eq!(back, Message { origin: 0, ..m });
+        let unnamed = Message::default();
+        assert_eq!(decode_message(&encode_message(&unnamed)).unwrap(), unnamed);
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub(crate) use registry::Registry;
 use registry::{Handoff, Prior, SessionState};
 use session::{Connection, Exit};
 
+use crate::protocols::acks;
 use crate::protocols::frames::FrameReader;
 use crate::protocols::socket;
 use crate::server::Context;
@@ -310,6 +311,7 @@ async fn run(
         }
         // Order matters (biased): shutdown and takeover first, then the client's
         // packets, then keep alive, which must fire even while messages keep coming.
+        let deferred = conn.deferred_head();
         tokio::select! {
             biased;
             _ = ctx.shutdown.cancelled() => return Err(Exit::ServerShutdown),
@@ -336,7 +338,9 @@ async fn run(
             _ = &mut keep_alive, if deadline.is_some() => return Err(Exit::KeepAliveTimeout),
             _ = session.wait(), if conn.window_open() && !more => {}
             _ = std::future::ready(()), if more => {}
+            _ = acks::committed(&deferred) => {}
         }
+        conn.release_deferred()?;
         more = conn.pump(crate::protocols::now(), PUMP_BUDGET);
     }
 }

@@ -22,7 +22,10 @@ use super::alias;
 use super::registry::{OutFlight, PendingWill, SessionState};
 use super::translate;
 use crate::config::Limits;
-use crate::router::{ConnId, Delivery, Dispatch, LastSubject, Now, Router, SubOptions};
+use crate::protocols::acks::Deferred;
+use crate::router::{
+    ConnId, Delivery, Dispatch, LastSubject, Now, Router, StoreFailure, SubOptions, Ticket,
+};
 
 /// Roughly how many payload bytes one write gathers before the shell writes them
 /// (the write buffer copies payloads, so this bounds it per connection).
@@ -240,6 +243,14 @@ pub(crate) fn refusal_connack(code: ReasonCode) -> Packet {
     })
 }
 
+/// The acknowledgement of an incoming QoS 1/2 PUBLISH.
+#[derive(Debug, Clone, Copy)]
+struct PublishAck {
+    qos: QoS,
+    packet_id: u16,
+    code: ReasonCode,
+}
+
 /// A connected client.
 #[derive(Debug)]
 pub(crate) struct Connection {
@@ -265,6 +276,9 @@ pub(crate) struct Connection {
     inbound_aliases: alias::Inbound,
     last_subject: LastSubject,
     outbound_aliases: alias::Outbound,
+    /// PUBACKs and PUBRECs waiting for storage, in the order of their PUBLISHes
+    /// ([MQTT-4.6.0-2], [MQTT-4.6.0-3]).
+    deferred: Deferred<PublishAck>,
     /// Packets to write, in order.
     pub(crate) out: Vec<Packet>,
 }
@@ -321,6 +335,7 @@ impl Connection {
             inbound_aliases: alias::Inbound::new(limits.max_topic_alias),
             last_subject: LastSubject::default(),
             outbound_aliases: alias::Outbound::new(accepted.client_topic_alias_max),
+            deferred: Deferred::default(),
             out: vec![Packet::ConnAck(ConnAck {
                 session_present,
                 code: ReasonCode::SUCCESS,
@@ -440,14 +455,14 @@ impl Connection {
                     "payload is not UTF-8",
                 ));
             }
-            self.push_publish_ack(&p, ReasonCode::PAYLOAD_FORMAT_INVALID);
+            self.push_publish_ack(&p, ReasonCode::PAYLOAD_FORMAT_INVALID, Ticket::default());
             return Ok(());
         }
         if p.qos == QoS::ExactlyOnce && self.state.awaiting_rel.contains(&p.packet_id) {
             // A resent QoS 2 PUBLISH before PUBREL: already routed once (method B of
-            // MQTT 5 §4.3.3), so only acknowledge again.
-            self.out
-                .push(Packet::PubRec(ack(p.packet_id, ReasonCode::SUCCESS)));
+            // MQTT 5 §4.3.3), so only acknowledge again (after the first PUBREC,
+            // which may still wait for storage).
+            self.push_publish_ack(&p, ReasonCode::SUCCESS, Ticket::default());
             return Ok(());
         }
         if p.qos == QoS::ExactlyOnce
@@ -471,16 +486,58 @@ impl Connection {
         if p.qos == QoS::ExactlyOnce {
             self.state.awaiting_rel.insert(p.packet_id);
         }
-        self.push_publish_ack(&p, code);
+        self.push_publish_ack(&p, code, routed.ticket);
         Ok(())
     }
 
-    fn push_publish_ack(&mut self, p: &Publish, code: ReasonCode) {
-        match p.qos {
-            QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.out.push(Packet::PubAck(ack(p.packet_id, code))),
-            QoS::ExactlyOnce => self.out.push(Packet::PubRec(ack(p.packet_id, code))),
+    /// Acknowledges a QoS 1/2 PUBLISH once `ticket` (its stored copies) has
+    /// completed, in order with the acknowledgements before it.
+    fn push_publish_ack(&mut self, p: &Publish, code: ReasonCode, ticket: Ticket) {
+        if p.qos == QoS::AtMostOnce {
+            return;
         }
+        let answer = PublishAck {
+            qos: p.qos,
+            packet_id: p.packet_id,
+            code,
+        };
+        if let Some(answer) = self.deferred.defer(ticket, answer) {
+            self.out.push(publish_ack(answer));
+        }
+    }
+
+    /// The ticket the next waiting acknowledgement waits for.
+    pub(crate) fn deferred_head(&self) -> Option<Ticket> {
+        self.deferred.head()
+    }
+
+    /// Sends the waiting acknowledgements whose storage commit has completed.
+    /// A message that could not be stored is refused: MQTT 5 with 0x80
+    /// (Unspecified error; a QoS 2 exchange ends there), MQTT 3.1.1, which has no
+    /// negative acknowledgement, by closing the connection unacknowledged so that
+    /// the client sends it again.
+    pub(crate) fn release_deferred(&mut self) -> Result<(), Exit> {
+        for (answer, outcome) in self.deferred.ready() {
+            match outcome {
+                Ok(()) => self.out.push(publish_ack(answer)),
+                Err(StoreFailure(why)) => {
+                    if self.version != ProtocolVersion::V5 {
+                        return Err(Exit::protocol(
+                            ReasonCode::UNSPECIFIED_ERROR,
+                            format!("message not stored: {why}"),
+                        ));
+                    }
+                    if answer.qos == QoS::ExactlyOnce {
+                        self.state.awaiting_rel.remove(&answer.packet_id);
+                    }
+                    self.out.push(publish_ack(PublishAck {
+                        code: ReasonCode::UNSPECIFIED_ERROR,
+                        ..answer
+                    }));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn on_pubrec(&mut self, a: Ack) -> Result<(), Exit> {
@@ -797,6 +854,14 @@ pub(crate) struct Finish {
 /// `reply/<client id>/` are the client's to use for responses.
 pub(crate) fn response_information(client_id: &str) -> String {
     format!("reply/{client_id}/")
+}
+
+/// The PUBACK (QoS 1) or PUBREC (QoS 2) of an incoming PUBLISH.
+fn publish_ack(a: PublishAck) -> Packet {
+    match a.qos {
+        QoS::ExactlyOnce => Packet::PubRec(ack(a.packet_id, a.code)),
+        _ => Packet::PubAck(ack(a.packet_id, a.code)),
+    }
 }
 
 /// An acknowledgement; 3.1.1 acks carry no reason code, the encoder drops it.

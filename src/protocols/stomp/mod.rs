@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 
 use session::{Connection, Exit, Offer};
 
+use crate::protocols::acks;
 use crate::protocols::delivery::{write_pending, Deliveries};
 use crate::protocols::frames::FrameReader;
 use crate::protocols::now;
@@ -32,6 +33,8 @@ const OUTLET_MAX: usize = 1024;
 /// (more often when a negotiated heart-beat needs it).
 const TICK: Duration = Duration::from_millis(250);
 const MIN_TICK: Duration = Duration::from_millis(25);
+/// How long a DISCONNECT waits for the receipts of stored SENDs.
+const DRAIN_RECEIPTS: Duration = Duration::from_secs(5);
 
 /// How a connection ended.
 enum End {
@@ -68,7 +71,14 @@ where
     let mut conn = Connection::new(conn_id, ctx.router.clone(), offer, session, OUTLET_MAX);
     let mut reader = FrameReader::new(Watched::new(reader), codec);
     debug!(%peer, conn = conn_id, "stomp: connection opened");
-    let end = run(&mut conn, &mut reader, &mut writer, &ctx).await;
+    let mut end = run(&mut conn, &mut reader, &mut writer, &ctx).await;
+    if let End::Session(Exit::Disconnect) = end {
+        // The receipts of earlier SENDs still waiting for storage go out before
+        // DISCONNECT's own, and before the connection closes.
+        if let Err(exit) = drain_deferred(&mut conn).await {
+            end = End::Session(exit);
+        }
+    }
     conn.end(now());
     let mut last = std::mem::take(&mut conn.out);
     match end {
@@ -118,6 +128,7 @@ where
         // Under memory pressure a publisher is not read from (RabbitMQ's flow
         // control): its SENDs wait in the socket, not in memory.
         let reading = !(blocked && conn.publisher);
+        let deferred = conn.deferred_head();
         tokio::select! {
             biased;
             _ = ctx.shutdown.cancelled() => return End::Session(Exit::Error {
@@ -172,9 +183,25 @@ where
                 }
             },
             _ = outlet.wait() => {}
+            _ = acks::committed(&deferred) => {}
+        }
+        if let Err(exit) = conn.release_deferred() {
+            return End::Session(exit);
         }
         conn.pump(now());
     }
+}
+
+/// Waits (bounded) for every receipt still waiting for storage.
+async fn drain_deferred(conn: &mut Connection) -> Result<(), Exit> {
+    let drained = tokio::time::timeout(DRAIN_RECEIPTS, async {
+        while let Some(head) = conn.deferred_head() {
+            acks::committed(&Some(head)).await;
+            conn.release_deferred()?;
+        }
+        Ok(())
+    });
+    drained.await.unwrap_or(Ok(()))
 }
 
 /// The tick period that checks the negotiated heart-beats in time: a quarter of

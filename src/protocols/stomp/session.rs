@@ -14,10 +14,11 @@ use super::translate::{
     message_from_send, parse_destination, shown_destination, shown_reply_to, write_error,
     write_message, Delivered, Destination, ReplyTo, VALID_DESTINATIONS,
 };
+use crate::protocols::acks::Deferred;
 use crate::protocols::delivery::Deliveries;
 use crate::router::{
     ArgValue, ConnId, ConsumerId, ConsumerSpec, Credit, Dest, Entry, Now, Outlet, OutletItem,
-    Queue, QueueArgs, QueueSpec, Router, Subject, VhostError,
+    Queue, QueueArgs, QueueSpec, Router, Subject, Ticket, VhostError,
 };
 
 /// The shortest heart-beat interval the server agrees to, either way: a client
@@ -173,6 +174,9 @@ pub(super) struct Connection {
     tx_bytes: usize,
     /// `/temp-queue/<name>` -> the queue standing for it.
     temp_queues: HashMap<String, String>,
+    /// Receipts waiting for storage (a persistent SEND's, a COMMIT's), and those
+    /// asked for after them: receipts go out in order.
+    deferred: Deferred<String>,
 }
 
 impl Connection {
@@ -201,6 +205,7 @@ impl Connection {
             transactions: HashMap::new(),
             tx_bytes: 0,
             temp_queues: HashMap::new(),
+            deferred: Deferred::default(),
         }
     }
 
@@ -214,7 +219,7 @@ impl Connection {
         let command = frame.command;
         let receipt = frame.header("receipt").map(str::to_owned);
         let done = match self.version {
-            None => self.connect(&frame),
+            None => self.connect(&frame).map(|()| Ticket::default()),
             Some(_) => self.command(frame, now),
         };
         match done {
@@ -226,12 +231,11 @@ impl Connection {
                 receipt,
             }),
             Err(other) => Err(other),
-            Ok(()) => {
+            Ok(ticket) => {
                 if let Some(r) = receipt.filter(|_| !command.is_handshake()) {
-                    let version = self.wire();
-                    let mut w = FrameWriter::start(&mut self.out, Command::Receipt, version);
-                    w.header("receipt-id", &r);
-                    w.finish(b"");
+                    if let Some(r) = self.deferred.defer(ticket, r) {
+                        self.write_receipt(&r);
+                    }
                 }
                 match command {
                     Command::Disconnect => Err(Exit::Disconnect),
@@ -239,6 +243,37 @@ impl Connection {
                 }
             }
         }
+    }
+
+    fn write_receipt(&mut self, receipt: &str) {
+        let version = self.wire();
+        let mut w = FrameWriter::start(&mut self.out, Command::Receipt, version);
+        w.header("receipt-id", receipt);
+        w.finish(b"");
+    }
+
+    /// The ticket the next waiting receipt waits for.
+    pub(super) fn deferred_head(&self) -> Option<Ticket> {
+        self.deferred.head()
+    }
+
+    /// Writes the waiting receipts whose storage commit has completed. A SEND
+    /// whose message could not be stored gets an ERROR with its receipt-id
+    /// instead, and the connection ends (STOMP's only negative answer).
+    pub(super) fn release_deferred(&mut self) -> Result<(), Exit> {
+        for (receipt, outcome) in self.deferred.ready() {
+            match outcome {
+                Ok(()) => self.write_receipt(&receipt),
+                Err(failure) => {
+                    return Err(Exit::Error {
+                        message: "Message not stored".into(),
+                        detail: format!("The broker could not store the message: {failure}"),
+                        receipt: Some(receipt),
+                    })
+                }
+            }
+        }
+        Ok(())
     }
 
     fn wire(&self) -> Version {
@@ -293,20 +328,22 @@ impl Connection {
         Ok(())
     }
 
-    fn command(&mut self, frame: Frame, now: Now) -> Result<(), Exit> {
+    /// Carries out a command; returns the storage ticket its receipt waits for.
+    fn command(&mut self, frame: Frame, now: Now) -> Result<Ticket, Exit> {
+        let none = |r: Result<(), Exit>| r.map(|()| Ticket::default());
         match frame.command {
             Command::Send => self.send(frame, now),
-            Command::Subscribe => self.subscribe(&frame, now),
-            Command::Unsubscribe => self.unsubscribe(&frame, now),
-            Command::Ack => self.settle(&frame, true, now),
-            Command::Nack => self.settle(&frame, false, now),
-            Command::Begin => self.begin(&frame),
+            Command::Subscribe => none(self.subscribe(&frame, now)),
+            Command::Unsubscribe => none(self.unsubscribe(&frame, now)),
+            Command::Ack => none(self.settle(&frame, true, now)),
+            Command::Nack => none(self.settle(&frame, false, now)),
+            Command::Begin => none(self.begin(&frame)),
             Command::Commit => self.commit(&frame, now),
             Command::Abort => {
                 self.take_transaction(&frame)?;
-                Ok(())
+                Ok(Ticket::default())
             }
-            Command::Disconnect => Ok(()),
+            Command::Disconnect => Ok(Ticket::default()),
             Command::Connect | Command::Stomp => Err(error(
                 "Already connected",
                 "CONNECT may only be sent once per connection",
@@ -320,7 +357,7 @@ impl Connection {
         }
     }
 
-    fn send(&mut self, frame: Frame, now: Now) -> Result<(), Exit> {
+    fn send(&mut self, frame: Frame, now: Now) -> Result<Ticket, Exit> {
         self.publisher = true;
         let destination = frame
             .header("destination")
@@ -339,7 +376,8 @@ impl Connection {
             None => self.publish(&frame, now),
             Some(tx) => {
                 let tx = tx.to_owned();
-                self.hold(&tx, TxOp::Send(frame))
+                self.hold(&tx, TxOp::Send(frame))?;
+                Ok(Ticket::default())
             }
         }
     }
@@ -366,7 +404,8 @@ impl Connection {
         Ok(())
     }
 
-    fn publish(&mut self, frame: &Frame, now: Now) -> Result<(), Exit> {
+    /// Routes a SEND; returns the ticket of its stored copies.
+    fn publish(&mut self, frame: &Frame, now: Now) -> Result<Ticket, Exit> {
         let destination = frame.header("destination").unwrap_or_default();
         let reply_to = match frame.header("reply-to") {
             None => None,
@@ -383,10 +422,11 @@ impl Connection {
             Some(Destination::Exchange(exchange, key)) => (exchange, key),
             Some(Destination::TempQueue(_)) | None => return Err(unknown_destination(destination)),
         };
-        self.router
+        let routed = self
+            .router
             .publish_to_exchange(exchange, key, msg, now)
             .map_err(vhost_error)?;
-        Ok(())
+        Ok(routed.ticket)
     }
 
     /// What a SEND's `reply-to` becomes: the reply subject (the translate module's
@@ -783,16 +823,22 @@ impl Connection {
         Ok(ops)
     }
 
-    fn commit(&mut self, frame: &Frame, now: Now) -> Result<(), Exit> {
-        for op in self.take_transaction(frame)? {
-            match op {
-                TxOp::Send(send) => self.publish(&send, now)?,
-                TxOp::Settle { n, cumulative, how } => {
-                    self.apply_settle(n, cumulative.as_deref(), how, now)
+    /// Applies a transaction: its SENDs are one storage batch.
+    fn commit(&mut self, frame: &Frame, now: Now) -> Result<Ticket, Exit> {
+        let ops = self.take_transaction(frame)?;
+        let router = self.router.clone();
+        router.atomically(|| {
+            let mut ticket = Ticket::default();
+            for op in ops {
+                match op {
+                    TxOp::Send(send) => ticket.merge(self.publish(&send, now)?),
+                    TxOp::Settle { n, cumulative, how } => {
+                        self.apply_settle(n, cumulative.as_deref(), how, now)
+                    }
                 }
             }
-        }
-        Ok(())
+            Ok(ticket)
+        })
     }
 
     fn deliver(&mut self, consumer: ConsumerId, queue: Arc<Queue>, entry: Entry, now: Now) {

@@ -1,0 +1,380 @@
+//! Crash trials: publishers that wait for the broker's acknowledgement of durable
+//! messages (AMQP publisher confirms, MQTT QoS 1 PUBACK and QoS 2 PUBREC, STOMP
+//! RECEIPT of a persistent SEND) run against dwbroker until it is killed with
+//! SIGKILL at a random moment; it is started again on the same data dir and every
+//! queue is read back. A trial passes when every acknowledged message is there,
+//! nothing is there that was never published, each queue is in publish order, and
+//! no message appears twice.
+
+use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dwbroker_codecs::stomp::{Command, Frame};
+use lapin::options::{
+    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::BasicProperties;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::time::timeout;
+
+use crate::brokers::Dwbroker;
+use crate::{amqp, stomp, Res, SETUP};
+
+/// Bytes per message: a sequence number, then filler.
+const SIZE: usize = 256;
+/// Unacknowledged messages a publisher keeps in flight.
+const WINDOW: usize = 64;
+/// The kill comes this long after the publishers start, at random within.
+const KILL_AFTER_MS: (u64, u64) = (150, 1500);
+
+/// One durable stream of a trial: a publisher and the queue it lands in.
+struct Stream {
+    name: &'static str,
+    queue: &'static str,
+    /// Published (handed to the client library), as sequence numbers 0..sent.
+    sent: Mutex<u64>,
+    /// Acknowledged by the broker.
+    acked: Mutex<Vec<u64>>,
+}
+
+impl Stream {
+    fn new(name: &'static str, queue: &'static str) -> Arc<Stream> {
+        Arc::new(Stream {
+            name,
+            queue,
+            sent: Mutex::new(0),
+            acked: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn next_seq(&self) -> u64 {
+        let mut sent = self.sent.lock().unwrap();
+        *sent += 1;
+        *sent - 1
+    }
+
+    fn ack(&self, seq: u64) {
+        self.acked.lock().unwrap().push(seq);
+    }
+}
+
+fn payload(seq: u64) -> Vec<u8> {
+    let mut v = vec![b'.'; SIZE];
+    v[..8].copy_from_slice(&seq.to_be_bytes());
+    v
+}
+
+fn seq_of(body: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(body.get(..8)?.try_into().ok()?))
+}
+
+/// What one stream of one trial found.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tally {
+    pub sent: u64,
+    pub acked: u64,
+    pub recovered: u64,
+    pub acked_lost: u64,
+    pub unexpected: u64,
+    pub out_of_order: u64,
+    pub duplicates: u64,
+}
+
+impl Tally {
+    fn add(&mut self, o: Tally) {
+        self.sent += o.sent;
+        self.acked += o.acked;
+        self.recovered += o.recovered;
+        self.acked_lost += o.acked_lost;
+        self.unexpected += o.unexpected;
+        self.out_of_order += o.out_of_order;
+        self.duplicates += o.duplicates;
+    }
+
+    fn failed(&self) -> bool {
+        self.acked_lost + self.unexpected + self.out_of_order + self.duplicates > 0
+    }
+}
+
+/// Runs `trials` crash trials with `bin`; prints a line per trial and the totals
+/// (`acked lost: 0` is the promise). Exits non-zero on any failure.
+pub async fn run(bin: &Path, trials: u32) -> Res<bool> {
+    let names = ["amqp-confirms", "mqtt-qos1", "mqtt-qos2", "stomp-receipts"];
+    let mut totals = [Tally::default(); 4];
+    let mut ok = true;
+    for trial in 1..=trials {
+        let dir =
+            std::env::temp_dir().join(format!("dwbroker-crash-{}-{trial}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let result = one_trial(bin, &dir, trial).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        let tallies = result.map_err(|e| format!("trial {trial}: {e}"))?;
+        let mut line = format!("trial {trial:>3}:");
+        for (i, (name, t)) in names.iter().zip(&tallies).enumerate() {
+            line += &format!(
+                " {name} acked {}/{} recovered {}",
+                t.acked, t.sent, t.recovered
+            );
+            if t.failed() {
+                ok = false;
+                line += &format!(
+                    " [LOST {} UNEXPECTED {} DISORDER {} DUPLICATES {}]",
+                    t.acked_lost, t.unexpected, t.out_of_order, t.duplicates
+                );
+            }
+            line += if i + 1 < names.len() { ";" } else { "" };
+            totals[i].add(*t);
+        }
+        println!("{line}");
+    }
+    println!();
+    let mut all = Tally::default();
+    for (name, t) in names.iter().zip(&totals) {
+        println!(
+            "{name:<15} sent {:>8}  acked {:>8}  recovered {:>8}  acked lost {}  unexpected {}  out of order {}  duplicates {}",
+            t.sent, t.acked, t.recovered, t.acked_lost, t.unexpected, t.out_of_order, t.duplicates
+        );
+        all.add(*t);
+    }
+    println!(
+        "trials: {trials}  acked: {}  recovered: {}  acked lost: {}  unexpected: {}  out of order: {}  duplicates: {}",
+        all.acked, all.recovered, all.acked_lost, all.unexpected, all.out_of_order, all.duplicates
+    );
+    Ok(ok)
+}
+
+/// One trial on a fresh data dir.
+async fn one_trial(bin: &Path, dir: &Path, trial: u32) -> Res<[Tally; 4]> {
+    let mut broker = Dwbroker::start_on(bin, dir)?;
+    let amqp_addr = broker.target(crate::cli::Protocol::Amqp).addr;
+    let mqtt_addr = broker.target(crate::cli::Protocol::Mqtt).addr;
+    let stomp_addr = broker.target(crate::cli::Protocol::Stomp).addr;
+    declare(amqp_addr).await?;
+    let streams = [
+        Stream::new("amqp-confirms", "crash-amqp"),
+        Stream::new("mqtt-qos1", "crash-mqtt1"),
+        Stream::new("mqtt-qos2", "crash-mqtt2"),
+        Stream::new("stomp-receipts", "crash-stomp"),
+    ];
+    let tasks = vec![
+        tokio::spawn(amqp_publisher(amqp_addr, streams[0].clone())),
+        tokio::spawn(mqtt_publisher(
+            mqtt_addr,
+            streams[1].clone(),
+            QoS::AtLeastOnce,
+            trial,
+        )),
+        tokio::spawn(mqtt_publisher(
+            mqtt_addr,
+            streams[2].clone(),
+            QoS::ExactlyOnce,
+            trial,
+        )),
+        tokio::spawn(stomp_publisher(stomp_addr, streams[3].clone())),
+    ];
+    let (lo, hi) = KILL_AFTER_MS;
+    let wait = lo + RandomState::new().hash_one(trial) % (hi - lo);
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    broker.kill();
+    for t in tasks {
+        // Each ends with the connection the kill broke.
+        let _ = timeout(Duration::from_secs(10), t).await;
+    }
+    drop(broker);
+    let broker = Dwbroker::start_on(bin, dir)?;
+    let amqp_addr = broker.target(crate::cli::Protocol::Amqp).addr;
+    let mut out = [Tally::default(); 4];
+    for (slot, stream) in out.iter_mut().zip(&streams) {
+        let recovered = drain(amqp_addr, stream.queue).await?;
+        *slot = check(stream, &recovered);
+    }
+    Ok(out)
+}
+
+/// The durable queues; MQTT's land through amq.topic bindings.
+async fn declare(addr: SocketAddr) -> Res<()> {
+    let c = amqp::connect(addr).await?;
+    let ch = c.create_channel().await?;
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    for q in ["crash-amqp", "crash-mqtt1", "crash-mqtt2", "crash-stomp"] {
+        ch.queue_declare(q.into(), durable, FieldTable::default())
+            .await?;
+    }
+    for (q, key) in [
+        ("crash-mqtt1", "crash.mqtt1"),
+        ("crash-mqtt2", "crash.mqtt2"),
+    ] {
+        ch.queue_bind(
+            q.into(),
+            "amq.topic".into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    }
+    let _ = c.close(200, "bye".into()).await;
+    Ok(())
+}
+
+/// Publishes persistent messages with confirms, WINDOW in flight, until the
+/// connection fails.
+async fn amqp_publisher(addr: SocketAddr, s: Arc<Stream>) -> Res<()> {
+    let c = amqp::connect(addr).await?;
+    let ch = c.create_channel().await?;
+    ch.confirm_select(ConfirmSelectOptions::default()).await?;
+    let props = BasicProperties::default().with_delivery_mode(2);
+    let mut inflight = std::collections::VecDeque::new();
+    loop {
+        let seq = s.next_seq();
+        let confirm = ch
+            .basic_publish(
+                "".into(),
+                s.queue.into(),
+                BasicPublishOptions::default(),
+                &payload(seq),
+                props.clone(),
+            )
+            .await?;
+        inflight.push_back((seq, confirm));
+        while inflight.len() >= WINDOW {
+            let Some((seq, confirm)) = inflight.pop_front() else {
+                break;
+            };
+            if confirm.await?.is_ack() {
+                s.ack(seq);
+            }
+        }
+    }
+}
+
+/// Publishes at `qos` to the topic bound to the stream's queue until the
+/// connection fails; acknowledgements (PUBACK for QoS 1, PUBREC for QoS 2) come
+/// in publish order ([MQTT-4.6.0-2], [MQTT-4.6.0-3]).
+async fn mqtt_publisher(addr: SocketAddr, s: Arc<Stream>, qos: QoS, trial: u32) -> Res<()> {
+    let topic = format!("crash/{}", s.queue.trim_start_matches("crash-"));
+    let mut o = MqttOptions::new(
+        format!("crash-{}-{trial}-{}", s.name, std::process::id()),
+        addr.ip().to_string(),
+        addr.port(),
+    );
+    o.set_keep_alive(Duration::from_secs(30));
+    o.set_inflight(WINDOW as u16);
+    let (client, mut ev) = AsyncClient::new(o, WINDOW);
+    let publisher = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            loop {
+                let seq = s.next_seq();
+                if client
+                    .publish(&topic, qos, false, payload(seq))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        })
+    };
+    let mut next_acked = 0u64;
+    loop {
+        match ev.poll().await {
+            Ok(Event::Incoming(Packet::PubAck(_))) if qos == QoS::AtLeastOnce => {
+                s.ack(next_acked);
+                next_acked += 1;
+            }
+            Ok(Event::Incoming(Packet::PubRec(_))) if qos == QoS::ExactlyOnce => {
+                s.ack(next_acked);
+                next_acked += 1;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    publisher.abort();
+    // What the client library took but never put on the wire is not "sent"; the
+    // check only needs the upper bound.
+    Ok(())
+}
+
+/// SENDs persistent messages with a receipt each, WINDOW at a time, until the
+/// connection fails.
+async fn stomp_publisher(addr: SocketAddr, s: Arc<Stream>) -> Res<()> {
+    let mut c = stomp::Conn::connect(addr).await?;
+    let dest = format!("/queue/{}", s.queue);
+    loop {
+        let mut batch = Vec::with_capacity(WINDOW);
+        for _ in 0..WINDOW {
+            let seq = s.next_seq();
+            let body = payload(seq);
+            let mut f = Frame::new(Command::Send)
+                .with("destination", &dest)
+                .with("persistent", "true")
+                .with("receipt", &seq.to_string())
+                .with("content-length", &body.len().to_string());
+            f.body = body.into();
+            c.send(&f).await?;
+            batch.push(seq);
+        }
+        for _ in 0..batch.len() {
+            match c.next().await? {
+                Some(f) if f.command == Command::Receipt => {
+                    let seq = f
+                        .header("receipt-id")
+                        .and_then(|r| r.parse().ok())
+                        .ok_or("RECEIPT without a sequence number")?;
+                    s.ack(seq);
+                }
+                Some(f) => return Err(format!("expected RECEIPT, got {f:?}").into()),
+                None => return Err("connection closed".into()),
+            }
+        }
+    }
+}
+
+/// Every message of `queue`, in order (basic.get, acknowledged as it is read).
+async fn drain(addr: SocketAddr, queue: &str) -> Res<Vec<u64>> {
+    let c = amqp::connect(addr).await?;
+    let ch = c.create_channel().await?;
+    let mut out = Vec::new();
+    loop {
+        let got = timeout(
+            SETUP,
+            ch.basic_get(queue.into(), BasicGetOptions { no_ack: true }),
+        )
+        .await
+        .map_err(|_| format!("basic.get on {queue} timed out"))??;
+        let Some(m) = got else { break };
+        out.push(seq_of(&m.delivery.data).ok_or("a message without a sequence number")?);
+    }
+    let _ = c.close(200, "bye".into()).await;
+    Ok(out)
+}
+
+/// Compares what came back with what was published and acknowledged. No
+/// publisher sends anything twice (none reconnects after the kill), so a message
+/// that comes back twice is a duplicate the broker made: exactly once holds for
+/// every stream, QoS 2's included.
+fn check(s: &Stream, recovered: &[u64]) -> Tally {
+    let sent = *s.sent.lock().unwrap();
+    let acked = s.acked.lock().unwrap().clone();
+    let got: HashSet<u64> = recovered.iter().copied().collect();
+    Tally {
+        sent,
+        acked: acked.len() as u64,
+        recovered: got.len() as u64,
+        acked_lost: acked.iter().filter(|a| !got.contains(a)).count() as u64,
+        unexpected: got.iter().filter(|&&g| g >= sent).count() as u64,
+        out_of_order: recovered.windows(2).filter(|w| w[1] < w[0]).count() as u64,
+        duplicates: (recovered.len() - got.len()) as u64,
+    }
+}
