@@ -94,6 +94,7 @@ impl Context {
             (_, Some(t)) => Some(t.0.clone()),
             _ => None,
         };
+        let mqtt = mqtt::Registry::default();
         let (router, storage) = match dir {
             None => {
                 info!("no data dir: nothing is stored, every queue is transient");
@@ -102,7 +103,9 @@ impl Context {
             Some(dir) => {
                 let (storage, recovered) = Storage::open(&dir, config.fsync)?;
                 let router = router.with_journal(storage.journal().clone());
-                let summary = recovered.apply(&router, Now::current());
+                let now = Now::current();
+                let (summary, sessions) = recovered.apply(&router, now);
+                mqtt.restore(sessions, now.at);
                 info!(
                     dir = %dir.display(),
                     fsync = %config.fsync,
@@ -111,6 +114,8 @@ impl Context {
                     messages = summary.messages,
                     bindings = summary.bindings,
                     retained = summary.retained,
+                    sessions = summary.sessions,
+                    session_messages = summary.session_messages,
                     "data dir opened and recovered"
                 );
                 (router, Some(storage))
@@ -121,7 +126,7 @@ impl Context {
             router: Arc::new(router),
             storage,
             _temporary: temporary,
-            mqtt: mqtt::Registry::default(),
+            mqtt,
             shutdown: CancellationToken::new(),
             next_conn: AtomicU64::new(1),
             connections: AtomicUsize::new(0),

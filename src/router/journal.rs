@@ -21,13 +21,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::message::Message;
+use super::message::{Dispatch, Message};
 use super::queues::{Entry, QueueSpec};
-use super::subject::Subject;
+use super::subject::{Filter, Subject};
 use super::vhost::exchanges::{BindArgs, Dest, ExchangeSpec};
+use super::SubOptions;
 
-/// Identifies a stored destination (a durable queue) for as long as it exists;
-/// never reused by another incarnation of the same name.
+/// Identifies a stored destination (a durable queue, a stored session) for as
+/// long as it exists; never reused by another incarnation of the same name.
 pub type DestId = u64;
 
 /// One change of durable state.
@@ -94,6 +95,64 @@ pub enum Record {
         subject: Subject,
         /// The message, if set.
         message: Option<Arc<Message>>,
+    },
+    /// A session that outlives its connection was opened, or its expiry changed.
+    SessionOpened {
+        /// Its id.
+        id: DestId,
+        /// The name its front knows it by (an MQTT client id).
+        name: String,
+        /// Seconds it outlives its connection.
+        expiry_secs: u32,
+    },
+    /// A stored session ended, with everything it held.
+    SessionEnded {
+        /// Its id.
+        id: DestId,
+    },
+    /// A stored session subscribed (or changed a subscription's options).
+    SessionSubscribed {
+        /// The session.
+        session: DestId,
+        /// The filter.
+        filter: Filter,
+        /// The options (the share group among them).
+        opts: SubOptions,
+    },
+    /// A stored session unsubscribed.
+    SessionUnsubscribed {
+        /// The session.
+        session: DestId,
+        /// The filter.
+        filter: Filter,
+        /// The share group.
+        group: Option<String>,
+    },
+    /// An at-least-once dispatch was queued for a stored session.
+    SessionQueued {
+        /// The session.
+        session: DestId,
+        /// Its number in the session.
+        seq: u64,
+        /// The dispatch.
+        dispatch: Dispatch,
+    },
+    /// The front settled a stored session's dispatch.
+    SessionSettled {
+        /// The session.
+        session: DestId,
+        /// Its number.
+        seq: u64,
+    },
+    /// State a front keeps for a stored session, opaque to the router (`None`
+    /// removes the key).
+    SessionState {
+        /// The session.
+        session: DestId,
+        /// The front's key.
+        key: Box<[u8]>,
+        /// The front's value.
+        value: Option<Box<[u8]>>,
     },
 }
 

@@ -171,6 +171,9 @@ pub struct Dispatch {
     /// The shared subscription group it was given to, if any: when the session
     /// ends before it is acknowledged, it goes to another member.
     pub share: Option<Arc<GroupKey>>,
+    /// Its number in a stored session (0: not stored), by which the front
+    /// settles it ([`Session::settle`](super::Session::settle)).
+    pub seq: u64,
 }
 
 impl Message {

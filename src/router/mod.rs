@@ -40,6 +40,7 @@ pub use queues::{
     ArgValue, ConsumerId, ConsumerSpec, Credit, Entry, Outlet, OutletItem, Overflow, Queue,
     QueueArgs, QueueSpec, QueueStats,
 };
+pub use restore::{FrontState, RestoredSession};
 pub use retained::{Retained, RetainedLimits};
 pub use sessions::{DropStats, OutboxLimits, Pushed, Session, SessionId};
 pub use subject::{Dialect, Filter, FilterError, FilterToken, LastSubject, Subject, SubjectError};
@@ -206,8 +207,46 @@ impl Router {
     /// Registers a new session whose outbox has its own `limits` (a front whose
     /// protocol bounds a subscriber differently, as NATS does by pending bytes).
     pub fn open_session_with(&self, limits: OutboxLimits) -> Arc<Session> {
+        self.register(limits, None)
+    }
+
+    /// Registers a new session that outlives its connection: on a router with
+    /// storage it is stored under `name` (its subscriptions, its pending
+    /// at-least-once messages and its front's state) until it ends.
+    pub fn open_stored_session(&self, name: &str, expiry_secs: u32) -> Arc<Session> {
+        let store = self.journal.as_ref().map(|journal| {
+            let id = journal.next_dest_id();
+            journal.append(Record::SessionOpened {
+                id,
+                name: name.to_owned(),
+                expiry_secs,
+            });
+            sessions::SessionStore {
+                journal: journal.clone(),
+                id,
+            }
+        });
+        self.register(self.limits, store)
+    }
+
+    /// Records a stored session's new expiry.
+    pub fn store_session_expiry(&self, session: &Session, name: &str, expiry_secs: u32) {
+        if let Some(store) = session.store() {
+            store.journal.append(Record::SessionOpened {
+                id: store.id,
+                name: name.to_owned(),
+                expiry_secs,
+            });
+        }
+    }
+
+    pub(crate) fn register(
+        &self,
+        limits: OutboxLimits,
+        store: Option<sessions::SessionStore>,
+    ) -> Arc<Session> {
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
-        let session = Arc::new(Session::new(id, limits));
+        let session = Arc::new(Session::with_store(id, limits, store));
         self.write().sessions.insert(
             id,
             Registered {
@@ -241,6 +280,9 @@ impl Router {
             index.subscriptions -= registered.subs.len();
             registered.session
         };
+        if let Some(store) = session.store() {
+            store.journal.append(Record::SessionEnded { id: store.id });
+        }
         let orphans: Vec<Dispatch> = unacked
             .into_iter()
             .chain(std::iter::from_fn(|| session.pop()))
@@ -258,7 +300,13 @@ impl Router {
                 let local = move |session: &Session, opts: &SubOptions| {
                     opts.no_local && origin != 0 && session.connection() == origin
                 };
-                dispatch_to_group(&index.sessions, group, &orphan.message, local);
+                dispatch_to_group(
+                    &index.sessions,
+                    group,
+                    &orphan.message,
+                    local,
+                    &mut Ticket::default(),
+                );
             }
         }
     }
@@ -268,11 +316,30 @@ impl Router {
     /// (filter, share group), whose options are then replaced. An unknown (closed)
     /// session is ignored and false returned.
     pub fn subscribe(&self, session: SessionId, filter: Filter, opts: SubOptions) -> bool {
+        self.subscribe_recorded(session, filter, opts, true)
+    }
+
+    /// [`Router::subscribe`]; a stored session's subscription is recorded if
+    /// `record` (it is not when it is restored).
+    pub(crate) fn subscribe_recorded(
+        &self,
+        session: SessionId,
+        filter: Filter,
+        opts: SubOptions,
+        record: bool,
+    ) -> bool {
         let mut guard = self.write();
         let index = &mut *guard;
         let Some(registered) = index.sessions.get_mut(&session) else {
             return false;
         };
+        if let Some(store) = registered.session.store().filter(|_| record) {
+            store.journal.append(Record::SessionSubscribed {
+                session: store.id,
+                filter: filter.clone(),
+                opts: opts.clone(),
+            });
+        }
         // [MQTT-3.8.4-3] A new subscription with the same filter as an existing one
         // replaces it (its options), it does not add a second one.
         let replaced = !registered
@@ -323,6 +390,13 @@ impl Router {
             .remove(&(filter.clone(), share_group.map(str::to_owned)))
         {
             return false;
+        }
+        if let Some(store) = registered.session.store() {
+            store.journal.append(Record::SessionUnsubscribed {
+                session: store.id,
+                filter: filter.clone(),
+                group: share_group.map(str::to_owned),
+            });
         }
         index.detach(session, filter, share_group);
         index.subscriptions -= 1;
@@ -403,7 +477,10 @@ impl Router {
                     }
                 }
                 Target::Group(group) => {
-                    if let Some(pushed) = dispatch_to_group(&index.sessions, group, &msg, local) {
+                    let ticket = &mut routed.ticket;
+                    if let Some(pushed) =
+                        dispatch_to_group(&index.sessions, group, &msg, local, ticket)
+                    {
                         routed.count(pushed);
                     }
                 }
@@ -425,8 +502,10 @@ impl Router {
                 retain: msg.retain && run.iter().any(|(_, o)| o.retain_as_published),
                 subscription_ids: run.iter().filter_map(|(_, o)| o.subscription_id).collect(),
                 share: None,
+                seq: 0,
             };
-            routed.count(session.push(dispatch));
+            let pushed = session.push_stored(dispatch, &mut routed.ticket);
+            routed.count(pushed);
         }
         drop(plain);
         drop(index);
@@ -494,6 +573,7 @@ fn dispatch_to_group(
     group: &Group,
     msg: &Arc<Message>,
     local: impl Fn(&Session, &SubOptions) -> bool,
+    ticket: &mut Ticket,
 ) -> Option<Pushed> {
     // Prefer a member whose client is connected and keeping up, then one that is
     // keeping up (a parked persistent session), then anyone: a message should not
@@ -516,8 +596,9 @@ fn dispatch_to_group(
         retain: msg.retain && member.opts.retain_as_published,
         subscription_ids: member.opts.subscription_id.into_iter().collect(),
         share: Some(group.key().clone()),
+        seq: 0,
     };
-    Some(registered.session.push(dispatch))
+    Some(registered.session.push_stored(dispatch, ticket))
 }
 
 /// What one publish reached.

@@ -1,9 +1,12 @@
 //! Subscriber sessions: an identity plus a bounded outbox.
 //!
-//! Owns: the outbox of one subscriber (the MQTT front, and later the NATS/STOMP
-//! fronts and the in-process API, hold one per subscriber; an MQTT persistent
-//! session keeps it while the client is offline), its limits and its drop
-//! accounting, and the wake-up of the task that drains it.
+//! Owns: the outbox of one subscriber (the MQTT and NATS fronts and the
+//! in-process API hold one per subscriber; an MQTT persistent session keeps it
+//! while the client is offline), its limits and its drop accounting, the wake-up
+//! of the task that drains it, and, for a stored session (an MQTT session that
+//! outlives its connection, on a router with storage), the record of every
+//! at-least-once dispatch it holds until its front settles it: a stored session
+//! is the destination of its pending messages.
 //! Refuses: protocol state (packet ids, in-flight windows, acknowledgements belong
 //! to the front), I/O, and the decision of what a drop means for the protocol (the
 //! front reads [`Session::take_drop_stats`]).
@@ -14,10 +17,11 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
+use super::journal::{DestId, Journal, Record, Ticket};
 use super::message::{ConnId, Delivery, Dispatch};
 
 /// Bytes an outbox entry costs beyond its message's weight (the queue slot, the
@@ -69,6 +73,8 @@ struct Outbox {
     drops: DropStats,
     /// Dropping since the last successful push: warn once per overflow episode.
     overflowing: bool,
+    /// The sequence number of the last stored dispatch.
+    last_seq: u64,
 }
 
 impl Outbox {
@@ -93,11 +99,20 @@ impl Outbox {
     }
 }
 
+/// Where a stored session is recorded.
+#[derive(Debug)]
+pub(crate) struct SessionStore {
+    pub(crate) journal: Arc<Journal>,
+    pub(crate) id: DestId,
+}
+
 /// One subscriber: an id, the connection it is attached to, and its outbox.
 pub struct Session {
     id: SessionId,
     connection: AtomicU64,
     limits: OutboxLimits,
+    /// Set for a stored session.
+    store: Option<SessionStore>,
     outbox: Mutex<Outbox>,
     notify: Notify,
 }
@@ -115,13 +130,31 @@ impl fmt::Debug for Session {
 impl Session {
     /// A session with an empty outbox, attached to no connection (0).
     pub fn new(id: SessionId, limits: OutboxLimits) -> Session {
+        Session::with_store(id, limits, None)
+    }
+
+    pub(crate) fn with_store(
+        id: SessionId,
+        limits: OutboxLimits,
+        store: Option<SessionStore>,
+    ) -> Session {
         Session {
             id,
             connection: AtomicU64::new(0),
             limits,
+            store,
             outbox: Mutex::new(Outbox::default()),
             notify: Notify::new(),
         }
+    }
+
+    /// Its storage id, if it is stored.
+    pub fn store_id(&self) -> Option<DestId> {
+        self.store.as_ref().map(|s| s.id)
+    }
+
+    pub(crate) fn store(&self) -> Option<&SessionStore> {
+        self.store.as_ref()
     }
 
     /// The session id.
@@ -153,6 +186,13 @@ impl Session {
     /// dropping its oldest at-most-once ones: QoS 0 is dropped beyond the limit,
     /// QoS 1/2 is held up to it.
     pub fn push(&self, d: Dispatch) -> Pushed {
+        self.push_stored(d, &mut Ticket::default())
+    }
+
+    /// [`Session::push`]; a stored session records an at-least-once dispatch it
+    /// queues (numbering it in [`Dispatch::seq`]) and adds the commit that makes
+    /// it durable to `ticket`.
+    pub fn push_stored(&self, mut d: Dispatch, ticket: &mut Ticket) -> Pushed {
         {
             let mut outbox = self.outbox();
             if d.qos != Delivery::AtMostOnce {
@@ -175,11 +215,71 @@ impl Session {
                 return Pushed::Dropped;
             }
             outbox.overflowing = false;
+            if let Some(store) = self
+                .store
+                .as_ref()
+                .filter(|_| d.qos != Delivery::AtMostOnce)
+            {
+                outbox.last_seq += 1;
+                d.seq = outbox.last_seq;
+                ticket.merge(store.journal.append(Record::SessionQueued {
+                    session: store.id,
+                    seq: d.seq,
+                    dispatch: d.clone(),
+                }));
+            }
             outbox.bytes += cost(&d);
             outbox.queue.push_back(d);
         }
         self.notify.notify_one();
         Pushed::Queued
+    }
+
+    /// Puts recovered dispatches back, in order and whatever the limits (they
+    /// were accepted before), without recording them again.
+    pub(crate) fn restore(&self, dispatches: Vec<Dispatch>) {
+        let mut outbox = self.outbox();
+        for d in dispatches {
+            outbox.last_seq = outbox.last_seq.max(d.seq);
+            outbox.bytes += cost(&d);
+            outbox.queue.push_back(d);
+        }
+    }
+
+    /// Takes the queued dispatch numbered `seq` out of the outbox (a recovered
+    /// message its front had already sent).
+    pub fn take(&self, seq: u64) -> Option<Dispatch> {
+        let mut outbox = self.outbox();
+        let i = outbox.queue.iter().position(|d| d.seq == seq)?;
+        let d = outbox.queue.remove(i)?;
+        outbox.bytes = outbox.bytes.saturating_sub(cost(&d));
+        Some(d)
+    }
+
+    /// The front is done with stored dispatch `seq` (acknowledged, expired, or
+    /// too large for the client): it is no longer kept. Nothing for a dispatch
+    /// that was not stored (seq 0).
+    pub fn settle(&self, seq: u64) -> Ticket {
+        match &self.store {
+            Some(store) if seq != 0 => store.journal.append(Record::SessionSettled {
+                session: store.id,
+                seq,
+            }),
+            _ => Ticket::default(),
+        }
+    }
+
+    /// Records state the front keeps for this stored session (`None` removes
+    /// it): opaque to the router, handed back to the front at recovery.
+    pub fn record_state(&self, key: &[u8], value: Option<&[u8]>) -> Ticket {
+        match &self.store {
+            Some(store) => store.journal.append(Record::SessionState {
+                session: store.id,
+                key: key.into(),
+                value: value.map(Into::into),
+            }),
+            None => Ticket::default(),
+        }
     }
 
     /// The next queued dispatch.
@@ -234,6 +334,7 @@ mod tests {
             retain: false,
             subscription_ids: Default::default(),
             share: None,
+            seq: 0,
         }
     }
 
@@ -342,6 +443,7 @@ mod tests {
             retain: false,
             subscription_ids: Default::default(),
             share: None,
+            seq: 0,
         };
         assert_eq!(s.push(heavy), Pushed::Queued);
         assert_eq!(s.push(dispatch("", Delivery::AtMostOnce)), Pushed::Dropped);

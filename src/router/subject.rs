@@ -473,6 +473,19 @@ impl Filter {
         }
         out
     }
+
+    /// The filter [`Filter::canonical`] wrote.
+    pub fn from_canonical(text: &str) -> Result<Filter, FilterError> {
+        if let Some(f) = text.strip_prefix("mqtt:") {
+            Filter::mqtt(f)
+        } else if let Some(f) = text.strip_prefix("nats:") {
+            Filter::nats(f)
+        } else if let Some(f) = text.strip_prefix("amqp:") {
+            Filter::amqp_topic(f)
+        } else {
+            Err(FilterError::Empty)
+        }
+    }
 }
 
 impl fmt::Display for Filter {
@@ -746,6 +759,16 @@ mod tests {
             Filter::mqtt("a/*").unwrap().canonical(),
             Filter::mqtt("a/+").unwrap().canonical()
         );
+        for f in [
+            Filter::mqtt("a.b/+/#").unwrap(),
+            Filter::mqtt("$SYS/#").unwrap(),
+            Filter::nats("a.*.>").unwrap(),
+            Filter::amqp_topic("a.#.b").unwrap(),
+            Filter::amqp_topic("").unwrap(),
+        ] {
+            assert_eq!(Filter::from_canonical(&f.canonical()).unwrap(), f);
+        }
+        assert!(Filter::from_canonical("a/b").is_err());
     }
 
     #[test]

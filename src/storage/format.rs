@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::router::journal::BindingRecord;
 use crate::router::{
-    BindArgs, Delivery, Dest, DestId, Entry, ExchangeKind, ExchangeSpec, Extensions, Message,
-    Overflow, QueueArgs, QueueSpec, Subject,
+    BindArgs, Delivery, Dest, DestId, Dispatch, Entry, ExchangeKind, ExchangeSpec, Extensions,
+    Filter, Message, Overflow, QueueArgs, QueueSpec, SubOptions, Subject,
 };
 
 /// The version of this layout, kept in the `meta` keyspace.
@@ -44,6 +44,15 @@ struct StoredMessage {
     retain: bool,
     qos: u8,
     extensions: Vec<(String, Bytes)>,
+}
+
+fn qos_of(n: u8) -> Result<Delivery, DecodeError> {
+    match n {
+        0 => Ok(Delivery::AtMostOnce),
+        1 => Ok(Delivery::AtLeastOnce),
+        2 => Ok(Delivery::ExactlyOnce),
+        n => Err(format!("qos {n}")),
+    }
 }
 
 impl StoredMessage {
@@ -83,12 +92,7 @@ impl StoredMessage {
             None => None,
             Some(r) => Some(Subject::new(&r).map_err(|e| format!("reply-to: {e}"))?),
         };
-        let qos = match self.qos {
-            0 => Delivery::AtMostOnce,
-            1 => Delivery::AtLeastOnce,
-            2 => Delivery::ExactlyOnce,
-            n => return Err(format!("qos {n}")),
-        };
+        let qos = qos_of(self.qos)?;
         let mut extensions = Extensions::default();
         for (k, v) in self.extensions {
             extensions.set(k, v);
@@ -156,6 +160,36 @@ struct StoredBinding {
     dest: String,
     key: String,
     args: BindArgs,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredSession {
+    name: String,
+    expiry_secs: u32,
+}
+
+/// A subscription of a stored session is keyed by its filter and share group.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredSubKey {
+    filter: String,
+    group: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredSubOptions {
+    qos: u8,
+    no_local: bool,
+    retain_as_published: bool,
+    subscription_id: Option<u32>,
+}
+
+/// A stored session's pending dispatch; its number is in the key.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredDispatch {
+    message: StoredMessage,
+    qos: u8,
+    retain: bool,
+    subscription_ids: Vec<u32>,
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -310,6 +344,95 @@ pub(super) fn decode_exchange(bytes: &[u8]) -> Result<ExchangeSpec, DecodeError>
     })
 }
 
+/// The key prefix of everything of destination `id`, followed by `rest`.
+pub(super) fn dest_key(id: DestId, rest: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(8 + rest.len());
+    key.extend_from_slice(&id.to_be_bytes());
+    key.extend_from_slice(rest);
+    key
+}
+
+/// (destination id, the rest) of a key made by [`dest_key`].
+pub(super) fn parse_dest_key(key: &[u8]) -> Result<(DestId, &[u8]), DecodeError> {
+    let (id, rest) = key
+        .split_first_chunk::<8>()
+        .ok_or_else(|| "key too short".to_owned())?;
+    Ok((u64::from_be_bytes(*id), rest))
+}
+
+pub(super) fn encode_session(name: &str, expiry_secs: u32) -> Vec<u8> {
+    encode(&StoredSession {
+        name: name.to_owned(),
+        expiry_secs,
+    })
+}
+
+pub(super) fn decode_session(bytes: &[u8]) -> Result<(String, u32), DecodeError> {
+    let s: StoredSession = decode(bytes)?;
+    Ok((s.name, s.expiry_secs))
+}
+
+/// The key of a stored session's subscription to `filter` in `group`.
+pub(super) fn subscription_key(session: DestId, filter: &Filter, group: Option<&str>) -> Vec<u8> {
+    dest_key(
+        session,
+        &encode(&StoredSubKey {
+            filter: filter.canonical(),
+            group: group.map(str::to_owned),
+        }),
+    )
+}
+
+pub(super) fn encode_sub_options(o: &SubOptions) -> Vec<u8> {
+    encode(&StoredSubOptions {
+        qos: o.qos as u8,
+        no_local: o.no_local,
+        retain_as_published: o.retain_as_published,
+        subscription_id: o.subscription_id,
+    })
+}
+
+/// A subscription from its key (after the session id) and value.
+pub(super) fn decode_subscription(
+    key: &[u8],
+    value: &[u8],
+) -> Result<(Filter, SubOptions), DecodeError> {
+    let k: StoredSubKey = decode(key)?;
+    let o: StoredSubOptions = decode(value)?;
+    let filter = Filter::from_canonical(&k.filter).map_err(|e| format!("filter: {e}"))?;
+    Ok((
+        filter,
+        SubOptions {
+            qos: qos_of(o.qos)?,
+            no_local: o.no_local,
+            retain_as_published: o.retain_as_published,
+            subscription_id: o.subscription_id,
+            share_group: k.group,
+        },
+    ))
+}
+
+pub(super) fn encode_dispatch(d: &Dispatch) -> Vec<u8> {
+    encode(&StoredDispatch {
+        message: StoredMessage::of(&d.message),
+        qos: d.qos as u8,
+        retain: d.retain,
+        subscription_ids: d.subscription_ids.to_vec(),
+    })
+}
+
+pub(super) fn decode_dispatch(seq: u64, bytes: &[u8]) -> Result<Dispatch, DecodeError> {
+    let d: StoredDispatch = decode(bytes)?;
+    Ok(Dispatch {
+        message: Arc::new(d.message.into_message()?),
+        qos: qos_of(d.qos)?,
+        retain: d.retain,
+        subscription_ids: d.subscription_ids.into_iter().collect(),
+        share: None,
+        seq,
+    })
+}
+
 /// A binding is its own key (the value is empty).
 pub(super) fn binding_key(b: &BindingRecord) -> Vec<u8> {
     let (dest_kind, dest) = match &b.dest {
@@ -403,6 +526,46 @@ mod tests {
             args: vec![("x-match".into(), Some("any".into())), ("h".into(), None)],
         };
         assert_eq!(decode_binding(&binding_key(&b)).unwrap(), b);
+    }
+
+    #[test]
+    fn sessions_subscriptions_and_dispatches_round_trip() {
+        assert_eq!(
+            decode_session(&encode_session("client-1", 3600)).unwrap(),
+            ("client-1".to_owned(), 3600)
+        );
+        let filter = Filter::mqtt("a/+/#").unwrap();
+        let opts = SubOptions {
+            qos: Delivery::AtLeastOnce,
+            no_local: true,
+            retain_as_published: true,
+            subscription_id: Some(7),
+            share_group: Some("g".into()),
+        };
+        let key = subscription_key(9, &filter, opts.share_group.as_deref());
+        let (id, rest) = parse_dest_key(&key).unwrap();
+        assert_eq!(id, 9);
+        assert_eq!(
+            decode_subscription(rest, &encode_sub_options(&opts)).unwrap(),
+            (filter, opts)
+        );
+        let d = Dispatch {
+            message: Arc::new(Message {
+                subject: Subject::new("a.b").unwrap(),
+                payload: Bytes::from_static(b"p"),
+                qos: Delivery::ExactlyOnce,
+                ..Message::default()
+            }),
+            qos: Delivery::AtLeastOnce,
+            retain: true,
+            subscription_ids: [1, 2].into_iter().collect(),
+            share: None,
+            seq: 0,
+        };
+        let back = decode_dispatch(5, &encode_dispatch(&d)).unwrap();
+        assert_eq!((back.seq, back.qos, back.retain), (5, d.qos, true));
+        assert_eq!(back.subscription_ids, d.subscription_ids);
+        assert_eq!(back.message, d.message);
     }
 
     #[test]

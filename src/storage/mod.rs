@@ -14,7 +14,10 @@
 //! Keyspaces: `meta` (the format version), `exchanges` (name -> declaration),
 //! `queues` (name -> id and declaration), `bindings` (the binding is the key),
 //! `messages` (queue id, sequence -> entry), `delivered` (queue id, sequence:
-//! delivered at least once), `retained` (subject -> message).
+//! delivered at least once), `retained` (subject -> message), `sessions` (id ->
+//! name and expiry), `session_subs` (id, filter, group -> options),
+//! `session_messages` (id, sequence -> dispatch), `session_state` (id, the
+//! front's key -> the front's value).
 
 mod format;
 mod recover;
@@ -112,6 +115,10 @@ struct Spaces {
     messages: Keyspace,
     delivered: Keyspace,
     retained: Keyspace,
+    sessions: Keyspace,
+    session_subs: Keyspace,
+    session_messages: Keyspace,
+    session_state: Keyspace,
 }
 
 /// The data directory while the broker runs.
@@ -158,6 +165,10 @@ impl Storage {
             messages: open("messages")?,
             delivered: open("delivered")?,
             retained: open("retained")?,
+            sessions: open("sessions")?,
+            session_subs: open("session_subs")?,
+            session_messages: open("session_messages")?,
+            session_state: open("session_state")?,
         };
         let recovered = recover::read(dir, &db, &spaces)?;
         let journal = Arc::new(Journal::new(recovered.last_id()));
@@ -290,6 +301,10 @@ enum Space {
     Messages,
     Delivered,
     Retained,
+    Sessions,
+    SessionSubs,
+    SessionMessages,
+    SessionState,
 }
 
 impl Space {
@@ -301,6 +316,10 @@ impl Space {
             Space::Messages => &s.messages,
             Space::Delivered => &s.delivered,
             Space::Retained => &s.retained,
+            Space::Sessions => &s.sessions,
+            Space::SessionSubs => &s.session_subs,
+            Space::SessionMessages => &s.session_messages,
+            Space::SessionState => &s.session_state,
         }
     }
 }
@@ -432,6 +451,65 @@ fn apply(changes: &mut Changes, spaces: &Spaces, record: &Record) -> fjall::Resu
             match message {
                 Some(m) => changes.put(Space::Retained, key, encode_message(m)),
                 None => changes.delete(Space::Retained, key),
+            }
+        }
+        Record::SessionOpened {
+            id,
+            name,
+            expiry_secs,
+        } => changes.put(
+            Space::Sessions,
+            dest_key(*id, &[]),
+            encode_session(name, *expiry_secs),
+        ),
+        Record::SessionEnded { id } => {
+            changes.delete(Space::Sessions, dest_key(*id, &[]));
+            for space in [
+                Space::SessionSubs,
+                Space::SessionMessages,
+                Space::SessionState,
+            ] {
+                changes.delete_prefix(spaces, space, &queue_prefix(*id))?;
+            }
+        }
+        Record::SessionSubscribed {
+            session,
+            filter,
+            opts,
+        } => changes.put(
+            Space::SessionSubs,
+            subscription_key(*session, filter, opts.share_group.as_deref()),
+            encode_sub_options(opts),
+        ),
+        Record::SessionUnsubscribed {
+            session,
+            filter,
+            group,
+        } => changes.delete(
+            Space::SessionSubs,
+            subscription_key(*session, filter, group.as_deref()),
+        ),
+        Record::SessionQueued {
+            session,
+            seq,
+            dispatch,
+        } => changes.put_new(
+            Space::SessionMessages,
+            message_key(*session, *seq),
+            encode_dispatch(dispatch),
+        ),
+        Record::SessionSettled { session, seq } => {
+            changes.delete(Space::SessionMessages, message_key(*session, *seq));
+        }
+        Record::SessionState {
+            session,
+            key,
+            value,
+        } => {
+            let key = dest_key(*session, key);
+            match value {
+                Some(v) => changes.put(Space::SessionState, key, v.to_vec()),
+                None => changes.delete(Space::SessionState, key),
             }
         }
     }

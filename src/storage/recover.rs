@@ -4,8 +4,10 @@
 //! does not decode is a startup error naming its keyspace and key, never a
 //! panic and never a silent skip), dropping what no longer belongs (messages of
 //! a queue that is gone, delivered marks of messages that are gone, expired
-//! retained messages) and handing the rest to the router in order: exchanges,
-//! queues with their messages, bindings, retained messages.
+//! retained messages, what a session that is gone left) and handing the rest to
+//! the router in order: exchanges, queues with their messages, bindings,
+//! retained messages, stored sessions (whose front state goes back to their
+//! front).
 //! A torn batch at the end of the engine's journal is dropped by the engine
 //! itself when it opens (batches carry checksums and are applied whole), and
 //! logged by it.
@@ -19,7 +21,10 @@ use fjall::{Database, Keyspace, PersistMode};
 use super::format::{self, DecodeError, FORMAT_VERSION};
 use super::{Spaces, StorageError};
 use crate::router::journal::BindingRecord;
-use crate::router::{DestId, Entry, ExchangeSpec, Message, Now, QueueSpec, Router};
+use crate::router::{
+    DestId, Dispatch, Entry, ExchangeSpec, Filter, FrontState, Message, Now, QueueSpec,
+    RestoredSession, Router, SubOptions,
+};
 
 /// A durable queue as stored.
 #[derive(Debug)]
@@ -30,6 +35,17 @@ struct StoredQueue {
     entries: Vec<Entry>,
 }
 
+/// A stored session as stored.
+#[derive(Debug)]
+struct StoredSession {
+    id: DestId,
+    name: String,
+    expiry_secs: u32,
+    subscriptions: Vec<(Filter, SubOptions)>,
+    pending: Vec<Dispatch>,
+    state: FrontState,
+}
+
 /// Everything read back from the data directory, to apply to a router.
 #[derive(Debug, Default)]
 pub struct Recovered {
@@ -37,6 +53,7 @@ pub struct Recovered {
     queues: Vec<StoredQueue>,
     bindings: Vec<BindingRecord>,
     retained: Vec<Message>,
+    sessions: Vec<StoredSession>,
 }
 
 /// What recovery put back, for the log.
@@ -52,17 +69,24 @@ pub struct Summary {
     pub bindings: usize,
     /// Retained messages.
     pub retained: usize,
+    /// Stored sessions.
+    pub sessions: usize,
+    /// Pending messages of stored sessions.
+    pub session_messages: usize,
 }
 
 impl Recovered {
     /// The highest destination id in use.
     pub(crate) fn last_id(&self) -> DestId {
-        self.queues.iter().map(|q| q.id).max().unwrap_or(0)
+        let queues = self.queues.iter().map(|q| q.id);
+        let sessions = self.sessions.iter().map(|s| s.id);
+        queues.chain(sessions).max().unwrap_or(0)
     }
 
     /// Rebuilds the durable state in `router` (built on this storage's journal,
-    /// before it serves anyone).
-    pub fn apply(self, router: &Router, now: Now) -> Summary {
+    /// before it serves anyone); returns what it put back and the stored
+    /// sessions, for their front to take up.
+    pub fn apply(self, router: &Router, now: Now) -> (Summary, Vec<RestoredSession>) {
         let mut summary = Summary {
             exchanges: self.exchanges.len(),
             queues: self.queues.len(),
@@ -85,28 +109,30 @@ impl Recovered {
             router.restore_retained(Arc::new(m));
             summary.retained += 1;
         }
+        let mut sessions = Vec::with_capacity(self.sessions.len());
+        for s in self.sessions {
+            summary.sessions += 1;
+            summary.session_messages += s.pending.len();
+            sessions.push(router.restore_session(
+                s.id,
+                s.name,
+                s.expiry_secs,
+                s.subscriptions,
+                s.pending,
+                s.state,
+            ));
+        }
         // Messages that expired while the broker was down go now (dead-lettered
         // where their queue says so), before anyone can consume them.
         router.vhost_housekeeping(now);
-        summary
+        (summary, sessions)
     }
 }
 
 /// Reads every keyspace; deletes what no longer belongs.
 pub(super) fn read(dir: &Path, db: &Database, s: &Spaces) -> Result<Recovered, StorageError> {
-    let engine = |what: &'static str| {
-        move |source| StorageError::Engine {
-            dir: dir.to_owned(),
-            what: format!("reading keyspace '{what}'"),
-            source,
-        }
-    };
-    let corrupt = |keyspace: &'static str, key: &[u8], why: DecodeError| StorageError::Corrupt {
-        dir: dir.to_owned(),
-        keyspace,
-        key: key.iter().map(|b| format!("{b:02x}")).collect(),
-        why,
-    };
+    let engine = |what| engine_error(dir, what);
+    let corrupt = |keyspace, key: &[u8], why| corrupt_error(dir, keyspace, key, why);
     check_version(dir, db, &s.meta)?;
     let mut out = Recovered::default();
     let mut garbage: Vec<(&Keyspace, Vec<u8>)> = Vec::new();
@@ -167,6 +193,7 @@ pub(super) fn read(dir: &Path, db: &Database, s: &Spaces) -> Result<Recovered, S
             out.retained.push(message);
         }
     }
+    read_sessions(dir, &mut out, s, &mut garbage)?;
     if !garbage.is_empty() {
         tracing::info!(
             keys = garbage.len(),
@@ -186,6 +213,87 @@ pub(super) fn read(dir: &Path, db: &Database, s: &Spaces) -> Result<Recovered, S
             })?;
     }
     Ok(out)
+}
+
+fn engine_error<'a>(
+    dir: &'a Path,
+    keyspace: &'static str,
+) -> impl Fn(fjall::Error) -> StorageError + 'a {
+    move |source| StorageError::Engine {
+        dir: dir.to_owned(),
+        what: format!("reading keyspace '{keyspace}'"),
+        source,
+    }
+}
+
+fn corrupt_error(dir: &Path, keyspace: &'static str, key: &[u8], why: DecodeError) -> StorageError {
+    StorageError::Corrupt {
+        dir: dir.to_owned(),
+        keyspace,
+        key: key.iter().map(|b| format!("{b:02x}")).collect(),
+        why,
+    }
+}
+
+/// Stored sessions with their subscriptions, pending dispatches (in order) and
+/// front state; what belongs to no stored session is garbage.
+fn read_sessions<'s>(
+    dir: &Path,
+    out: &mut Recovered,
+    s: &'s Spaces,
+    garbage: &mut Vec<(&'s Keyspace, Vec<u8>)>,
+) -> Result<(), StorageError> {
+    let engine = |what| engine_error(dir, what);
+    let corrupt = |keyspace, key: &[u8], why| corrupt_error(dir, keyspace, key, why);
+    let mut by_id: HashMap<DestId, usize> = HashMap::new();
+    for (key, value) in all(&s.sessions).map_err(engine("sessions"))? {
+        let (id, _) = format::parse_dest_key(&key).map_err(|why| corrupt("sessions", &key, why))?;
+        let (name, expiry_secs) =
+            format::decode_session(&value).map_err(|why| corrupt("sessions", &key, why))?;
+        by_id.insert(id, out.sessions.len());
+        out.sessions.push(StoredSession {
+            id,
+            name,
+            expiry_secs,
+            subscriptions: Vec::new(),
+            pending: Vec::new(),
+            state: Vec::new(),
+        });
+    }
+    for (key, value) in all(&s.session_subs).map_err(engine("session_subs"))? {
+        let (id, rest) =
+            format::parse_dest_key(&key).map_err(|why| corrupt("session_subs", &key, why))?;
+        let Some(&i) = by_id.get(&id) else {
+            garbage.push((&s.session_subs, key));
+            continue;
+        };
+        let sub = format::decode_subscription(rest, &value)
+            .map_err(|why| corrupt("session_subs", &key, why))?;
+        out.sessions[i].subscriptions.push(sub);
+    }
+    for (key, value) in all(&s.session_messages).map_err(engine("session_messages"))? {
+        let (id, seq) = format::parse_message_key(&key)
+            .map_err(|why| corrupt("session_messages", &key, why))?;
+        let Some(&i) = by_id.get(&id) else {
+            garbage.push((&s.session_messages, key));
+            continue;
+        };
+        let d = format::decode_dispatch(seq, &value)
+            .map_err(|why| corrupt("session_messages", &key, why))?;
+        out.sessions[i].pending.push(d);
+    }
+    for (key, value) in all(&s.session_state).map_err(engine("session_state"))? {
+        let (id, rest) =
+            format::parse_dest_key(&key).map_err(|why| corrupt("session_state", &key, why))?;
+        let Some(&i) = by_id.get(&id) else {
+            garbage.push((&s.session_state, key));
+            continue;
+        };
+        out.sessions[i]
+            .state
+            .push((rest.into(), value.into_boxed_slice()));
+    }
+    Ok(())
 }
 
 /// Every (key, value) of `space`, in key order.

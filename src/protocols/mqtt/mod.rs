@@ -230,13 +230,18 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, ctx: &Arc<Context>) -> O
         }
     };
     // [MQTT-3.1.2-4] Clean Start discards any existing session.
+    let expiry = accepted.session_expiry;
     let (state, session_present) = match prior {
         Some(old) if accepted.clean_start => {
             old.end(&ctx.router);
-            (SessionState::new(&ctx.router), false)
+            (SessionState::open(&ctx.router, &client_id, expiry), false)
         }
-        Some(old) => (old, true),
-        None => (SessionState::new(&ctx.router), false),
+        Some(old) => {
+            ctx.router
+                .store_session_expiry(&old.session, &client_id, expiry);
+            (old, true)
+        }
+        None => (SessionState::open(&ctx.router, &client_id, expiry), false),
     };
     let keep_alive = accepted.keep_alive;
     let conn = Connection::start(

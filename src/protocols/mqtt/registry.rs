@@ -1,5 +1,7 @@
 //! MQTT sessions by client identifier: who holds each one, session takeover, parking
-//! a persistent session while its client is away, session expiry and delayed wills.
+//! a persistent session while its client is away, session expiry and delayed wills,
+//! and the MQTT state a stored session keeps (see [`StateKey`]): taken back up from
+//! storage at start.
 //!
 //! The registry owns no sockets and reads no clock: callers pass `now`. Its one
 //! mutex is never held across an `.await` nor while calling into the router; see
@@ -11,7 +13,7 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use crate::router::{ConnId, Dispatch, Message, Router, Session};
+use crate::router::{ConnId, Dispatch, Message, RestoredSession, Router, Session};
 
 /// An outgoing QoS 1/2 message not yet fully acknowledged by the client.
 #[derive(Debug, Clone)]
@@ -39,15 +41,120 @@ pub(crate) struct SessionState {
     pub(crate) last_packet_id: u16,
 }
 
+/// What a stored session records of its MQTT state, besides its pending
+/// messages (which the router stores): a key per fact, its value if it has one.
+/// Each fact is recorded before the packet that depends on it is sent, so that
+/// exactly-once delivery holds across a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StateKey {
+    /// Outgoing QoS 2 dispatch `seq` was sent under packet id (the value): it is
+    /// resent under the same id, with DUP.
+    Sent(u64),
+    /// PUBREL was sent for packet id: PUBCOMP awaited.
+    Released(u16),
+    /// Incoming QoS 2 packet id was routed: PUBREL awaited.
+    AwaitingRel(u16),
+}
+
+impl StateKey {
+    pub(crate) fn bytes(self) -> Vec<u8> {
+        let mut key = Vec::with_capacity(9);
+        match self {
+            StateKey::Sent(seq) => {
+                key.push(b'o');
+                key.extend_from_slice(&seq.to_be_bytes());
+            }
+            StateKey::Released(id) => {
+                key.push(b'r');
+                key.extend_from_slice(&id.to_be_bytes());
+            }
+            StateKey::AwaitingRel(id) => {
+                key.push(b'i');
+                key.extend_from_slice(&id.to_be_bytes());
+            }
+        }
+        key
+    }
+
+    fn parse(key: &[u8]) -> Option<StateKey> {
+        let (tag, rest) = key.split_first()?;
+        match tag {
+            b'o' => Some(StateKey::Sent(u64::from_be_bytes(rest.try_into().ok()?))),
+            b'r' => Some(StateKey::Released(u16::from_be_bytes(
+                rest.try_into().ok()?,
+            ))),
+            b'i' => Some(StateKey::AwaitingRel(u16::from_be_bytes(
+                rest.try_into().ok()?,
+            ))),
+            _ => None,
+        }
+    }
+}
+
 impl SessionState {
-    /// A new, empty session with its own router subscriber.
-    pub(crate) fn new(router: &Router) -> SessionState {
+    /// A new, empty session with its own router subscriber; stored (when the
+    /// router stores anything) if it outlives its connection.
+    pub(crate) fn open(router: &Router, client_id: &str, expiry_secs: u32) -> SessionState {
+        let session = if expiry_secs > 0 {
+            router.open_stored_session(client_id, expiry_secs)
+        } else {
+            router.open_session()
+        };
         SessionState {
-            session: router.open_session(),
+            session,
             inflight: VecDeque::new(),
             awaiting_rel: HashSet::new(),
             last_packet_id: 0,
         }
+    }
+
+    /// A stored session taken back up: its QoS 2 messages sent before the restart
+    /// are resent under their packet ids, its PUBRELs sent again, its incoming
+    /// QoS 2 packet ids still awaiting PUBREL.
+    fn restored(r: &RestoredSession) -> SessionState {
+        let mut state = SessionState {
+            session: r.session.clone(),
+            inflight: VecDeque::new(),
+            awaiting_rel: HashSet::new(),
+            last_packet_id: 0,
+        };
+        for (key, value) in &r.state {
+            let id = match StateKey::parse(key) {
+                Some(StateKey::Sent(seq)) => {
+                    let packet_id = value
+                        .as_ref()
+                        .try_into()
+                        .map(u16::from_be_bytes)
+                        .ok()
+                        .filter(|id| *id != 0);
+                    match (packet_id, r.session.take(seq)) {
+                        (Some(id), Some(dispatch)) => {
+                            state.inflight.push_back((id, OutFlight::Resend(dispatch)));
+                            id
+                        }
+                        _ => {
+                            r.session.record_state(key, None);
+                            continue;
+                        }
+                    }
+                }
+                Some(StateKey::Released(id)) => {
+                    state.inflight.push_back((id, OutFlight::Released));
+                    id
+                }
+                Some(StateKey::AwaitingRel(id)) => {
+                    state.awaiting_rel.insert(id);
+                    continue;
+                }
+                None => {
+                    tracing::warn!(client_id = %r.name, "mqtt: unknown stored session state dropped");
+                    r.session.record_state(key, None);
+                    continue;
+                }
+            };
+            state.last_packet_id = state.last_packet_id.max(id);
+        }
+        state
     }
 
     /// Ends the session in the router. Its unacknowledged messages from shared
@@ -223,6 +330,24 @@ impl Registry {
         due
     }
 
+    /// Parks the stored sessions recovered at start: each expires its expiry
+    /// after `now` (when its client went away before the restart is not known).
+    pub(crate) fn restore(&self, sessions: Vec<RestoredSession>, now: Instant) {
+        let mut slots = self.slots();
+        for r in sessions {
+            let state = SessionState::restored(&r);
+            let expires_at = now + std::time::Duration::from_secs(u64::from(r.expiry_secs));
+            slots.insert(
+                r.name,
+                Slot::Parked(Box::new(Parked {
+                    state,
+                    expires_at,
+                    will: None,
+                })),
+            );
+        }
+    }
+
     /// Number of client ids known (online or parked).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
@@ -260,7 +385,7 @@ mod tests {
             Prior::Fresh
         ));
         let now = Instant::now();
-        let state = SessionState::new(&r);
+        let state = SessionState::open(&r, "c", 0);
         let id = state.session.id();
         assert!(reg
             .release("c", 1, Some((state, now + Duration::from_secs(5), None)))
@@ -283,7 +408,11 @@ mod tests {
             reg.claim("c", 2, tx2, Instant::now(), 100),
             Prior::Online(_)
         ));
-        let back = reg.release("c", 1, Some((SessionState::new(&r), Instant::now(), None)));
+        let back = reg.release(
+            "c",
+            1,
+            Some((SessionState::open(&r, "c", 0), Instant::now(), None)),
+        );
         assert!(back.is_some());
         assert_eq!(reg.len(), 1);
     }
@@ -304,7 +433,7 @@ mod tests {
                 id,
                 1,
                 Some((
-                    SessionState::new(&r),
+                    SessionState::open(&r, "c", 0),
                     now + Duration::from_secs(expire_in),
                     Some(will),
                 )),
@@ -334,7 +463,7 @@ mod tests {
             "c",
             1,
             Some((
-                SessionState::new(&r),
+                SessionState::open(&r, "c", 0),
                 now + Duration::from_secs(1),
                 Some(will),
             )),

@@ -19,7 +19,7 @@ use dwbroker_codecs::mqtt::{
 };
 
 use super::alias;
-use super::registry::{OutFlight, PendingWill, SessionState};
+use super::registry::{OutFlight, PendingWill, SessionState, StateKey};
 use super::translate;
 use crate::config::Limits;
 use crate::protocols::acks::Deferred;
@@ -243,14 +243,6 @@ pub(crate) fn refusal_connack(code: ReasonCode) -> Packet {
     })
 }
 
-/// The acknowledgement of an incoming QoS 1/2 PUBLISH.
-#[derive(Debug, Clone, Copy)]
-struct PublishAck {
-    qos: QoS,
-    packet_id: u16,
-    code: ReasonCode,
-}
-
 /// A connected client.
 #[derive(Debug)]
 pub(crate) struct Connection {
@@ -259,6 +251,8 @@ pub(crate) struct Connection {
     pub(crate) conn_id: ConnId,
     /// Seconds the session outlives the connection (0: it ends with it).
     session_expiry: u32,
+    /// The expiry storage has for the session (DISCONNECT may change it).
+    stored_expiry: u32,
     keep_alive: u16,
     /// Boxed: most clients have none, and a connection's size is an idle client's cost.
     will: Option<Box<WillSpec>>,
@@ -276,9 +270,11 @@ pub(crate) struct Connection {
     inbound_aliases: alias::Inbound,
     last_subject: LastSubject,
     outbound_aliases: alias::Outbound,
-    /// PUBACKs and PUBRECs waiting for storage, in the order of their PUBLISHes
-    /// ([MQTT-4.6.0-2], [MQTT-4.6.0-3]).
-    deferred: Deferred<PublishAck>,
+    /// Packets waiting for storage, in order: PUBACKs and PUBRECs of stored
+    /// messages, in the order of their PUBLISHes ([MQTT-4.6.0-2], [MQTT-4.6.0-3]);
+    /// a stored session's QoS 2 PUBLISHes, PUBRELs and PUBCOMPs once the state
+    /// they change is recorded.
+    deferred: Deferred<Packet>,
     /// Packets to write, in order.
     pub(crate) out: Vec<Packet>,
 }
@@ -322,6 +318,7 @@ impl Connection {
             client_id: accepted.client_id,
             conn_id,
             session_expiry: accepted.session_expiry,
+            stored_expiry: accepted.session_expiry,
             keep_alive: accepted.keep_alive,
             will: accepted.will,
             state,
@@ -383,26 +380,41 @@ impl Connection {
         match packet {
             Packet::Publish(p) => self.on_publish(p, now),
             Packet::PubAck(a) => {
-                self.complete(
+                if let Some(OutFlight::Sent(d)) = self.complete(
                     a.packet_id,
                     |f| matches!(f, OutFlight::Sent(d) if d.qos == Delivery::AtLeastOnce),
-                );
+                ) {
+                    self.state.session.settle(d.seq);
+                }
                 Ok(())
             }
             Packet::PubRec(a) => self.on_pubrec(a),
             Packet::PubRel(a) => {
                 // [MQTT-4.3.3-11] Release the packet id; answer PUBCOMP even for an
                 // unknown id (v5: with 0x92 Packet Identifier not found).
-                let code = if self.state.awaiting_rel.remove(&a.packet_id) {
-                    ReasonCode::SUCCESS
+                let (code, ticket) = if self.state.awaiting_rel.remove(&a.packet_id) {
+                    let key = StateKey::AwaitingRel(a.packet_id).bytes();
+                    (
+                        ReasonCode::SUCCESS,
+                        self.state.session.record_state(&key, None),
+                    )
                 } else {
-                    ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
+                    (ReasonCode::PACKET_IDENTIFIER_NOT_FOUND, Ticket::default())
                 };
-                self.out.push(Packet::PubComp(ack(a.packet_id, code)));
+                // Once PUBCOMP is out the client may reuse the id: its release must
+                // be stored first, or a new PUBLISH under it would be taken for a
+                // resend after a restart.
+                self.send_when(ticket, Packet::PubComp(ack(a.packet_id, code)));
                 Ok(())
             }
             Packet::PubComp(a) => {
-                self.complete(a.packet_id, |f| matches!(f, OutFlight::Released));
+                if self
+                    .complete(a.packet_id, |f| matches!(f, OutFlight::Released))
+                    .is_some()
+                {
+                    let key = StateKey::Released(a.packet_id).bytes();
+                    self.state.session.record_state(&key, None);
+                }
                 Ok(())
             }
             Packet::Subscribe(s) => self.on_subscribe(s, now),
@@ -477,7 +489,7 @@ impl Connection {
         let message =
             translate::message_from_publish(&mut self.last_subject, &p, self.conn_id, now)
                 .map_err(|code| Exit::protocol(code, "invalid topic name or response topic"))?;
-        let routed = self.router.publish(message, now);
+        let mut routed = self.router.publish(message, now);
         let code = if routed.matched == 0 && v5 {
             ReasonCode::NO_MATCHING_SUBSCRIBERS
         } else {
@@ -485,6 +497,10 @@ impl Connection {
         };
         if p.qos == QoS::ExactlyOnce {
             self.state.awaiting_rel.insert(p.packet_id);
+            let key = StateKey::AwaitingRel(p.packet_id).bytes();
+            routed
+                .ticket
+                .merge(self.state.session.record_state(&key, Some(&[])));
         }
         self.push_publish_ack(&p, code, routed.ticket);
         Ok(())
@@ -493,16 +509,19 @@ impl Connection {
     /// Acknowledges a QoS 1/2 PUBLISH once `ticket` (its stored copies) has
     /// completed, in order with the acknowledgements before it.
     fn push_publish_ack(&mut self, p: &Publish, code: ReasonCode, ticket: Ticket) {
-        if p.qos == QoS::AtMostOnce {
-            return;
-        }
-        let answer = PublishAck {
-            qos: p.qos,
-            packet_id: p.packet_id,
-            code,
+        let packet = match p.qos {
+            QoS::AtMostOnce => return,
+            QoS::AtLeastOnce => Packet::PubAck(ack(p.packet_id, code)),
+            QoS::ExactlyOnce => Packet::PubRec(ack(p.packet_id, code)),
         };
-        if let Some(answer) = self.deferred.defer(ticket, answer) {
-            self.out.push(publish_ack(answer));
+        self.send_when(ticket, packet);
+    }
+
+    /// Sends `packet` once `ticket` has completed, in order with the packets
+    /// waiting before it.
+    fn send_when(&mut self, ticket: Ticket, packet: Packet) {
+        if let Some(packet) = self.deferred.defer(ticket, packet) {
+            self.out.push(packet);
         }
     }
 
@@ -511,31 +530,34 @@ impl Connection {
         self.deferred.head()
     }
 
-    /// Sends the waiting acknowledgements whose storage commit has completed.
-    /// A message that could not be stored is refused: MQTT 5 with 0x80
-    /// (Unspecified error; a QoS 2 exchange ends there), MQTT 3.1.1, which has no
-    /// negative acknowledgement, by closing the connection unacknowledged so that
-    /// the client sends it again.
+    /// Sends the waiting packets whose storage commit has completed. A message
+    /// that could not be stored is refused: MQTT 5 with 0x80 (Unspecified error;
+    /// a QoS 2 exchange ends there), MQTT 3.1.1, which has no negative
+    /// acknowledgement, by closing the connection unacknowledged so that the
+    /// client sends it again. A stored session whose state could not be recorded
+    /// is disconnected.
     pub(crate) fn release_deferred(&mut self) -> Result<(), Exit> {
-        for (answer, outcome) in self.deferred.ready() {
-            match outcome {
-                Ok(()) => self.out.push(publish_ack(answer)),
-                Err(StoreFailure(why)) => {
-                    if self.version != ProtocolVersion::V5 {
-                        return Err(Exit::protocol(
-                            ReasonCode::UNSPECIFIED_ERROR,
-                            format!("message not stored: {why}"),
-                        ));
-                    }
-                    if answer.qos == QoS::ExactlyOnce {
-                        self.state.awaiting_rel.remove(&answer.packet_id);
-                    }
-                    self.out.push(publish_ack(PublishAck {
-                        code: ReasonCode::UNSPECIFIED_ERROR,
-                        ..answer
-                    }));
+        for (packet, outcome) in self.deferred.ready() {
+            let Err(StoreFailure(why)) = outcome else {
+                self.out.push(packet);
+                continue;
+            };
+            let refused = match (&packet, self.version) {
+                (Packet::PubAck(a), ProtocolVersion::V5) => {
+                    Packet::PubAck(ack(a.packet_id, ReasonCode::UNSPECIFIED_ERROR))
                 }
-            }
+                (Packet::PubRec(a), ProtocolVersion::V5) => {
+                    self.state.awaiting_rel.remove(&a.packet_id);
+                    Packet::PubRec(ack(a.packet_id, ReasonCode::UNSPECIFIED_ERROR))
+                }
+                _ => {
+                    return Err(Exit::protocol(
+                        ReasonCode::UNSPECIFIED_ERROR,
+                        format!("not stored: {why}"),
+                    ))
+                }
+            };
+            self.out.push(refused);
         }
         Ok(())
     }
@@ -555,14 +577,34 @@ impl Connection {
         match pos {
             Some(i) if a.code.is_error() => {
                 // MQTT 5 §4.3.3: a PUBREC with an error code ends the exchange.
-                self.state.inflight.remove(i);
+                if let Some((_, OutFlight::Sent(d))) = self.state.inflight.remove(i) {
+                    self.state.session.settle(d.seq);
+                    let key = StateKey::Sent(d.seq).bytes();
+                    self.state.session.record_state(&key, None);
+                }
             }
             Some(i) => {
+                let mut ticket = Ticket::default();
                 if let Some(slot) = self.state.inflight.get_mut(i) {
-                    slot.1 = OutFlight::Released;
+                    if let OutFlight::Sent(d) = std::mem::replace(&mut slot.1, OutFlight::Released)
+                    {
+                        // The message is delivered; what is left is the release.
+                        // PUBREL goes out once that is stored: a resend after a
+                        // restart must not follow a PUBREL the client has seen.
+                        let session = &self.state.session;
+                        ticket = self.router.atomically(|| {
+                            let mut t = session.settle(d.seq);
+                            t.merge(session.record_state(&StateKey::Sent(d.seq).bytes(), None));
+                            let released = StateKey::Released(a.packet_id).bytes();
+                            t.merge(session.record_state(&released, Some(&[])));
+                            t
+                        });
+                    }
                 }
-                self.out
-                    .push(Packet::PubRel(ack(a.packet_id, ReasonCode::SUCCESS)));
+                self.send_when(
+                    ticket,
+                    Packet::PubRel(ack(a.packet_id, ReasonCode::SUCCESS)),
+                );
             }
             None => {
                 self.out.push(Packet::PubRel(ack(
@@ -575,15 +617,17 @@ impl Connection {
     }
 
     /// Removes the in-flight entry `packet_id` if it is in the state `expected`.
-    fn complete(&mut self, packet_id: u16, expected: impl Fn(&OutFlight) -> bool) {
-        if let Some(i) = self
+    fn complete(
+        &mut self,
+        packet_id: u16,
+        expected: impl Fn(&OutFlight) -> bool,
+    ) -> Option<OutFlight> {
+        let i = self
             .state
             .inflight
             .iter()
-            .position(|(id, f)| *id == packet_id && expected(f))
-        {
-            self.state.inflight.remove(i);
-        }
+            .position(|(id, f)| *id == packet_id && expected(f))?;
+        self.state.inflight.remove(i).map(|(_, f)| f)
     }
 
     fn on_subscribe(&mut self, s: Subscribe, now: Now) -> Result<(), Exit> {
@@ -650,6 +694,7 @@ impl Connection {
                         retain: true,
                         subscription_ids: subscription_id.into_iter().collect(),
                         share: None,
+                        seq: 0,
                     });
                 }
             }
@@ -730,12 +775,17 @@ impl Connection {
                 Delivery::AtMostOnce => 0,
                 Delivery::AtLeastOnce | Delivery::ExactlyOnce => self.next_packet_id(),
             };
-            if let Some(size) = self.send(&dispatch, packet_id, false, now) {
-                bytes += size;
-                if packet_id != 0 {
-                    self.state
-                        .inflight
-                        .push_back((packet_id, OutFlight::Sent(dispatch)));
+            match self.send(&dispatch, packet_id, false, now) {
+                Some(size) => {
+                    bytes += size;
+                    if packet_id != 0 {
+                        self.state
+                            .inflight
+                            .push_back((packet_id, OutFlight::Sent(dispatch)));
+                    }
+                }
+                None => {
+                    self.state.session.settle(dispatch.seq);
                 }
             }
         }
@@ -765,13 +815,19 @@ impl Connection {
             self.state
                 .inflight
                 .insert(i, (packet_id, OutFlight::Sent(dispatch)));
+        } else {
+            self.state.session.settle(dispatch.seq);
+            let key = StateKey::Sent(dispatch.seq).bytes();
+            self.state.session.record_state(&key, None);
         }
         size.unwrap_or(0)
     }
 
     /// Queues `dispatch` as a PUBLISH for this client (with a topic alias where
     /// one applies); returns its payload size, or `None` if it was discarded
-    /// because it expired or exceeds the client's Maximum Packet Size.
+    /// because it expired or exceeds the client's Maximum Packet Size. A stored
+    /// QoS 2 message goes out once its packet id is recorded: resent after a
+    /// restart, it must carry the id the client may already hold.
     fn send(&mut self, dispatch: &Dispatch, packet_id: u16, dup: bool, now: Now) -> Option<usize> {
         let mut publish = translate::publish_from_dispatch(dispatch, now)?;
         publish.packet_id = packet_id;
@@ -789,7 +845,14 @@ impl Connection {
             tracing::debug!(client_id = %self.client_id, "message above the client's maximum packet size dropped");
             return None;
         }
-        self.out.push(packet);
+        let ticket = if dispatch.qos == Delivery::ExactlyOnce && dispatch.seq != 0 && !dup {
+            let key = StateKey::Sent(dispatch.seq).bytes();
+            let id = packet_id.to_be_bytes();
+            self.state.session.record_state(&key, Some(&id))
+        } else {
+            Ticket::default()
+        };
+        self.send_when(ticket, packet);
         Some(dispatch.message.payload.len())
     }
 
@@ -830,6 +893,13 @@ impl Connection {
             }
         }
         self.state.session.set_connection(0);
+        if !session_ends && self.session_expiry != self.stored_expiry {
+            self.router.store_session_expiry(
+                &self.state.session,
+                &self.client_id,
+                self.session_expiry,
+            );
+        }
         let expires_at = now.at + Duration::from_secs(u64::from(self.session_expiry));
         Finish {
             will_now,
@@ -854,14 +924,6 @@ pub(crate) struct Finish {
 /// `reply/<client id>/` are the client's to use for responses.
 pub(crate) fn response_information(client_id: &str) -> String {
     format!("reply/{client_id}/")
-}
-
-/// The PUBACK (QoS 1) or PUBREC (QoS 2) of an incoming PUBLISH.
-fn publish_ack(a: PublishAck) -> Packet {
-    match a.qos {
-        QoS::ExactlyOnce => Packet::PubRec(ack(a.packet_id, a.code)),
-        _ => Packet::PubAck(ack(a.packet_id, a.code)),
-    }
 }
 
 /// An acknowledgement; 3.1.1 acks carry no reason code, the encoder drops it.

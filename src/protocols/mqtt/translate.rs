@@ -170,6 +170,7 @@ mod tests {
             retain: false,
             subscription_ids: [4].into_iter().collect(),
             share: None,
+            seq: 0,
         };
         let out = publish_from_dispatch(&dispatch, now.plus_ms(2500)).unwrap();
         assert_eq!(out.topic, "a/b.c");
@@ -200,6 +201,7 @@ mod tests {
             retain: false,
             subscription_ids: Default::default(),
             share: None,
+            seq: 0,
         };
         assert!(publish_from_dispatch(&dispatch, now.plus_ms(10_000)).is_none());
     }
