@@ -2,11 +2,13 @@
 //! messages (AMQP publisher confirms, MQTT QoS 1 PUBACK and QoS 2 PUBREC, STOMP
 //! RECEIPT of a persistent SEND) run against dwbroker until it is killed with
 //! SIGKILL at a random moment; it is started again on the same data dir and every
-//! queue is read back. A trial passes when every acknowledged message is there,
-//! nothing is there that was never published, each queue is in publish order, and
-//! no message appears twice.
+//! destination is read back: the durable queues, and an MQTT persistent session
+//! whose client was away (it resumes and takes what was queued for it). A trial
+//! passes when every acknowledged message is there, nothing is there that was
+//! never published, each destination is in publish order, and no message appears
+//! twice.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -33,10 +35,23 @@ const WINDOW: usize = 64;
 /// The kill comes this long after the publishers start, at random within.
 const KILL_AFTER_MS: (u64, u64) = (150, 1500);
 
-/// One durable stream of a trial: a publisher and the queue it lands in.
+/// Where a stream's messages are stored.
+#[derive(Clone, Copy)]
+enum Sink {
+    /// A durable queue (MQTT publishers reach it through amq.topic, key `crash.<topic>`).
+    Queue(&'static str),
+    /// The stored session of an MQTT client that subscribed to `crash/session/#`
+    /// and left: the stream publishes to `crash/session/<name>`.
+    Session(&'static str),
+}
+
+/// The stored session's client id.
+const KEEPER: &str = "crash-keeper";
+
+/// One durable stream of a trial: a publisher and where its messages land.
 struct Stream {
     name: &'static str,
-    queue: &'static str,
+    sink: Sink,
     /// Published (handed to the client library), as sequence numbers 0..sent.
     sent: Mutex<u64>,
     /// Acknowledged by the broker.
@@ -44,10 +59,10 @@ struct Stream {
 }
 
 impl Stream {
-    fn new(name: &'static str, queue: &'static str) -> Arc<Stream> {
+    fn new(name: &'static str, sink: Sink) -> Arc<Stream> {
         Arc::new(Stream {
             name,
-            queue,
+            sink,
             sent: Mutex::new(0),
             acked: Mutex::new(Vec::new()),
         })
@@ -62,6 +77,26 @@ impl Stream {
     fn ack(&self, seq: u64) {
         self.acked.lock().unwrap().push(seq);
     }
+
+    /// The MQTT topic an MQTT publisher of this stream publishes to.
+    fn topic(&self) -> String {
+        match self.sink {
+            Sink::Queue(q) => format!("crash/{}", q.trim_start_matches("crash-")),
+            Sink::Session(t) => format!("crash/session/{t}"),
+        }
+    }
+}
+
+/// The streams of a trial, in report order.
+fn streams() -> Vec<Arc<Stream>> {
+    vec![
+        Stream::new("amqp-confirms", Sink::Queue("crash-amqp")),
+        Stream::new("mqtt-qos1", Sink::Queue("crash-mqtt1")),
+        Stream::new("mqtt-qos2", Sink::Queue("crash-mqtt2")),
+        Stream::new("stomp-receipts", Sink::Queue("crash-stomp")),
+        Stream::new("session-qos1", Sink::Session("q1")),
+        Stream::new("session-qos2", Sink::Session("q2")),
+    ]
 }
 
 fn payload(seq: u64) -> Vec<u8> {
@@ -105,8 +140,8 @@ impl Tally {
 /// Runs `trials` crash trials with `bin`; prints a line per trial and the totals
 /// (`acked lost: 0` is the promise). Exits non-zero on any failure.
 pub async fn run(bin: &Path, trials: u32) -> Res<bool> {
-    let names = ["amqp-confirms", "mqtt-qos1", "mqtt-qos2", "stomp-receipts"];
-    let mut totals = [Tally::default(); 4];
+    let names: Vec<&str> = streams().iter().map(|s| s.name).collect();
+    let mut totals = vec![Tally::default(); names.len()];
     let mut ok = true;
     for trial in 1..=trials {
         let dir =
@@ -150,34 +185,28 @@ pub async fn run(bin: &Path, trials: u32) -> Res<bool> {
 }
 
 /// One trial on a fresh data dir.
-async fn one_trial(bin: &Path, dir: &Path, trial: u32) -> Res<[Tally; 4]> {
+async fn one_trial(bin: &Path, dir: &Path, trial: u32) -> Res<Vec<Tally>> {
     let mut broker = Dwbroker::start_on(bin, dir)?;
     let amqp_addr = broker.target(crate::cli::Protocol::Amqp).addr;
     let mqtt_addr = broker.target(crate::cli::Protocol::Mqtt).addr;
     let stomp_addr = broker.target(crate::cli::Protocol::Stomp).addr;
     declare(amqp_addr).await?;
-    let streams = [
-        Stream::new("amqp-confirms", "crash-amqp"),
-        Stream::new("mqtt-qos1", "crash-mqtt1"),
-        Stream::new("mqtt-qos2", "crash-mqtt2"),
-        Stream::new("stomp-receipts", "crash-stomp"),
-    ];
-    let tasks = vec![
-        tokio::spawn(amqp_publisher(amqp_addr, streams[0].clone())),
-        tokio::spawn(mqtt_publisher(
-            mqtt_addr,
-            streams[1].clone(),
-            QoS::AtLeastOnce,
-            trial,
-        )),
-        tokio::spawn(mqtt_publisher(
-            mqtt_addr,
-            streams[2].clone(),
-            QoS::ExactlyOnce,
-            trial,
-        )),
-        tokio::spawn(stomp_publisher(stomp_addr, streams[3].clone())),
-    ];
+    keeper(mqtt_addr, true).await?;
+    let streams = streams();
+    let tasks: Vec<_> = streams
+        .iter()
+        .map(|s| {
+            let s = s.clone();
+            match s.name {
+                "amqp-confirms" => tokio::spawn(amqp_publisher(amqp_addr, s)),
+                "stomp-receipts" => tokio::spawn(stomp_publisher(stomp_addr, s)),
+                "mqtt-qos1" | "session-qos1" => {
+                    tokio::spawn(mqtt_publisher(mqtt_addr, s, QoS::AtLeastOnce, trial))
+                }
+                _ => tokio::spawn(mqtt_publisher(mqtt_addr, s, QoS::ExactlyOnce, trial)),
+            }
+        })
+        .collect();
     let (lo, hi) = KILL_AFTER_MS;
     let wait = lo + RandomState::new().hash_one(trial) % (hi - lo);
     tokio::time::sleep(Duration::from_millis(wait)).await;
@@ -189,12 +218,56 @@ async fn one_trial(bin: &Path, dir: &Path, trial: u32) -> Res<[Tally; 4]> {
     drop(broker);
     let broker = Dwbroker::start_on(bin, dir)?;
     let amqp_addr = broker.target(crate::cli::Protocol::Amqp).addr;
-    let mut out = [Tally::default(); 4];
-    for (slot, stream) in out.iter_mut().zip(&streams) {
-        let recovered = drain(amqp_addr, stream.queue).await?;
-        *slot = check(stream, &recovered);
+    let mqtt_addr = broker.target(crate::cli::Protocol::Mqtt).addr;
+    let mut from_session = keeper(mqtt_addr, false).await?;
+    let mut out = Vec::new();
+    for stream in &streams {
+        let recovered = match stream.sink {
+            Sink::Queue(q) => drain(amqp_addr, q).await?,
+            Sink::Session(_) => from_session.remove(&stream.topic()).unwrap_or_default(),
+        };
+        out.push(check(stream, &recovered));
     }
     Ok(out)
+}
+
+/// The stored session's client: the first time it subscribes to
+/// `crash/session/#` (QoS 2) and leaves; after the restart it resumes (it must
+/// find its session present) and returns what it was sent, by topic, once
+/// nothing more arrives for a second.
+async fn keeper(addr: SocketAddr, first: bool) -> Res<HashMap<String, Vec<u64>>> {
+    let mut o = MqttOptions::new(KEEPER, addr.ip().to_string(), addr.port());
+    o.set_keep_alive(Duration::from_secs(30));
+    o.set_clean_session(false);
+    o.set_inflight(WINDOW as u16);
+    let (client, mut ev) = AsyncClient::new(o, WINDOW);
+    let mut got: HashMap<String, Vec<u64>> = HashMap::new();
+    if first {
+        client
+            .subscribe("crash/session/#", QoS::ExactlyOnce)
+            .await?;
+    }
+    loop {
+        let polled = timeout(Duration::from_secs(if first { 10 } else { 1 }), ev.poll()).await;
+        match polled {
+            Err(_) if first => return Err("no SUBACK for the session's subscription".into()),
+            Err(_) => break,
+            Ok(Err(e)) => return Err(format!("session client: {e}").into()),
+            Ok(Ok(Event::Incoming(Packet::ConnAck(c)))) if !first && !c.session_present => {
+                return Err("the stored session was not present after the restart".into())
+            }
+            Ok(Ok(Event::Incoming(Packet::SubAck(_)))) if first => break,
+            Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                let seq = seq_of(&p.payload).ok_or("a message without a sequence number")?;
+                got.entry(p.topic.clone()).or_default().push(seq);
+            }
+            Ok(Ok(_)) => {}
+        }
+    }
+    client.disconnect().await?;
+    // Let the DISCONNECT (and the last acknowledgements) go out.
+    while let Ok(Ok(_)) = timeout(Duration::from_millis(200), ev.poll()).await {}
+    Ok(got)
 }
 
 /// The durable queues; MQTT's land through amq.topic bindings.
@@ -229,6 +302,9 @@ async fn declare(addr: SocketAddr) -> Res<()> {
 /// Publishes persistent messages with confirms, WINDOW in flight, until the
 /// connection fails.
 async fn amqp_publisher(addr: SocketAddr, s: Arc<Stream>) -> Res<()> {
+    let Sink::Queue(queue) = s.sink else {
+        return Err("AMQP publishes to a queue".into());
+    };
     let c = amqp::connect(addr).await?;
     let ch = c.create_channel().await?;
     ch.confirm_select(ConfirmSelectOptions::default()).await?;
@@ -239,7 +315,7 @@ async fn amqp_publisher(addr: SocketAddr, s: Arc<Stream>) -> Res<()> {
         let confirm = ch
             .basic_publish(
                 "".into(),
-                s.queue.into(),
+                queue.into(),
                 BasicPublishOptions::default(),
                 &payload(seq),
                 props.clone(),
@@ -257,11 +333,11 @@ async fn amqp_publisher(addr: SocketAddr, s: Arc<Stream>) -> Res<()> {
     }
 }
 
-/// Publishes at `qos` to the topic bound to the stream's queue until the
-/// connection fails; acknowledgements (PUBACK for QoS 1, PUBREC for QoS 2) come
-/// in publish order ([MQTT-4.6.0-2], [MQTT-4.6.0-3]).
+/// Publishes at `qos` to the stream's topic until the connection fails;
+/// acknowledgements (PUBACK for QoS 1, PUBREC for QoS 2) come in publish order
+/// ([MQTT-4.6.0-2], [MQTT-4.6.0-3]).
 async fn mqtt_publisher(addr: SocketAddr, s: Arc<Stream>, qos: QoS, trial: u32) -> Res<()> {
-    let topic = format!("crash/{}", s.queue.trim_start_matches("crash-"));
+    let topic = s.topic();
     let mut o = MqttOptions::new(
         format!("crash-{}-{trial}-{}", s.name, std::process::id()),
         addr.ip().to_string(),
@@ -309,8 +385,11 @@ async fn mqtt_publisher(addr: SocketAddr, s: Arc<Stream>, qos: QoS, trial: u32) 
 /// SENDs persistent messages with a receipt each, WINDOW at a time, until the
 /// connection fails.
 async fn stomp_publisher(addr: SocketAddr, s: Arc<Stream>) -> Res<()> {
+    let Sink::Queue(queue) = s.sink else {
+        return Err("STOMP publishes to a queue".into());
+    };
     let mut c = stomp::Conn::connect(addr).await?;
-    let dest = format!("/queue/{}", s.queue);
+    let dest = format!("/queue/{queue}");
     loop {
         let mut batch = Vec::with_capacity(WINDOW);
         for _ in 0..WINDOW {
