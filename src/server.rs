@@ -140,6 +140,12 @@ impl Context {
         })
     }
 
+    /// The data directory, unless the broker runs in memory.
+    #[cfg(test)]
+    pub(crate) fn storage(&self) -> Option<&Storage> {
+        self.storage.as_ref()
+    }
+
     /// Commits what storage still holds and stops it (the end of a shutdown).
     pub(crate) fn close_storage(&self) {
         if let Some(storage) = &self.storage {

@@ -25,6 +25,7 @@ mod recover;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -126,6 +127,10 @@ pub struct Storage {
     dir: PathBuf,
     journal: Arc<Journal>,
     committer: Mutex<Option<JoinHandle<()>>>,
+    /// Makes the next write fail as a full disk would (the tests' fault seam;
+    /// the committer holds the flag either way).
+    #[cfg(test)]
+    fail_next_write: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for Storage {
@@ -172,11 +177,13 @@ impl Storage {
         };
         let recovered = recover::read(dir, &db, &spaces)?;
         let journal = Arc::new(Journal::new(recovered.last_id()));
+        let fail_next_write = Arc::new(AtomicBool::new(false));
         let committer = {
             let journal = journal.clone();
+            let fail = fail_next_write.clone();
             std::thread::Builder::new()
                 .name("dwbroker-storage".into())
-                .spawn(move || commit_loop(&db, &spaces, &journal, fsync))
+                .spawn(move || commit_loop(&db, &spaces, &journal, fsync, &fail))
                 .map_err(|e| engine("starting the committer")(fjall::Error::Io(e)))?
         };
         Ok((
@@ -184,9 +191,18 @@ impl Storage {
                 dir: dir.to_owned(),
                 journal,
                 committer: Mutex::new(Some(committer)),
+                #[cfg(test)]
+                fail_next_write,
             },
             recovered,
         ))
+    }
+
+    /// Makes the next write fail as a full disk would: every commit from then on
+    /// fails (see the module docs).
+    #[cfg(test)]
+    pub(crate) fn fail_next_write(&self) {
+        self.fail_next_write.store(true, Ordering::Release);
     }
 
     /// The journal the router records into.
@@ -223,7 +239,13 @@ impl Drop for Storage {
 
 /// The committer: takes the journal's records in groups, writes each group as
 /// one atomic batch, persists it, and completes the group's tickets.
-fn commit_loop(db: &Database, spaces: &Spaces, journal: &Journal, fsync: Fsync) {
+fn commit_loop(
+    db: &Database,
+    spaces: &Spaces,
+    journal: &Journal,
+    fsync: Fsync,
+    fail_next_write: &AtomicBool,
+) {
     let mut failed: Option<StoreFailure> = None;
     let mut unsynced_since: Option<Instant> = None;
     loop {
@@ -237,6 +259,9 @@ fn commit_loop(db: &Database, spaces: &Spaces, journal: &Journal, fsync: Fsync) 
         };
         let outcome = match &failed {
             Some(f) => Err(f.clone()),
+            None if fail_next_write.swap(false, Ordering::AcqRel) => {
+                Err(StoreFailure("No space left on device (injected)".into()))
+            }
             None => write(db, spaces, &records, fsync),
         };
         if fsync == Fsync::Batch && outcome.is_ok() && unsynced_since.is_none() {

@@ -342,3 +342,193 @@ fn a_corrupt_value_is_a_clear_error_naming_where_it_is() {
     assert!(err.contains("keyspace 'queues'"), "{err}");
     assert!(err.contains(&dir.path().display().to_string()), "{err}");
 }
+
+/// A failed write (a full disk, a failed fsync): every durable publish from then on
+/// gets its protocol's negative acknowledgement; the broker keeps serving reads and
+/// non-durable traffic.
+#[tokio::test]
+async fn a_failed_write_refuses_durable_publishes_and_the_broker_keeps_serving() {
+    use crate::config::{Config, DataDir, Listen};
+    use lapin::options::{
+        BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions,
+        QueueDeclareOptions,
+    };
+    use lapin::types::FieldTable;
+    use lapin::BasicProperties;
+
+    let mut config = Config::default();
+    let any = Listen::parse("127.0.0.1:0").unwrap();
+    config.listeners.mqtt = any;
+    config.listeners.amqp = any;
+    config.listeners.stomp = any;
+    config.listeners.nats = Listen::Off;
+    config.listeners.kafka_rest = Listen::Off;
+    config.data_dir = DataDir::Temporary;
+    let broker = crate::Broker::start(config).await.unwrap();
+    let uri = format!("amqp://guest:guest@{}/%2f", broker.amqp_addr().unwrap());
+    let conn = lapin::Connection::connect(&uri, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    ch.queue_declare("q".into(), durable, FieldTable::default())
+        .await
+        .unwrap();
+    ch.queue_bind(
+        "q".into(),
+        "amq.topic".into(),
+        "stored.#".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let publish = |props: BasicProperties| {
+        let ch = ch.clone();
+        async move {
+            ch.basic_publish(
+                "".into(),
+                "q".into(),
+                BasicPublishOptions::default(),
+                b"m",
+                props,
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap()
+            .is_ack()
+        }
+    };
+    let persistent = BasicProperties::default().with_delivery_mode(2);
+    assert!(publish(persistent.clone()).await, "stored: acked");
+
+    broker.ctx.storage().unwrap().fail_next_write();
+    assert!(!publish(persistent.clone()).await, "not stored: nacked");
+    assert!(
+        !publish(persistent).await,
+        "and every durable publish after it"
+    );
+    assert!(
+        publish(BasicProperties::default()).await,
+        "transient: acked"
+    );
+    // Reads go on.
+    let got = ch
+        .basic_get("q".into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap();
+    assert!(got.is_some());
+
+    // MQTT 5: PUBACK 0x80 for a message that must be stored; success otherwise.
+    let mqtt = broker.mqtt_addr().unwrap();
+    let mut o = rumqttc::v5::MqttOptions::new("v5-publisher", "127.0.0.1", mqtt.port());
+    o.set_keep_alive(Duration::from_secs(30));
+    let (client, mut ev) = rumqttc::v5::AsyncClient::new(o, 10);
+    let mut reasons = Vec::new();
+    client
+        .publish(
+            "stored/x",
+            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+            false,
+            "m",
+        )
+        .await
+        .unwrap();
+    client
+        .publish(
+            "elsewhere",
+            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+            false,
+            "m",
+        )
+        .await
+        .unwrap();
+    while reasons.len() < 2 {
+        let e = tokio::time::timeout(Duration::from_secs(5), ev.poll())
+            .await
+            .unwrap()
+            .unwrap();
+        if let rumqttc::v5::Event::Incoming(rumqttc::v5::mqttbytes::v5::Packet::PubAck(a)) = e {
+            reasons.push(a.reason);
+        }
+    }
+    use rumqttc::v5::mqttbytes::v5::PubAckReason;
+    assert_eq!(
+        reasons,
+        [
+            PubAckReason::UnspecifiedError,
+            PubAckReason::NoMatchingSubscribers
+        ]
+    );
+
+    // MQTT 3.1.1 has no negative acknowledgement: the connection is closed.
+    let mut o = rumqttc::MqttOptions::new("v4-publisher", "127.0.0.1", mqtt.port());
+    o.set_keep_alive(Duration::from_secs(30));
+    let (client, mut ev) = rumqttc::AsyncClient::new(o, 10);
+    client
+        .publish("stored/y", rumqttc::QoS::AtLeastOnce, false, "m")
+        .await
+        .unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ev.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => return false,
+                Ok(_) => {}
+                Err(_) => return true,
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(ended, "no PUBACK: disconnected instead");
+
+    // STOMP: ERROR with the SEND's receipt-id.
+    use dwbroker_codecs::stomp::{Command, Frame, Received, StompCodec, StompLimits, Version};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_util::codec::Decoder;
+    let mut s = tokio::net::TcpStream::connect(broker.stomp_addr().unwrap())
+        .await
+        .unwrap();
+    let mut out = bytes::BytesMut::new();
+    Frame::new(Command::Connect)
+        .with("accept-version", "1.2")
+        .encode(Version::V1_2, &mut out);
+    Frame::new(Command::Send)
+        .with("destination", "/queue/q")
+        .with("persistent", "true")
+        .with("receipt", "r1")
+        .encode(Version::V1_2, &mut out);
+    s.write_all(&out).await.unwrap();
+    let mut codec = StompCodec::new(StompLimits {
+        max_header_line: 1 << 16,
+        max_headers: 100,
+        max_body: 1 << 20,
+    });
+    let mut buf = bytes::BytesMut::new();
+    let mut frames = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        while frames.len() < 2 {
+            while let Some(r) = codec.decode(&mut buf).unwrap() {
+                if let Received::Frame(f) = r {
+                    frames.push(f);
+                }
+            }
+            if s.read_buf(&mut buf).await.unwrap() == 0 {
+                break;
+            }
+        }
+    });
+    read.await.unwrap();
+    assert_eq!(frames[0].command, Command::Connected);
+    assert_eq!(frames[1].command, Command::Error);
+    assert_eq!(frames[1].header("receipt-id"), Some("r1"));
+
+    broker.shutdown().await;
+}
