@@ -65,6 +65,11 @@ receive time minus send time, in the one generator process):
                and every queue is read back. Prints per trial and in total: acked,
                recovered, `acked lost`, unexpected, out of order, duplicates; exits 1
                unless every one of those failure counts is 0
+  storage-soak --messages persistent messages of --size bytes (defaults 65536 x
+               16384 = 1 GiB) published with confirms into a durable queue and
+               consumed with acks, against dwbroker on a fresh data dir; prints the
+               data dir's largest size and its size 10 s after the last ack; exits 1
+               on a loss, a nack, or a run longer than 600 s
   all          every scenario above but smoke, with the options given
 
 OUTPUT, per run: messages sent / received / lost (expected minus received; expected is
@@ -124,6 +129,8 @@ pub enum Scenario {
     Smoke,
     /// Crash trials against dwbroker (--trials): kill -9, restart, count
     Crash,
+    /// Persistent publish + ack volume against dwbroker: data dir size
+    StorageSoak,
     /// Every scenario but smoke
     All,
 }
@@ -146,6 +153,7 @@ impl Scenario {
             Scenario::MqttIdle => "mqtt-idle",
             Scenario::Smoke => "smoke",
             Scenario::Crash => "crash",
+            Scenario::StorageSoak => "storage-soak",
             Scenario::All => "all",
         }
     }
@@ -159,7 +167,7 @@ impl Scenario {
             Scenario::NatsPubsub | Scenario::NatsQueue | Scenario::NatsReqrep => Protocol::Nats,
             Scenario::AmqpQueue | Scenario::AmqpReqrep => Protocol::Amqp,
             Scenario::StompQueue | Scenario::StompTopic | Scenario::StompReqrep => Protocol::Stomp,
-            Scenario::Smoke | Scenario::Crash | Scenario::All => {
+            Scenario::Smoke | Scenario::Crash | Scenario::StorageSoak | Scenario::All => {
                 unreachable!("expanded or run on its own before running")
             }
         }

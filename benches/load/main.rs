@@ -17,6 +17,7 @@ mod mqtt;
 mod nats;
 mod procstat;
 mod report;
+mod soak;
 mod stats;
 mod stomp;
 
@@ -205,7 +206,7 @@ async fn run_one(p: &Params, t: &Target, pinned: bool) -> RunResult {
             Scenario::AmqpQueue => amqp::queue(p, t, &mut meter).await,
             Scenario::StompQueue => stomp::run(p, t, &mut meter, false).await,
             Scenario::StompTopic => stomp::run(p, t, &mut meter, true).await,
-            Scenario::Smoke | Scenario::Crash | Scenario::All => {
+            Scenario::Smoke | Scenario::Crash | Scenario::StorageSoak | Scenario::All => {
                 unreachable!("expanded by plan(), or run on its own")
             }
         }
@@ -405,22 +406,31 @@ fn main() -> ExitCode {
         .build()
         .expect("tokio runtime");
     stats::now_ns();
-    let code = if cli.scenario == Scenario::Crash {
-        rt.block_on(async {
-            match crash::run(&cli.dwbroker_bin, cli.trials).await {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => {
-                    println!("load: crash trials failed (see above)");
-                    ExitCode::FAILURE
-                }
-                Err(e) => {
-                    eprintln!("load: crash: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        })
-    } else {
-        rt.block_on(run(cli, plan))
+    let verdict = |name: &str, r: Res<bool>| match r {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            println!("load: {name} failed (see above)");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("load: {name}: {e}");
+            ExitCode::FAILURE
+        }
+    };
+    let code = match cli.scenario {
+        Scenario::Crash => verdict(
+            "crash trials",
+            rt.block_on(crash::run(&cli.dwbroker_bin, cli.trials)),
+        ),
+        Scenario::StorageSoak => verdict(
+            "storage soak",
+            rt.block_on(soak::run(
+                &cli.dwbroker_bin,
+                cli.messages.unwrap_or(65_536),
+                if cli.size == 64 { 16_384 } else { cli.size },
+            )),
+        ),
+        _ => rt.block_on(run(cli, plan)),
     };
     rt.shutdown_timeout(Duration::from_secs(1));
     code

@@ -7,7 +7,8 @@
 //! a failed write means (every later commit fails too: after a failed write or
 //! fsync the kernel may have dropped the pages it could not write, so nothing
 //! more is promised until a restart, as PostgreSQL does), and reading
-//! everything back at start (`recover.rs`).
+//! everything back at start (`recover.rs`), and giving back the space of
+//! settled messages (see [`Reclaim`]).
 //! Refuses: deciding what is durable (the router appends records for durable
 //! state only) and answering clients (fronts wait on tickets).
 //!
@@ -25,8 +26,8 @@ mod recover;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -122,11 +123,64 @@ struct Spaces {
     session_state: Keyspace,
 }
 
+/// How often the reclaimer looks at what was deleted.
+const RECLAIM_INTERVAL: Duration = Duration::from_secs(5);
+/// Deleted messages below which the reclaimer does nothing.
+const RECLAIM_MIN: u64 = 1_000;
+
+/// The space of settled messages. An LSM tree keeps a deleted message's bytes
+/// until a compaction merges its tombstone into them, and compactions follow
+/// writes: a queue drained and then left idle would keep its space. So once more
+/// messages were deleted since the last reclaim than are still stored (and at
+/// least [`RECLAIM_MIN`]), the message keyspaces are flushed and compacted; each
+/// compaction rewrites at most as many live messages as were deleted before it.
+#[derive(Debug, Default)]
+struct Reclaim {
+    live: AtomicU64,
+    deleted: AtomicU64,
+}
+
+impl Reclaim {
+    /// Counts a batch's effect on the stored messages.
+    fn count(&self, ops: &BTreeMap<(Space, Vec<u8>), Op>) {
+        let (mut put, mut deleted) = (0, 0);
+        for ((space, _), op) in ops {
+            if matches!(space, Space::Messages | Space::SessionMessages) {
+                match op {
+                    Op::PutNew(_) => put += 1,
+                    Op::Delete => deleted += 1,
+                    Op::Put(_) => {}
+                }
+            }
+        }
+        self.live.fetch_add(put, Ordering::Relaxed);
+        let _ = self
+            .live
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
+                Some(l.saturating_sub(deleted))
+            });
+        self.deleted.fetch_add(deleted, Ordering::Relaxed);
+    }
+
+    /// Whether a reclaim is due; if so, counting starts again.
+    fn due(&self) -> bool {
+        let deleted = self.deleted.load(Ordering::Relaxed);
+        if deleted < RECLAIM_MIN || deleted < self.live.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.deleted.store(0, Ordering::Relaxed);
+        true
+    }
+}
+
 /// The data directory while the broker runs.
 pub struct Storage {
     dir: PathBuf,
     journal: Arc<Journal>,
     committer: Mutex<Option<JoinHandle<()>>>,
+    /// Dropped to stop the reclaimer.
+    stop_reclaim: Mutex<Option<mpsc::Sender<()>>>,
+    reclaimer: Mutex<Option<JoinHandle<()>>>,
     /// Makes the next write fail as a full disk would (the tests' fault seam;
     /// the committer holds the flag either way).
     #[cfg(test)]
@@ -178,19 +232,32 @@ impl Storage {
         let recovered = recover::read(dir, &db, &spaces)?;
         let journal = Arc::new(Journal::new(recovered.last_id()));
         let fail_next_write = Arc::new(AtomicBool::new(false));
+        let reclaim = Arc::new(Reclaim::default());
+        reclaim
+            .live
+            .store(recovered.stored_messages(), Ordering::Relaxed);
         let committer = {
             let journal = journal.clone();
             let fail = fail_next_write.clone();
+            let reclaim = reclaim.clone();
+            let spaces = spaces.clone();
             std::thread::Builder::new()
                 .name("dwbroker-storage".into())
-                .spawn(move || commit_loop(&db, &spaces, &journal, fsync, &fail))
+                .spawn(move || commit_loop(&db, &spaces, &journal, fsync, &fail, &reclaim))
                 .map_err(|e| engine("starting the committer")(fjall::Error::Io(e)))?
         };
+        let (stop_reclaim, stopped) = mpsc::channel();
+        let reclaimer = std::thread::Builder::new()
+            .name("dwbroker-reclaim".into())
+            .spawn(move || reclaim_loop(&spaces, &reclaim, &stopped))
+            .map_err(|e| engine("starting the reclaimer")(fjall::Error::Io(e)))?;
         Ok((
             Storage {
                 dir: dir.to_owned(),
                 journal,
                 committer: Mutex::new(Some(committer)),
+                stop_reclaim: Mutex::new(Some(stop_reclaim)),
+                reclaimer: Mutex::new(Some(reclaimer)),
                 #[cfg(test)]
                 fail_next_write,
             },
@@ -215,17 +282,16 @@ impl Storage {
         &self.dir
     }
 
-    /// Commits what is pending, fsyncs and stops the committer.
+    /// Commits what is pending, fsyncs and stops the committer and the
+    /// reclaimer.
     pub fn close(&self) {
         self.journal.close();
-        let handle = self
-            .committer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(handle) = handle {
-            if handle.join().is_err() {
-                tracing::error!("storage committer ended with a panic");
+        drop(lock(&self.stop_reclaim).take());
+        for handle in [&self.committer, &self.reclaimer] {
+            if let Some(handle) = lock(handle).take() {
+                if handle.join().is_err() {
+                    tracing::error!("a storage thread ended with a panic");
+                }
             }
         }
     }
@@ -237,6 +303,39 @@ impl Drop for Storage {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The reclaimer: every [`RECLAIM_INTERVAL`], flushes and compacts the message
+/// keyspaces when [`Reclaim::due`], until `stop` is dropped.
+fn reclaim_loop(spaces: &Spaces, reclaim: &Reclaim, stop: &mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(RECLAIM_INTERVAL) {
+        if !reclaim.due() {
+            continue;
+        }
+        for space in [
+            &spaces.messages,
+            &spaces.delivered,
+            &spaces.session_messages,
+        ] {
+            // fjall's own means of flushing and compacting now (hidden from its
+            // docs, stable in the version the lockfile pins).
+            let done = space
+                .rotate_memtable_and_wait()
+                .and_then(|()| space.major_compact());
+            if let Err(e) = done {
+                tracing::warn!(error = %e, "storage: compacting settled messages failed");
+            }
+            tracing::debug!(
+                keyspace = %space.name(),
+                bytes = space.disk_space(),
+                "storage: settled messages compacted away"
+            );
+        }
+    }
+}
+
 /// The committer: takes the journal's records in groups, writes each group as
 /// one atomic batch, persists it, and completes the group's tickets.
 fn commit_loop(
@@ -245,6 +344,7 @@ fn commit_loop(
     journal: &Journal,
     fsync: Fsync,
     fail_next_write: &AtomicBool,
+    reclaim: &Reclaim,
 ) {
     let mut failed: Option<StoreFailure> = None;
     let mut unsynced_since: Option<Instant> = None;
@@ -262,7 +362,7 @@ fn commit_loop(
             None if fail_next_write.swap(false, Ordering::AcqRel) => {
                 Err(StoreFailure("No space left on device (injected)".into()))
             }
-            None => write(db, spaces, &records, fsync),
+            None => write(db, spaces, &records, fsync, reclaim),
         };
         if fsync == Fsync::Batch && outcome.is_ok() && unsynced_since.is_none() {
             unsynced_since = Some(Instant::now());
@@ -410,12 +510,14 @@ fn write(
     spaces: &Spaces,
     records: &[Record],
     fsync: Fsync,
+    reclaim: &Reclaim,
 ) -> Result<(), StoreFailure> {
     let fail = |e: fjall::Error| StoreFailure(e.to_string().into());
     let mut changes = Changes::default();
     for record in records {
         apply(&mut changes, spaces, record).map_err(fail)?;
     }
+    reclaim.count(&changes.ops);
     let mut batch = db.batch();
     for ((space, key), op) in changes.ops {
         match op {

@@ -76,6 +76,13 @@ pub struct Summary {
 }
 
 impl Recovered {
+    /// Messages stored in queues and sessions.
+    pub(crate) fn stored_messages(&self) -> u64 {
+        let queued: usize = self.queues.iter().map(|q| q.entries.len()).sum();
+        let pending: usize = self.sessions.iter().map(|s| s.pending.len()).sum();
+        (queued + pending) as u64
+    }
+
     /// The highest destination id in use.
     pub(crate) fn last_id(&self) -> DestId {
         let queues = self.queues.iter().map(|q| q.id);

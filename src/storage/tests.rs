@@ -532,3 +532,36 @@ async fn a_failed_write_refuses_durable_publishes_and_the_broker_keeps_serving()
 
     broker.shutdown().await;
 }
+
+#[test]
+fn a_reclaim_is_due_once_more_was_deleted_than_is_stored() {
+    let r = Reclaim::default();
+    let put = |n: usize| {
+        (0..n as u64)
+            .map(|i| {
+                (
+                    (Space::Messages, i.to_be_bytes().to_vec()),
+                    Op::PutNew(Vec::new()),
+                )
+            })
+            .collect::<BTreeMap<_, _>>()
+    };
+    let delete = |n: usize| {
+        (0..n as u64)
+            .map(|i| {
+                (
+                    (Space::SessionMessages, i.to_be_bytes().to_vec()),
+                    Op::Delete,
+                )
+            })
+            .collect::<BTreeMap<_, _>>()
+    };
+    r.count(&put(5000));
+    r.count(&delete(2000));
+    assert!(!r.due(), "3000 still stored, 2000 deleted");
+    r.count(&delete(2000));
+    assert!(r.due(), "1000 stored, 4000 deleted");
+    assert!(!r.due(), "counting starts again");
+    r.count(&delete(500));
+    assert!(!r.due(), "too few to bother");
+}
