@@ -53,12 +53,12 @@ pub async fn queue(p: &Params, t: &Target, meter: &mut Meter) -> Res<Outcome> {
     let q = format!("load-amqp-{}", run_id());
     let cc = connect(t.addr).await?;
     let cch = cc.create_channel().await?;
-    cch.queue_declare(
-        q.as_str().into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await?;
+    let declare = QueueDeclareOptions {
+        durable: p.persistent,
+        ..QueueDeclareOptions::default()
+    };
+    cch.queue_declare(q.as_str().into(), declare, FieldTable::default())
+        .await?;
     cch.basic_qos(PREFETCH, BasicQosOptions::default()).await?;
     let mut consumer = cch
         .basic_consume(
@@ -94,11 +94,21 @@ pub async fn queue(p: &Params, t: &Target, meter: &mut Meter) -> Res<Outcome> {
         }
     }));
 
-    let pc = connect(t.addr).await?;
-    let pch = pc.create_channel().await?;
-    if p.confirms {
-        pch.confirm_select(ConfirmSelectOptions::default()).await?;
+    // --publishers connections, one channel each; messages go round robin.
+    let mut publishers = Vec::new();
+    for _ in 0..p.publishers.max(1) {
+        let pc = connect(t.addr).await?;
+        let pch = pc.create_channel().await?;
+        if p.confirms {
+            pch.confirm_select(ConfirmSelectOptions::default()).await?;
+        }
+        publishers.push((pc, pch));
     }
+    let props = if p.persistent {
+        BasicProperties::default().with_delivery_mode(2)
+    } else {
+        BasicProperties::default()
+    };
     let acked = AtomicU64::new(0);
     let nacked = AtomicU64::new(0);
     let failed = std::sync::Mutex::new(None::<String>);
@@ -107,7 +117,7 @@ pub async fn queue(p: &Params, t: &Target, meter: &mut Meter) -> Res<Outcome> {
     let mut pacer = Pacer::new(p);
     let publish = |seq: u64, ch: Channel| {
         let body = payload(seq, p.size);
-        let (q, acked, nacked, failed) = (&q, &acked, &nacked, &failed);
+        let (q, acked, nacked, failed, props) = (&q, &acked, &nacked, &failed, &props);
         async move {
             let r = async {
                 let confirm = ch
@@ -116,7 +126,7 @@ pub async fn queue(p: &Params, t: &Target, meter: &mut Meter) -> Res<Outcome> {
                         q.as_str().into(),
                         BasicPublishOptions::default(),
                         &body,
-                        BasicProperties::default(),
+                        props.clone(),
                     )
                     .await?;
                 Res::Ok(confirm.await?)
@@ -137,7 +147,7 @@ pub async fn queue(p: &Params, t: &Target, meter: &mut Meter) -> Res<Outcome> {
         let seq = pacer.next().await?;
         Some((seq, pacer))
     })
-    .map(|seq| publish(seq, pch.clone()))
+    .map(|seq| publish(seq, publishers[seq as usize % publishers.len()].1.clone()))
     .buffer_unordered(window)
     .for_each(|_| async {});
     let published = timeout(p.publish_cap(), publishing).await;
@@ -153,7 +163,9 @@ pub async fn queue(p: &Params, t: &Target, meter: &mut Meter) -> Res<Outcome> {
         out.errors.push(format!("publisher: {e}"));
     }
     drop(task);
-    let _ = pc.close(200, "bye".into()).await;
+    for (pc, _) in &publishers {
+        let _ = pc.close(200, "bye".into()).await;
+    }
     cch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
         .await?;
     let _ = cc.close(200, "bye".into()).await;

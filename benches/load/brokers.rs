@@ -106,6 +106,17 @@ fn pick_ports() -> Res<[u16; 4]> {
     Ok(ports)
 }
 
+/// `--data-dir DIR`, unless `bin` predates it (an earlier build in an A/B run).
+fn data_dir_args(bin: &Path, data_dir: &Path) -> Vec<std::ffi::OsString> {
+    let help = Command::new(bin).arg("--help").output();
+    match help {
+        Ok(out) if String::from_utf8_lossy(&out.stdout).contains("--data-dir") => {
+            vec!["--data-dir".into(), data_dir.into()]
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// A dwbroker process started by the harness; stopped (SIGTERM, then SIGKILL) on drop.
 pub struct Dwbroker {
     child: Child,
@@ -159,8 +170,7 @@ impl Dwbroker {
             .args(["--stomp", &stomp.to_string()])
             .args(["--nats", &nats.to_string()])
             .args(["--kafka-rest", "off", "--log", "warn"])
-            .arg("--data-dir")
-            .arg(data_dir)
+            .args(data_dir_args(bin, data_dir))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

@@ -38,6 +38,10 @@ SCENARIOS (the payload carries a sequence number and the send timestamp; latency
 receive time minus send time, in the one generator process):
   mqtt-qos0    1 publisher -> --subs subscribers (1 -> N fan-out), QoS 0
   mqtt-qos1    the same at QoS 1 (publisher inflight 100); lost must be 0
+  mqtt-session QoS 1 into an offline persistent session: a 3.1.1 client with clean
+               session 0 subscribes and leaves, the publisher publishes --messages at
+               QoS 1 (inflight 100; dwbroker stores each before its PUBACK), then the
+               client comes back and takes them all; lost must be 0
   nats-pubsub  1 publisher -> --subs subscribers, one connection each
   nats-queue   1 publisher -> a queue group of --subs members (default 3)
   nats-reqrep  request/reply round trips one at a time through a responder connection
@@ -51,7 +55,9 @@ receive time minus send time, in the one generator process):
                /queue/load-reply-<id> (ack auto)
   amqp-queue   publish to one queue (default exchange) -> 1 consumer (manual acks,
                prefetch 1000, multiple-ack every 100); --confirms waits for publisher
-               confirms (1000 outstanding); lost must be 0
+               confirms (1000 outstanding); --persistent makes the queue durable and
+               the messages persistent; --publishers N spreads them over N
+               connections; lost must be 0
   stomp-queue  SEND to /queue/<q> -> --subs consumers (ack auto); lost must be 0
   stomp-topic  SEND to /topic/<t> -> --subs subscribers (1 -> N fan-out)
   mqtt-idle    --connections idle MQTT 3.1.1 connections (CONNECT, CONNACK, then silence):
@@ -111,6 +117,8 @@ pub enum Scenario {
     NatsQueue,
     /// NATS request/reply round trips
     NatsReqrep,
+    /// MQTT QoS 1 into an offline persistent session
+    MqttSession,
     /// MQTT request/reply round trips (QoS 0)
     MqttReqrep,
     /// AMQP request/reply round trips (reply_to, correlation_id)
@@ -145,6 +153,7 @@ impl Scenario {
             Scenario::NatsQueue => "nats-queue",
             Scenario::NatsReqrep => "nats-reqrep",
             Scenario::MqttReqrep => "mqtt-reqrep",
+            Scenario::MqttSession => "mqtt-session",
             Scenario::AmqpReqrep => "amqp-reqrep",
             Scenario::StompReqrep => "stomp-reqrep",
             Scenario::AmqpQueue => "amqp-queue",
@@ -161,9 +170,11 @@ impl Scenario {
     /// The protocol the scenario speaks.
     pub fn protocol(self) -> Protocol {
         match self {
-            Scenario::MqttQos0 | Scenario::MqttQos1 | Scenario::MqttIdle | Scenario::MqttReqrep => {
-                Protocol::Mqtt
-            }
+            Scenario::MqttQos0
+            | Scenario::MqttQos1
+            | Scenario::MqttIdle
+            | Scenario::MqttReqrep
+            | Scenario::MqttSession => Protocol::Mqtt,
             Scenario::NatsPubsub | Scenario::NatsQueue | Scenario::NatsReqrep => Protocol::Nats,
             Scenario::AmqpQueue | Scenario::AmqpReqrep => Protocol::Amqp,
             Scenario::StompQueue | Scenario::StompTopic | Scenario::StompReqrep => Protocol::Stomp,
@@ -240,6 +251,15 @@ pub struct Cli {
     /// amqp-queue: publisher confirms (1000 outstanding at most).
     #[arg(long)]
     pub confirms: bool,
+
+    /// amqp-queue: a durable queue and persistent messages (delivery mode 2),
+    /// stored before they are confirmed.
+    #[arg(long)]
+    pub persistent: bool,
+
+    /// amqp-queue: publishing connections (one channel each, messages round robin).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub publishers: usize,
 
     /// crash: how many crash trials.
     #[arg(long, default_value_t = 10, value_name = "N")]

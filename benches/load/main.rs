@@ -46,6 +46,10 @@ pub struct Params {
     pub rate: u64,
     pub subs: usize,
     pub confirms: bool,
+    /// amqp-queue: durable queue, persistent messages.
+    pub persistent: bool,
+    /// amqp-queue: publishing connections.
+    pub publishers: usize,
     pub connections: usize,
     pub drain: Duration,
     /// Any loss fails the run.
@@ -82,8 +86,14 @@ impl Params {
             | Scenario::StompReqrep => format!("{name} {size}B {pace}"),
             Scenario::NatsQueue => format!("{name} {size}B group of {} {pace}", self.subs),
             Scenario::AmqpQueue => format!(
-                "{name} {size}B {}{pace}",
-                if self.confirms { "confirms " } else { "" }
+                "{name} {size}B {}{}{}{pace}",
+                if self.persistent { "persistent " } else { "" },
+                if self.confirms { "confirms " } else { "" },
+                if self.publishers > 1 {
+                    format!("{} publishers ", self.publishers)
+                } else {
+                    String::new()
+                }
             ),
             _ => format!("{name} {size}B 1→{} {pace}", self.subs),
         }
@@ -145,11 +155,13 @@ fn plan(cli: &Cli) -> Vec<Params> {
             .unwrap_or(if s == Scenario::NatsQueue { 3 } else { 1 })
             .max(1),
         confirms: cli.confirms,
+        persistent: cli.persistent,
+        publishers: cli.publishers.max(1),
         connections: cli.connections,
         drain: Duration::from_secs_f64(cli.drain),
         strict: matches!(
             s,
-            Scenario::MqttQos1 | Scenario::AmqpQueue | Scenario::StompQueue
+            Scenario::MqttQos1 | Scenario::MqttSession | Scenario::AmqpQueue | Scenario::StompQueue
         ),
     };
     match cli.scenario {
@@ -174,6 +186,7 @@ fn plan(cli: &Cli) -> Vec<Params> {
             Scenario::NatsQueue,
             Scenario::NatsReqrep,
             Scenario::MqttReqrep,
+            Scenario::MqttSession,
             Scenario::AmqpQueue,
             Scenario::AmqpReqrep,
             Scenario::StompQueue,
@@ -201,6 +214,7 @@ async fn run_one(p: &Params, t: &Target, pinned: bool) -> RunResult {
             Scenario::NatsQueue => nats::pubsub(p, t, &mut meter, true).await,
             Scenario::NatsReqrep => nats::reqrep(p, t, &mut meter).await,
             Scenario::MqttReqrep => mqtt::reqrep(p, t, &mut meter).await,
+            Scenario::MqttSession => mqtt::offline_session(p, t, &mut meter).await,
             Scenario::AmqpReqrep => amqp::reqrep(p, t, &mut meter).await,
             Scenario::StompReqrep => stomp::reqrep(p, t, &mut meter).await,
             Scenario::AmqpQueue => amqp::queue(p, t, &mut meter).await,

@@ -21,9 +21,20 @@ use crate::stats::{payload, round_trips, run_id, Pacer, Receivers, Recorder, Tas
 use crate::{Outcome, Params, Res, SETUP};
 
 fn client(id: String, addr: SocketAddr, size: usize, cap: usize) -> (AsyncClient, EventLoop) {
+    client_with(id, addr, size, cap, true)
+}
+
+/// [`client`], with a persistent session (MQTT 3.1.1 clean session 0) unless `clean`.
+fn client_with(
+    id: String,
+    addr: SocketAddr,
+    size: usize,
+    cap: usize,
+    clean: bool,
+) -> (AsyncClient, EventLoop) {
     let mut o = MqttOptions::new(id, addr.ip().to_string(), addr.port());
     o.set_keep_alive(Duration::from_secs(60));
-    o.set_clean_session(true);
+    o.set_clean_session(clean);
     o.set_max_packet_size(size + 4096, size + 4096);
     o.set_inflight(100);
     let (c, mut ev) = AsyncClient::new(o, cap);
@@ -179,6 +190,107 @@ pub async fn pubsub(p: &Params, t: &Target, meter: &mut Meter, qos: QoS) -> Res<
     }
     tokio::time::sleep(Duration::from_millis(20)).await;
     drop(tasks);
+    Ok(out)
+}
+
+/// QoS 1 into an offline persistent session: a client with a persistent session
+/// subscribes and leaves; the publisher publishes `p.messages` at QoS 1 (each
+/// PUBACK says the message is queued, and stored, for the session); then the
+/// client comes back and takes them all.
+pub async fn offline_session(p: &Params, t: &Target, meter: &mut Meter) -> Res<Outcome> {
+    let id = run_id();
+    let topic = format!("load/{id}/session");
+    let keeper = format!("load-keeper-{id}");
+    let mut tasks = Tasks::default();
+    {
+        let (c, ev) = client_with(keeper.clone(), t.addr, p.size, 16, false);
+        let (tx, ready) = oneshot::channel();
+        tasks.push(poll(ev, "keeper".into(), tx, Arc::default(), true, |_| {}));
+        subscribe(&c, &topic, QoS::AtLeastOnce, ready, "keeper").await?;
+        c.disconnect().await?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pub_rec = Arc::new(Recorder::default());
+    let (pc, ev) = client(format!("load-pub-{id}"), t.addr, p.size, 1024);
+    let (tx, ready) = oneshot::channel();
+    let acked = Arc::new(AtomicU64::new(0));
+    tasks.push(poll(
+        ev,
+        "publisher".into(),
+        tx,
+        acked.clone(),
+        false,
+        recording(pub_rec.clone()),
+    ));
+    timeout(SETUP, ready)
+        .await
+        .map_err(|_| "publisher: no CONNACK in time")?
+        .map_err(|_| "publisher: polling stopped")??;
+
+    meter.start();
+    let mut pacer = Pacer::new(p);
+    let publishing = async {
+        while let Some(seq) = pacer.next().await {
+            pc.publish(
+                topic.as_str(),
+                QoS::AtLeastOnce,
+                false,
+                payload(seq, p.size),
+            )
+            .await?;
+        }
+        Res::Ok(())
+    };
+    let published = timeout(p.publish_cap(), publishing).await;
+    let sent = pacer.sent;
+    let until = tokio::time::Instant::now() + p.publish_cap();
+    while acked.load(Ordering::Relaxed) < sent && tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let rx = Receivers::new(1);
+    let (kc, ev) = client_with(keeper, t.addr, p.size, 16, false);
+    let (tx, ready) = oneshot::channel();
+    tasks.push(poll(
+        ev,
+        "keeper".into(),
+        tx,
+        Arc::default(),
+        false,
+        recording(rx.list[0].clone()),
+    ));
+    timeout(SETUP, ready)
+        .await
+        .map_err(|_| "keeper: no CONNACK in time")?
+        .map_err(|_| "keeper: polling stopped")??;
+    rx.drain(sent, p.drain, p.drain_cap()).await;
+    meter.stop();
+
+    let mut out = Outcome::from_receivers(sent, sent, &rx);
+    out.note_publisher(published);
+    let a = acked.load(Ordering::Relaxed);
+    if a < sent {
+        out.notes.push(format!("{} PUBACKs missing", sent - a));
+    }
+    out.errors.extend(pub_rec.errors());
+    // The session ends here: the next run starts clean.
+    let _ = kc.try_disconnect();
+    let _ = pc.try_disconnect();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    drop(tasks);
+    let (cc, ev) = client_with(format!("load-keeper-{id}"), t.addr, p.size, 16, true);
+    let (tx, ready) = oneshot::channel();
+    let mut end = Tasks::default();
+    end.push(poll(
+        ev,
+        "cleanup".into(),
+        tx,
+        Arc::default(),
+        false,
+        |_| {},
+    ));
+    let _ = timeout(SETUP, ready).await;
+    let _ = cc.disconnect().await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
     Ok(out)
 }
 

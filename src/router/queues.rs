@@ -736,12 +736,14 @@ impl Queue {
         Some((entry, st.count))
     }
 
-    /// Settles a delivered entry for good (acked, or rejected and handed to
+    /// Settles delivered entries for good (acked, or rejected and handed to
     /// dead-lettering).
-    pub(crate) fn settle(&self, entry: &Entry) {
+    pub(crate) fn settle(&self, entries: &[Entry]) {
         let mut st = self.state();
-        st.unacked = st.unacked.saturating_sub(1);
-        self.record_removed(&st, entry);
+        st.unacked = st.unacked.saturating_sub(entries.len());
+        for entry in entries {
+            self.record_removed(&st, entry);
+        }
     }
 
     /// Puts `entries` back at the head, in their original order, redelivered.

@@ -1216,7 +1216,7 @@ impl Connection {
                     }
                 };
                 for (_, unacked, how) in tx.settles {
-                    self.apply_settle(unacked, how, now);
+                    self.apply_settle(vec![unacked], how, now);
                 }
                 self.kick_shared_credit(channel, now);
                 let answer = Answer::TxCommitOk {
@@ -1420,15 +1420,17 @@ impl Connection {
             }
             vec![tag]
         };
+        let mut settled = Vec::with_capacity(tags.len());
         for t in tags {
             let Some(unacked) = channel.unacked.remove(&t) else {
                 continue;
             };
             match &mut channel.mode {
                 Mode::Tx(tx) => tx.settles.push((t, unacked, how)),
-                _ => self.apply_settle(unacked, how, now),
+                _ => settled.push(unacked),
             }
         }
+        self.apply_settle(settled, how, now);
         self.kick_shared_credit(channel, now);
         Ok(())
     }
@@ -1444,24 +1446,24 @@ impl Connection {
         }
     }
 
-    fn apply_settle(&self, unacked: Unacked, how: Settle, now: Now) {
-        match how {
-            Settle::Requeue => self.requeue([unacked], now),
-            Settle::Ack | Settle::Reject => {
-                if let Some((c, g)) = &unacked.credit {
-                    c.release(1);
-                    g.release(1);
-                }
-                let credited = unacked.credit.is_some();
-                if how == Settle::Reject {
-                    self.router.reject(&unacked.queue, unacked.entry, now);
-                } else {
-                    self.router.ack(&unacked.queue, unacked.entry, now);
-                }
-                if credited {
-                    self.router.kick(&unacked.queue, now);
-                }
+    /// Requeues, acks or rejects `unacked`, giving back the credit they held.
+    fn apply_settle(&self, unacked: Vec<Unacked>, how: Settle, now: Now) {
+        if how == Settle::Requeue {
+            return self.requeue(unacked, now);
+        }
+        let entries = unacked.into_iter().map(|u| {
+            if let Some((c, g)) = &u.credit {
+                c.release(1);
+                g.release(1);
             }
+            (u.queue, u.entry)
+        });
+        if how == Settle::Ack {
+            return self.router.ack_all(entries, now);
+        }
+        for (queue, entry) in entries {
+            self.router.reject(&queue, entry, now);
+            self.router.kick(&queue, now);
         }
     }
 

@@ -771,19 +771,10 @@ impl Connection {
         }
         match how {
             Settle::Requeue => self.router.requeue_all(settled, now),
-            Settle::Ack | Settle::Reject => {
-                let mut queues: Vec<Arc<Queue>> = Vec::new();
+            Settle::Ack => self.router.ack_all(settled, now),
+            Settle::Reject => {
                 for (queue, entry) in settled {
-                    if how == Settle::Reject {
-                        self.router.reject(&queue, entry, now);
-                    } else {
-                        self.router.ack(&queue, entry, now);
-                    }
-                    if !queues.iter().any(|q| Arc::ptr_eq(q, &queue)) {
-                        queues.push(queue);
-                    }
-                }
-                for queue in queues {
+                    self.router.reject(&queue, entry, now);
                     self.router.kick(&queue, now);
                 }
             }

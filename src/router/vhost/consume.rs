@@ -76,15 +76,17 @@ impl Router {
 
     /// Puts entries back into their queues (grouped, one requeue per queue).
     pub fn requeue_all(&self, entries: impl IntoIterator<Item = (Arc<Queue>, Entry)>, now: Now) {
-        let mut by_queue: Vec<(Arc<Queue>, Vec<Entry>)> = Vec::new();
-        for (queue, entry) in entries {
-            match by_queue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &queue)) {
-                Some((_, group)) => group.push(entry),
-                None => by_queue.push((queue, vec![entry])),
-            }
-        }
-        for (queue, group) in by_queue {
+        for (queue, group) in by_queue(entries) {
             self.requeue(&queue, group, now);
+        }
+    }
+
+    /// Settles delivered entries for good (their consumers have them), one lock
+    /// per queue, and dispatches each queue again: the credit they held is free.
+    pub fn ack_all(&self, entries: impl IntoIterator<Item = (Arc<Queue>, Entry)>, now: Now) {
+        for (queue, group) in by_queue(entries) {
+            queue.settle(&group);
+            self.kick(&queue, now);
         }
     }
 
@@ -110,13 +112,13 @@ impl Router {
     /// delivery to a consumer that acknowledges nothing (no-ack, STOMP `auto`) is
     /// acked by its front once it is written.
     pub fn ack(&self, queue: &Queue, entry: Entry, _now: Now) {
-        queue.settle(&entry);
+        queue.settle(std::slice::from_ref(&entry));
     }
 
     /// Settles a delivered `entry`: dead-letters it (reason rejected) if `queue`
     /// has a dead-letter exchange, else drops it.
     pub fn reject(&self, queue: &Arc<Queue>, entry: Entry, now: Now) {
-        queue.settle(&entry);
+        queue.settle(std::slice::from_ref(&entry));
         if queue.spec().args.dead_letter_exchange.is_some() {
             self.dead_letter(queue, vec![(entry, DeathReason::Rejected)], now);
         }
@@ -133,4 +135,18 @@ impl Router {
     pub fn queued_bytes(&self) -> usize {
         self.vhost.queued_bytes.load(Ordering::Relaxed)
     }
+}
+
+/// `entries` grouped by queue, each group in its original order.
+fn by_queue(
+    entries: impl IntoIterator<Item = (Arc<Queue>, Entry)>,
+) -> Vec<(Arc<Queue>, Vec<Entry>)> {
+    let mut groups: Vec<(Arc<Queue>, Vec<Entry>)> = Vec::new();
+    for (queue, entry) in entries {
+        match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &queue)) {
+            Some((_, group)) => group.push(entry),
+            None => groups.push((queue, vec![entry])),
+        }
+    }
+    groups
 }
