@@ -376,6 +376,27 @@ async fn stomp_persistent_sends_with_receipts_survive_and_others_do_not() {
     );
 }
 
+/// An MQTT 5 client whose session outlives it by `expiry` seconds.
+async fn session_v5(
+    addr: std::net::SocketAddr,
+    id: &str,
+    clean_start: bool,
+    expiry: u32,
+) -> (common::V5, rumqttc::v5::mqttbytes::v5::ConnAck) {
+    common::v5(
+        addr,
+        |o| {
+            o.set_clean_start(clean_start);
+            o.set_connect_properties(rumqttc::v5::mqttbytes::v5::ConnectProperties {
+                session_expiry_interval: Some(expiry),
+                ..Default::default()
+            });
+        },
+        id,
+    )
+    .await
+}
+
 #[tokio::test]
 async fn mqtt_retained_messages_and_persistent_sessions_survive_kill_9_twice() {
     let dir = data_dir();
@@ -383,18 +404,7 @@ async fn mqtt_retained_messages_and_persistent_sessions_survive_kill_9_twice() {
     {
         // An MQTT 5 session with an expiry and a 3.1.1 persistent session
         // subscribe and leave.
-        let (mut s5, ack) = common::v5(
-            p.mqtt,
-            |o| {
-                o.set_clean_start(true);
-                o.set_connect_properties(rumqttc::v5::mqttbytes::v5::ConnectProperties {
-                    session_expiry_interval: Some(3600),
-                    ..Default::default()
-                });
-            },
-            "keeper-5",
-        )
-        .await;
+        let (mut s5, ack) = session_v5(p.mqtt, "keeper-5", true, 3600).await;
         assert!(!ack.session_present);
         s5.subscribe("jobs/#", Q5::ExactlyOnce).await;
         s5.client.disconnect().await.unwrap();
@@ -440,18 +450,7 @@ async fn mqtt_retained_messages_and_persistent_sessions_survive_kill_9_twice() {
     p.kill();
     let p = Process::start(dir.path());
     {
-        let (mut s5, ack) = common::v5(
-            p.mqtt,
-            |o| {
-                o.set_clean_start(false);
-                o.set_connect_properties(rumqttc::v5::mqttbytes::v5::ConnectProperties {
-                    session_expiry_interval: Some(3600),
-                    ..Default::default()
-                });
-            },
-            "keeper-5",
-        )
-        .await;
+        let (mut s5, ack) = session_v5(p.mqtt, "keeper-5", false, 3600).await;
         assert!(ack.session_present, "the MQTT 5 session survived");
         let mut got = Vec::new();
         for _ in 0..2 {
@@ -500,18 +499,7 @@ async fn mqtt_retained_messages_and_persistent_sessions_survive_kill_9_twice() {
     topics.sort();
     assert_eq!(topics, ["jobs/1", "jobs/2", "jobs/3"]);
     // The MQTT 5 client took its messages before the second kill: nothing again.
-    let (mut s5, ack) = common::v5(
-        p.mqtt,
-        |o| {
-            o.set_clean_start(false);
-            o.set_connect_properties(rumqttc::v5::mqttbytes::v5::ConnectProperties {
-                session_expiry_interval: Some(3600),
-                ..Default::default()
-            });
-        },
-        "keeper-5",
-    )
-    .await;
+    let (mut s5, ack) = session_v5(p.mqtt, "keeper-5", false, 3600).await;
     assert!(ack.session_present);
     s5.no_publish(Duration::from_millis(500)).await;
 }
@@ -521,24 +509,15 @@ async fn a_clean_start_or_an_expired_session_is_gone_after_a_restart() {
     let dir = data_dir();
     let p = Process::start(dir.path());
     {
-        let with_expiry = |expiry: u32, clean: bool| {
-            move |o: &mut rumqttc::v5::MqttOptions| {
-                o.set_clean_start(clean);
-                o.set_connect_properties(rumqttc::v5::mqttbytes::v5::ConnectProperties {
-                    session_expiry_interval: Some(expiry),
-                    ..Default::default()
-                });
-            }
-        };
-        let (mut a, _) = common::v5(p.mqtt, with_expiry(3600, true), "ended").await;
+        let (mut a, _) = session_v5(p.mqtt, "ended", true, 3600).await;
         a.subscribe("x/#", Q5::AtLeastOnce).await;
         a.client.disconnect().await.unwrap();
         // Clean start ends the stored session for good.
-        let (b, ack) = common::v5(p.mqtt, with_expiry(0, true), "ended").await;
+        let (b, ack) = session_v5(p.mqtt, "ended", true, 0).await;
         assert!(!ack.session_present);
         b.client.disconnect().await.unwrap();
         // A session that expires one second after its client leaves.
-        let (mut c, _) = common::v5(p.mqtt, with_expiry(1, true), "short").await;
+        let (mut c, _) = session_v5(p.mqtt, "short", true, 1).await;
         c.subscribe("x/#", Q5::AtLeastOnce).await;
         c.client.disconnect().await.unwrap();
         tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -113,6 +113,33 @@ async fn subscribe(
     Ok(())
 }
 
+/// A connected publisher (polled in `tasks`): its client, its PUBACK count, and
+/// a recorder that receives nothing but the publisher's own errors.
+async fn publisher(
+    id: &str,
+    t: &Target,
+    p: &Params,
+    tasks: &mut Tasks,
+) -> Res<(AsyncClient, Arc<AtomicU64>, Arc<Recorder>)> {
+    let pub_rec = Arc::new(Recorder::default());
+    let (pc, ev) = client(format!("load-pub-{id}"), t.addr, p.size, 1024);
+    let (tx, ready) = oneshot::channel();
+    let acked = Arc::new(AtomicU64::new(0));
+    tasks.push(poll(
+        ev,
+        "publisher".into(),
+        tx,
+        acked.clone(),
+        false,
+        recording(pub_rec.clone()),
+    ));
+    timeout(SETUP, ready)
+        .await
+        .map_err(|_| "publisher: no CONNACK in time")?
+        .map_err(|_| "publisher: polling stopped")??;
+    Ok((pc, acked, pub_rec))
+}
+
 /// 1 publisher -> `p.subs` subscribers on one topic at `qos`.
 pub async fn pubsub(p: &Params, t: &Target, meter: &mut Meter, qos: QoS) -> Res<Outcome> {
     let id = run_id();
@@ -136,23 +163,7 @@ pub async fn pubsub(p: &Params, t: &Target, meter: &mut Meter, qos: QoS) -> Res<
         subscribe(&c, &topic, qos, ready, &what).await?;
         subs.push(c);
     }
-    // The publisher's own errors are reported through a recorder that receives nothing.
-    let pub_rec = Arc::new(Recorder::default());
-    let (pc, ev) = client(format!("load-pub-{id}"), t.addr, p.size, 1024);
-    let (tx, ready) = oneshot::channel();
-    let acked = Arc::new(AtomicU64::new(0));
-    tasks.push(poll(
-        ev,
-        "publisher".into(),
-        tx,
-        acked.clone(),
-        false,
-        recording(pub_rec.clone()),
-    ));
-    timeout(SETUP, ready)
-        .await
-        .map_err(|_| "publisher: no CONNACK in time")?
-        .map_err(|_| "publisher: polling stopped")??;
+    let (pc, acked, pub_rec) = publisher(&id, t, p, &mut tasks).await?;
 
     meter.start();
     let mut pacer = Pacer::new(p);
@@ -210,22 +221,7 @@ pub async fn offline_session(p: &Params, t: &Target, meter: &mut Meter) -> Res<O
         c.disconnect().await?;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let pub_rec = Arc::new(Recorder::default());
-    let (pc, ev) = client(format!("load-pub-{id}"), t.addr, p.size, 1024);
-    let (tx, ready) = oneshot::channel();
-    let acked = Arc::new(AtomicU64::new(0));
-    tasks.push(poll(
-        ev,
-        "publisher".into(),
-        tx,
-        acked.clone(),
-        false,
-        recording(pub_rec.clone()),
-    ));
-    timeout(SETUP, ready)
-        .await
-        .map_err(|_| "publisher: no CONNACK in time")?
-        .map_err(|_| "publisher: polling stopped")??;
+    let (pc, acked, pub_rec) = publisher(&id, t, p, &mut tasks).await?;
 
     meter.start();
     let mut pacer = Pacer::new(p);

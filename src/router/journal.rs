@@ -349,8 +349,15 @@ impl Journal {
     }
 
     /// Runs `f` so that every record it appends is committed in one batch (an
-    /// AMQP transaction's commit).
+    /// AMQP transaction's commit). A section inside a section is part of it.
     pub(crate) fn atomic<T>(&self, f: impl FnOnce() -> T) -> T {
+        thread_local! {
+            static DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+        }
+        if DEPTH.get() > 0 {
+            // Waiting for the committer here would wait for ourselves.
+            return f();
+        }
         {
             let mut p = self.pending();
             while p.swap_wanted {
@@ -361,10 +368,12 @@ impl Journal {
         struct Section<'a>(&'a Journal);
         impl Drop for Section<'_> {
             fn drop(&mut self) {
+                DEPTH.set(DEPTH.get() - 1);
                 self.0.pending().open_sections -= 1;
                 self.0.changed.notify_all();
             }
         }
+        DEPTH.set(DEPTH.get() + 1);
         let _section = Section(self);
         f()
     }
@@ -516,6 +525,32 @@ mod tests {
         let sizes = taken.join().unwrap();
         assert_eq!(sizes.iter().sum::<usize>(), 500);
         assert!(sizes.iter().all(|n| n % 10 == 0), "{sizes:?}");
+    }
+
+    #[test]
+    fn a_section_inside_a_section_does_not_wait_for_itself() {
+        let j = Arc::new(Journal::new(0));
+        let committer = {
+            let j = j.clone();
+            std::thread::spawn(move || loop {
+                match j.take(LONG) {
+                    Taken::Batch(records, commit) => {
+                        assert_eq!(records.len(), 2);
+                        commit.complete(Ok(()));
+                    }
+                    Taken::Idle => {}
+                    Taken::Closed => return,
+                }
+            })
+        };
+        j.atomic(|| {
+            j.append(retained());
+            // Let the committer ask for the batch while the section is open.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            j.atomic(|| j.append(retained()));
+        });
+        j.close();
+        committer.join().unwrap();
     }
 
     #[test]
