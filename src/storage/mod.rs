@@ -348,8 +348,13 @@ fn commit_loop(
 ) {
     let mut failed: Option<StoreFailure> = None;
     let mut unsynced_since: Option<Instant> = None;
+    // Only batch mode has anything to do while no records come (its fsync).
+    let idle = match fsync {
+        Fsync::Batch => BATCH_FSYNC_INTERVAL,
+        Fsync::Always | Fsync::Never => Duration::from_secs(3600),
+    };
     loop {
-        let (records, commit) = match journal.take(BATCH_FSYNC_INTERVAL) {
+        let (records, commit) = match journal.take(idle) {
             Taken::Closed => break,
             Taken::Idle => {
                 sync_due(db, &mut unsynced_since, &mut failed);

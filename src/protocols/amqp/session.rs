@@ -1459,11 +1459,9 @@ impl Connection {
             (u.queue, u.entry)
         });
         if how == Settle::Ack {
-            return self.router.ack_all(entries, now);
-        }
-        for (queue, entry) in entries {
-            self.router.reject(&queue, entry, now);
-            self.router.kick(&queue, now);
+            self.router.ack_all(entries, now);
+        } else {
+            self.router.reject_all(entries, now);
         }
     }
 

@@ -772,12 +772,7 @@ impl Connection {
         match how {
             Settle::Requeue => self.router.requeue_all(settled, now),
             Settle::Ack => self.router.ack_all(settled, now),
-            Settle::Reject => {
-                for (queue, entry) in settled {
-                    self.router.reject(&queue, entry, now);
-                    self.router.kick(&queue, now);
-                }
-            }
+            Settle::Reject => self.router.reject_all(settled, now),
         }
     }
 

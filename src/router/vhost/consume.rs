@@ -108,6 +108,22 @@ impl Router {
         self.requeue_all(unacked.into_iter().chain(undelivered), now);
     }
 
+    /// Settles delivered entries as rejected (dead-lettered where their queue
+    /// says so), one lock per queue, and dispatches each queue again.
+    pub fn reject_all(&self, entries: impl IntoIterator<Item = (Arc<Queue>, Entry)>, now: Now) {
+        for (queue, group) in by_queue(entries) {
+            queue.settle(&group);
+            if queue.spec().args.dead_letter_exchange.is_some() {
+                let dead = group
+                    .into_iter()
+                    .map(|e| (e, DeathReason::Rejected))
+                    .collect();
+                self.dead_letter(&queue, dead, now);
+            }
+            self.kick(&queue, now);
+        }
+    }
+
     /// Settles a delivered `entry` of `queue` for good: the consumer has it. A
     /// delivery to a consumer that acknowledges nothing (no-ack, STOMP `auto`) is
     /// acked by its front once it is written.
