@@ -23,6 +23,9 @@ use tokio::sync::Notify;
 
 use super::message::{Dispatch, Message};
 use super::queues::{Entry, QueueSpec};
+use super::streams::config::{ConsumerConfig, StreamConfig};
+use super::streams::consumer::{PendingDelivery, Position};
+use super::streams::log::StreamMessage;
 use super::subject::{Filter, Subject};
 use super::vhost::exchanges::{BindArgs, Dest, ExchangeSpec};
 use super::SubOptions;
@@ -153,6 +156,82 @@ pub enum Record {
         key: Box<[u8]>,
         /// The front's value.
         value: Option<Box<[u8]>>,
+    },
+    /// A stored stream was created, or its declaration changed.
+    StreamCreated {
+        /// Its id.
+        id: DestId,
+        /// Its declaration.
+        config: Arc<StreamConfig>,
+        /// When it was created (ns since the Unix epoch).
+        created_ns: u64,
+    },
+    /// A stored stream was deleted, with its messages.
+    StreamDeleted {
+        /// Its id.
+        id: DestId,
+    },
+    /// A message was appended to a stored stream.
+    StreamAppended {
+        /// The stream.
+        stream: DestId,
+        /// The message with its sequence number and time.
+        message: StreamMessage,
+    },
+    /// A message left a stored stream.
+    StreamRemoved {
+        /// The stream.
+        stream: DestId,
+        /// Its sequence number.
+        seq: u64,
+    },
+    /// Every message of a stored stream numbered below `below` left it.
+    StreamPurged {
+        /// The stream.
+        stream: DestId,
+        /// The first sequence number kept.
+        below: u64,
+    },
+    /// A consumer of a stored stream was created or its declaration changed.
+    ConsumerCreated {
+        /// Its id.
+        id: DestId,
+        /// Its stream.
+        stream: DestId,
+        /// Its declaration.
+        config: Arc<ConsumerConfig>,
+        /// When it was created (ns since the Unix epoch).
+        created_ns: u64,
+    },
+    /// A consumer was deleted.
+    ConsumerDeleted {
+        /// Its id.
+        id: DestId,
+    },
+    /// A consumer's last delivery and ack floor.
+    ConsumerPosition {
+        /// Its id.
+        id: DestId,
+        /// The last delivery.
+        delivered: Position,
+        /// Everything up to here is acknowledged.
+        ack_floor: Position,
+    },
+    /// A consumer delivered stream message `seq` (again) and awaits its ack.
+    ConsumerPending {
+        /// Its id.
+        id: DestId,
+        /// The stream sequence.
+        seq: u64,
+        /// The delivery.
+        pending: PendingDelivery,
+    },
+    /// A consumer's delivery of stream message `seq` was settled.
+    ConsumerSettled {
+        /// Its id.
+        id: DestId,
+        /// The stream sequence.
+        seq: u64,
     },
 }
 

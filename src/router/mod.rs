@@ -23,6 +23,7 @@ pub mod queues;
 mod restore;
 pub mod retained;
 pub mod sessions;
+pub mod streams;
 pub mod subject;
 pub mod trie;
 pub mod vhost;
@@ -77,6 +78,8 @@ enum Target {
     Group(Group),
     /// A queue or exchange bound to `amq.topic` (the pattern is the filter).
     Bound(Dest),
+    /// A stream capturing the filter's subjects.
+    Stream(Arc<streams::Stream>),
 }
 
 /// A subscription as a session remembers it, to find it again on unsubscribe and
@@ -133,6 +136,8 @@ pub struct Router {
     vhost: vhost::Vhost,
     /// Where changes of durable state are recorded (`None`: nothing is stored).
     journal: Option<Arc<Journal>>,
+    /// The streams.
+    streams: streams::Streams,
 }
 
 impl fmt::Debug for Router {
@@ -158,6 +163,7 @@ impl Router {
             retained: Mutex::new(Retained::new(retained)),
             vhost: vhost::Vhost::new(vhost),
             journal: None,
+            streams: streams::Streams::default(),
         }
     }
 
@@ -468,6 +474,7 @@ impl Router {
         // Inline up to a few subscribers: a publish should not allocate for its list.
         let mut plain: SmallVec<[(&Arc<Session>, &SubOptions); 8]> = SmallVec::new();
         let mut bound: Vec<Dest> = Vec::new();
+        let mut captured: SmallVec<[Arc<streams::Stream>; 1]> = SmallVec::new();
         index
             .trie
             .for_each_match(&msg.subject, |target| match target {
@@ -487,6 +494,11 @@ impl Router {
                 Target::Bound(dest) => {
                     if !bound.contains(dest) {
                         bound.push(dest.clone());
+                    }
+                }
+                Target::Stream(stream) => {
+                    if !captured.iter().any(|s| Arc::ptr_eq(s, stream)) {
+                        captured.push(stream.clone());
                     }
                 }
             });
@@ -509,6 +521,11 @@ impl Router {
         }
         drop(plain);
         drop(index);
+        if !captured.is_empty() {
+            routed.matched += captured.len();
+            routed.queued += captured.len();
+            routed.appended = self.append_to_streams(&msg, &captured, now, &mut routed.ticket);
+        }
         (routed, bound, msg)
     }
 
@@ -613,6 +630,8 @@ pub struct Routed {
     /// Completes when every stored copy of the message is durable; a front
     /// acknowledges a publisher only then.
     pub ticket: Ticket,
+    /// What each stream that captured the message answered.
+    pub appended: Vec<streams::Appended>,
 }
 
 impl Routed {
@@ -621,6 +640,7 @@ impl Routed {
         self.queued += other.queued;
         self.rejected += other.rejected;
         self.ticket.merge(other.ticket);
+        self.appended.extend(other.appended);
     }
 
     fn count(&mut self, pushed: Pushed) {
@@ -1128,7 +1148,7 @@ mod tests {
                 matched: 1,
                 queued: 0,
                 rejected: 0,
-                ticket: Ticket::default(),
+                ..Routed::default()
             }
         );
         assert_eq!(

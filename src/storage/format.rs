@@ -14,6 +14,11 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::router::journal::BindingRecord;
+use crate::router::streams::config::{
+    AckPolicy, ConsumerConfig, DeliverPolicy, Discard, Retention, StorageKind, StreamConfig,
+};
+use crate::router::streams::consumer::{PendingDelivery, Position};
+use crate::router::streams::log::StreamMessage;
 use crate::router::{
     BindArgs, Delivery, Dest, DestId, Dispatch, Entry, ExchangeKind, ExchangeSpec, Extensions,
     Filter, Message, Overflow, QueueArgs, QueueSpec, SubOptions, Subject,
@@ -255,6 +260,230 @@ pub(super) fn encode_message(m: &Message) -> Vec<u8> {
 
 pub(super) fn decode_message(bytes: &[u8]) -> Result<Message, DecodeError> {
     decode::<StoredMessage>(bytes)?.into_message()
+}
+
+/// A stream declaration as stored.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredStream {
+    name: String,
+    subjects: Vec<String>,
+    retention: u8,
+    max_consumers: Option<u64>,
+    max_msgs: Option<u64>,
+    max_bytes: Option<u64>,
+    max_age_ns: Option<u64>,
+    max_msgs_per_subject: Option<u64>,
+    max_msg_size: Option<u64>,
+    discard_new: bool,
+    duplicate_window_ns: u64,
+    sealed: bool,
+    deny_delete: bool,
+    deny_purge: bool,
+    front: Bytes,
+    created_ns: u64,
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+pub(super) fn encode_stream(c: &StreamConfig, created_ns: u64) -> Vec<u8> {
+    encode(&StoredStream {
+        name: c.name.clone(),
+        subjects: c.subjects.clone(),
+        retention: match c.retention {
+            Retention::Limits => 0,
+            Retention::Interest => 1,
+            Retention::WorkQueue => 2,
+        },
+        max_consumers: c.max_consumers,
+        max_msgs: c.max_msgs,
+        max_bytes: c.max_bytes,
+        max_age_ns: c.max_age.map(nanos),
+        max_msgs_per_subject: c.max_msgs_per_subject,
+        max_msg_size: c.max_msg_size,
+        discard_new: c.discard == Discard::New,
+        duplicate_window_ns: nanos(c.duplicate_window),
+        sealed: c.sealed,
+        deny_delete: c.deny_delete,
+        deny_purge: c.deny_purge,
+        front: c.front.clone(),
+        created_ns,
+    })
+}
+
+/// A stored stream's declaration (its storage is `file`: only those are
+/// stored) and creation time.
+pub(super) fn decode_stream(bytes: &[u8]) -> Result<(StreamConfig, u64), DecodeError> {
+    let s: StoredStream = decode(bytes)?;
+    let retention = match s.retention {
+        0 => Retention::Limits,
+        1 => Retention::Interest,
+        2 => Retention::WorkQueue,
+        n => return Err(format!("retention {n}")),
+    };
+    Ok((
+        StreamConfig {
+            name: s.name,
+            subjects: s.subjects,
+            retention,
+            max_consumers: s.max_consumers,
+            max_msgs: s.max_msgs,
+            max_bytes: s.max_bytes,
+            max_age: s.max_age_ns.map(Duration::from_nanos),
+            max_msgs_per_subject: s.max_msgs_per_subject,
+            max_msg_size: s.max_msg_size,
+            discard: if s.discard_new {
+                Discard::New
+            } else {
+                Discard::Old
+            },
+            storage: StorageKind::File,
+            duplicate_window: Duration::from_nanos(s.duplicate_window_ns),
+            sealed: s.sealed,
+            deny_delete: s.deny_delete,
+            deny_purge: s.deny_purge,
+            front: s.front,
+        },
+        s.created_ns,
+    ))
+}
+
+pub(super) fn encode_stream_message(m: &StreamMessage) -> Vec<u8> {
+    encode(&(m.time_ns, StoredMessage::of(&m.message)))
+}
+
+pub(super) fn decode_stream_message(seq: u64, bytes: &[u8]) -> Result<StreamMessage, DecodeError> {
+    let (time_ns, m): (u64, StoredMessage) = decode(bytes)?;
+    Ok(StreamMessage {
+        seq,
+        time_ns,
+        message: Arc::new(m.into_message()?),
+    })
+}
+
+/// A stream's last sequence number and its time, kept when its messages go.
+pub(super) fn encode_stream_last(seq: u64, time_ns: u64) -> Vec<u8> {
+    encode(&(seq, time_ns))
+}
+
+pub(super) fn decode_stream_last(bytes: &[u8]) -> Result<(u64, u64), DecodeError> {
+    decode(bytes)
+}
+
+/// A consumer declaration as stored.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredConsumer {
+    stream: DestId,
+    created_ns: u64,
+    name: String,
+    durable: bool,
+    deliver_policy: u8,
+    deliver_from: u64,
+    ack_policy: u8,
+    ack_wait_ns: u64,
+    backoff_ns: Vec<u64>,
+    max_deliver: Option<u64>,
+    max_ack_pending: Option<u64>,
+    filter_subjects: Vec<String>,
+    front: Bytes,
+}
+
+pub(super) fn encode_consumer(stream: DestId, c: &ConsumerConfig, created_ns: u64) -> Vec<u8> {
+    let (deliver_policy, deliver_from) = match c.deliver_policy {
+        DeliverPolicy::All => (0, 0),
+        DeliverPolicy::Last => (1, 0),
+        DeliverPolicy::New => (2, 0),
+        DeliverPolicy::ByStartSequence(seq) => (3, seq),
+        DeliverPolicy::ByStartTime(ns) => (4, ns),
+        DeliverPolicy::LastPerSubject => (5, 0),
+    };
+    encode(&StoredConsumer {
+        stream,
+        created_ns,
+        name: c.name.clone(),
+        durable: c.durable,
+        deliver_policy,
+        deliver_from,
+        ack_policy: match c.ack_policy {
+            AckPolicy::None => 0,
+            AckPolicy::All => 1,
+            AckPolicy::Explicit => 2,
+        },
+        ack_wait_ns: nanos(c.ack_wait),
+        backoff_ns: c.backoff.iter().copied().map(nanos).collect(),
+        max_deliver: c.max_deliver,
+        max_ack_pending: c.max_ack_pending,
+        filter_subjects: c.filter_subjects.clone(),
+        front: c.front.clone(),
+    })
+}
+
+/// A stored consumer: its stream, declaration and creation time.
+pub(super) fn decode_consumer(bytes: &[u8]) -> Result<(DestId, ConsumerConfig, u64), DecodeError> {
+    let c: StoredConsumer = decode(bytes)?;
+    let deliver_policy = match (c.deliver_policy, c.deliver_from) {
+        (0, _) => DeliverPolicy::All,
+        (1, _) => DeliverPolicy::Last,
+        (2, _) => DeliverPolicy::New,
+        (3, seq) => DeliverPolicy::ByStartSequence(seq),
+        (4, ns) => DeliverPolicy::ByStartTime(ns),
+        (5, _) => DeliverPolicy::LastPerSubject,
+        (n, _) => return Err(format!("deliver policy {n}")),
+    };
+    let ack_policy = match c.ack_policy {
+        0 => AckPolicy::None,
+        1 => AckPolicy::All,
+        2 => AckPolicy::Explicit,
+        n => return Err(format!("ack policy {n}")),
+    };
+    Ok((
+        c.stream,
+        ConsumerConfig {
+            name: c.name,
+            durable: c.durable,
+            deliver_policy,
+            ack_policy,
+            ack_wait: Duration::from_nanos(c.ack_wait_ns),
+            backoff: c.backoff_ns.into_iter().map(Duration::from_nanos).collect(),
+            max_deliver: c.max_deliver,
+            max_ack_pending: c.max_ack_pending,
+            filter_subjects: c.filter_subjects,
+            front: c.front,
+        },
+        c.created_ns,
+    ))
+}
+
+pub(super) fn encode_position(delivered: Position, floor: Position) -> Vec<u8> {
+    encode(&(
+        delivered.consumer_seq,
+        delivered.stream_seq,
+        floor.consumer_seq,
+        floor.stream_seq,
+    ))
+}
+
+/// A consumer's (last delivery, ack floor).
+pub(super) fn decode_position(bytes: &[u8]) -> Result<(Position, Position), DecodeError> {
+    let (dc, ds, fc, fs): (u64, u64, u64, u64) = decode(bytes)?;
+    let at = |consumer_seq, stream_seq| Position {
+        consumer_seq,
+        stream_seq,
+    };
+    Ok((at(dc, ds), at(fc, fs)))
+}
+
+pub(super) fn encode_pending(p: PendingDelivery) -> Vec<u8> {
+    encode(&(p.consumer_seq, p.deliveries))
+}
+
+pub(super) fn decode_pending(bytes: &[u8]) -> Result<PendingDelivery, DecodeError> {
+    let (consumer_seq, deliveries): (u64, u64) = decode(bytes)?;
+    Ok(PendingDelivery {
+        consumer_seq,
+        deliveries,
+    })
 }
 
 fn ms(d: Option<Duration>) -> Option<u64> {

@@ -121,6 +121,12 @@ struct Spaces {
     session_subs: Keyspace,
     session_messages: Keyspace,
     session_state: Keyspace,
+    streams: Keyspace,
+    stream_messages: Keyspace,
+    stream_last: Keyspace,
+    consumers: Keyspace,
+    consumer_positions: Keyspace,
+    consumer_pending: Keyspace,
 }
 
 /// How often the reclaimer looks at what was deleted.
@@ -145,7 +151,10 @@ impl Reclaim {
     fn count(&self, ops: &BTreeMap<(Space, Vec<u8>), Op>) {
         let (mut put, mut deleted) = (0, 0);
         for ((space, _), op) in ops {
-            if matches!(space, Space::Messages | Space::SessionMessages) {
+            if matches!(
+                space,
+                Space::Messages | Space::SessionMessages | Space::StreamMessages
+            ) {
                 match op {
                     Op::PutNew(_) => put += 1,
                     Op::Delete => deleted += 1,
@@ -228,6 +237,12 @@ impl Storage {
             session_subs: open("session_subs")?,
             session_messages: open("session_messages")?,
             session_state: open("session_state")?,
+            streams: open("streams")?,
+            stream_messages: open("stream_messages")?,
+            stream_last: open("stream_last")?,
+            consumers: open("consumers")?,
+            consumer_positions: open("consumer_positions")?,
+            consumer_pending: open("consumer_pending")?,
         };
         let recovered = recover::read(dir, &db, &spaces)?;
         let journal = Arc::new(Journal::new(recovered.last_id()));
@@ -318,6 +333,8 @@ fn reclaim_loop(spaces: &Spaces, reclaim: &Reclaim, stop: &mpsc::Receiver<()>) {
             &spaces.messages,
             &spaces.delivered,
             &spaces.session_messages,
+            &spaces.stream_messages,
+            &spaces.consumer_pending,
         ] {
             // fjall's own means of flushing and compacting now (hidden from its
             // docs, stable in the version the lockfile pins).
@@ -435,6 +452,12 @@ enum Space {
     SessionSubs,
     SessionMessages,
     SessionState,
+    Streams,
+    StreamMessages,
+    StreamLast,
+    Consumers,
+    ConsumerPositions,
+    ConsumerPending,
 }
 
 impl Space {
@@ -450,6 +473,12 @@ impl Space {
             Space::SessionSubs => &s.session_subs,
             Space::SessionMessages => &s.session_messages,
             Space::SessionState => &s.session_state,
+            Space::Streams => &s.streams,
+            Space::StreamMessages => &s.stream_messages,
+            Space::StreamLast => &s.stream_last,
+            Space::Consumers => &s.consumers,
+            Space::ConsumerPositions => &s.consumer_positions,
+            Space::ConsumerPending => &s.consumer_pending,
         }
     }
 }
@@ -487,6 +516,29 @@ impl Changes {
                 self.ops.insert((space, key), Op::Delete);
             }
         }
+    }
+
+    /// Deletes every key of `space` in `from..to`, on disk and in this group.
+    fn delete_range(
+        &mut self,
+        spaces: &Spaces,
+        space: Space,
+        from: Vec<u8>,
+        to: Vec<u8>,
+    ) -> fjall::Result<()> {
+        let pending: Vec<Vec<u8>> = self
+            .ops
+            .range((space, from.clone())..(space, to.clone()))
+            .map(|((_, k), _)| k.clone())
+            .collect();
+        for key in pending {
+            self.ops.remove(&(space, key));
+        }
+        for guard in space.of(spaces).range(from..to) {
+            let key = guard.key()?;
+            self.ops.insert((space, key.to_vec()), Op::Delete);
+        }
+        Ok(())
     }
 
     /// Deletes every key of `space` starting with `prefix`, on disk and in
@@ -643,6 +695,77 @@ fn apply(changes: &mut Changes, spaces: &Spaces, record: &Record) -> fjall::Resu
                 Some(v) => changes.put(Space::SessionState, key, v.to_vec()),
                 None => changes.delete(Space::SessionState, key),
             }
+        }
+        Record::StreamCreated {
+            id,
+            config,
+            created_ns,
+        } => changes.put(
+            Space::Streams,
+            queue_prefix(*id).to_vec(),
+            encode_stream(config, *created_ns),
+        ),
+        Record::StreamDeleted { id } => {
+            changes.delete(Space::Streams, queue_prefix(*id).to_vec());
+            changes.delete(Space::StreamLast, queue_prefix(*id).to_vec());
+            changes.delete_prefix(spaces, Space::StreamMessages, &queue_prefix(*id))?;
+        }
+        Record::StreamAppended { stream, message } => {
+            changes.put_new(
+                Space::StreamMessages,
+                message_key(*stream, message.seq),
+                encode_stream_message(message),
+            );
+            changes.put(
+                Space::StreamLast,
+                queue_prefix(*stream).to_vec(),
+                encode_stream_last(message.seq, message.time_ns),
+            );
+        }
+        Record::StreamRemoved { stream, seq } => {
+            changes.delete(Space::StreamMessages, message_key(*stream, *seq));
+        }
+        Record::StreamPurged { stream, below } => changes.delete_range(
+            spaces,
+            Space::StreamMessages,
+            message_key(*stream, 0),
+            message_key(*stream, *below),
+        )?,
+        Record::ConsumerCreated {
+            id,
+            stream,
+            config,
+            created_ns,
+        } => changes.put(
+            Space::Consumers,
+            queue_prefix(*id).to_vec(),
+            encode_consumer(*stream, config, *created_ns),
+        ),
+        Record::ConsumerDeleted { id } => {
+            changes.delete(Space::Consumers, queue_prefix(*id).to_vec());
+            changes.delete(Space::ConsumerPositions, queue_prefix(*id).to_vec());
+            changes.delete_prefix(spaces, Space::ConsumerPending, &queue_prefix(*id))?;
+        }
+        Record::ConsumerPosition {
+            id,
+            delivered,
+            ack_floor,
+        } => changes.put(
+            Space::ConsumerPositions,
+            queue_prefix(*id).to_vec(),
+            encode_position(*delivered, *ack_floor),
+        ),
+        Record::ConsumerPending { id, seq, pending } => {
+            let key = message_key(*id, *seq);
+            let value = encode_pending(*pending);
+            if pending.deliveries == 1 {
+                changes.put_new(Space::ConsumerPending, key, value);
+            } else {
+                changes.put(Space::ConsumerPending, key, value);
+            }
+        }
+        Record::ConsumerSettled { id, seq } => {
+            changes.delete(Space::ConsumerPending, message_key(*id, *seq));
         }
     }
     Ok(())

@@ -21,6 +21,8 @@ use fjall::{Database, Keyspace, PersistMode};
 use super::format::{self, DecodeError, FORMAT_VERSION};
 use super::{Spaces, StorageError};
 use crate::router::journal::BindingRecord;
+use crate::router::streams::consumer::Position;
+use crate::router::streams::{RestoredConsumer, RestoredStream};
 use crate::router::{
     DestId, Dispatch, Entry, ExchangeSpec, Filter, FrontState, Message, Now, QueueSpec,
     RestoredSession, Router, SubOptions,
@@ -54,6 +56,7 @@ pub struct Recovered {
     bindings: Vec<BindingRecord>,
     retained: Vec<Message>,
     sessions: Vec<StoredSession>,
+    streams: Vec<RestoredStream>,
 }
 
 /// What recovery put back, for the log.
@@ -73,6 +76,10 @@ pub struct Summary {
     pub sessions: usize,
     /// Pending messages of stored sessions.
     pub session_messages: usize,
+    /// Streams.
+    pub streams: usize,
+    /// Messages in them.
+    pub stream_messages: usize,
 }
 
 impl Recovered {
@@ -80,14 +87,25 @@ impl Recovered {
     pub(crate) fn stored_messages(&self) -> u64 {
         let queued: usize = self.queues.iter().map(|q| q.entries.len()).sum();
         let pending: usize = self.sessions.iter().map(|s| s.pending.len()).sum();
-        (queued + pending) as u64
+        let streamed: usize = self.streams.iter().map(|s| s.messages.len()).sum();
+        (queued + pending + streamed) as u64
     }
 
     /// The highest destination id in use.
     pub(crate) fn last_id(&self) -> DestId {
         let queues = self.queues.iter().map(|q| q.id);
         let sessions = self.sessions.iter().map(|s| s.id);
-        queues.chain(sessions).max().unwrap_or(0)
+        let streams = self.streams.iter().map(|s| s.id);
+        let consumers = self
+            .streams
+            .iter()
+            .flat_map(|s| s.consumers.iter().map(|c| c.id));
+        queues
+            .chain(sessions)
+            .chain(streams)
+            .chain(consumers)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Rebuilds the durable state in `router` (built on this storage's journal,
@@ -128,6 +146,18 @@ impl Recovered {
                 s.pending,
                 s.state,
             ));
+        }
+        for st in self.streams {
+            let name = st.config.name.clone();
+            let messages = st.messages.len();
+            let restored = router.restore_stream(st, now.at);
+            match restored {
+                Ok(()) => {
+                    summary.streams += 1;
+                    summary.stream_messages += messages;
+                }
+                Err(e) => tracing::warn!(stream = %name, error = %e, "stored stream not restored"),
+            }
         }
         // Messages that expired while the broker was down go now (dead-lettered
         // where their queue says so), before anyone can consume them.
@@ -201,6 +231,7 @@ pub(super) fn read(dir: &Path, db: &Database, s: &Spaces) -> Result<Recovered, S
         }
     }
     read_sessions(dir, &mut out, s, &mut garbage)?;
+    read_streams(dir, &mut out, s, &mut garbage)?;
     if !garbage.is_empty() {
         tracing::info!(
             keys = garbage.len(),
@@ -299,6 +330,102 @@ fn read_sessions<'s>(
         out.sessions[i]
             .state
             .push((rest.into(), value.into_boxed_slice()));
+    }
+    Ok(())
+}
+
+/// Stored streams with their messages (in order), last sequence numbers and
+/// consumers with their positions and pending deliveries; what belongs to no
+/// stored stream or consumer is garbage.
+fn read_streams<'s>(
+    dir: &Path,
+    out: &mut Recovered,
+    s: &'s Spaces,
+    garbage: &mut Vec<(&'s Keyspace, Vec<u8>)>,
+) -> Result<(), StorageError> {
+    let engine = |what| engine_error(dir, what);
+    let corrupt = |keyspace, key: &[u8], why| corrupt_error(dir, keyspace, key, why);
+    let id_of = |keyspace, key: &[u8]| {
+        format::parse_dest_key(key)
+            .map(|(id, _)| id)
+            .map_err(|why| corrupt(keyspace, key, why))
+    };
+    let mut by_id: HashMap<DestId, usize> = HashMap::new();
+    for (key, value) in all(&s.streams).map_err(engine("streams"))? {
+        let id = id_of("streams", &key)?;
+        let (config, created_ns) =
+            format::decode_stream(&value).map_err(|why| corrupt("streams", &key, why))?;
+        by_id.insert(id, out.streams.len());
+        out.streams.push(RestoredStream {
+            id,
+            config,
+            created_ns,
+            last: (0, 0),
+            messages: Vec::new(),
+            consumers: Vec::new(),
+        });
+    }
+    for (key, value) in all(&s.stream_last).map_err(engine("stream_last"))? {
+        let id = id_of("stream_last", &key)?;
+        let Some(&i) = by_id.get(&id) else {
+            garbage.push((&s.stream_last, key));
+            continue;
+        };
+        out.streams[i].last =
+            format::decode_stream_last(&value).map_err(|why| corrupt("stream_last", &key, why))?;
+    }
+    for (key, value) in all(&s.stream_messages).map_err(engine("stream_messages"))? {
+        let (id, seq) =
+            format::parse_message_key(&key).map_err(|why| corrupt("stream_messages", &key, why))?;
+        let Some(&i) = by_id.get(&id) else {
+            garbage.push((&s.stream_messages, key));
+            continue;
+        };
+        let m = format::decode_stream_message(seq, &value)
+            .map_err(|why| corrupt("stream_messages", &key, why))?;
+        out.streams[i].messages.push(m);
+    }
+    let mut consumers: HashMap<DestId, (usize, usize)> = HashMap::new();
+    for (key, value) in all(&s.consumers).map_err(engine("consumers"))? {
+        let id = id_of("consumers", &key)?;
+        let (stream, config, created_ns) =
+            format::decode_consumer(&value).map_err(|why| corrupt("consumers", &key, why))?;
+        let Some(&i) = by_id.get(&stream) else {
+            garbage.push((&s.consumers, key));
+            continue;
+        };
+        consumers.insert(id, (i, out.streams[i].consumers.len()));
+        out.streams[i].consumers.push(RestoredConsumer {
+            id,
+            config,
+            created_ns,
+            delivered: Position::default(),
+            ack_floor: Position::default(),
+            pending: Vec::new(),
+        });
+    }
+    for (key, value) in all(&s.consumer_positions).map_err(engine("consumer_positions"))? {
+        let id = id_of("consumer_positions", &key)?;
+        let Some(&(i, j)) = consumers.get(&id) else {
+            garbage.push((&s.consumer_positions, key));
+            continue;
+        };
+        let (delivered, floor) = format::decode_position(&value)
+            .map_err(|why| corrupt("consumer_positions", &key, why))?;
+        let c = &mut out.streams[i].consumers[j];
+        c.delivered = delivered;
+        c.ack_floor = floor;
+    }
+    for (key, value) in all(&s.consumer_pending).map_err(engine("consumer_pending"))? {
+        let (id, seq) = format::parse_message_key(&key)
+            .map_err(|why| corrupt("consumer_pending", &key, why))?;
+        let Some(&(i, j)) = consumers.get(&id) else {
+            garbage.push((&s.consumer_pending, key));
+            continue;
+        };
+        let p =
+            format::decode_pending(&value).map_err(|why| corrupt("consumer_pending", &key, why))?;
+        out.streams[i].consumers[j].pending.push((seq, p));
     }
     Ok(())
 }
