@@ -248,6 +248,10 @@ pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
     tracker.spawn(mqtt::sweeper(ctx.clone()));
     tracker.spawn(housekeeping(ctx.clone()));
     tracker.spawn(queue_housekeeping(ctx.clone()));
+    tracker.spawn(nats::jetstream::serve(
+        ctx.router.clone(),
+        ctx.shutdown.clone(),
+    ));
     Ok(Listeners {
         mqtt: mqtt_addr,
         amqp: amqp_addr,

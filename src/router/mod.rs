@@ -577,6 +577,16 @@ impl Router {
                 .contains(&(filter.clone(), share_group.map(str::to_owned)))
     }
 
+    /// Whether a publish on `subject` would reach a subscriber or a group (a
+    /// JetStream push consumer delivers only while someone listens).
+    pub fn has_interest(&self, subject: &Subject) -> bool {
+        let mut any = false;
+        self.read().trie.for_each_match(subject, |target| {
+            any |= matches!(target, Target::Sub { .. } | Target::Group(_));
+        });
+        any
+    }
+
     /// How many subjects have a retained message (expired ones included until
     /// they are replaced).
     pub fn retained_count(&self) -> usize {

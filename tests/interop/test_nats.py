@@ -118,7 +118,7 @@ async def test_connect_info_and_flush(broker):
         info = nc._server_info
         assert info.get("headers") is True
         assert nc.max_payload == info["max_payload"] > 0
-        assert "jetstream" not in info or not info["jetstream"]
+        assert info.get("jetstream") is True  # JetStream is served (test_jetstream.py)
         rtt = await nc.rtt()
         assert rtt < WAIT
 

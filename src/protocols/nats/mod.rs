@@ -2,6 +2,7 @@
 //! state machine, queued messages out in one write per wake-up, server PINGs on a
 //! timer, and the connection's ending (-ERR where nats-server sends one).
 
+pub(crate) mod jetstream;
 mod session;
 mod translate;
 
@@ -18,7 +19,7 @@ use tracing::{info, warn};
 use session::{Connection, Exit};
 
 use crate::protocols::frames::FrameReader;
-use crate::protocols::socket;
+use crate::protocols::{acks, socket};
 use crate::router::OutboxLimits;
 use crate::server::Context;
 
@@ -112,6 +113,7 @@ async fn run(
                 conn.out = bytes::BytesMut::new();
             }
         }
+        let pub_acks = conn.pub_acks_head();
         tokio::select! {
             biased;
             _ = ctx.shutdown.cancelled() => return Err(Exit::Shutdown),
@@ -134,10 +136,13 @@ async fn run(
                 }
             },
             _ = pings.tick() => conn.ping()?,
+            _ = acks::committed(&pub_acks) => {}
             _ = session.wait(), if !more => {}
             _ = std::future::ready(()), if more => {}
         }
-        more = conn.pump(crate::protocols::now(), PUMP_BUDGET)?;
+        let now = crate::protocols::now();
+        conn.release_pub_acks(now);
+        more = conn.pump(now, PUMP_BUDGET)?;
     }
 }
 
@@ -160,6 +165,7 @@ fn info_json(ctx: &Context, conn_id: u64, peer: SocketAddr, local: Option<Socket
         "host": local.map(|a| a.ip().to_string()).unwrap_or_default(),
         "port": local.map(|a| a.port()).unwrap_or_default(),
         "headers": true,
+        "jetstream": true,
         "max_payload": ctx.config.limits.nats_max_payload,
         "client_id": conn_id,
         "client_ip": peer.ip().to_string(),

@@ -13,9 +13,12 @@ use dwbroker_codecs::nats::{encode_msg, ClientOp, Headers, ServerOp};
 use foldhash::fast::RandomState as FastHash;
 use serde::Deserialize;
 
-use super::translate;
+use super::{jetstream, translate};
+use crate::protocols::acks::Deferred;
+use crate::router::streams::Appended;
 use crate::router::{
-    ConnId, Delivery, Filter, LastSubject, Now, Router, Session, SubOptions, Subject,
+    ConnId, Delivery, Filter, LastSubject, Message, Now, Router, Session, SubOptions, Subject,
+    Ticket,
 };
 
 /// Encoded output gathered before the shell writes it: one write per wake-up,
@@ -87,6 +90,9 @@ struct RouterSub {
     filter: Filter,
     group: Option<String>,
     sids: Vec<String>,
+    /// A queue group's next sid: the connection's members take turns, as separate
+    /// subscriptions do in nats-server.
+    turn: usize,
 }
 
 /// A connected NATS client.
@@ -108,6 +114,8 @@ pub(crate) struct Connection {
     max_pending: usize,
     pings_out: u32,
     max_pings_out: u32,
+    /// JetStream publish acks waiting for the storage that covers their append.
+    pub_acks: Deferred<(Subject, Appended)>,
     /// Encoded output, written by the shell.
     pub(crate) out: BytesMut,
 }
@@ -138,6 +146,7 @@ impl Connection {
             max_pending,
             pings_out: 0,
             max_pings_out,
+            pub_acks: Deferred::default(),
             out: BytesMut::new(),
         };
         conn.send(&ServerOp::Info(info));
@@ -256,12 +265,48 @@ impl Connection {
         };
         let reply = message.reply_to.clone();
         let routed = self.router.publish(message, now);
-        if routed.matched == 0 && self.opts.no_responders && self.opts.headers {
-            if let Some(reply) = reply {
+        match (reply, routed.appended.into_iter().next()) {
+            // A stream captured it: the publisher's request is answered with the
+            // stream's ack, once the append is stored.
+            (Some(reply), Some(appended)) => {
+                if let Some(ack) = self.pub_acks.defer(routed.ticket, (reply, appended)) {
+                    self.send_pub_ack(ack, &Ok(()), now);
+                }
+            }
+            (Some(reply), None)
+                if routed.matched == 0 && self.opts.no_responders && self.opts.headers =>
+            {
                 self.no_responders(&reply);
             }
+            _ => {}
         }
         self.ok();
+    }
+
+    fn send_pub_ack(
+        &self,
+        (reply, appended): (Subject, Appended),
+        stored: &Result<(), crate::router::StoreFailure>,
+        now: Now,
+    ) {
+        let ack = Message {
+            subject: reply,
+            payload: jetstream::pub_ack(&appended, stored),
+            ..Message::default()
+        };
+        self.router.publish(ack, now);
+    }
+
+    /// The storage ticket the first waiting publish ack waits for.
+    pub(crate) fn pub_acks_head(&self) -> Option<Ticket> {
+        self.pub_acks.head()
+    }
+
+    /// Sends the publish acks whose appends are now stored.
+    pub(crate) fn release_pub_acks(&mut self, now: Now) {
+        for (ack, stored) in self.pub_acks.ready() {
+            self.send_pub_ack(ack, &stored, now);
+        }
     }
 
     /// A request nobody can answer: the requester's own reply subscription gets an
@@ -329,6 +374,7 @@ impl Connection {
                         filter,
                         group,
                         sids: Vec::new(),
+                        turn: 0,
                     },
                 );
                 key
@@ -400,16 +446,22 @@ impl Connection {
             let reply_to = message.reply_to.as_ref().map(Subject::as_str);
             let mut finished = Vec::new();
             for key in &dispatch.subscription_ids {
-                let Some(rs) = self.router_subs.get(key) else {
+                let Some(rs) = self.router_subs.get_mut(key) else {
                     continue;
                 };
-                // A queue group delivers to one member; one connection's sids in
-                // the same group count as one member.
-                let take = if rs.group.is_some() { 1 } else { rs.sids.len() };
-                for sid in rs.sids.iter().take(take) {
+                // A queue group delivers to one member: here one of the
+                // connection's sids in the group, in turn.
+                let (skip, take) = match rs.group {
+                    Some(_) if !rs.sids.is_empty() => {
+                        rs.turn = (rs.turn + 1) % rs.sids.len();
+                        (rs.turn, 1)
+                    }
+                    _ => (0, rs.sids.len()),
+                };
+                for sid in rs.sids.iter().skip(skip).take(take) {
                     encode_msg(
                         &mut self.out,
-                        message.subject.as_str(),
+                        translate::subject_of(message),
                         sid,
                         reply_to,
                         headers.as_ref(),

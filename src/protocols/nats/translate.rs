@@ -15,6 +15,12 @@ use crate::router::{ConnId, Delivery, LastSubject, Message, Subject};
 const CONTENT_TYPE: &str = "Content-Type";
 const CORRELATION_ID: &str = "Correlation-Id";
 const MESSAGE_ID: &str = "Nats-Msg-Id";
+/// The extension under which a message delivered on one subject (a JetStream
+/// inbox or deliver subject) carries the subject it is written with.
+pub(crate) const SUBJECT_EXTENSION: &str = "nats.subject";
+/// The extension of a status message (`404 No Messages`): the header block's
+/// status line, not a header.
+pub(crate) const STATUS_EXTENSION: &str = "nats.status";
 
 /// A PUB or HPUB as a router `Message`; `None` if the subject cannot be one (empty,
 /// or deeper than the router allows).
@@ -48,9 +54,33 @@ pub(crate) fn message_from_pub(
     Some(message)
 }
 
+/// The subject a MSG carries: the routing subject, unless the message says
+/// otherwise ([`SUBJECT_EXTENSION`]).
+pub(crate) fn subject_of(message: &Message) -> &str {
+    message
+        .extensions
+        .get(SUBJECT_EXTENSION)
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .unwrap_or(message.subject.as_str())
+}
+
 /// The header block a message is delivered with, `None` if it has nothing to say
 /// (then it goes out as a plain MSG).
 pub(crate) fn headers_of(message: &Message) -> Option<Headers> {
+    let (status, description) = match message
+        .extensions
+        .get(STATUS_EXTENSION)
+        .and_then(|s| std::str::from_utf8(s).ok())
+    {
+        Some(line) => {
+            let (code, text) = line.split_once(' ').unwrap_or((line, ""));
+            (
+                code.parse::<u16>().ok(),
+                (!text.is_empty()).then(|| text.to_owned()),
+            )
+        }
+        None => (None, None),
+    };
     let mut entries = Vec::new();
     if let Some(ct) = &message.content_type {
         entries.push((CONTENT_TYPE.to_owned(), ct.clone()));
@@ -65,9 +95,9 @@ pub(crate) fn headers_of(message: &Message) -> Option<Headers> {
         entries.push((MESSAGE_ID.to_owned(), id.clone()));
     }
     entries.extend(message.headers.iter().cloned());
-    (!entries.is_empty()).then_some(Headers {
-        status: None,
-        description: None,
+    (!entries.is_empty() || status.is_some()).then_some(Headers {
+        status,
+        description,
         entries,
     })
 }
@@ -142,5 +172,24 @@ mod tests {
             message_from_pub(&mut LastSubject::default(), "", None, None, Bytes::new(), 1)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn status_and_delivered_subject_come_from_extensions() {
+        let mut m = Message {
+            subject: Subject::new("_INBOX.x").unwrap(),
+            headers: vec![("Nats-Pending-Messages".into(), "4".into())],
+            ..Message::default()
+        };
+        m.extensions
+            .set(STATUS_EXTENSION, Bytes::from_static(b"408 Request Timeout"));
+        let h = headers_of(&m).unwrap();
+        assert_eq!(h.status, Some(408));
+        assert_eq!(h.description.as_deref(), Some("Request Timeout"));
+        assert_eq!(h.entries.len(), 1);
+        assert_eq!(subject_of(&m), "_INBOX.x");
+        m.extensions
+            .set(SUBJECT_EXTENSION, Bytes::from_static(b"orders.new"));
+        assert_eq!(subject_of(&m), "orders.new");
     }
 }

@@ -58,16 +58,14 @@ pub enum AppendError {
     WrongLastSequence(u64),
     /// `Nats-Expected-Last-Subject-Sequence` did not match; the actual one.
     WrongLastSubjectSequence(u64),
-    /// `Nats-Expected-Last-Msg-Id` did not match.
-    WrongLastMsgId,
+    /// `Nats-Expected-Last-Msg-Id` did not match; the actual one (empty: none).
+    WrongLastMsgId(String),
     /// Larger than max_msg_size.
     TooLarge,
     /// Discard new, and max_msgs is reached.
     MaxMessages,
     /// Discard new, and max_bytes would be passed.
     MaxBytes,
-    /// A condition header whose value is not a number.
-    BadHeader,
 }
 
 /// A stream's answer to one publish.
@@ -695,27 +693,27 @@ impl Stream {
 }
 
 fn check_expectations(name: &str, log: &Log, msg: &Message) -> Result<(), AppendError> {
-    let number = |v: &str| v.trim().parse::<u64>().map_err(|_| AppendError::BadHeader);
+    // A value that is not a number matches no sequence (as nats-server answers it).
+    let is = |value: &str, actual: u64| value.trim().parse::<u64>() == Ok(actual);
     for (key, value) in &msg.headers {
         match key.as_str() {
             EXPECTED_STREAM if value != name => return Err(AppendError::WrongStream),
-            EXPECTED_LAST_SEQ => {
-                let last = log.last_seq();
-                if number(value)? != last {
-                    return Err(AppendError::WrongLastSequence(last));
-                }
+            EXPECTED_LAST_SEQ if !is(value, log.last_seq()) => {
+                return Err(AppendError::WrongLastSequence(log.last_seq()));
             }
             EXPECTED_LAST_SUBJECT_SEQ => {
                 let last = log
                     .subject_seqs(&msg.subject)
                     .and_then(|s| s.last().copied())
                     .unwrap_or(0);
-                if number(value)? != last {
+                if !is(value, last) {
                     return Err(AppendError::WrongLastSubjectSequence(last));
                 }
             }
             EXPECTED_LAST_MSG_ID if log.last_id() != Some(value.as_str()) => {
-                return Err(AppendError::WrongLastMsgId);
+                return Err(AppendError::WrongLastMsgId(
+                    log.last_id().unwrap_or_default().to_owned(),
+                ));
             }
             _ => {}
         }
@@ -723,7 +721,6 @@ fn check_expectations(name: &str, log: &Log, msg: &Message) -> Result<(), Append
     Ok(())
 }
 
-/// The stream registry.
 #[derive(Debug, Default)]
 pub(crate) struct Streams {
     by_name: RwLock<BTreeMap<String, Arc<Stream>>>,

@@ -1,0 +1,106 @@
+//! JetStream: the JSON API on `$JS.API.>` and the ack protocol on `$JS.ACK.>`,
+//! served by one in-process task over the router's streams.
+//!
+//! The service is a router subscriber like any client: requests reach it from
+//! whichever connection published them, and its replies and deliveries are
+//! router publishes to the requester's reply subject (a pull request's inbox, a
+//! push consumer's deliver subject). Delivered messages keep their stream
+//! subject in an extension that the NATS front writes as the MSG subject.
+//! Publish acknowledgements (`{"stream":..,"seq":..}`) are the NATS front's,
+//! given when the storage ticket of the append completes ([`pub_ack`]).
+//!
+//! The task's loop: wake on a request, on a stream append (the router's
+//! notification) or on the earliest deadline (pull expiry, redelivery, max_age,
+//! heartbeat, inactive threshold); handle the requests, then deliver.
+
+mod api;
+mod errors;
+mod json;
+mod service;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::router::streams::Appended;
+use crate::router::{Delivery, Filter, Now, OutboxLimits, Router, StoreFailure, SubOptions};
+use errors::ApiError;
+use service::Service;
+
+/// The API's subjects.
+pub(crate) const API_PREFIX: &str = "$JS.API.";
+/// The ack subjects deliveries carry.
+pub(crate) const ACK_PREFIX: &str = "$JS.ACK.";
+
+/// Requests and acks queued for the service before the router drops them (a
+/// client then times out, as with a lost request).
+const INBOX_LIMITS: OutboxLimits = OutboxLimits {
+    max_messages: 64 * 1024,
+    max_bytes: 64 * 1024 * 1024,
+};
+
+/// Serves the JetStream API until `shutdown`.
+pub(crate) async fn serve(router: Arc<Router>, shutdown: CancellationToken) {
+    let session = router.open_session_with(INBOX_LIMITS);
+    for filter in ["$JS.API.>", "$JS.ACK.>"] {
+        let filter = Filter::nats(filter).expect("a valid filter");
+        router.subscribe(
+            session.id(),
+            filter,
+            SubOptions {
+                qos: Delivery::AtMostOnce,
+                no_local: false,
+                retain_as_published: false,
+                subscription_id: None,
+                share_group: None,
+            },
+        );
+    }
+    let mut service = Service::new(router.clone(), Now::current().at);
+    let mut next = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            _ = session.wait() => {}
+            _ = router.streams_changed() => {}
+            _ = tokio::time::sleep_until(next) => {}
+        }
+        let now = Now::current();
+        while let Some(d) = session.pop() {
+            service.handle(&d.message, now);
+        }
+        let dropped = session.take_drop_stats().messages;
+        if dropped > 0 {
+            warn!(
+                dropped,
+                "jetstream: requests dropped, the service is behind"
+            );
+        }
+        next = tokio::time::Instant::from_std(service.run(Now::current()));
+    }
+    router.close_session(session.id());
+}
+
+/// The publish acknowledgement for a publish a stream captured, or its error,
+/// as nats-server writes it; `stored` is the storage outcome of the append.
+pub(crate) fn pub_ack(appended: &Appended, stored: &Result<(), StoreFailure>) -> Bytes {
+    let stream = &*appended.stream;
+    let body = match (&appended.outcome, stored) {
+        (Ok(s), Ok(())) if s.duplicate => {
+            json!({ "stream": stream, "seq": s.seq, "duplicate": true })
+        }
+        (Ok(s), Ok(())) => json!({ "stream": stream, "seq": s.seq }),
+        (Ok(_), Err(failure)) => {
+            let e = ApiError::new(503, 10077, format!("storage failure: {}", failure.0));
+            json!({ "error": e, "stream": stream, "seq": 0 })
+        }
+        (Err(refused), _) => {
+            json!({ "error": ApiError::from(refused), "stream": stream, "seq": 0 })
+        }
+    };
+    Bytes::from(body.to_string())
+}
