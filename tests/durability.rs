@@ -635,3 +635,138 @@ async fn with_data_dir_none_nothing_survives() {
         .await
         .is_err());
 }
+
+async fn jetstream(p: &Process) -> async_nats::jetstream::Context {
+    let c = tokio::time::timeout(WAIT, async_nats::connect(format!("nats://{}", p.nats)))
+        .await
+        .expect("NATS connects in time")
+        .expect("NATS connects");
+    async_nats::jetstream::new(c)
+}
+
+async fn pull(
+    c: &async_nats::jetstream::consumer::PullConsumer,
+    n: usize,
+) -> Vec<async_nats::jetstream::Message> {
+    use futures_util::StreamExt;
+    let mut batch = c
+        .fetch()
+        .max_messages(n)
+        .expires(Duration::from_millis(500))
+        .messages()
+        .await
+        .expect("fetch");
+    let mut out = Vec::new();
+    while let Some(m) = tokio::time::timeout(WAIT, batch.next())
+        .await
+        .expect("in time")
+    {
+        out.push(m.expect("a message"));
+    }
+    out
+}
+
+#[tokio::test]
+async fn file_streams_keep_every_puback_and_consumer_positions_across_kill_9() {
+    use async_nats::jetstream::{consumer, stream};
+    let dir = data_dir();
+    let p = Process::start(dir.path());
+    let mut acked = Vec::new();
+    {
+        let js = jetstream(&p).await;
+        let s = js
+            .create_stream(stream::Config {
+                name: "DUR".into(),
+                subjects: vec!["dur.>".into()],
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        // A memory stream next to it: gone after the restart.
+        js.create_stream(stream::Config {
+            name: "MEM".into(),
+            subjects: vec!["mem".into()],
+            storage: stream::StorageType::Memory,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        for i in 1..=10u64 {
+            let ack = js
+                .publish(format!("dur.{i}"), format!("m{i}").into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+            acked.push((ack.sequence, format!("m{i}")));
+        }
+        let c: consumer::PullConsumer = s
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some("keeper".into()),
+                ack_wait: Duration::from_secs(60),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let got = pull(&c, 4).await;
+        assert_eq!(got.len(), 4);
+        // 1 and 2 acknowledged (and confirmed), 3 and 4 left pending.
+        got[0].double_ack().await.unwrap();
+        got[1].double_ack().await.unwrap();
+        // Publishes in flight when the broker dies: the acknowledged ones must
+        // all be there afterwards.
+        let mut waiting = Vec::new();
+        for i in 11..=400u64 {
+            let body = format!("m{i}");
+            match js.publish(format!("dur.{i}"), body.clone().into()).await {
+                Ok(ack) => waiting.push((ack, body)),
+                Err(_) => break,
+            }
+        }
+        let killer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            p.kill();
+        });
+        // Each answer comes (an ack) or fails (the connection is gone), all at
+        // once: async-nats bounds each by its request timeout.
+        let answers = futures_util::future::join_all(
+            waiting
+                .into_iter()
+                .map(|(ack, body)| async move { (ack.await, body) }),
+        )
+        .await;
+        for (ack, body) in answers {
+            if let Ok(ack) = ack {
+                acked.push((ack.sequence, body));
+            }
+        }
+        killer.await.unwrap();
+    }
+    assert!(acked.len() >= 10);
+    eprintln!("{} publishes PubAck'd before the kill", acked.len());
+    let p = Process::start(dir.path());
+    let js = jetstream(&p).await;
+    let mut s = js
+        .get_stream("DUR")
+        .await
+        .expect("the file stream survived");
+    let info = s.info().await.unwrap();
+    assert!(info.state.messages >= acked.len() as u64, "{info:?}");
+    for (seq, body) in &acked {
+        let m = s.get_raw_message(*seq).await.expect("a PubAck'd message");
+        assert_eq!(&m.payload[..], body.as_bytes(), "seq {seq}");
+    }
+    assert!(
+        js.get_stream("MEM").await.is_err(),
+        "memory streams do not survive"
+    );
+    let mut c: consumer::PullConsumer = s.get_consumer("keeper").await.expect("durable consumer");
+    let ci = c.info().await.unwrap();
+    assert_eq!(ci.ack_floor.stream_sequence, 2, "{ci:?}");
+    assert_eq!(ci.delivered.stream_sequence, 4, "{ci:?}");
+    assert_eq!(ci.num_ack_pending, 2, "3 and 4 still pending");
+    // Reading on starts after the last delivery; the pending ones wait for their ack wait.
+    let next = pull(&c, 1).await;
+    assert_eq!(next[0].info().unwrap().stream_sequence, 5);
+}

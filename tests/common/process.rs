@@ -14,11 +14,12 @@ pub struct Process {
     pub mqtt: SocketAddr,
     pub amqp: SocketAddr,
     pub stomp: SocketAddr,
+    pub nats: SocketAddr,
 }
 
 impl Process {
     /// Starts the `dwbroker` binary on `data_dir` with every listener on a free
-    /// loopback port, and waits until all four listen.
+    /// loopback port, and waits until all of them listen.
     pub fn start(data_dir: &Path) -> Process {
         Process::spawn(data_dir.as_os_str())
     }
@@ -31,7 +32,7 @@ impl Process {
     fn spawn(data_dir: &std::ffi::OsStr) -> Process {
         let mut child = Command::new(env!("CARGO_BIN_EXE_dwbroker"))
             .args(["--mqtt", "127.0.0.1:0", "--amqp", "127.0.0.1:0"])
-            .args(["--stomp", "127.0.0.1:0", "--nats", "off"])
+            .args(["--stomp", "127.0.0.1:0", "--nats", "127.0.0.1:0"])
             .args(["--kafka-rest", "off", "--log", "info"])
             .arg("--data-dir")
             .arg(data_dir)
@@ -68,11 +69,13 @@ impl Process {
         let mqtt = addr("mqtt");
         let amqp = addr("amqp");
         let stomp = addr("stomp");
+        let nats = addr("nats");
         Process {
             child,
             mqtt,
             amqp,
             stomp,
+            nats,
         }
     }
 

@@ -36,9 +36,10 @@ fn object(v: Value) -> Map<String, Value> {
     }
 }
 
-/// A request body, where an empty one means "all defaults".
+/// A request body, where an empty one (or JSON `null`, which async-nats sends
+/// for "no options") means "all defaults".
 fn body_of<T: for<'a> Deserialize<'a> + Default>(body: &[u8]) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    if body.trim_ascii().is_empty() || body.trim_ascii() == b"null" {
         return Ok(T::default());
     }
     serde_json::from_slice(body).map_err(|_| ApiError::invalid_json())
@@ -142,6 +143,8 @@ impl Service {
         object(json!({
             "memory": memory,
             "storage": storage,
+            "reserved_memory": 0,
+            "reserved_storage": 0,
             "streams": streams.len(),
             "consumers": consumers,
             "limits": {
