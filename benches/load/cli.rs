@@ -62,6 +62,14 @@ receive time minus send time, in the one generator process):
   stomp-topic  SEND to /topic/<t> -> --subs subscribers (1 -> N fan-out)
   mqtt-idle    --connections idle MQTT 3.1.1 connections (CONNECT, CONNACK, then silence):
                broker RSS growth per connection after 1 s idle
+  js-publish   JetStream: publishes to a stream of the run's own (file storage, or
+               --memory) with 256 PubAcks in flight; received = PubAcks, latency =
+               publish to PubAck. dwbroker fsyncs before a file stream's PubAck;
+               nats-server by default does not (it syncs every 2 minutes)
+  js-publish-sync  the same one publish at a time (each waits for its PubAck)
+  js-consume   JetStream: the stream is filled with --messages first (not measured),
+               then one durable pull consumer fetches batches of 500 and acks each
+               message; throughput = messages consumed per second (no latency)
   smoke        a few hundred messages each of mqtt-qos1, nats-pubsub, amqp-queue
                --confirms and stomp-queue against dwbroker; exits 1 if any is lost
   crash        --trials crash trials against dwbroker: publishers of durable messages
@@ -133,6 +141,12 @@ pub enum Scenario {
     StompTopic,
     /// --connections idle MQTT connections: broker RSS per connection
     MqttIdle,
+    /// JetStream publish with PubAck, 256 in flight (file stream; --memory)
+    JsPublish,
+    /// JetStream publish with PubAck, one at a time (file stream; --memory)
+    JsPublishSync,
+    /// JetStream pull-consume of a filled stream (file stream; --memory)
+    JsConsume,
     /// A few hundred messages per protocol against dwbroker; fails on any loss
     Smoke,
     /// Crash trials against dwbroker (--trials): kill -9, restart, count
@@ -160,6 +174,9 @@ impl Scenario {
             Scenario::StompQueue => "stomp-queue",
             Scenario::StompTopic => "stomp-topic",
             Scenario::MqttIdle => "mqtt-idle",
+            Scenario::JsPublish => "js-publish",
+            Scenario::JsPublishSync => "js-publish-sync",
+            Scenario::JsConsume => "js-consume",
             Scenario::Smoke => "smoke",
             Scenario::Crash => "crash",
             Scenario::StorageSoak => "storage-soak",
@@ -175,7 +192,12 @@ impl Scenario {
             | Scenario::MqttIdle
             | Scenario::MqttReqrep
             | Scenario::MqttSession => Protocol::Mqtt,
-            Scenario::NatsPubsub | Scenario::NatsQueue | Scenario::NatsReqrep => Protocol::Nats,
+            Scenario::NatsPubsub
+            | Scenario::NatsQueue
+            | Scenario::NatsReqrep
+            | Scenario::JsPublish
+            | Scenario::JsPublishSync
+            | Scenario::JsConsume => Protocol::Nats,
             Scenario::AmqpQueue | Scenario::AmqpReqrep => Protocol::Amqp,
             Scenario::StompQueue | Scenario::StompTopic | Scenario::StompReqrep => Protocol::Stomp,
             Scenario::Smoke | Scenario::Crash | Scenario::StorageSoak | Scenario::All => {
@@ -256,6 +278,10 @@ pub struct Cli {
     /// stored before they are confirmed.
     #[arg(long)]
     pub persistent: bool,
+
+    /// js-*: a memory stream instead of a file stream.
+    #[arg(long)]
+    pub memory: bool,
 
     /// amqp-queue: publishing connections (one channel each, messages round robin).
     #[arg(long, default_value_t = 1, value_name = "N")]

@@ -13,6 +13,7 @@ mod amqp;
 mod brokers;
 mod cli;
 mod crash;
+mod jetstream;
 mod mqtt;
 mod nats;
 mod procstat;
@@ -48,6 +49,8 @@ pub struct Params {
     pub confirms: bool,
     /// amqp-queue: durable queue, persistent messages.
     pub persistent: bool,
+    /// js-*: memory storage.
+    pub memory: bool,
     /// amqp-queue: publishing connections.
     pub publishers: usize,
     pub connections: usize,
@@ -85,6 +88,10 @@ impl Params {
             | Scenario::AmqpReqrep
             | Scenario::StompReqrep => format!("{name} {size}B {pace}"),
             Scenario::NatsQueue => format!("{name} {size}B group of {} {pace}", self.subs),
+            Scenario::JsPublish | Scenario::JsPublishSync | Scenario::JsConsume => format!(
+                "{name} {size}B {} {pace}",
+                if self.memory { "memory" } else { "file" }
+            ),
             Scenario::AmqpQueue => format!(
                 "{name} {size}B {}{}{}{pace}",
                 if self.persistent { "persistent " } else { "" },
@@ -156,12 +163,19 @@ fn plan(cli: &Cli) -> Vec<Params> {
             .max(1),
         confirms: cli.confirms,
         persistent: cli.persistent,
+        memory: cli.memory,
         publishers: cli.publishers.max(1),
         connections: cli.connections,
         drain: Duration::from_secs_f64(cli.drain),
         strict: matches!(
             s,
-            Scenario::MqttQos1 | Scenario::MqttSession | Scenario::AmqpQueue | Scenario::StompQueue
+            Scenario::MqttQos1
+                | Scenario::MqttSession
+                | Scenario::AmqpQueue
+                | Scenario::StompQueue
+                | Scenario::JsPublish
+                | Scenario::JsPublishSync
+                | Scenario::JsConsume
         ),
     };
     match cli.scenario {
@@ -193,6 +207,9 @@ fn plan(cli: &Cli) -> Vec<Params> {
             Scenario::StompTopic,
             Scenario::StompReqrep,
             Scenario::MqttIdle,
+            Scenario::JsPublish,
+            Scenario::JsPublishSync,
+            Scenario::JsConsume,
         ]
         .into_iter()
         .map(base)
@@ -220,6 +237,9 @@ async fn run_one(p: &Params, t: &Target, pinned: bool) -> RunResult {
             Scenario::AmqpQueue => amqp::queue(p, t, &mut meter).await,
             Scenario::StompQueue => stomp::run(p, t, &mut meter, false).await,
             Scenario::StompTopic => stomp::run(p, t, &mut meter, true).await,
+            Scenario::JsPublish => jetstream::publish(p, t, &mut meter, false).await,
+            Scenario::JsPublishSync => jetstream::publish(p, t, &mut meter, true).await,
+            Scenario::JsConsume => jetstream::consume(p, t, &mut meter).await,
             Scenario::Smoke | Scenario::Crash | Scenario::StorageSoak | Scenario::All => {
                 unreachable!("expanded by plan(), or run on its own")
             }
