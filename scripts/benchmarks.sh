@@ -97,6 +97,15 @@ variants=(
     "stomp-topic --size 64 --subs 1"
     "stomp-topic --size 64 --subs 10"
     "stomp-topic --size 64 --subs 1 --rate $RATE"
+    "js-publish --size 64"
+    "js-publish --size 1024"
+    "js-publish --size 64 --memory"
+    "js-publish --size 1024 --memory"
+    "js-publish-sync --size 64"
+    "js-publish-sync --size 64 --memory"
+    "js-consume --size 64"
+    "js-consume --size 64 --memory"
+    "js-consume --size 1024"
     "mqtt-idle --connections $CONNECTIONS"
 )
 

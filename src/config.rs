@@ -81,6 +81,11 @@ pub const DEFAULT_MEMORY_HIGH_WATERMARK: usize = 1024 * 1024 * 1024;
 pub const DEFAULT_MAX_RETAINED_MESSAGES: usize = 1_000_000;
 /// Bytes of retained messages (payload, headers and properties).
 pub const DEFAULT_MAX_RETAINED_BYTES: usize = 1024 * 1024 * 1024;
+/// Bytes all streams hold together (their messages are held in memory, a `file`
+/// stream's on disk too); an append beyond it is refused (JetStream: 503
+/// "insufficient resources"). Each stream's own max_bytes/max_msgs/max_age apply
+/// within it.
+pub const DEFAULT_MAX_STREAM_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 
 /// Where durable state lives by default (created on first start).
 pub const DEFAULT_DATA_DIR: &str = "./dwbroker-data";
@@ -174,6 +179,8 @@ pub struct Limits {
     pub max_retained_messages: usize,
     /// See [`DEFAULT_MAX_RETAINED_BYTES`].
     pub max_retained_bytes: usize,
+    /// See [`DEFAULT_MAX_STREAM_BYTES`].
+    pub max_stream_bytes: u64,
     /// See [`DEFAULT_NATS_MAX_PAYLOAD`].
     pub nats_max_payload: u32,
     /// See [`DEFAULT_NATS_MAX_CONTROL_LINE`].
@@ -214,6 +221,7 @@ impl Default for Limits {
             max_topic_alias: DEFAULT_MAX_TOPIC_ALIAS,
             max_retained_messages: DEFAULT_MAX_RETAINED_MESSAGES,
             max_retained_bytes: DEFAULT_MAX_RETAINED_BYTES,
+            max_stream_bytes: DEFAULT_MAX_STREAM_BYTES,
             nats_max_payload: DEFAULT_NATS_MAX_PAYLOAD,
             nats_max_control_line: DEFAULT_NATS_MAX_CONTROL_LINE,
             nats_max_pending: DEFAULT_NATS_MAX_PENDING,
@@ -323,6 +331,7 @@ struct FileLimits {
     max_topic_alias: Option<u16>,
     max_retained_messages: Option<usize>,
     max_retained_bytes: Option<usize>,
+    max_stream_bytes: Option<u64>,
     nats_max_payload: Option<u32>,
     nats_max_control_line: Option<u32>,
     nats_max_pending: Option<usize>,
@@ -400,6 +409,7 @@ impl Config {
         set(&mut lim.max_topic_alias, l.max_topic_alias);
         set(&mut lim.max_retained_messages, l.max_retained_messages);
         set(&mut lim.max_retained_bytes, l.max_retained_bytes);
+        set(&mut lim.max_stream_bytes, l.max_stream_bytes);
         set(&mut lim.nats_max_payload, l.nats_max_payload);
         set(&mut lim.nats_max_control_line, l.nats_max_control_line);
         set(&mut lim.nats_max_pending, l.nats_max_pending);

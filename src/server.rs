@@ -79,6 +79,7 @@ impl Context {
             max_bytes: config.limits.max_retained_bytes,
         };
         let router = Router::new(outbox, retained, crate::router::DEFAULT_VHOST_LIMITS);
+        router.set_max_stream_bytes(config.limits.max_stream_bytes);
         let temporary = match &config.data_dir {
             DataDir::Temporary => Some(TemporaryDir::create().map_err(|e| {
                 Error::Storage(crate::storage::StorageError::Engine {

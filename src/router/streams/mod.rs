@@ -66,6 +66,8 @@ pub enum AppendError {
     MaxMessages,
     /// Discard new, and max_bytes would be passed.
     MaxBytes,
+    /// All streams together hold the most bytes the broker allows.
+    Full,
 }
 
 /// A stream's answer to one publish.
@@ -167,7 +169,72 @@ pub struct Stream {
     created_ns: u64,
     /// Set when the stream is stored (`file`, on a broker with storage).
     journal: Option<Arc<Journal>>,
+    budget: Arc<Budget>,
     state: Mutex<State>,
+}
+
+/// The bytes all streams hold together (in memory, whatever their storage), and
+/// the most they may.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    used: AtomicU64,
+    max: AtomicU64,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            used: AtomicU64::new(0),
+            max: AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
+impl Budget {
+    fn change(&self, before: u64, after: u64) {
+        if after > before {
+            self.used.fetch_add(after - before, Ordering::Relaxed);
+        } else if before > after {
+            let less = before - after;
+            let _ = self
+                .used
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+                    Some(u.saturating_sub(less))
+                });
+        }
+    }
+
+    fn has_room(&self, more: u64) -> bool {
+        let used = self.used.load(Ordering::Relaxed);
+        used.saturating_add(more) <= self.max.load(Ordering::Relaxed)
+    }
+}
+
+/// A stream's locked state. Released, it counts what its log grew or shrank by
+/// in the budget, so that no mutation can forget to.
+struct Locked<'a> {
+    state: MutexGuard<'a, State>,
+    budget: &'a Budget,
+    bytes: u64,
+}
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        self.budget.change(self.bytes, self.state.log.bytes());
+    }
 }
 
 struct State {
@@ -212,8 +279,14 @@ pub fn filters_overlap(a: &Filter, b: &Filter) -> bool {
 }
 
 impl Stream {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> Locked<'_> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let bytes = state.log.bytes();
+        Locked {
+            state,
+            budget: &self.budget,
+            bytes,
+        }
     }
 
     /// Its name.
@@ -303,6 +376,9 @@ impl Stream {
             .is_some_and(|max| msg.payload.len() as u64 > max)
         {
             return Err(AppendError::TooLarge);
+        }
+        if !self.budget.has_room(size) {
+            return Err(AppendError::Full);
         }
         if config.discard == Discard::New {
             if config.max_msgs.is_some_and(|max| s.log.len() >= max) {
@@ -728,6 +804,7 @@ pub(crate) struct Streams {
     changed: Notify,
     /// Ids of streams and consumers when nothing is stored.
     next_id: AtomicU64,
+    budget: Arc<Budget>,
 }
 
 impl Streams {
@@ -771,6 +848,7 @@ impl Router {
             name: config.name.as_str().into(),
             created_ns: ns(now),
             journal,
+            budget: self.streams.budget.clone(),
             state: Mutex::new(State {
                 config: config.clone(),
                 log: Log::default(),
@@ -843,7 +921,12 @@ impl Router {
             .ok_or(StreamError::NotFound)?;
         let config = stream.config();
         self.detach_stream(&stream, &parse_filters(&config.subjects)?);
-        let consumers: Vec<DestId> = stream.lock().consumers.values().map(|c| c.id).collect();
+        let consumers: Vec<DestId> = {
+            let mut s = stream.lock();
+            // Its messages leave the budget now, whoever still holds the stream.
+            s.log = Log::default();
+            s.consumers.values().map(|c| c.id).collect()
+        };
         for id in consumers {
             stream.record(|| Record::ConsumerDeleted { id });
         }
@@ -882,6 +965,17 @@ impl Router {
     /// last call (one waiter: the front that delivers).
     pub async fn streams_changed(&self) {
         self.streams.changed.notified().await;
+    }
+
+    /// The most bytes all streams may hold together; an append beyond it is
+    /// refused ([`AppendError::Full`]).
+    pub fn set_max_stream_bytes(&self, max: u64) {
+        self.streams.budget.max.store(max, Ordering::Relaxed);
+    }
+
+    /// The bytes all streams hold together.
+    pub fn stream_bytes(&self) -> u64 {
+        self.streams.budget.used.load(Ordering::Relaxed)
     }
 
     /// Wakes [`Router::streams_changed`].
@@ -946,12 +1040,14 @@ impl Router {
             name: config.name.as_str().into(),
             created_ns,
             journal: self.journal.clone(),
+            budget: self.streams.budget.clone(),
             state: Mutex::new(State {
                 config: Arc::new(config),
                 log,
                 consumers: by_name,
             }),
         });
+        stream.budget.change(0, stream.lock().log.bytes());
         self.attach_stream(&stream, &filters);
         self.streams.write().insert(stream.name.to_string(), stream);
         Ok(())

@@ -119,6 +119,29 @@ fn expectations_and_limits() {
 }
 
 #[test]
+fn all_streams_together_stay_within_the_byte_budget() {
+    let r = router();
+    r.create_stream(stream("A", &["a"]), Now::current())
+        .unwrap();
+    r.create_stream(stream("B", &["b"]), Now::current())
+        .unwrap();
+    publish(&r, "a", &[], None);
+    let one = r.stream_bytes();
+    assert!(one > 0);
+    r.set_max_stream_bytes(one * 3);
+    publish(&r, "a", &[], None);
+    publish(&r, "b", &[], None);
+    assert_eq!(r.stream_bytes(), one * 3);
+    assert_eq!(seq_of(&publish(&r, "b", &[], None)), Err(AppendError::Full));
+    // What leaves a stream (purge, delete) makes room again.
+    r.stream("A").unwrap().purge(None, None, None).unwrap();
+    assert_eq!(r.stream_bytes(), one);
+    assert_eq!(seq_of(&publish(&r, "b", &[], None)).unwrap().seq, 2);
+    r.delete_stream("B").unwrap();
+    assert_eq!(r.stream_bytes(), 0);
+}
+
+#[test]
 fn purge_keeps_sequence_numbers() {
     let r = router();
     r.create_stream(stream("S", &["p.*"]), Now::current())

@@ -75,6 +75,7 @@ impl From<&AppendError> for ApiError {
             }
             AppendError::MaxMessages => ApiError::new(503, 10077, "maximum messages exceeded"),
             AppendError::MaxBytes => ApiError::new(503, 10077, "maximum bytes exceeded"),
+            AppendError::Full => ApiError::new(503, 10023, "insufficient resources"),
         }
     }
 }
