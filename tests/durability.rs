@@ -644,28 +644,6 @@ async fn jetstream(p: &Process) -> async_nats::jetstream::Context {
     async_nats::jetstream::new(c)
 }
 
-async fn pull(
-    c: &async_nats::jetstream::consumer::PullConsumer,
-    n: usize,
-) -> Vec<async_nats::jetstream::Message> {
-    use futures_util::StreamExt;
-    let mut batch = c
-        .fetch()
-        .max_messages(n)
-        .expires(Duration::from_millis(500))
-        .messages()
-        .await
-        .expect("fetch");
-    let mut out = Vec::new();
-    while let Some(m) = tokio::time::timeout(WAIT, batch.next())
-        .await
-        .expect("in time")
-    {
-        out.push(m.expect("a message"));
-    }
-    out
-}
-
 #[tokio::test]
 async fn file_streams_keep_every_puback_and_consumer_positions_across_kill_9() {
     use async_nats::jetstream::{consumer, stream};
@@ -709,7 +687,7 @@ async fn file_streams_keep_every_puback_and_consumer_positions_across_kill_9() {
             })
             .await
             .unwrap();
-        let got = pull(&c, 4).await;
+        let got = common::js_fetch(&c, 4).await;
         assert_eq!(got.len(), 4);
         // 1 and 2 acknowledged (and confirmed), 3 and 4 left pending.
         got[0].double_ack().await.unwrap();
@@ -767,6 +745,6 @@ async fn file_streams_keep_every_puback_and_consumer_positions_across_kill_9() {
     assert_eq!(ci.delivered.stream_sequence, 4, "{ci:?}");
     assert_eq!(ci.num_ack_pending, 2, "3 and 4 still pending");
     // Reading on starts after the last delivery; the pending ones wait for their ack wait.
-    let next = pull(&c, 1).await;
+    let next = common::js_fetch(&c, 1).await;
     assert_eq!(next[0].info().unwrap().stream_sequence, 5);
 }

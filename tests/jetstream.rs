@@ -25,25 +25,6 @@ fn file_stream(name: &str, subjects: &[&str]) -> stream::Config {
     }
 }
 
-/// Up to `n` messages of a pull consumer, within [`WAIT`].
-async fn fetch(c: &consumer::PullConsumer, n: usize) -> Vec<jetstream::Message> {
-    let mut batch = c
-        .fetch()
-        .max_messages(n)
-        .expires(Duration::from_millis(500))
-        .messages()
-        .await
-        .expect("fetch");
-    let mut out = Vec::new();
-    while let Some(m) = tokio::time::timeout(WAIT, batch.next())
-        .await
-        .expect("fetch ends in time")
-    {
-        out.push(m.expect("a message"));
-    }
-    out
-}
-
 #[tokio::test]
 async fn streams_publish_acks_pull_consumers_and_messages() {
     let (broker, _) = start().await;
@@ -121,7 +102,7 @@ async fn streams_publish_acks_pull_consumers_and_messages() {
         })
         .await
         .expect("consumer created");
-    let got = fetch(&c, 10).await;
+    let got = js_fetch(&c, 10).await;
     let seqs: Vec<u64> = got
         .iter()
         .map(|m| m.info().unwrap().stream_sequence)
@@ -138,7 +119,7 @@ async fn streams_publish_acks_pull_consumers_and_messages() {
     assert_eq!(ci.ack_floor.stream_sequence, 6);
     assert_eq!(ci.num_ack_pending, 0);
     assert_eq!(ci.num_pending, 0);
-    assert!(fetch(&c, 5).await.is_empty(), "nothing left");
+    assert!(js_fetch(&c, 5).await.is_empty(), "nothing left");
 
     let purged = s.purge().await.unwrap();
     assert_eq!(purged.purged, 5);
@@ -188,13 +169,13 @@ async fn redelivery_on_nak_and_conditional_publishes() {
         })
         .await
         .unwrap();
-    let got = fetch(&c, 1).await;
+    let got = js_fetch(&c, 1).await;
     assert_eq!(got.len(), 1);
     got[0]
         .ack_with(jetstream::AckKind::Nak(None))
         .await
         .unwrap();
-    let again = fetch(&c, 1).await;
+    let again = js_fetch(&c, 1).await;
     assert_eq!(again.len(), 1, "NAKed message comes back");
     let info = again[0].info().unwrap();
     assert_eq!((info.stream_sequence, info.delivered), (1, 2));
@@ -284,7 +265,7 @@ async fn mqtt_amqp_and_nats_publishes_are_replayed_from_one_stream() {
     let mut got = Vec::new();
     let deadline = tokio::time::Instant::now() + WAIT;
     while got.len() < 3 && tokio::time::Instant::now() < deadline {
-        got.extend(fetch(&c, 3).await);
+        got.extend(js_fetch(&c, 3).await);
     }
     let seen: Vec<(String, Bytes)> = got
         .iter()

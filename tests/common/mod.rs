@@ -364,6 +364,30 @@ pub async fn nats_next(sub: &mut async_nats::Subscriber) -> async_nats::Message 
         .expect("subscription open")
 }
 
+/// Up to `n` messages of a JetStream pull consumer (one fetch expiring after
+/// 500 ms), each within [`WAIT`].
+pub async fn js_fetch(
+    c: &async_nats::jetstream::consumer::PullConsumer,
+    n: usize,
+) -> Vec<async_nats::jetstream::Message> {
+    use futures_util::StreamExt;
+    let mut batch = c
+        .fetch()
+        .max_messages(n)
+        .expires(Duration::from_millis(500))
+        .messages()
+        .await
+        .expect("fetch");
+    let mut out = Vec::new();
+    while let Some(m) = tokio::time::timeout(WAIT, batch.next())
+        .await
+        .expect("fetch ends in time")
+    {
+        out.push(m.expect("a message"));
+    }
+    out
+}
+
 /// An AMQP (lapin) connection to `broker` as guest, vhost `/`.
 pub async fn amqp_connect(broker: &Broker) -> lapin::Connection {
     let uri = format!("amqp://guest:guest@{}/%2f", broker.amqp_addr().unwrap());

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
 import queue
 import re
@@ -32,6 +34,23 @@ WAIT = 5.0  # an event that should happen now
 QUIET = 0.5  # grace period after a sentinel when checking that something did NOT happen
 
 VERSIONS = {"v311": mqtt.MQTTv311, "v5": mqtt.MQTTv5}
+
+
+def bounded_async(budget: float):
+    """Decorator: run an ``async def test_...(...)`` as a plain test function under
+    ``asyncio.run``, the coroutine as a whole bounded by ``budget`` seconds."""
+
+    def decorate(coro_fn):
+        @functools.wraps(coro_fn)
+        def wrapper(*args, **kwargs):
+            async def bounded():
+                return await asyncio.wait_for(coro_fn(*args, **kwargs), budget)
+
+            return asyncio.run(bounded())
+
+        return wrapper
+
+    return decorate
 
 
 class Broker:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import os
 import time
@@ -35,7 +34,7 @@ from nats.js.api import (AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy
                          RetentionPolicy, StorageType)
 
 from conftest import start_broker, stop_broker
-from helpers import QUIET, WAIT, Broker
+from helpers import QUIET, WAIT, Broker, bounded_async
 
 # Each test coroutine as a whole is bounded too (pytest-timeout is the last resort).
 TEST_BUDGET = 20.0
@@ -81,17 +80,7 @@ def js_server(tmp_path_factory):
         print(f"\n[dwbroker exited with {rc} on SIGTERM]\n{b.tail(40)}")
 
 
-def run(coro_fn):
-    """Run an ``async def test_...(...)`` as a plain test function under ``asyncio.run``."""
-
-    @functools.wraps(coro_fn)
-    def wrapper(*args, **kwargs):
-        async def bounded():
-            return await asyncio.wait_for(coro_fn(*args, **kwargs), TEST_BUDGET)
-
-        return asyncio.run(bounded())
-
-    return wrapper
+run = bounded_async(TEST_BUDGET)
 
 
 class Js:

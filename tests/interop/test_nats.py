@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import time
 
@@ -20,23 +19,13 @@ import nats.errors
 import pytest
 
 from conftest import start_broker, stop_broker
-from helpers import QUIET, WAIT, publish_props
+from helpers import QUIET, WAIT, bounded_async, publish_props
 
 # Each test coroutine as a whole is bounded too (pytest-timeout is the last resort).
 TEST_BUDGET = 20.0
 
 
-def run(coro_fn):
-    """Run an ``async def test_...(...)`` as a plain test function under ``asyncio.run``."""
-
-    @functools.wraps(coro_fn)
-    def wrapper(*args, **kwargs):
-        async def bounded():
-            return await asyncio.wait_for(coro_fn(*args, **kwargs), TEST_BUDGET)
-
-        return asyncio.run(bounded())
-
-    return wrapper
+run = bounded_async(TEST_BUDGET)
 
 
 @contextlib.asynccontextmanager
