@@ -23,6 +23,9 @@ use crate::router::streams::log::StreamMessage;
 use crate::router::streams::{filters_overlap, parse_filters, ConsumerInfo, Stream};
 use crate::router::{Filter, Message, Now};
 
+/// Pull requests one consumer holds at most, whatever its max_waiting says: they
+/// are held in memory.
+const MAX_WAITING: i64 = 16 * 1024;
 /// nats-server's page sizes.
 const NAMES_PAGE: usize = 1024;
 const LIST_PAGE: usize = 256;
@@ -525,7 +528,7 @@ impl Service {
             ))
         } else if json.max_expires > 0 && request.expires > json.max_expires {
             Some("409 Exceeded MaxRequestExpires".to_owned())
-        } else if front.waiting.len() as i64 >= json.max_waiting.max(1) {
+        } else if front.waiting.len() as i64 >= json.max_waiting.clamp(1, MAX_WAITING) {
             Some("409 Exceeded MaxWaiting".to_owned())
         } else {
             None

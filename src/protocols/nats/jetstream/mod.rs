@@ -17,6 +17,8 @@ mod api;
 mod errors;
 mod json;
 mod service;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
