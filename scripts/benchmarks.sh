@@ -231,6 +231,12 @@ the script.
   per message and RSS.
 - dwbroker runs with `max_queued_messages = 1000000` and `max_queued_bytes = 1 GiB`, as the
   reference mosquitto is configured (`max_queued_messages 1000000`, `max_queued_bytes 0`).
+- JetStream (`js-*` rows, a stream of the run's own): on a `file` stream dwbroker sends a
+  PubAck only after the fsync that covers the message (one fsync serves every publish
+  that arrived meanwhile); nats-server by default acknowledges before it syncs (every 2
+  minutes), so `js-publish-sync ... file` compares an fsync per publish with none. The
+  `js-publish` rows keep 256 PubAcks in flight; `js-consume` fills the stream first and
+  measures one pull consumer fetching batches of 500 and acking each message.
 
 ## Commands
 
