@@ -715,6 +715,29 @@ async def test_push_subscribe_callback_auto_ack(js_server, uid):
 
 
 @run
+async def test_push_flow_control_and_heartbeats(js_server, uid):
+    """More messages than one flow-controlled batch: the consumer stalls after each batch
+    until the client answers the flow control request (from the request itself or from the
+    stalled heartbeat), and idle heartbeats keep coming when there is nothing to send."""
+    async with js_session(js_server, uid) as s:
+        await s.add_stream(storage=StorageType.MEMORY)
+        n = 600
+        await asyncio.gather(*(s.js.publish(s.subj("f"), f"f{i}".encode()) for i in range(n)))
+        sub = await s.js.subscribe(s.subj("f"), durable="fc", manual_ack=True,
+                                   flow_control=True, idle_heartbeat=0.5)
+        ci = await s.js.consumer_info(s.name(), "fc")
+        assert ci.config.flow_control is True
+        got = []
+        deadline = time.monotonic() + 3 * WAIT
+        while len(got) < n and time.monotonic() < deadline:
+            with contextlib.suppress(nats.errors.TimeoutError):
+                m = await sub.next_msg(timeout=1.5)
+                got.append(m.data)
+                await m.ack()
+        assert got == [f"f{i}".encode() for i in range(n)]
+
+
+@run
 async def test_push_queue_deliver_group(js_server, uid):
     async with js_session(js_server, uid) as s:
         await s.add_stream()

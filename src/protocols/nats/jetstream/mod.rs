@@ -36,6 +36,8 @@ use service::Service;
 pub(crate) const API_PREFIX: &str = "$JS.API.";
 /// The ack subjects deliveries carry.
 pub(crate) const ACK_PREFIX: &str = "$JS.ACK.";
+/// The subjects push consumers' flow control requests are answered on.
+pub(crate) const FC_PREFIX: &str = "$JS.FC.";
 
 /// Requests and acks queued for the service before the router drops them (a
 /// client then times out, as with a lost request).
@@ -47,7 +49,7 @@ const INBOX_LIMITS: OutboxLimits = OutboxLimits {
 /// Serves the JetStream API until `shutdown`.
 pub(crate) async fn serve(router: Arc<Router>, shutdown: CancellationToken) {
     let session = router.open_session_with(INBOX_LIMITS);
-    for filter in ["$JS.API.>", "$JS.ACK.>"] {
+    for filter in ["$JS.API.>", "$JS.ACK.>", "$JS.FC.>"] {
         let filter = Filter::nats(filter).expect("a valid filter");
         router.subscribe(
             session.id(),

@@ -5,7 +5,7 @@
 //!
 //! Owns: which client a delivery goes to and when (pull request order, batch and
 //! max_bytes, expiry with `408 Request Timeout`, `no_wait`'s `404 No Messages`,
-//! push only while someone listens, idle heartbeats), the ack subject every
+//! push only while someone listens, idle heartbeats, flow control), the ack subject every
 //! delivery carries, and the ack protocol read back from it.
 //! Refuses: what a consumer delivers next and what an ack settles (the router's
 //! consumer state machine), sockets (everything goes out through the router,
@@ -19,7 +19,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use super::json::ConsumerJson;
-use super::{ACK_PREFIX, API_PREFIX};
+use super::{ACK_PREFIX, API_PREFIX, FC_PREFIX};
 use crate::protocols::nats::translate::{STATUS_EXTENSION, SUBJECT_EXTENSION};
 use crate::router::streams::consumer::{AckKind, Delivered};
 use crate::router::streams::Stream;
@@ -87,6 +87,10 @@ pub(crate) struct Front {
     last_active: Instant,
     /// Last time a push consumer sent anything (for idle heartbeats).
     last_sent: Instant,
+    /// A push consumer with flow control waits for the client to answer this
+    /// flow control request before it delivers more.
+    stalled: Option<Subject>,
+    flow_requests: u64,
 }
 
 impl Front {
@@ -100,6 +104,8 @@ impl Front {
             waiting: VecDeque::new(),
             last_active: now,
             last_sent: now,
+            stalled: None,
+            flow_requests: 0,
         }
     }
 
@@ -150,6 +156,13 @@ impl Service {
         let subject = msg.subject.as_str();
         if let Some(rest) = subject.strip_prefix(ACK_PREFIX) {
             self.on_ack(rest, msg, now);
+        } else if subject.starts_with(FC_PREFIX) {
+            // A flow control answer: the consumer that asked may go on.
+            for front in self.fronts.values_mut() {
+                if front.stalled.as_ref() == Some(&msg.subject) {
+                    front.stalled = None;
+                }
+            }
         } else if let Some(rest) = subject.strip_prefix(API_PREFIX) {
             self.on_request(rest, msg, now);
         }
@@ -314,12 +327,35 @@ impl Service {
             return now.at + IDLE_RECHECK;
         }
         front.last_active = now.at;
-        let delivered = stream.deliver(&key.1, PUSH_BUDGET, None, now.at);
+        let delivered = if front.stalled.is_some() {
+            Vec::new()
+        } else {
+            stream.deliver(&key.1, PUSH_BUDGET, None, now.at)
+        };
         for d in &delivered {
             self.deliver_to(&key.0, &key.1, to, d, now);
         }
         if !delivered.is_empty() {
             front.last_sent = now.at;
+            if front.json.flow_control {
+                // nats-server's flow control: after a batch, a request the
+                // client answers once it has taken the messages before it.
+                front.flow_requests += 1;
+                let reply = format!("{FC_PREFIX}{}.{}.{}", key.0, key.1, front.flow_requests);
+                let reply = Subject::new(&reply).ok();
+                let mut m = Message {
+                    subject: to.clone(),
+                    reply_to: reply.clone(),
+                    ..Message::default()
+                };
+                m.extensions.set(
+                    STATUS_EXTENSION,
+                    Bytes::from_static(b"100 FlowControl Request"),
+                );
+                self.router.publish(m, now);
+                front.stalled = reply;
+                return now.at + IDLE_RECHECK;
+            }
         }
         if delivered.len() == PUSH_BUDGET {
             return now.at;
@@ -338,6 +374,11 @@ impl Service {
                             "Nats-Last-Stream".to_owned(),
                             info.state.delivered.stream_seq.to_string(),
                         ));
+                    }
+                    // A stalled consumer's heartbeat repeats the flow control
+                    // request, in case the client missed it.
+                    if let Some(fc) = &front.stalled {
+                        headers.push(("Nats-Consumer-Stalled".to_owned(), fc.as_str().to_owned()));
                     }
                     self.status(to, "100 Idle Heartbeat", headers, now);
                     front.last_sent = now.at;
