@@ -7,6 +7,7 @@ import itertools
 import os
 import uuid
 
+import nats.aio.client
 import pytest
 
 from helpers import Broker, Client
@@ -219,3 +220,22 @@ def pytest_runtest_makereport(item, call):
                 out.append(f"!!! broker :{b.port} is no longer running (exit {b.proc.returncode})")
         if out:
             rep.sections.append(("broker log", "\n".join(out)))
+
+
+# nats-py 2.16 writes a PING straight to the socket while the commands before it (a SUB)
+# may still wait in its pending buffer for the flusher task, so `subscribe(); flush()` can
+# reach a server as PING, SUB: the PONG then comes before the subscription exists, and a
+# publish right after the flush is missed (with nats-server as with dwbroker). The tests
+# rely on flush as a barrier, so the pending commands go out first.
+_send_ping = nats.aio.client.Client._send_ping
+
+
+async def _send_ping_after_pending(self, future=None):
+    if self._pending:
+        self._transport.writelines(self._pending[:])
+        self._pending = []
+        self._pending_data_size = 0
+    await _send_ping(self, future)
+
+
+nats.aio.client.Client._send_ping = _send_ping_after_pending

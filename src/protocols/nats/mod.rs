@@ -122,17 +122,18 @@ async fn run(
                 Some(Err(e)) => return Err(decode_exit(e)),
                 Some(Ok(op)) => {
                     let now = crate::protocols::now();
-                    conn.handle(op, now)?;
-                    reader.handle_buffered(|op| {
-                        let op = op.map_err(decode_exit)?;
-                        // Clients flush with PING: what the publishes before it
-                        // delivered to this connection goes out before the PONG, as
-                        // when every op had its own wake-up.
+                    // What was delivered to this connection before an op was read
+                    // goes out before the op takes effect (clients flush with PING
+                    // and expect it before the PONG), as when every op had its own
+                    // wake-up.
+                    let mut step = |op: ClientOp| {
                         if !matches!(op, ClientOp::Pub { .. } | ClientOp::HPub { .. }) {
                             conn.pump(now, PUMP_BUDGET)?;
                         }
                         conn.handle(op, now)
-                    })?;
+                    };
+                    step(op)?;
+                    reader.handle_buffered(|op| step(op.map_err(decode_exit)?))?;
                 }
             },
             _ = pings.tick() => conn.ping()?,

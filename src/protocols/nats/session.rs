@@ -199,6 +199,9 @@ impl Connection {
                 Ok(())
             }
             ClientOp::Unsub { sid, max_msgs } => {
+                // Messages the router queued for the sid before the UNSUB was read
+                // are the client's: nats-server has written them already.
+                self.pump_with(now, usize::MAX, usize::MAX)?;
                 self.on_unsubscribe(&sid, max_msgs);
                 Ok(())
             }
@@ -427,8 +430,14 @@ impl Connection {
     /// stopped on the budget. A session that had to drop messages (its queue was
     /// full) ends the connection as a slow consumer.
     pub(crate) fn pump(&mut self, now: Now, budget: usize) -> Result<bool, Exit> {
+        self.pump_with(now, budget, BATCH_BYTES)
+    }
+
+    /// [`Connection::pump`] with `batch` bytes of output at most (the pending
+    /// limit still applies).
+    fn pump_with(&mut self, now: Now, budget: usize, batch: usize) -> Result<bool, Exit> {
         for _ in 0..budget {
-            if self.out.len() >= BATCH_BYTES {
+            if self.out.len() >= batch {
                 return self.check_slow().map(|()| true);
             }
             let Some(dispatch) = self.session.pop() else {
