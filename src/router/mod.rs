@@ -50,8 +50,9 @@ pub use vhost::deaths::{self, Death, DeathReason};
 pub use vhost::exchanges::{BindArgs, Dest, ExchangeKind, ExchangeSpec};
 pub use vhost::{VhostError, VhostLimits, DEFAULT_VHOST_LIMITS, REPLY_TO_PREFIX};
 
-/// The options of one subscription.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The options of one subscription (the default: at most once, no MQTT 5
+/// options, no group).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SubOptions {
     /// The highest delivery guarantee granted.
     pub qos: Delivery,

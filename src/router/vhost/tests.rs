@@ -8,9 +8,7 @@ use crate::router::queues::{
     ConsumerId, ConsumerSpec, Credit, Entry, Outlet, OutletItem, Overflow, QueueArgs, QueueSpec,
     QueueStats,
 };
-use crate::router::{
-    Delivery, Filter, Message, Now, OutboxLimits, RetainedLimits, SubOptions, Subject,
-};
+use crate::router::{Filter, Message, Now, OutboxLimits, RetainedLimits, SubOptions, Subject};
 
 fn router() -> Router {
     Router::new(
@@ -433,13 +431,7 @@ fn amq_topic_shares_the_subject_space() {
     r.subscribe(
         s.id(),
         Filter::mqtt("sensors/#").unwrap(),
-        SubOptions {
-            qos: Delivery::AtMostOnce,
-            no_local: false,
-            retain_as_published: false,
-            subscription_id: None,
-            share_group: None,
-        },
+        SubOptions::default(),
     );
     let routed = r
         .publish_to_exchange("amq.topic", "sensors.x", msg("p"), now)
@@ -456,13 +448,7 @@ fn amq_topic_shares_the_subject_space() {
     r.subscribe(
         reply.id(),
         Filter::nats("_INBOX.abc").unwrap(),
-        SubOptions {
-            qos: Delivery::AtMostOnce,
-            no_local: false,
-            retain_as_published: false,
-            subscription_id: None,
-            share_group: None,
-        },
+        SubOptions::default(),
     );
     let routed = r
         .publish_to_exchange("", "amq.rabbitmq.reply-to._INBOX.abc", msg("r"), now)

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::router::streams::Appended;
-use crate::router::{Delivery, Filter, Now, OutboxLimits, Router, StoreFailure, SubOptions};
+use crate::router::{Filter, Now, OutboxLimits, Router, StoreFailure, SubOptions};
 use errors::ApiError;
 use service::Service;
 
@@ -51,17 +51,7 @@ pub(crate) async fn serve(router: Arc<Router>, shutdown: CancellationToken) {
     let session = router.open_session_with(INBOX_LIMITS);
     for filter in ["$JS.API.>", "$JS.ACK.>", "$JS.FC.>"] {
         let filter = Filter::nats(filter).expect("a valid filter");
-        router.subscribe(
-            session.id(),
-            filter,
-            SubOptions {
-                qos: Delivery::AtMostOnce,
-                no_local: false,
-                retain_as_published: false,
-                subscription_id: None,
-                share_group: None,
-            },
-        );
+        router.subscribe(session.id(), filter, SubOptions::default());
     }
     let mut service = Service::new(router.clone(), Now::current().at);
     let mut next = tokio::time::Instant::now();

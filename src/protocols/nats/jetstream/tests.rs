@@ -11,8 +11,8 @@ use serde_json::Value;
 use super::service::Service;
 use crate::protocols::nats::translate::{STATUS_EXTENSION, SUBJECT_EXTENSION};
 use crate::router::{
-    Delivery, Filter, Message, Now, OutboxLimits, RetainedLimits, Router, Session, SubOptions,
-    Subject, DEFAULT_VHOST_LIMITS,
+    Filter, Message, Now, OutboxLimits, RetainedLimits, Router, Session, SubOptions, Subject,
+    DEFAULT_VHOST_LIMITS,
 };
 
 struct Harness {
@@ -37,13 +37,7 @@ impl Harness {
         router.subscribe(
             client.id(),
             Filter::nats("_R.>").unwrap(),
-            SubOptions {
-                qos: Delivery::AtMostOnce,
-                no_local: false,
-                retain_as_published: false,
-                subscription_id: None,
-                share_group: None,
-            },
+            SubOptions::default(),
         );
         let now = Now::current();
         Harness {
