@@ -377,6 +377,8 @@ struct Pending {
     /// The committer is waiting for open sections to end: no new one starts.
     swap_wanted: bool,
     closed: bool,
+    /// The commit of the last batch taken: it completes once that batch is durable.
+    last_taken: Option<Arc<Commit>>,
 }
 
 /// The records appended since the storage engine's last commit.
@@ -399,6 +401,7 @@ impl Journal {
                 open_sections: 0,
                 swap_wanted: false,
                 closed: false,
+                last_taken: None,
             }),
             changed: Condvar::new(),
             next_id: AtomicU64::new(last_id + 1),
@@ -425,6 +428,18 @@ impl Journal {
             self.changed.notify_all();
         }
         ticket
+    }
+
+    /// A ticket that completes once every record appended so far is durable
+    /// (those still pending, or else the last batch taken, which commits after
+    /// the ones before it): for an answer that follows several records.
+    pub(crate) fn barrier(&self) -> Ticket {
+        let p = self.pending();
+        if p.records.is_empty() {
+            Ticket(p.last_taken.clone())
+        } else {
+            Ticket(Some(p.commit.clone()))
+        }
     }
 
     /// Runs `f` so that every record it appends is committed in one batch (an
@@ -488,6 +503,7 @@ impl Journal {
         p.swap_wanted = false;
         let next = Commit::new(p.commit.seq + 1);
         let commit = std::mem::replace(&mut p.commit, next);
+        p.last_taken = Some(commit.clone());
         let records = std::mem::take(&mut p.records);
         drop(p);
         self.changed.notify_all();
@@ -512,6 +528,23 @@ mod tests {
             subject: Subject::new("a").unwrap(),
             message: None,
         }
+    }
+
+    #[test]
+    fn a_barrier_waits_for_every_record_before_it() {
+        let j = Journal::new(0);
+        assert_eq!(j.barrier().outcome(), Some(Ok(())), "nothing written yet");
+        let t = j.append(retained());
+        assert_eq!(j.barrier(), t, "pending records");
+        let Taken::Batch(_, commit) = j.take(LONG) else {
+            panic!("a batch");
+        };
+        // Taken but not yet durable: the barrier still waits for it.
+        let b = j.barrier();
+        assert_eq!(b.outcome(), None);
+        commit.complete(Ok(()));
+        assert_eq!(b.outcome(), Some(Ok(())));
+        assert_eq!(j.barrier().outcome(), Some(Ok(())));
     }
 
     #[test]

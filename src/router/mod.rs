@@ -578,6 +578,15 @@ impl Router {
                 .contains(&(filter.clone(), share_group.map(str::to_owned)))
     }
 
+    /// A ticket that completes once everything recorded so far is stored (at
+    /// once without storage): for an answer that follows changes made by
+    /// several router calls.
+    pub fn storage_barrier(&self) -> Ticket {
+        self.journal
+            .as_ref()
+            .map_or_else(Ticket::default, |j| j.barrier())
+    }
+
     /// Whether a publish on `subject` would reach a subscriber or a group (a
     /// JetStream push consumer delivers only while someone listens).
     pub fn has_interest(&self, subject: &Subject) -> bool {

@@ -637,6 +637,11 @@ impl Stream {
         s.consumers.get(name).map(|c| self.info_of(c))
     }
 
+    /// Whether it has a consumer of that name.
+    pub fn has_consumer(&self, name: &str) -> bool {
+        self.lock().consumers.contains_key(name)
+    }
+
     /// Every consumer, by name.
     pub fn consumers(&self) -> Vec<ConsumerInfo> {
         let s = self.lock();

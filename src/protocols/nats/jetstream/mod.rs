@@ -27,6 +27,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use crate::protocols::acks;
 use crate::router::streams::Appended;
 use crate::router::{Filter, Now, OutboxLimits, Router, StoreFailure, SubOptions};
 use errors::ApiError;
@@ -56,14 +57,17 @@ pub(crate) async fn serve(router: Arc<Router>, shutdown: CancellationToken) {
     let mut service = Service::new(router.clone(), Now::current().at);
     let mut next = tokio::time::Instant::now();
     loop {
+        let stored = service.replies_head();
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
             _ = session.wait() => {}
             _ = router.streams_changed() => {}
+            _ = acks::committed(&stored) => {}
             _ = tokio::time::sleep_until(next) => {}
         }
         let now = Now::current();
+        service.release_replies(now);
         while let Some(d) = session.pop() {
             service.handle(&d.message, now);
         }

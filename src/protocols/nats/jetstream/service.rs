@@ -20,10 +20,11 @@ use serde::Deserialize;
 
 use super::json::ConsumerJson;
 use super::{ACK_PREFIX, API_PREFIX, FC_PREFIX};
+use crate::protocols::acks::Deferred;
 use crate::protocols::nats::translate::{STATUS_EXTENSION, SUBJECT_EXTENSION};
 use crate::router::streams::consumer::{AckKind, Delivered};
 use crate::router::streams::Stream;
-use crate::router::{Delivery, Message, Now, Router, Subject};
+use crate::router::{Delivery, Message, Now, Router, Subject, Ticket};
 
 /// Messages one push consumer is given per round, so that one busy consumer does
 /// not hold up requests and the others.
@@ -127,6 +128,9 @@ pub(crate) struct Service {
     pub(crate) fronts: HashMap<Key, Front>,
     pub(crate) api_total: u64,
     pub(crate) api_errors: u64,
+    /// API replies and ack confirmations waiting for the storage of what their
+    /// request changed: the client is told only what is stored.
+    replies: Deferred<(Subject, Bytes)>,
 }
 
 impl Service {
@@ -148,6 +152,7 @@ impl Service {
             fronts,
             api_total: 0,
             api_errors: 0,
+            replies: Deferred::default(),
         }
     }
 
@@ -168,14 +173,42 @@ impl Service {
         }
     }
 
-    /// Sends `payload` to `to` (an API reply, an empty ack confirmation).
-    pub(crate) fn reply(&self, to: &Subject, payload: Bytes, now: Now) {
+    /// Sends `payload` to `to` (an API reply, an empty ack confirmation) once
+    /// every change made so far is stored.
+    pub(crate) fn reply(&mut self, to: &Subject, payload: Bytes, now: Now) {
+        let ready = self
+            .replies
+            .defer(self.router.storage_barrier(), (to.clone(), payload));
+        if let Some(reply) = ready {
+            self.send_reply(reply, now);
+        }
+    }
+
+    fn send_reply(&self, (subject, payload): (Subject, Bytes), now: Now) {
         let m = Message {
-            subject: to.clone(),
+            subject,
             payload,
             ..Message::default()
         };
         self.router.publish(m, now);
+    }
+
+    /// The storage ticket the first waiting reply waits for.
+    pub(crate) fn replies_head(&self) -> Option<Ticket> {
+        self.replies.head()
+    }
+
+    /// Sends the replies whose changes are now stored; a reply whose storage
+    /// failed is not sent (the client's request times out: nothing is promised).
+    pub(crate) fn release_replies(&mut self, now: Now) {
+        for (reply, stored) in self.replies.ready() {
+            match stored {
+                Ok(()) => self.send_reply(reply, now),
+                Err(e) => {
+                    tracing::warn!(error = %e.0, "jetstream: a change was not stored; its reply is not sent")
+                }
+            }
+        }
     }
 
     /// Sends a status message (`404 No Messages`, ...) with `headers` to `to`.
@@ -281,7 +314,7 @@ impl Service {
                 self.fronts.remove(&key);
                 continue;
             };
-            if stream.consumer_info(&key.1).is_none() {
+            if !stream.has_consumer(&key.1) {
                 self.fronts.remove(&key);
                 continue;
             }
