@@ -348,6 +348,40 @@ async fn will_published_on_abrupt_disconnect_not_on_disconnect() {
     assert_eq!(watcher.publish().await.topic, "will/v5");
 }
 
+/// A DISCONNECT that reached the broker before a takeover of the same client id is a
+/// normal end even when the takeover is noticed first: no will (CI saw one, once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_then_takeover_publishes_no_will() {
+    let (_b, addr) = start().await;
+    let (mut watcher, _) = v4(addr, |_| {}, "tw-watch").await;
+    watcher.subscribe("tw/#", QoS::AtLeastOnce).await;
+    for (round, version) in [ProtocolVersion::V311, ProtocolVersion::V5]
+        .into_iter()
+        .cycle()
+        .take(200)
+        .enumerate()
+    {
+        let mut c = connect(version, "tw-leaving");
+        c.will = Some(Will {
+            topic: format!("tw/will/{round}"),
+            payload: Bytes::from_static(b"gone"),
+            qos: WireQoS::AtLeastOnce,
+            retain: false,
+            properties: Properties::default(),
+        });
+        let (mut raw, _) = Raw::connected(addr, c).await;
+        raw.send_packet(Packet::Disconnect(dwbroker_codecs::mqtt::Disconnect {
+            code: ReasonCode::SUCCESS,
+            properties: Properties::default(),
+        }))
+        .await;
+        // The socket stays open: the new connection races the broker's read of it.
+        let (again, _) = Raw::connected(addr, connect(version, "tw-leaving")).await;
+        drop((raw, again));
+    }
+    watcher.no_publish(SHORT).await;
+}
+
 #[tokio::test]
 async fn keep_alive_is_enforced_at_one_and_a_half_times() {
     let (_b, addr) = start().await;

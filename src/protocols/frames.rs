@@ -91,6 +91,22 @@ impl<R, D> FrameReader<R, D> {
     }
 }
 
+impl<R, D> FrameReader<R, D>
+where
+    R: AsyncRead + Unpin,
+    D: Decoder + Unpin,
+{
+    /// The next frame if it can be had without waiting (buffered, or in the socket
+    /// already): a shell about to end looks at what its peer sent before the end.
+    pub(crate) async fn next_ready(&mut self) -> Option<Result<D::Item, D::Error>> {
+        std::future::poll_fn(|cx| match Pin::new(&mut *self).poll_next(cx) {
+            Poll::Ready(frame) => Poll::Ready(frame),
+            Poll::Pending => Poll::Ready(None),
+        })
+        .await
+    }
+}
+
 impl<R, D> Stream for FrameReader<R, D>
 where
     R: AsyncRead + Unpin,

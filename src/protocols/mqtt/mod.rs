@@ -39,6 +39,9 @@ const PUMP_BUDGET: usize = 256;
 /// See `run`: packet lists up to this capacity are released after a write unless
 /// writes come in quick succession.
 const SMALL_OUT: usize = 4;
+/// Packets an ending connection still handles when it is taken over: the client's
+/// last words, bounded so that a flood cannot delay the new holder.
+const TAKEOVER_INPUT: usize = 64;
 /// How long a new connection waits for the previous holder of its client id: longer
 /// than a write can block that holder (`socket::WRITE_TIMEOUT`).
 const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(15);
@@ -321,6 +324,16 @@ async fn run(
             biased;
             _ = ctx.shutdown.cancelled() => return Err(Exit::ServerShutdown),
             handoff = kicked(kick) => if let Some(handoff) = handoff {
+                // What the client sent before the new connection arrived counts
+                // first: a DISCONNECT there means no will (a single-threaded broker
+                // would have read it before the new CONNECT).
+                let now = crate::protocols::now();
+                for _ in 0..TAKEOVER_INPUT {
+                    let Some(Ok(packet)) = reader.next_ready().await else { break };
+                    if !conn.handle_before_takeover(packet, now) {
+                        break;
+                    }
+                }
                 return Err(Exit::TakenOver(handoff));
             },
             frame = reader.next() => {

@@ -376,6 +376,21 @@ impl Connection {
     }
 
     /// Handles one packet from the client.
+    /// Handles a packet the client sent before another connection took its id over
+    /// (it was already on its way): `false` once the connection has ended. A
+    /// DISCONNECT among them is a normal end, so the will is not published.
+    pub(crate) fn handle_before_takeover(&mut self, packet: Packet, now: Now) -> bool {
+        match self.handle(packet, now) {
+            Ok(()) => true,
+            Err(exit) => {
+                if !exit.publishes_will() {
+                    self.will = None;
+                }
+                false
+            }
+        }
+    }
+
     pub(crate) fn handle(&mut self, packet: Packet, now: Now) -> Result<(), Exit> {
         match packet {
             Packet::Publish(p) => self.on_publish(p, now),
