@@ -522,6 +522,7 @@ impl Router {
         }
         drop(plain);
         drop(index);
+        self.pick_partitions(&msg, &mut captured);
         if !captured.is_empty() {
             routed.matched += captured.len();
             routed.queued += captured.len();

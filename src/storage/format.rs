@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::router::journal::BindingRecord;
 use crate::router::streams::config::{
-    AckPolicy, ConsumerConfig, DeliverPolicy, Discard, Retention, StorageKind, StreamConfig,
+    AckPolicy, ConsumerConfig, DeliverPolicy, Discard, Partition, Retention, StorageKind,
+    StreamConfig,
 };
 use crate::router::streams::consumer::{PendingDelivery, Position};
 use crate::router::streams::log::StreamMessage;
@@ -288,7 +289,9 @@ fn nanos(d: Duration) -> u64 {
 }
 
 pub(super) fn encode_stream(c: &StreamConfig, created_ns: u64) -> Vec<u8> {
-    encode(&StoredStream {
+    // The partition follows the declaration (added after format 1 was first
+    // written: a declaration without it is an unpartitioned stream).
+    let mut bytes = encode(&StoredStream {
         name: c.name.clone(),
         subjects: c.subjects.clone(),
         retention: match c.retention {
@@ -309,13 +312,24 @@ pub(super) fn encode_stream(c: &StreamConfig, created_ns: u64) -> Vec<u8> {
         deny_purge: c.deny_purge,
         front: c.front.clone(),
         created_ns,
-    })
+    });
+    if let Some(p) = c.partition {
+        bytes.extend(encode(&(p.index, p.count)));
+    }
+    bytes
 }
 
 /// A stored stream's declaration (its storage is `file`: only those are
 /// stored) and creation time.
 pub(super) fn decode_stream(bytes: &[u8]) -> Result<(StreamConfig, u64), DecodeError> {
-    let s: StoredStream = decode(bytes)?;
+    let (s, rest): (StoredStream, &[u8]) =
+        postcard::take_from_bytes(bytes).map_err(|e| e.to_string())?;
+    let partition = if rest.is_empty() {
+        None
+    } else {
+        let (index, count): (u32, u32) = decode(rest)?;
+        Some(Partition { index, count })
+    };
     let retention = match s.retention {
         0 => Retention::Limits,
         1 => Retention::Interest,
@@ -343,6 +357,7 @@ pub(super) fn decode_stream(bytes: &[u8]) -> Result<(StreamConfig, u64), DecodeE
             sealed: s.sealed,
             deny_delete: s.deny_delete,
             deny_purge: s.deny_purge,
+            partition,
             front: s.front,
         },
         s.created_ns,
@@ -722,6 +737,28 @@ mod tests {
         assert_eq!(back, Message { origin: 0, ..m });
         let unnamed = Message::default();
         assert_eq!(decode_message(&encode_message(&unnamed)).unwrap(), unnamed);
+    }
+
+    #[test]
+    fn stream_declarations_round_trip_with_and_without_a_partition() {
+        let plain = StreamConfig {
+            name: "orders".into(),
+            subjects: vec!["orders.>".into()],
+            max_msgs: Some(10),
+            duplicate_window: Duration::from_secs(120),
+            front: Bytes::from_static(b"{}"),
+            ..StreamConfig::default()
+        };
+        assert_eq!(
+            decode_stream(&encode_stream(&plain, 3)).unwrap(),
+            (plain.clone(), 3)
+        );
+        let partitioned = StreamConfig {
+            partition: Some(Partition { index: 2, count: 5 }),
+            ..plain
+        };
+        let back = decode_stream(&encode_stream(&partitioned, 4)).unwrap();
+        assert_eq!(back, (partitioned, 4));
     }
 
     #[test]

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+pub use super::partition::Partition;
+
 /// When messages leave a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Retention {
@@ -78,6 +80,9 @@ pub struct StreamConfig {
     pub deny_delete: bool,
     /// The stream cannot be purged.
     pub deny_purge: bool,
+    /// Which partition of a topic it is (a Kafka topic of N partitions is N
+    /// streams capturing the same subjects; each publish goes to one of them).
+    pub partition: Option<Partition>,
     /// The declaring front's own text of the declaration.
     pub front: Bytes,
 }

@@ -387,6 +387,22 @@ impl Consumer {
         }
     }
 
+    /// Moves the consumer to just after `stream_seq`: everything up to it is
+    /// delivered and acknowledged, everything after it is read (again) next.
+    pub(crate) fn seek(&mut self, stream_seq: u64, log: &Log) {
+        let position = Position {
+            consumer_seq: self.delivered.consumer_seq,
+            stream_seq,
+        };
+        self.delivered = position;
+        self.ack_floor = position;
+        self.pending.clear();
+        self.redeliver.clear();
+        self.starting.clear();
+        self.next_seq = stream_seq + 1;
+        self.unread = log.count_from(self.next_seq, |s| accepts(&self.filters, s));
+    }
+
     fn settle(&mut self, seq: u64) {
         self.pending.remove(&seq);
         self.redeliver.remove(&seq);

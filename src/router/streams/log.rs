@@ -155,6 +155,11 @@ impl Log {
         self.subjects.get(subject)
     }
 
+    /// The messages from `seq` on, in order.
+    pub(crate) fn range_from(&self, seq: u64) -> impl Iterator<Item = &StreamMessage> {
+        self.msgs.range(seq..).map(|(_, m)| m)
+    }
+
     /// The first message at or after `seq` that `wanted` accepts.
     pub(crate) fn next_from(
         &self,

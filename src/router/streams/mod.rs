@@ -20,6 +20,7 @@
 pub mod config;
 pub mod consumer;
 pub mod log;
+pub mod partition;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -27,11 +28,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
-use tokio::sync::Notify;
+use tokio::sync::watch;
 
 use self::config::{ConsumerConfig, Discard, Retention, StorageKind, StreamConfig};
 use self::consumer::{AckKind, Consumer, ConsumerState, Delivered, PendingDelivery, Position};
 use self::log::{Log, StreamMessage};
+use self::partition::{Chooser, Partition};
 use super::journal::{DestId, Journal, Record, Ticket};
 use super::message::{Message, Now};
 use super::subject::{Filter, FilterToken, Subject};
@@ -167,6 +169,8 @@ pub struct Stream {
     id: DestId,
     name: Arc<str>,
     created_ns: u64,
+    /// Fixed at creation: a stream cannot change partitions.
+    partition: Option<Partition>,
     /// Set when the stream is stored (`file`, on a broker with storage).
     journal: Option<Arc<Journal>>,
     budget: Arc<Budget>,
@@ -297,6 +301,11 @@ impl Stream {
     /// When it was created (ns since the Unix epoch).
     pub fn created_ns(&self) -> u64 {
         self.created_ns
+    }
+
+    /// Which partition of a topic it is.
+    pub fn partition(&self) -> Option<Partition> {
+        self.partition
     }
 
     /// Its declaration.
@@ -532,6 +541,37 @@ impl Stream {
             .log
             .next_from(seq, |s| filter.matches(s))
             .cloned()
+    }
+
+    /// Up to `max` messages from sequence `from` on, and at least one, if there is
+    /// one, however large: a reader by position (a Kafka fetch) always progresses.
+    pub fn read(&self, from: u64, max: usize, max_bytes: u64) -> Vec<StreamMessage> {
+        let s = self.lock();
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for m in s.log.range_from(from) {
+            bytes += m.size();
+            if out.len() >= max || (bytes > max_bytes && !out.is_empty()) {
+                break;
+            }
+            out.push(m.clone());
+        }
+        out
+    }
+
+    /// Sets consumer `name`'s position: every message up to `stream_seq` is
+    /// delivered and acknowledged (a Kafka offset commit). Pending deliveries
+    /// below it are settled; the ones after it are delivered again.
+    pub fn set_position(&self, name: &str, stream_seq: u64) -> Result<(), StreamError> {
+        let mut guard = self.lock();
+        let s = &mut *guard;
+        let c = s
+            .consumers
+            .get_mut(name)
+            .ok_or(StreamError::ConsumerNotFound)?;
+        c.seek(stream_seq, &s.log);
+        self.record_position(c);
+        Ok(())
     }
 
     /// The last message on a subject `filter` accepts.
@@ -802,17 +842,37 @@ fn check_expectations(name: &str, log: &Log, msg: &Message) -> Result<(), Append
     Ok(())
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Streams {
     by_name: RwLock<BTreeMap<String, Arc<Stream>>>,
-    /// Woken on every append and consumer change, for the fronts that deliver.
-    changed: Notify,
+    /// Marked on every append and consumer change, for the fronts that deliver
+    /// (each watches with a receiver of its own).
+    changed: watch::Sender<()>,
+    /// Which partition of a partitioned topic each publish goes to.
+    chooser: Chooser,
     /// Ids of streams and consumers when nothing is stored.
     next_id: AtomicU64,
     budget: Arc<Budget>,
 }
 
+impl Default for Streams {
+    fn default() -> Self {
+        Streams {
+            by_name: RwLock::default(),
+            changed: watch::Sender::new(()),
+            chooser: Chooser::default(),
+            next_id: AtomicU64::default(),
+            budget: Arc::default(),
+        }
+    }
+}
+
 impl Streams {
+    /// Marks a change for every watcher.
+    fn wake(&self) {
+        self.changed.send_replace(());
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Stream>>> {
         self.by_name.read().unwrap_or_else(|e| e.into_inner())
     }
@@ -838,7 +898,7 @@ impl Router {
                 Err(StreamError::NameInUse)
             };
         }
-        check_overlap(&streams, &config.name, &filters)?;
+        check_overlap(&streams, &config, &filters)?;
         let journal = self
             .journal
             .clone()
@@ -852,6 +912,7 @@ impl Router {
             id,
             name: config.name.as_str().into(),
             created_ns: ns(now),
+            partition: config.partition,
             journal,
             budget: self.streams.budget.clone(),
             state: Mutex::new(State {
@@ -893,12 +954,17 @@ impl Router {
                 "stream configuration update can not change retention policy",
             ));
         }
+        if old.partition != config.partition {
+            return Err(StreamError::CannotChange(
+                "stream configuration update can not change partitions",
+            ));
+        }
         if old.sealed && !config.sealed {
             return Err(StreamError::CannotChange(
                 "stream configuration update can not unseal a sealed stream",
             ));
         }
-        check_overlap(&streams, &config.name, &filters)?;
+        check_overlap(&streams, &config, &filters)?;
         self.detach_stream(&stream, &parse_filters(&old.subjects)?);
         self.attach_stream(&stream, &filters);
         let config = Arc::new(config);
@@ -913,7 +979,7 @@ impl Router {
             created_ns: stream.created_ns,
         });
         drop(streams);
-        self.streams.changed.notify_one();
+        self.streams.wake();
         Ok(stream)
     }
 
@@ -966,10 +1032,10 @@ impl Router {
         self.streams.read().values().cloned().collect()
     }
 
-    /// Resolves when a stream was appended to or a consumer changed since the
-    /// last call (one waiter: the front that delivers).
-    pub async fn streams_changed(&self) {
-        self.streams.changed.notified().await;
+    /// A watch of stream changes: its `changed()` resolves when a stream was
+    /// appended to or a consumer changed since the receiver last looked.
+    pub fn stream_changes(&self) -> watch::Receiver<()> {
+        self.streams.changed.subscribe()
     }
 
     /// The most bytes all streams may hold together; an append beyond it is
@@ -983,9 +1049,26 @@ impl Router {
         self.streams.budget.used.load(Ordering::Relaxed)
     }
 
-    /// Wakes [`Router::streams_changed`].
+    /// Marks a change for [`Router::stream_changes`].
     pub fn wake_streams(&self) {
-        self.streams.changed.notify_one();
+        self.streams.wake();
+    }
+
+    /// Keeps, of the partitions among `captured` (the streams a publish matched),
+    /// the one each topic gives the message.
+    pub(crate) fn pick_partitions(
+        &self,
+        msg: &Message,
+        captured: &mut smallvec::SmallVec<[Arc<Stream>; 1]>,
+    ) {
+        if captured.iter().all(|s| s.partition.is_none()) {
+            return;
+        }
+        let mut spread = None;
+        captured.retain(|s| {
+            s.partition
+                .is_none_or(|p| self.streams.chooser.choose(msg, p.count, &mut spread) == p.index)
+        });
     }
 
     /// Appends `msg` to each stream in `streams` (the ones its subject matched).
@@ -997,7 +1080,7 @@ impl Router {
         ticket: &mut Ticket,
     ) -> Vec<Appended> {
         let out = streams.iter().map(|s| s.append(msg, now, ticket)).collect();
-        self.streams.changed.notify_one();
+        self.streams.wake();
         out
     }
 
@@ -1044,6 +1127,7 @@ impl Router {
             id,
             name: config.name.as_str().into(),
             created_ns,
+            partition: config.partition,
             journal: self.journal.clone(),
             budget: self.streams.budget.clone(),
             state: Mutex::new(State {
@@ -1095,14 +1179,23 @@ pub struct RestoredConsumer {
 
 fn check_overlap(
     streams: &BTreeMap<String, Arc<Stream>>,
-    name: &str,
+    config: &StreamConfig,
     filters: &[Filter],
 ) -> Result<(), StreamError> {
     for (other_name, other) in streams {
-        if other_name == name {
+        if *other_name == config.name {
             continue;
         }
-        let theirs = parse_filters(&other.config().subjects)?;
+        let theirs = other.config();
+        // The partitions of one topic capture the same subjects on purpose.
+        let siblings = match (config.partition, theirs.partition) {
+            (Some(a), Some(b)) => a.count == b.count && a.index != b.index,
+            _ => false,
+        };
+        if siblings && theirs.subjects == config.subjects {
+            continue;
+        }
+        let theirs = parse_filters(&theirs.subjects)?;
         if filters
             .iter()
             .any(|f| theirs.iter().any(|g| filters_overlap(f, g)))

@@ -239,3 +239,94 @@ fn a_file_stream_records_appends_and_consumer_state() {
         ["created", "appended", "consumer", "pending", "position", "settled", "position"]
     );
 }
+
+fn partition_of(r: &Router, name: &str, index: u32) {
+    let config = StreamConfig {
+        partition: Some(Partition { index, count: 3 }),
+        ..stream(name, &["topic"])
+    };
+    r.create_stream(config, Now::current()).unwrap();
+}
+
+#[test]
+fn a_partitioned_topic_takes_each_publish_into_one_partition() {
+    let r = router();
+    for p in 0..3 {
+        partition_of(&r, &format!("topic.{p}"), p);
+    }
+    // A stream that is not a sibling may not overlap.
+    assert_eq!(
+        r.create_stream(stream("other", &["topic"]), Now::current())
+            .unwrap_err(),
+        StreamError::SubjectsOverlap
+    );
+    let into = |routed: &Routed| {
+        assert_eq!(routed.appended.len(), 1);
+        routed.appended[0].stream.to_string()
+    };
+    // Unkeyed: round robin.
+    let names: Vec<String> = (0..3)
+        .map(|_| into(&publish(&r, "topic", &[], None)))
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["topic.0", "topic.1", "topic.2"]);
+    // Keyed: Kafka's partitioner.
+    let keyed = Message {
+        subject: Subject::new("topic").unwrap(),
+        key: Some(Bytes::from_static(b"foobar")),
+        ..Message::default()
+    };
+    let want = format!("topic.{}", partition::for_key(b"foobar", 3));
+    for _ in 0..3 {
+        assert_eq!(into(&r.publish(keyed.clone(), Now::current())), want);
+    }
+    // Named by the publisher.
+    let mut named = keyed.clone();
+    named.extensions.set(
+        partition::PARTITION_EXTENSION,
+        partition::partition_extension(1),
+    );
+    assert_eq!(into(&r.publish(named, Now::current())), "topic.1");
+    let counts: u64 = (0..3)
+        .map(|p| r.stream(&format!("topic.{p}")).unwrap().stats().messages)
+        .sum();
+    assert_eq!(counts, 7);
+}
+
+#[test]
+fn a_read_by_position_always_progresses_and_a_position_can_be_set() {
+    let r = router();
+    let s = r
+        .create_stream(stream("S", &["s"]), Now::current())
+        .unwrap();
+    for _ in 0..5 {
+        publish(&r, "s", &[], None);
+    }
+    let seqs = |v: Vec<StreamMessage>| v.iter().map(|m| m.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(s.read(2, 2, u64::MAX)), [2, 3]);
+    assert_eq!(
+        seqs(s.read(4, 10, 0)),
+        [4],
+        "one message even past max_bytes"
+    );
+    assert!(s.read(6, 10, u64::MAX).is_empty());
+    let group = ConsumerConfig {
+        name: "g".into(),
+        durable: true,
+        ack_policy: AckPolicy::None,
+        ..ConsumerConfig::default()
+    };
+    s.add_consumer(group, Now::current(), false).unwrap();
+    s.set_position("g", 3).unwrap();
+    let state = s.consumer_info("g").unwrap().state;
+    assert_eq!(
+        (state.delivered.stream_seq, state.ack_floor.stream_seq),
+        (3, 3)
+    );
+    assert_eq!(state.num_pending, 2);
+    assert_eq!(
+        s.set_position("nobody", 1).unwrap_err(),
+        StreamError::ConsumerNotFound
+    );
+}

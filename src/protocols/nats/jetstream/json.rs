@@ -282,6 +282,7 @@ impl StreamJson {
             sealed: self.sealed,
             deny_delete: self.deny_delete,
             deny_purge: self.deny_purge,
+            partition: None,
             front: Bytes::from(serde_json::to_vec(self).unwrap_or_default()),
         }
     }

@@ -56,13 +56,14 @@ pub(crate) async fn serve(router: Arc<Router>, shutdown: CancellationToken) {
     }
     let mut service = Service::new(router.clone(), Now::current().at);
     let mut next = tokio::time::Instant::now();
+    let mut changes = router.stream_changes();
     loop {
         let stored = service.replies_head();
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
             _ = session.wait() => {}
-            _ = router.streams_changed() => {}
+            _ = changes.changed() => {}
             _ = acks::committed(&stored) => {}
             _ = tokio::time::sleep_until(next) => {}
         }
