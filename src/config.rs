@@ -87,6 +87,15 @@ pub const DEFAULT_MAX_RETAINED_BYTES: usize = 1024 * 1024 * 1024;
 /// within it.
 pub const DEFAULT_MAX_STREAM_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 
+/// Partitions of a Kafka topic created by its first produce.
+pub const DEFAULT_KAFKA_PARTITIONS: u32 = 1;
+/// A Kafka REST consumer instance unused this long is removed (the proxy's
+/// `consumer.instance.timeout.ms`).
+pub const DEFAULT_KAFKA_INSTANCE_TIMEOUT: Duration = Duration::from_secs(300);
+/// The largest HTTP request body; a larger one is refused with 413 before it is
+/// read.
+pub const DEFAULT_HTTP_MAX_BODY: usize = 16 * 1024 * 1024;
+
 /// Where durable state lives by default (created on first start).
 pub const DEFAULT_DATA_DIR: &str = "./dwbroker-data";
 
@@ -203,6 +212,10 @@ pub struct Limits {
     pub stomp_max_headers: usize,
     /// See [`DEFAULT_MEMORY_HIGH_WATERMARK`].
     pub memory_high_watermark: usize,
+    /// See [`DEFAULT_HTTP_MAX_BODY`].
+    pub http_max_body: usize,
+    /// See [`DEFAULT_KAFKA_INSTANCE_TIMEOUT`].
+    pub kafka_instance_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -233,6 +246,8 @@ impl Default for Limits {
             stomp_max_header_line: DEFAULT_STOMP_MAX_HEADER_LINE,
             stomp_max_headers: DEFAULT_STOMP_MAX_HEADERS,
             memory_high_watermark: DEFAULT_MEMORY_HIGH_WATERMARK,
+            http_max_body: DEFAULT_HTTP_MAX_BODY,
+            kafka_instance_timeout: DEFAULT_KAFKA_INSTANCE_TIMEOUT,
         }
     }
 }
@@ -252,6 +267,9 @@ pub struct Config {
     pub data_dir: DataDir,
     /// When written state is fsynced ([`Fsync::Always`]).
     pub fsync: Fsync,
+    /// Partitions of a Kafka topic created by its first produce
+    /// ([`DEFAULT_KAFKA_PARTITIONS`]).
+    pub kafka_partitions: u32,
 }
 
 impl Default for Config {
@@ -270,6 +288,7 @@ impl Default for Config {
             limits: Limits::default(),
             data_dir: DataDir::At(PathBuf::from(DEFAULT_DATA_DIR)),
             fsync: Fsync::default(),
+            kafka_partitions: DEFAULT_KAFKA_PARTITIONS,
         }
     }
 }
@@ -311,6 +330,7 @@ struct FileConfig {
     log: Option<String>,
     data_dir: Option<String>,
     fsync: Option<String>,
+    kafka_partitions: Option<u32>,
     #[serde(default)]
     limits: FileLimits,
 }
@@ -343,6 +363,8 @@ struct FileLimits {
     stomp_max_header_line: Option<usize>,
     stomp_max_headers: Option<usize>,
     memory_high_watermark: Option<usize>,
+    http_max_body: Option<usize>,
+    kafka_instance_timeout_secs: Option<u64>,
 }
 
 impl Config {
@@ -392,6 +414,9 @@ impl Config {
         if let Some(mode) = &file.fsync {
             self.fsync = parse_fsync(mode)?;
         }
+        if let Some(n) = file.kafka_partitions {
+            self.kafka_partitions = check_partitions(n)?;
+        }
         let l = file.limits;
         let lim = &mut self.limits;
         set(&mut lim.max_message_size, l.max_message_size);
@@ -410,6 +435,11 @@ impl Config {
         set(&mut lim.max_retained_messages, l.max_retained_messages);
         set(&mut lim.max_retained_bytes, l.max_retained_bytes);
         set(&mut lim.max_stream_bytes, l.max_stream_bytes);
+        set(&mut lim.http_max_body, l.http_max_body);
+        set(
+            &mut lim.kafka_instance_timeout,
+            l.kafka_instance_timeout_secs.map(Duration::from_secs),
+        );
         set(&mut lim.nats_max_payload, l.nats_max_payload);
         set(&mut lim.nats_max_control_line, l.nats_max_control_line);
         set(&mut lim.nats_max_pending, l.nats_max_pending);
@@ -507,6 +537,17 @@ impl Config {
             ("nats", l.nats),
             ("kafka-rest", l.kafka_rest),
         ]
+    }
+}
+
+/// Checks a partition count (the config and the flag share the error).
+pub fn check_partitions(n: u32) -> Result<u32, ConfigError> {
+    if (1..=10_000).contains(&n) {
+        Ok(n)
+    } else {
+        Err(ConfigError::Invalid(format!(
+            "kafka_partitions {n} is not between 1 and 10000"
+        )))
     }
 }
 

@@ -106,6 +106,11 @@ impl Broker {
         self.listeners.nats
     }
 
+    /// The address the Kafka REST listener is bound to, if it runs.
+    pub fn kafka_rest_addr(&self) -> Option<SocketAddr> {
+        self.listeners.kafka_rest
+    }
+
     /// Publishes a message to every matching subscriber of every protocol; returns
     /// how many subscriber sessions it matched and was queued for.
     pub fn publish(&self, message: Message) -> Routed {

@@ -49,6 +49,9 @@ struct Cli {
     /// (written before; the kernel decides) [default: always].
     #[arg(long, value_name = "MODE")]
     fsync: Option<String>,
+    /// Partitions of a Kafka topic created by its first produce [default: 1].
+    #[arg(long = "kafka-partitions", value_name = "N")]
+    kafka_partitions: Option<u32>,
 }
 
 fn build_config(cli: Cli) -> Result<Config, dwbroker::config::ConfigError> {
@@ -76,6 +79,9 @@ fn build_config(cli: Cli) -> Result<Config, dwbroker::config::ConfigError> {
     }
     if let Some(dir) = &cli.data_dir {
         config.data_dir = DataDir::parse(dir);
+    }
+    if let Some(n) = cli.kafka_partitions {
+        config.kafka_partitions = dwbroker::config::check_partitions(n)?;
     }
     if let Some(mode) = &cli.fsync {
         config.fsync = parse_fsync(mode)?;

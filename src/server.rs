@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, DataDir, Listen};
-use crate::protocols::{amqp, mqtt, nats, stomp};
+use crate::protocols::{amqp, kafka_rest, mqtt, nats, stomp};
 use crate::router::{Now, OutboxLimits, RetainedLimits, Router};
 use crate::storage::Storage;
 use crate::Error;
@@ -32,6 +32,7 @@ pub(crate) struct Context {
     storage: Option<Storage>,
     _temporary: Option<TemporaryDir>,
     pub(crate) mqtt: mqtt::Registry,
+    pub(crate) kafka: kafka_rest::State,
     pub(crate) shutdown: CancellationToken,
     next_conn: AtomicU64,
     connections: AtomicUsize,
@@ -128,6 +129,7 @@ impl Context {
             storage,
             _temporary: temporary,
             mqtt,
+            kafka: kafka_rest::State::default(),
             shutdown: CancellationToken::new(),
             next_conn: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
@@ -197,6 +199,7 @@ enum Front {
     Amqp,
     Stomp,
     Nats,
+    KafkaRest,
 }
 
 /// The running listeners.
@@ -206,13 +209,15 @@ pub(crate) struct Listeners {
     pub(crate) amqp: Option<SocketAddr>,
     pub(crate) stomp: Option<SocketAddr>,
     pub(crate) nats: Option<SocketAddr>,
+    pub(crate) kafka_rest: Option<SocketAddr>,
     tracker: TaskTracker,
 }
 
 /// Binds every configured listener and starts serving.
 pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
     let tracker = TaskTracker::new();
-    let (mut mqtt_addr, mut amqp_addr, mut stomp_addr, mut nats_addr) = (None, None, None, None);
+    let (mut mqtt_addr, mut amqp_addr, mut stomp_addr, mut nats_addr, mut kafka_rest_addr) =
+        (None, None, None, None, None);
     for (name, listen) in ctx.config.listener_list() {
         let Listen::At(addr) = listen else { continue };
         let front = match name {
@@ -220,10 +225,7 @@ pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
             "amqp" => Front::Amqp,
             "stomp" => Front::Stomp,
             "nats" => Front::Nats,
-            _ => {
-                debug!(protocol = name, %addr, "listener not started: protocol not built yet");
-                continue;
-            }
+            _ => Front::KafkaRest,
         };
         let listener = TcpListener::bind(addr)
             .await
@@ -243,12 +245,14 @@ pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
             Front::Amqp => amqp_addr = Some(bound),
             Front::Stomp => stomp_addr = Some(bound),
             Front::Nats => nats_addr = Some(bound),
+            Front::KafkaRest => kafka_rest_addr = Some(bound),
         }
         tracker.spawn(accept_loop(listener, front, ctx.clone(), tracker.clone()));
     }
     tracker.spawn(mqtt::sweeper(ctx.clone()));
     tracker.spawn(housekeeping(ctx.clone()));
     tracker.spawn(queue_housekeeping(ctx.clone()));
+    tracker.spawn(kafka_rest::expire_instances(ctx.clone()));
     tracker.spawn(nats::jetstream::serve(
         ctx.router.clone(),
         ctx.shutdown.clone(),
@@ -258,6 +262,7 @@ pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
         amqp: amqp_addr,
         stomp: stomp_addr,
         nats: nats_addr,
+        kafka_rest: kafka_rest_addr,
         tracker,
     })
 }
@@ -350,6 +355,7 @@ fn serve(
         Front::Amqp => Box::pin(amqp::serve(stream, peer, ctx)),
         Front::Stomp => Box::pin(stomp::serve(stream, peer, ctx)),
         Front::Nats => Box::pin(nats::serve(stream, peer, ctx)),
+        Front::KafkaRest => Box::pin(kafka_rest::serve(stream, peer, ctx)),
     }
 }
 

@@ -5,6 +5,7 @@ mod acks;
 pub(crate) mod amqp;
 mod delivery;
 mod frames;
+pub(crate) mod kafka_rest;
 pub(crate) mod mqtt;
 pub(crate) mod nats;
 mod socket;

@@ -22,7 +22,7 @@ use tokio_util::codec::{Decoder, Encoder};
 /// Every wait in the tests is bounded by this.
 pub const WAIT: Duration = Duration::from_secs(5);
 
-/// A config with the MQTT, NATS, AMQP and STOMP listeners on free loopback ports
+/// A config with the MQTT, NATS, AMQP, STOMP and Kafka REST listeners on free loopback ports
 /// and a temporary data dir.
 pub fn config() -> Config {
     let mut c = Config::default();
@@ -30,7 +30,7 @@ pub fn config() -> Config {
     c.listeners.nats = Listen::parse("127.0.0.1:0").unwrap();
     c.listeners.amqp = Listen::parse("127.0.0.1:0").unwrap();
     c.listeners.stomp = Listen::parse("127.0.0.1:0").unwrap();
-    c.listeners.kafka_rest = Listen::Off;
+    c.listeners.kafka_rest = Listen::parse("127.0.0.1:0").unwrap();
     // A fresh data dir per broker, removed when it stops: never the default.
     c.data_dir = DataDir::Temporary;
     c

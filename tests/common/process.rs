@@ -15,6 +15,7 @@ pub struct Process {
     pub amqp: SocketAddr,
     pub stomp: SocketAddr,
     pub nats: SocketAddr,
+    pub kafka_rest: SocketAddr,
 }
 
 impl Process {
@@ -33,7 +34,7 @@ impl Process {
         let mut child = Command::new(env!("CARGO_BIN_EXE_dwbroker"))
             .args(["--mqtt", "127.0.0.1:0", "--amqp", "127.0.0.1:0"])
             .args(["--stomp", "127.0.0.1:0", "--nats", "127.0.0.1:0"])
-            .args(["--kafka-rest", "off", "--log", "info"])
+            .args(["--kafka-rest", "127.0.0.1:0", "--log", "info"])
             .arg("--data-dir")
             .arg(data_dir)
             .env("NO_COLOR", "1")
@@ -70,12 +71,14 @@ impl Process {
         let amqp = addr("amqp");
         let stomp = addr("stomp");
         let nats = addr("nats");
+        let kafka_rest = addr("kafka-rest");
         Process {
             child,
             mqtt,
             amqp,
             stomp,
             nats,
+            kafka_rest,
         }
     }
 

@@ -1,0 +1,75 @@
+//! The Confluent Kafka REST Proxy v2 front: topics, produce, consumer groups and
+//! offsets over HTTP, on the router's partitioned streams.
+//!
+//! The shell serves one HTTP/1.1 connection with hyper (the routes are axum's);
+//! `groups` is the consumer-group state machine (sans-I/O), `translate` turns
+//! records into messages and back, `topics` maps topics onto streams, `media`
+//! negotiates content types, `errors` speaks Confluent's error codes, and `api`
+//! holds the handlers.
+
+mod api;
+mod errors;
+mod groups;
+mod media;
+mod topics;
+mod translate;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpStream;
+use tracing::{debug, info};
+
+use crate::server::Context;
+
+/// How long a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often idle consumer instances are looked for.
+const EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What the Kafka REST front keeps across connections.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    groups: Mutex<groups::Groups>,
+}
+
+impl State {
+    fn groups(&self) -> MutexGuard<'_, groups::Groups> {
+        self.groups.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Serves one HTTP connection until it ends or the broker stops.
+pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
+    let service = TowerToHyperService::new(api::routes(ctx.clone()));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let ended = tokio::select! {
+        ended = conn.as_mut() => ended,
+        _ = ctx.shutdown.cancelled() => {
+            // In-flight requests finish; the connection closes after them.
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = ended {
+        debug!(%peer, error = %e, "kafka-rest: connection ended with an error");
+    }
+}
+
+/// Removes consumer instances idle past the configured timeout, until shutdown.
+pub(crate) async fn expire_instances(ctx: Arc<Context>) {
+    let timeout = ctx.config.limits.kafka_instance_timeout;
+    crate::server::every(EXPIRY_INTERVAL, &ctx.shutdown, |now| {
+        for (group, instance) in ctx.kafka.groups().expire(timeout, now.at) {
+            info!(%group, %instance, "kafka-rest: consumer instance expired");
+        }
+    })
+    .await;
+}
