@@ -155,8 +155,11 @@ pub struct Listeners {
     pub stomp: Listen,
     /// NATS client protocol.
     pub nats: Listen,
-    /// Confluent Kafka REST Proxy v2.
+    /// Confluent Kafka REST Proxy v2 (which also serves the schema registry).
     pub kafka_rest: Listen,
+    /// The schema registry alone, for clients configured with a registry URL
+    /// of its own (off by default).
+    pub schema_registry: Listen,
 }
 
 /// Limits that bound memory and time per connection and per session.
@@ -282,6 +285,7 @@ impl Default for Config {
                 stomp: at(DEFAULT_STOMP_ADDR),
                 nats: at(DEFAULT_NATS_ADDR),
                 kafka_rest: at(DEFAULT_KAFKA_REST_ADDR),
+                schema_registry: Listen::Off,
             },
             allow_anonymous: false,
             log: None,
@@ -326,6 +330,7 @@ struct FileConfig {
     stomp: Option<String>,
     nats: Option<String>,
     kafka_rest: Option<String>,
+    schema_registry: Option<String>,
     allow_anonymous: Option<bool>,
     log: Option<String>,
     data_dir: Option<String>,
@@ -396,6 +401,7 @@ impl Config {
             (&mut self.listeners.stomp, file.stomp),
             (&mut self.listeners.nats, file.nats),
             (&mut self.listeners.kafka_rest, file.kafka_rest),
+            (&mut self.listeners.schema_registry, file.schema_registry),
         ];
         for (slot, value) in listeners {
             if let Some(text) = value {
@@ -528,7 +534,7 @@ impl Config {
     }
 
     /// The listeners with their protocol names, in a fixed order.
-    pub fn listener_list(&self) -> [(&'static str, Listen); 5] {
+    pub fn listener_list(&self) -> [(&'static str, Listen); 6] {
         let l = &self.listeners;
         [
             ("mqtt", l.mqtt),
@@ -536,6 +542,7 @@ impl Config {
             ("stomp", l.stomp),
             ("nats", l.nats),
             ("kafka-rest", l.kafka_rest),
+            ("schema-registry", l.schema_registry),
         ]
     }
 }

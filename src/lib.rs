@@ -111,6 +111,11 @@ impl Broker {
         self.listeners.kafka_rest
     }
 
+    /// The address the schema registry listener is bound to, if it runs.
+    pub fn schema_registry_addr(&self) -> Option<SocketAddr> {
+        self.listeners.schema_registry
+    }
+
     /// Publishes a message to every matching subscriber of every protocol; returns
     /// how many subscriber sessions it matched and was queued for.
     pub fn publish(&self, message: Message) -> Routed {

@@ -33,6 +33,10 @@ struct Cli {
     /// Kafka REST Proxy v2 listener [default: 127.0.0.1:8082].
     #[arg(long = "kafka-rest", value_name = "ADDR")]
     kafka_rest: Option<String>,
+    /// The schema registry alone (it is also served on the Kafka REST
+    /// listener) [default: off].
+    #[arg(long = "schema-registry", value_name = "ADDR")]
+    schema_registry: Option<String>,
     /// Accept anonymous clients on listeners that are not on loopback.
     #[arg(long)]
     allow_anonymous: bool,
@@ -65,6 +69,7 @@ fn build_config(cli: Cli) -> Result<Config, dwbroker::config::ConfigError> {
         (&mut config.listeners.stomp, cli.stomp),
         (&mut config.listeners.nats, cli.nats),
         (&mut config.listeners.kafka_rest, cli.kafka_rest),
+        (&mut config.listeners.schema_registry, cli.schema_registry),
     ];
     for (slot, value) in flags {
         if let Some(text) = value {

@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, DataDir, Listen};
-use crate::protocols::{amqp, kafka_rest, mqtt, nats, stomp};
+use crate::protocols::{amqp, kafka_rest, mqtt, nats, schema_registry, stomp};
 use crate::router::{Now, OutboxLimits, RetainedLimits, Router};
 use crate::storage::Storage;
 use crate::Error;
@@ -33,6 +33,7 @@ pub(crate) struct Context {
     _temporary: Option<TemporaryDir>,
     pub(crate) mqtt: mqtt::Registry,
     pub(crate) kafka: kafka_rest::State,
+    pub(crate) registry: schema_registry::Registry,
     pub(crate) shutdown: CancellationToken,
     next_conn: AtomicU64,
     connections: AtomicUsize,
@@ -123,6 +124,8 @@ impl Context {
                 (router, Some(storage))
             }
         };
+        // After recovery: the registry replays its log stream.
+        let registry = schema_registry::Registry::open(&router);
         Ok(Context {
             config,
             router: Arc::new(router),
@@ -130,6 +133,7 @@ impl Context {
             _temporary: temporary,
             mqtt,
             kafka: kafka_rest::State::default(),
+            registry,
             shutdown: CancellationToken::new(),
             next_conn: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
@@ -200,6 +204,7 @@ enum Front {
     Stomp,
     Nats,
     KafkaRest,
+    SchemaRegistry,
 }
 
 /// The running listeners.
@@ -210,14 +215,14 @@ pub(crate) struct Listeners {
     pub(crate) stomp: Option<SocketAddr>,
     pub(crate) nats: Option<SocketAddr>,
     pub(crate) kafka_rest: Option<SocketAddr>,
+    pub(crate) schema_registry: Option<SocketAddr>,
     tracker: TaskTracker,
 }
 
 /// Binds every configured listener and starts serving.
 pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
     let tracker = TaskTracker::new();
-    let (mut mqtt_addr, mut amqp_addr, mut stomp_addr, mut nats_addr, mut kafka_rest_addr) =
-        (None, None, None, None, None);
+    let mut bound_at: [Option<SocketAddr>; 6] = [None; 6];
     for (name, listen) in ctx.config.listener_list() {
         let Listen::At(addr) = listen else { continue };
         let front = match name {
@@ -225,7 +230,8 @@ pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
             "amqp" => Front::Amqp,
             "stomp" => Front::Stomp,
             "nats" => Front::Nats,
-            _ => Front::KafkaRest,
+            "kafka-rest" => Front::KafkaRest,
+            _ => Front::SchemaRegistry,
         };
         let listener = TcpListener::bind(addr)
             .await
@@ -240,13 +246,7 @@ pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
             source,
         })?;
         info!(protocol = %name, addr = %bound, "listening");
-        match front {
-            Front::Mqtt => mqtt_addr = Some(bound),
-            Front::Amqp => amqp_addr = Some(bound),
-            Front::Stomp => stomp_addr = Some(bound),
-            Front::Nats => nats_addr = Some(bound),
-            Front::KafkaRest => kafka_rest_addr = Some(bound),
-        }
+        bound_at[front as usize] = Some(bound);
         tracker.spawn(accept_loop(listener, front, ctx.clone(), tracker.clone()));
     }
     tracker.spawn(mqtt::sweeper(ctx.clone()));
@@ -258,11 +258,12 @@ pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
         ctx.shutdown.clone(),
     ));
     Ok(Listeners {
-        mqtt: mqtt_addr,
-        amqp: amqp_addr,
-        stomp: stomp_addr,
-        nats: nats_addr,
-        kafka_rest: kafka_rest_addr,
+        mqtt: bound_at[Front::Mqtt as usize],
+        amqp: bound_at[Front::Amqp as usize],
+        stomp: bound_at[Front::Stomp as usize],
+        nats: bound_at[Front::Nats as usize],
+        kafka_rest: bound_at[Front::KafkaRest as usize],
+        schema_registry: bound_at[Front::SchemaRegistry as usize],
         tracker,
     })
 }
@@ -356,6 +357,7 @@ fn serve(
         Front::Stomp => Box::pin(stomp::serve(stream, peer, ctx)),
         Front::Nats => Box::pin(nats::serve(stream, peer, ctx)),
         Front::KafkaRest => Box::pin(kafka_rest::serve(stream, peer, ctx)),
+        Front::SchemaRegistry => Box::pin(schema_registry::serve(stream, peer, ctx)),
     }
 }
 

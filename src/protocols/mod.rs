@@ -5,9 +5,11 @@ mod acks;
 pub(crate) mod amqp;
 mod delivery;
 mod frames;
+mod http;
 pub(crate) mod kafka_rest;
 pub(crate) mod mqtt;
 pub(crate) mod nats;
+pub(crate) mod schema_registry;
 mod socket;
 pub(crate) mod stomp;
 

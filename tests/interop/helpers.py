@@ -28,6 +28,7 @@ LISTENING = re.compile(r"listening\s+protocol=\"?mqtt\"?\s+addr=\"?([0-9.]+|\[[0
 LISTENING_NATS = re.compile(r"listening\s+protocol=\"?nats\"?\s+addr=\"?([0-9.]+|\[[0-9a-f:]+\]):(\d+)")
 LISTENING_AMQP = re.compile(r"listening\s+protocol=\"?amqp\"?\s+addr=\"?([0-9.]+|\[[0-9a-f:]+\]):(\d+)")
 LISTENING_STOMP = re.compile(r"listening\s+protocol=\"?stomp\"?\s+addr=\"?([0-9.]+|\[[0-9a-f:]+\]):(\d+)")
+LISTENING_KAFKA_REST = re.compile(r"listening\s+protocol=\"?kafka-rest\"?\s+addr=\"?([0-9.]+|\[[0-9a-f:]+\]):(\d+)")
 
 # Every wait in this suite is bounded by one of these.
 WAIT = 5.0  # an event that should happen now
@@ -61,7 +62,8 @@ class Broker:
 
     def __init__(self, binary: str | os.PathLike | None = None, config: str | None = None,
                  log: str | None = None, extra_args: list[str] | None = None, nats: bool = True,
-                 amqp: bool = True, stomp: bool = True, data_dir: str | os.PathLike | None = None):
+                 amqp: bool = True, stomp: bool = True, data_dir: str | os.PathLike | None = None,
+                 kafka_rest: bool = False):
         self.binary = str(binary or os.environ.get("DWBROKER_BIN") or DEFAULT_BIN)
         self.config = config
         self.own_data_dir = data_dir is None
@@ -81,6 +83,9 @@ class Broker:
         # The STOMP listener (loopback, ephemeral port) unless ``stomp=False``.
         self.stomp = stomp
         self.stomp_port: int | None = None
+        # The Kafka REST listener (with the schema registry) if ``kafka_rest=True``.
+        self.kafka_rest = kafka_rest
+        self.kafka_rest_port: int | None = None
         self._ready = threading.Event()
         self._reader: threading.Thread | None = None
 
@@ -106,10 +111,17 @@ class Broker:
         assert self.stomp_port is not None, "this broker runs without its STOMP listener"
         return self.host, self.stomp_port
 
+    @property
+    def kafka_rest_url(self) -> str:
+        """``http://127.0.0.1:PORT`` of the Kafka REST proxy (and schema registry)."""
+        assert self.kafka_rest_port is not None, "this broker runs without its Kafka REST listener"
+        return f"http://{self.host}:{self.kafka_rest_port}"
+
     def _all_ports(self) -> bool:
         return (self.port is not None and (not self.nats or self.nats_port is not None)
                 and (not self.amqp or self.amqp_port is not None)
-                and (not self.stomp or self.stomp_port is not None))
+                and (not self.stomp or self.stomp_port is not None)
+                and (not self.kafka_rest or self.kafka_rest_port is not None))
 
     def start(self, timeout: float = 15.0) -> "Broker":
         if not os.access(self.binary, os.X_OK):
@@ -117,7 +129,7 @@ class Broker:
                                "or set DWBROKER_BIN")
         args = [self.binary, "--mqtt", "127.0.0.1:0", "--amqp", "127.0.0.1:0" if self.amqp else "off",
                 "--stomp", "127.0.0.1:0" if self.stomp else "off",
-                "--nats", "127.0.0.1:0" if self.nats else "off", "--kafka-rest", "off", "--log", self.log_level,
+                "--nats", "127.0.0.1:0" if self.nats else "off", "--kafka-rest", "127.0.0.1:0" if self.kafka_rest else "off", "--log", self.log_level,
                 "--data-dir", self.data_dir]
         if self.config:
             args += ["--config", self.config]
@@ -160,6 +172,10 @@ class Broker:
                 m = LISTENING_STOMP.search(line)
                 if m:
                     self.stomp_port = int(m.group(2))
+            if self.kafka_rest and self.kafka_rest_port is None:
+                m = LISTENING_KAFKA_REST.search(line)
+                if m:
+                    self.kafka_rest_port = int(m.group(2))
             if self._all_ports():
                 self._ready.set()
         self._ready.set()  # EOF: the process is gone; start() reports it

@@ -18,6 +18,7 @@ use super::groups::{InstanceConfig, Reset, TopicPartition};
 use super::media::{self, Format};
 use super::topics::{self, RouterTopics};
 use super::translate::{self, ProduceRequest};
+use crate::protocols::schema_registry::state::Candidate;
 use crate::router::Subject;
 use crate::server::Context;
 
@@ -68,7 +69,8 @@ pub(super) fn routes(ctx: Arc<Context>) -> Routes {
         .route(&format!("{instance}/records"), get(records))
         .route(&format!("{instance}/offsets"), post(commit).get(committed))
         .fallback(|| async { RestError::not_found() })
-        .with_state(ctx)
+        .with_state(ctx.clone())
+        .merge(crate::protocols::schema_registry::routes(ctx, false))
 }
 
 /// A JSON answer of the proxy's own type (or plain JSON, if that is all the
@@ -219,6 +221,59 @@ fn offset_entry(
     json!({ "partition": partition, "offset": offset, "error_code": code, "error": message })
 }
 
+/// The schema a produce request names for its keys or values (`part`): by id, or
+/// by its text, registered under `<topic>-<part>` as Confluent's default subject
+/// name strategy does.
+async fn schema_for(
+    ctx: &Context,
+    topic: &str,
+    part: &str,
+    format: Format,
+    text: Option<String>,
+    id: Option<u32>,
+) -> Result<Option<translate::WithSchema>, RestError> {
+    let Some(kind) = format.schema_type() else {
+        return Ok(None);
+    };
+    let id = match (id, text) {
+        (Some(id), _) => id,
+        (None, Some(text)) => {
+            let candidate = Candidate {
+                kind,
+                text,
+                references: Vec::new(),
+            };
+            let (id, ticket) = ctx
+                .registry
+                .register(&format!("{topic}-{part}"), candidate)
+                .map_err(|e| match e.code {
+                    42201 => RestError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        42205,
+                        format!("Invalid schema: {}", e.message),
+                    ),
+                    _ => e,
+                })?;
+            ticket.wait().await.map_err(|f| RestError::storage(f.0))?;
+            id
+        }
+        (None, None) => return Ok(None),
+    };
+    let schema = ctx.registry.schema(id)?;
+    if schema.kind != kind {
+        return Err(RestError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            42205,
+            format!(
+                "Invalid schema: schema {id} is {}, not {}",
+                schema.kind.name(),
+                kind.name()
+            ),
+        ));
+    }
+    Ok(Some((id, schema.parsed)))
+}
+
 /// Produces every record of the request; answers after the fsync that covers them.
 async fn produce(
     ctx: &Context,
@@ -234,19 +289,38 @@ async fn produce(
         .records
         .filter(|r| !r.is_empty())
         .ok_or_else(|| RestError::unprocessable("records may not be empty"))?;
-    if req.key_schema.is_some()
-        || req.key_schema_id.is_some()
-        || req.value_schema.is_some()
-        || req.value_schema_id.is_some()
-    {
-        // Schemas only mean something to the schema formats (refused below).
-        translate::embedded_bytes(format, &Value::Bool(true))?;
+    let key_schema =
+        schema_for(ctx, name, "key", format, req.key_schema, req.key_schema_id).await?;
+    let value_schema = schema_for(
+        ctx,
+        name,
+        "value",
+        format,
+        req.value_schema,
+        req.value_schema_id,
+    )
+    .await?;
+    if format.has_schema() {
+        if key_schema.is_none() && records.iter().any(|r| !r.key.is_null()) {
+            return Err(RestError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                42201,
+                "Request includes keys but does not include key schema",
+            ));
+        }
+        if value_schema.is_none() && records.iter().any(|r| !r.value.is_null()) {
+            return Err(RestError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                42202,
+                "Request includes values but does not include value schema",
+            ));
+        }
     }
     // Every record is checked before any is written: a bad one fails the request.
     let mut decoded = Vec::with_capacity(records.len());
     for r in &records {
-        let key = translate::embedded_bytes(format, &r.key)?;
-        let value = translate::embedded_bytes(format, &r.value)?;
+        let key = translate::embedded_bytes(format, &r.key, key_schema.as_ref())?;
+        let value = translate::embedded_bytes(format, &r.value, value_schema.as_ref())?;
         let partition = match r.partition {
             Some(p) => Some(u32::try_from(p).unwrap_or(u32::MAX)),
             None => path_partition,
@@ -293,7 +367,11 @@ async fn produce(
         });
     }
     ticket.wait().await.map_err(|f| RestError::storage(f.0))?;
-    let body = json!({ "offsets": offsets, "key_schema_id": null, "value_schema_id": null });
+    let body = json!({
+        "offsets": offsets,
+        "key_schema_id": key_schema.map(|s| s.0),
+        "value_schema_id": value_schema.map(|s| s.0),
+    });
     Ok(answer(kind, StatusCode::OK, &body))
 }
 
@@ -643,7 +721,13 @@ fn fetch_pass(
         moved.push((tp.clone(), last.seq));
         for m in &read {
             bytes += translate::record_size(m);
-            records.push(translate::record_json(&tp.topic, tp.partition, m, format)?);
+            records.push(translate::record_json(
+                &tp.topic,
+                tp.partition,
+                m,
+                format,
+                &ctx.registry,
+            )?);
         }
     }
     for (tp, next) in moved {

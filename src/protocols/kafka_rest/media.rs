@@ -8,6 +8,7 @@
 use axum::http::{header, HeaderMap};
 
 use super::errors::RestError;
+use crate::protocols::schema_registry::schema::SchemaType;
 
 /// The proxy's own JSON type: every response but records.
 pub(crate) const V2_JSON: &str = "application/vnd.kafka.v2+json";
@@ -63,6 +64,21 @@ impl Format {
             Format::JsonSchema => "application/vnd.kafka.jsonschema.v2+json",
             Format::Protobuf => "application/vnd.kafka.protobuf.v2+json",
         }
+    }
+
+    /// The registry's schema type of a schema format.
+    pub(crate) fn schema_type(self) -> Option<SchemaType> {
+        match self {
+            Format::Binary | Format::Json => None,
+            Format::Avro => Some(SchemaType::Avro),
+            Format::JsonSchema => Some(SchemaType::Json),
+            Format::Protobuf => Some(SchemaType::Protobuf),
+        }
+    }
+
+    /// Whether records in it carry a schema id.
+    pub(crate) fn has_schema(self) -> bool {
+        self.schema_type().is_some()
     }
 
     /// Whether a consumer reading `self` serves a records request for `other`:

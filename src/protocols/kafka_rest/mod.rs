@@ -14,19 +14,17 @@ mod media;
 mod topics;
 mod translate;
 
+pub(crate) use errors::RestError;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpStream;
-use tracing::{debug, info};
+use tracing::info;
 
 use crate::server::Context;
 
-/// How long a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often idle consumer instances are looked for.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -44,23 +42,8 @@ impl State {
 
 /// Serves one HTTP connection until it ends or the broker stops.
 pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
-    let service = TowerToHyperService::new(api::routes(ctx.clone()));
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    let ended = tokio::select! {
-        ended = conn.as_mut() => ended,
-        _ = ctx.shutdown.cancelled() => {
-            // In-flight requests finish; the connection closes after them.
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    if let Err(e) = ended {
-        debug!(%peer, error = %e, "kafka-rest: connection ended with an error");
-    }
+    let routes = api::routes(ctx.clone());
+    super::http::serve(stream, peer, ctx, routes).await;
 }
 
 /// Removes consumer instances idle past the configured timeout, until shutdown.

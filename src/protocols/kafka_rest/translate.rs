@@ -14,6 +14,8 @@ use serde_json::{json, Value};
 
 use super::errors::RestError;
 use super::media::Format;
+use crate::protocols::schema_registry::schema::Parsed;
+use crate::protocols::schema_registry::Registry;
 use crate::router::streams::log::StreamMessage;
 use crate::router::streams::partition::{partition_extension, PARTITION_EXTENSION};
 use crate::router::{Delivery, Message, Now, Subject};
@@ -45,8 +47,20 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<
     serde_json::from_slice(body).map_err(RestError::bad_request)
 }
 
-/// An embedded key or value as bytes (`None`: Kafka's null).
-pub(crate) fn embedded_bytes(format: Format, data: &Value) -> Result<Option<Bytes>, RestError> {
+/// A schema a record is produced with: its id and the parsed schema.
+pub(crate) type WithSchema = (u32, Parsed);
+
+/// Confluent's wire format: magic byte 0, the schema id (4 bytes, big-endian),
+/// then the schema type's payload.
+const MAGIC: u8 = 0;
+
+/// An embedded key or value as bytes (`None`: Kafka's null); the schema formats
+/// need the schema the request named.
+pub(crate) fn embedded_bytes(
+    format: Format,
+    data: &Value,
+    schema: Option<&WithSchema>,
+) -> Result<Option<Bytes>, RestError> {
     if data.is_null() {
         return Ok(None);
     }
@@ -57,17 +71,50 @@ pub(crate) fn embedded_bytes(format: Format, data: &Value) -> Result<Option<Byte
                     "Bad Request: data={data} is not a base64 string."
                 )));
             };
-            BASE64.decode(text).map(|b| Some(Bytes::from(b))).map_err(|_| {
-                RestError::bad_request(format!("Bad Request: data={data} is not a valid base64 string."))
-            })
+            BASE64
+                .decode(text)
+                .map(|b| Some(Bytes::from(b)))
+                .map_err(|_| {
+                    RestError::bad_request(format!(
+                        "Bad Request: data={data} is not a valid base64 string."
+                    ))
+                })
         }
         Format::Json => Ok(Some(Bytes::from(data.to_string()))),
-        Format::Avro | Format::JsonSchema | Format::Protobuf => Err(RestError::new(
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            42206,
-            format!("Payload error. The {} format needs the schema registry, which this broker does not serve yet", format.name()),
-        )),
+        Format::Avro | Format::JsonSchema | Format::Protobuf => {
+            let Some((id, parsed)) = schema else {
+                return Err(RestError::new(
+                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    42206,
+                    "Payload error. A record needs a schema in this format",
+                ));
+            };
+            let payload = parsed.encode(data).map_err(|e| {
+                RestError::new(
+                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    42203,
+                    format!("Conversion of JSON to Object failed: {e}"),
+                )
+            })?;
+            let mut out = Vec::with_capacity(5 + payload.len());
+            out.push(MAGIC);
+            out.extend_from_slice(&id.to_be_bytes());
+            out.extend_from_slice(&payload);
+            Ok(Some(Bytes::from(out)))
+        }
     }
+}
+
+/// A value in Confluent's wire format, decoded with the schema its id names.
+fn decode_with_schema(registry: &Registry, bytes: &[u8]) -> Result<Value, String> {
+    let (&magic, rest) = bytes.split_first().ok_or("no bytes")?;
+    if magic != MAGIC || rest.len() < 4 {
+        return Err("Unknown magic byte!".into());
+    }
+    let (id, payload) = rest.split_at(4);
+    let id = u32::from_be_bytes([id[0], id[1], id[2], id[3]]);
+    let schema = registry.schema(id).map_err(|e| e.message)?;
+    schema.parsed.decode(payload)
 }
 
 /// The message a record becomes on `subject`: durable (a produce is answered
@@ -103,21 +150,29 @@ pub(crate) fn record_json(
     partition: u32,
     m: &StreamMessage,
     format: Format,
+    registry: &Registry,
 ) -> Result<Value, RestError> {
     let msg = &m.message;
     let render = |bytes: Option<&Bytes>| -> Result<Value, RestError> {
         let Some(bytes) = bytes else {
             return Ok(Value::Null);
         };
+        let offset = m.seq - 1;
         match format {
             Format::Binary => Ok(Value::String(BASE64.encode(bytes))),
             _ if bytes.is_empty() => Ok(Value::Null),
-            _ => serde_json::from_slice(bytes).map_err(|e| {
+            Format::Json => serde_json::from_slice(bytes).map_err(|e| {
                 RestError::not_json(format!(
-                    "Error deserializing key/value for offset {}: {e}",
-                    m.seq - 1
+                    "Error deserializing key/value for offset {offset}: {e}"
                 ))
             }),
+            Format::Avro | Format::JsonSchema | Format::Protobuf => {
+                decode_with_schema(registry, bytes).map_err(|e| {
+                    RestError::not_json(format!(
+                        "Error deserializing key/value for offset {offset}: {e}"
+                    ))
+                })
+            }
         }
     };
     Ok(json!({
@@ -142,28 +197,45 @@ mod tests {
     #[test]
     fn binary_is_base64_and_json_is_its_text() {
         assert_eq!(
-            embedded_bytes(Format::Binary, &json!("aGk=")).unwrap(),
+            embedded_bytes(Format::Binary, &json!("aGk="), None).unwrap(),
             Some(Bytes::from_static(b"hi"))
         );
-        assert_eq!(embedded_bytes(Format::Binary, &Value::Null).unwrap(), None);
         assert_eq!(
-            embedded_bytes(Format::Binary, &json!("*"))
+            embedded_bytes(Format::Binary, &Value::Null, None).unwrap(),
+            None
+        );
+        assert_eq!(
+            embedded_bytes(Format::Binary, &json!("*"), None)
                 .unwrap_err()
                 .code,
             400
         );
         assert_eq!(
-            embedded_bytes(Format::Binary, &json!(5)).unwrap_err().code,
+            embedded_bytes(Format::Binary, &json!(5), None)
+                .unwrap_err()
+                .code,
             400
         );
         assert_eq!(
-            embedded_bytes(Format::Json, &json!({"a": [1, 2]})).unwrap(),
+            embedded_bytes(Format::Json, &json!({"a": [1, 2]}), None).unwrap(),
             Some(Bytes::from_static(br#"{"a":[1,2]}"#))
         );
     }
 
     #[test]
     fn records_render_in_the_consumer_format() {
+        let router = crate::router::Router::new(
+            crate::router::OutboxLimits {
+                max_messages: 10,
+                max_bytes: 1 << 20,
+            },
+            crate::router::RetainedLimits {
+                max_messages: 10,
+                max_bytes: 1 << 20,
+            },
+            crate::router::DEFAULT_VHOST_LIMITS,
+        );
+        let registry = Registry::open(&router);
         let m = StreamMessage {
             seq: 5,
             time_ns: 7_000_000,
@@ -173,13 +245,13 @@ mod tests {
                 ..Message::default()
             }),
         };
-        let binary = record_json("t", 1, &m, Format::Binary).unwrap();
+        let binary = record_json("t", 1, &m, Format::Binary, &registry).unwrap();
         assert_eq!(binary["value"], json!("eyJ0IjoyMS41fQ=="));
         assert_eq!(
             (binary["offset"].clone(), binary["partition"].clone()),
             (json!(4), json!(1))
         );
-        let as_json = record_json("t", 1, &m, Format::Json).unwrap();
+        let as_json = record_json("t", 1, &m, Format::Json, &registry).unwrap();
         assert_eq!(
             (as_json["key"].clone(), as_json["value"].clone()),
             (json!("k"), json!({"t": 21.5}))
@@ -193,7 +265,9 @@ mod tests {
             ..m
         };
         assert_eq!(
-            record_json("t", 1, &text, Format::Json).unwrap_err().code,
+            record_json("t", 1, &text, Format::Json, &registry)
+                .unwrap_err()
+                .code,
             40801
         );
     }

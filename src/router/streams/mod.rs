@@ -543,6 +543,18 @@ impl Stream {
             .cloned()
     }
 
+    /// Appends `msg` to this stream itself, not through a subject: a front's own
+    /// log (the schema registry's). The ticket covers the record.
+    pub fn append_direct(
+        &self,
+        msg: Message,
+        now: Now,
+    ) -> (Result<Sequenced, AppendError>, Ticket) {
+        let mut ticket = Ticket::default();
+        let outcome = self.try_append(&Arc::new(msg), now, &mut ticket);
+        (outcome, ticket)
+    }
+
     /// Up to `max` messages from sequence `from` on, and at least one, if there is
     /// one, however large: a reader by position (a Kafka fetch) always progresses.
     pub fn read(&self, from: u64, max: usize, max_bytes: u64) -> Vec<StreamMessage> {
