@@ -125,7 +125,8 @@ impl Context {
             }
         };
         // After recovery: the registry replays its log stream.
-        let registry = schema_registry::Registry::open(&router);
+        let max_record = (config.limits.max_message_size as usize).max(config.limits.http_max_body);
+        let registry = schema_registry::Registry::open(&router, max_record);
         Ok(Context {
             config,
             router: Arc::new(router),

@@ -12,7 +12,7 @@ use crate::Res;
 /// dwbroker's fixed ports (MQTT, AMQP, STOMP, NATS): clear of its defaults and of the
 /// reference brokers', and below the ephemeral port range (32768-60999) that client
 /// sockets take theirs from.
-const DW_PORTS: [u16; 4] = [11883, 15675, 16613, 14222];
+const DW_PORTS: [u16; 5] = [11883, 15675, 16613, 14222, 18082];
 
 /// The reference brokers' ports (reference-brokers.sh).
 const MOSQUITTO: u16 = 21883;
@@ -89,17 +89,17 @@ fn wait_port(addr: SocketAddr, within: Duration, child: Option<&mut Child>) -> R
 }
 
 /// The fixed ports if all are free, else four the kernel picks.
-fn pick_ports() -> Res<[u16; 4]> {
+fn pick_ports() -> Res<[u16; 5]> {
     let free = DW_PORTS
         .iter()
         .all(|p| TcpListener::bind(loopback(*p)).is_ok());
     if free {
         return Ok(DW_PORTS);
     }
-    let ls: Vec<TcpListener> = (0..4)
+    let ls: Vec<TcpListener> = (0..5)
         .map(|_| TcpListener::bind(loopback(0)))
         .collect::<Result<_, _>>()?;
-    let mut ports = [0u16; 4];
+    let mut ports = [0u16; 5];
     for (p, l) in ports.iter_mut().zip(&ls) {
         *p = l.local_addr()?.port();
     }
@@ -128,6 +128,7 @@ pub struct Dwbroker {
     amqp: SocketAddr,
     stomp: SocketAddr,
     nats: SocketAddr,
+    kafka_rest: SocketAddr,
 }
 
 impl Dwbroker {
@@ -151,7 +152,7 @@ impl Dwbroker {
             )
             .into());
         }
-        let [mqtt, amqp, stomp, nats] = pick_ports()?.map(loopback);
+        let [mqtt, amqp, stomp, nats, kafka_rest] = pick_ports()?.map(loopback);
         let config =
             std::env::temp_dir().join(format!("dwbroker-load-{}.toml", std::process::id()));
         std::fs::write(&config, DW_CONFIG)?;
@@ -169,7 +170,7 @@ impl Dwbroker {
             .args(["--amqp", &amqp.to_string()])
             .args(["--stomp", &stomp.to_string()])
             .args(["--nats", &nats.to_string()])
-            .args(["--kafka-rest", "off", "--log", "warn"])
+            .args(["--kafka-rest", &kafka_rest.to_string(), "--log", "warn"])
             .args(data_dir_args(bin, data_dir))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -197,6 +198,7 @@ impl Dwbroker {
             amqp,
             stomp,
             nats,
+            kafka_rest,
         })
     }
 
@@ -214,6 +216,7 @@ impl Dwbroker {
                 Protocol::Nats => self.nats,
                 Protocol::Amqp => self.amqp,
                 Protocol::Stomp => self.stomp,
+                Protocol::Kafka => self.kafka_rest,
             },
             amqp: self.amqp,
         }
@@ -385,6 +388,9 @@ impl Reference {
             Protocol::Nats => ("nats-server", self.nats, NATS_SERVER),
             Protocol::Amqp => ("rabbitmq", self.rabbitmq, RABBIT_AMQP),
             Protocol::Stomp => ("rabbitmq", self.rabbitmq, RABBIT_STOMP),
+            Protocol::Kafka => {
+                return Err("there is no reference Kafka REST proxy on this machine".into())
+            }
         };
         let addr = loopback(port);
         wait_port(addr, Duration::from_secs(2), None)?;

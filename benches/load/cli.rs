@@ -70,6 +70,13 @@ receive time minus send time, in the one generator process):
   js-consume   JetStream: the stream is filled with --messages first (not measured),
                then one durable pull consumer fetches batches of 500 and acks each
                message; throughput = messages consumed per second (no latency)
+  kafka-produce  Kafka REST v2: POST /topics/<run's own topic> with --batch records per
+               request (binary; --avro: avro with a registered value schema) over
+               --publishers HTTP/1.1 keep-alive connections, one request in flight
+               each; received = records whose offsets came back (after the fsync),
+               latency = request round trip. No reference broker: --broker dwbroker
+  kafka-consume  Kafka REST v2: the topic is filled first (not measured), then one
+               consumer instance GETs records until it has them all
   smoke        a few hundred messages each of mqtt-qos1, nats-pubsub, amqp-queue
                --confirms and stomp-queue against dwbroker; exits 1 if any is lost
   crash        --trials crash trials against dwbroker: publishers of durable messages
@@ -147,6 +154,10 @@ pub enum Scenario {
     JsPublishSync,
     /// JetStream pull-consume of a filled stream (file stream; --memory)
     JsConsume,
+    /// Kafka REST produce, --batch records per request (--avro)
+    KafkaProduce,
+    /// Kafka REST consume of a filled topic (--avro)
+    KafkaConsume,
     /// A few hundred messages per protocol against dwbroker; fails on any loss
     Smoke,
     /// Crash trials against dwbroker (--trials): kill -9, restart, count
@@ -177,6 +188,8 @@ impl Scenario {
             Scenario::JsPublish => "js-publish",
             Scenario::JsPublishSync => "js-publish-sync",
             Scenario::JsConsume => "js-consume",
+            Scenario::KafkaProduce => "kafka-produce",
+            Scenario::KafkaConsume => "kafka-consume",
             Scenario::Smoke => "smoke",
             Scenario::Crash => "crash",
             Scenario::StorageSoak => "storage-soak",
@@ -200,6 +213,7 @@ impl Scenario {
             | Scenario::JsConsume => Protocol::Nats,
             Scenario::AmqpQueue | Scenario::AmqpReqrep => Protocol::Amqp,
             Scenario::StompQueue | Scenario::StompTopic | Scenario::StompReqrep => Protocol::Stomp,
+            Scenario::KafkaProduce | Scenario::KafkaConsume => Protocol::Kafka,
             Scenario::Smoke | Scenario::Crash | Scenario::StorageSoak | Scenario::All => {
                 unreachable!("expanded or run on its own before running")
             }
@@ -214,6 +228,7 @@ pub enum Protocol {
     Nats,
     Amqp,
     Stomp,
+    Kafka,
 }
 
 /// Which broker(s) to measure.
@@ -283,7 +298,16 @@ pub struct Cli {
     #[arg(long)]
     pub memory: bool,
 
-    /// amqp-queue: publishing connections (one channel each, messages round robin).
+    /// kafka-*: records per produce request.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub batch: usize,
+
+    /// kafka-*: the avro embedded format (a registered value schema) instead of binary.
+    #[arg(long)]
+    pub avro: bool,
+
+    /// amqp-queue, kafka-produce: publishing connections (one channel each, messages
+    /// round robin).
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub publishers: usize,
 

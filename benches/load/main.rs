@@ -14,6 +14,7 @@ mod brokers;
 mod cli;
 mod crash;
 mod jetstream;
+mod kafka;
 mod mqtt;
 mod nats;
 mod procstat;
@@ -51,8 +52,12 @@ pub struct Params {
     pub persistent: bool,
     /// js-*: memory storage.
     pub memory: bool,
-    /// amqp-queue: publishing connections.
+    /// amqp-queue, kafka-produce: publishing connections.
     pub publishers: usize,
+    /// kafka-*: records per produce request.
+    pub batch: usize,
+    /// kafka-*: avro instead of binary.
+    pub avro: bool,
     pub connections: usize,
     pub drain: Duration,
     /// Any loss fails the run.
@@ -91,6 +96,16 @@ impl Params {
             Scenario::JsPublish | Scenario::JsPublishSync | Scenario::JsConsume => format!(
                 "{name} {size}B {} {pace}",
                 if self.memory { "memory" } else { "file" }
+            ),
+            Scenario::KafkaProduce | Scenario::KafkaConsume => format!(
+                "{name} {size}B {} batch {}{} {pace}",
+                if self.avro { "avro" } else { "binary" },
+                self.batch,
+                if self.publishers > 1 {
+                    format!(" {} publishers", self.publishers)
+                } else {
+                    String::new()
+                }
             ),
             Scenario::AmqpQueue => format!(
                 "{name} {size}B {}{}{}{pace}",
@@ -165,6 +180,8 @@ fn plan(cli: &Cli) -> Vec<Params> {
         persistent: cli.persistent,
         memory: cli.memory,
         publishers: cli.publishers.max(1),
+        batch: cli.batch.max(1),
+        avro: cli.avro,
         connections: cli.connections,
         drain: Duration::from_secs_f64(cli.drain),
         strict: matches!(
@@ -176,6 +193,8 @@ fn plan(cli: &Cli) -> Vec<Params> {
                 | Scenario::JsPublish
                 | Scenario::JsPublishSync
                 | Scenario::JsConsume
+                | Scenario::KafkaProduce
+                | Scenario::KafkaConsume
         ),
     };
     match cli.scenario {
@@ -210,6 +229,8 @@ fn plan(cli: &Cli) -> Vec<Params> {
             Scenario::JsPublish,
             Scenario::JsPublishSync,
             Scenario::JsConsume,
+            Scenario::KafkaProduce,
+            Scenario::KafkaConsume,
         ]
         .into_iter()
         .map(base)
@@ -240,6 +261,8 @@ async fn run_one(p: &Params, t: &Target, pinned: bool) -> RunResult {
             Scenario::JsPublish => jetstream::publish(p, t, &mut meter, false).await,
             Scenario::JsPublishSync => jetstream::publish(p, t, &mut meter, true).await,
             Scenario::JsConsume => jetstream::consume(p, t, &mut meter).await,
+            Scenario::KafkaProduce => kafka::produce(p, t, &mut meter).await,
+            Scenario::KafkaConsume => kafka::consume(p, t, &mut meter).await,
             Scenario::Smoke | Scenario::Crash | Scenario::StorageSoak | Scenario::All => {
                 unreachable!("expanded by plan(), or run on its own")
             }

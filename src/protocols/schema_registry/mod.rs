@@ -5,6 +5,7 @@
 //! produce and consume records in Confluent's wire format.
 
 mod api;
+mod avro_json;
 pub(crate) mod schema;
 pub(crate) mod state;
 

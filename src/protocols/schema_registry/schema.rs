@@ -20,6 +20,8 @@ use prost::Message as _;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
 use serde_json::Value;
 
+use super::avro_json;
+
 /// A schema's type, as the registry names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum SchemaType {
@@ -200,8 +202,7 @@ impl Parsed {
     pub(crate) fn encode(&self, json: &Value) -> Result<Vec<u8>, String> {
         match self {
             Parsed::Avro { schema, named } => {
-                let value =
-                    apache_avro::types::Value::try_from(json.clone()).map_err(|e| e.to_string())?;
+                let value = avro_json::from_json(json, schema, &avro_names(schema, named))?;
                 let refs: Vec<&apache_avro::Schema> = named.iter().collect();
                 let value = value
                     .resolve_schemata(schema, refs)
@@ -232,13 +233,13 @@ impl Parsed {
     /// The payload after the 5-byte header, as JSON.
     pub(crate) fn decode(&self, mut bytes: &[u8]) -> Result<Value, String> {
         match self {
-            Parsed::Avro { schema, .. } => {
+            Parsed::Avro { schema, named } => {
                 let value = GenericDatumReader::builder(schema)
                     .build()
                     .map_err(|e| e.to_string())?
                     .read_value(&mut bytes)
                     .map_err(|e| e.to_string())?;
-                Value::try_from(value).map_err(|e| e.to_string())
+                avro_json::to_json(&value, schema, &avro_names(schema, named))
             }
             Parsed::Json { .. } => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
             Parsed::Protobuf { message, .. } => {
@@ -248,6 +249,19 @@ impl Parsed {
             }
         }
     }
+}
+
+/// The named types of an Avro schema and of its references.
+fn avro_names<'a>(
+    schema: &'a apache_avro::Schema,
+    named: &'a [apache_avro::Schema],
+) -> avro_json::Names<'a> {
+    let mut names = avro_json::Names::new();
+    for n in named {
+        avro_json::collect_names(n, &mut names);
+    }
+    avro_json::collect_names(schema, &mut names);
+    names
 }
 
 /// Reads Confluent's message indexes (zigzag varints: a count, then the index

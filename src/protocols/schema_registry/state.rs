@@ -178,7 +178,10 @@ pub(crate) struct Candidate {
 
 impl Registry {
     /// The registry of `router`, rebuilt from its log (created if missing).
-    pub(crate) fn open(router: &Router) -> Registry {
+    /// `max_record` bounds what decoding one record may allocate (a length field
+    /// in hostile Avro bytes is not believed past it).
+    pub(crate) fn open(router: &Router, max_record: usize) -> Registry {
+        apache_avro::util::max_allocation_bytes(max_record);
         let config = StreamConfig {
             name: LOG_STREAM.to_owned(),
             front: Bytes::from_static(b"schema-registry"),
