@@ -108,14 +108,30 @@ variants=(
     "js-consume --size 1024"
     "mqtt-idle --connections $CONNECTIONS"
 )
+# No reference broker speaks these (there is no Kafka REST proxy on this machine): dwbroker
+# alone, absolute figures and the broker's CPU per record.
+dw_only=(
+    "kafka-produce --size 64 --batch 1"
+    "kafka-produce --size 64 --batch 1 --publishers 4"
+    "kafka-produce --size 64 --batch 100"
+    "kafka-produce --size 1024 --batch 100"
+    "kafka-produce --size 64 --batch 1 --avro"
+    "kafka-produce --size 64 --batch 100 --avro"
+    "kafka-consume --size 64"
+    "kafka-consume --size 1024"
+    "kafka-consume --size 64 --avro"
+)
+dw_common=(--broker dwbroker --messages "$MESSAGES" --seconds "$RUN_SECONDS")
+if [ "$PIN" = 1 ]; then dw_common+=(--pin); fi
 
 mkdir -p "$(dirname "$LOG")"
 # A full run starts the log afresh; with ONLY, the rows it reruns replace theirs.
 if [ -z "${ONLY:-}" ] || [ ! -f "$LOG" ]; then : > "$LOG"; fi
-for v in "${variants[@]}"; do
+all_variants=("${variants[@]}" "${dw_only[@]}")
+for v in "${all_variants[@]}"; do
     if [ -n "${ONLY:-}" ] && ! grep -qE -- "$ONLY" <<< "$v"; then continue; fi
     # shellcheck disable=SC2206 # the variant is a word list on purpose
-    args=($v "${common[@]}")
+    if [[ " ${dw_only[*]} " == *" $v "* ]]; then args=($v "${dw_common[@]}"); else args=($v "${common[@]}"); fi
     cmd="cargo bench --bench load -- ${args[*]}"
     echo "COMMAND $cmd" >> "$LOG"
     echo
@@ -145,10 +161,15 @@ log, out = sys.argv[1:3]
 # The log holds `COMMAND <command>` before each harness run, then its output; a row rerun
 # later (ONLY=...) replaces the earlier one and keeps its place.
 latest, command_of, failed, cur = {}, {}, {}, None
+alone = {}  # dwbroker-only runs (no reference broker): label -> RESULT
 for line in open(log, encoding="utf-8"):
     if line.startswith("COMMAND "):
         cur = line[len("COMMAND "):].strip()
         failed[cur] = False
+    elif line.startswith("RESULT ") and cur and "--broker dwbroker" in cur:
+        r = json.loads(line[len("RESULT "):])
+        alone[r["label"]] = r
+        command_of[r["label"]] = cur
     elif line.startswith("SUMMARY "):
         s = json.loads(line[len("SUMMARY "):])
         latest[s["label"]] = s
@@ -156,7 +177,7 @@ for line in open(log, encoding="utf-8"):
     elif line.startswith("FAILED "):
         failed[line[len("FAILED "):].strip()] = True
 summaries = list(latest.values())
-shown = [command_of[s["label"]] for s in summaries]
+shown = [command_of[s["label"]] for s in summaries] + [command_of[l] for l in alone]
 failed = [c for c, f in failed.items() if f]
 env = os.environ
 
@@ -169,7 +190,12 @@ def pair(a, b, d=0):
     return f"{num(a, d)} / {num(b, d)}"
 
 
-rows, idle, notes = [], [], []
+rows, idle, notes, own = [], [], [], []
+for label, r in alone.items():
+    if not r["ok"]:
+        notes.append(f"`{label}`: the run failed or lost records ({'; '.join(r['errors']) or 'lost ' + str(r['lost'])})")
+    own.append(f"| {label} | {num(r['throughput'])} | {num(r['p50_us'], 1)} | {num(r['p99_us'], 1)} | "
+               f"{num(r['broker_cpu_us_per_msg'], 2)} | {r['lost']} | {num(r['gen_cpu_pct'])} |")
 for s in summaries:
     d, r, q = s["dwbroker"], s["reference"], s["ratio"]
     if not (d["all_ok"] and r["all_ok"]):
@@ -237,6 +263,13 @@ the script.
   minutes), so `js-publish-sync ... file` compares an fsync per publish with none. The
   `js-publish` rows keep 256 PubAcks in flight; `js-consume` fills the stream first and
   measures one pull consumer fetching batches of 500 and acking each message.
+- Kafka REST (`kafka-*` rows): no reference proxy runs on this machine, so these rows are
+  dwbroker's alone (one run each). `kafka-produce` POSTs `--batch` records per request
+  over HTTP/1.1 keep-alive (one request in flight per connection) and counts a record
+  when its offset comes back, which is after the fsync that covers it; latency is the
+  request's round trip. `kafka-consume` fills the topic first and measures one consumer
+  instance reading it all with `GET .../records`. `--avro` registers a value schema and
+  sends the records in Avro's JSON encoding (the broker encodes and decodes them).
 
 ## Commands
 
@@ -254,7 +287,13 @@ the script.
 
 | scenario | reference | RSS KiB per connection dwbroker | ref | ratio | broker RSS MiB dwbroker / ref |
 | --- | --- | --- | --- | --- | --- |
-""" + "\n".join(idle) + "\n"
+""" + "\n".join(idle) + """
+
+## Kafka REST (dwbroker alone)
+
+| scenario | records/s | p50 µs | p99 µs | broker CPU µs/record | lost | generator CPU % |
+| --- | --- | --- | --- | --- | --- | --- |
+""" + "\n".join(own) + "\n"
 if notes or failed:
     md += "\n## Failures\n\n" + "\n".join(f"- {n}" for n in notes + [f"`{f}` exited non-zero" for f in failed]) + "\n"
 open(out, "w", encoding="utf-8").write(md)
