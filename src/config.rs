@@ -273,6 +273,26 @@ pub struct Config {
     /// Partitions of a Kafka topic created by its first produce
     /// ([`DEFAULT_KAFKA_PARTITIONS`]).
     pub kafka_partitions: u32,
+    /// Kafka topics created at start (if missing).
+    pub kafka_topics: Vec<KafkaTopic>,
+}
+
+/// A Kafka topic declared in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaTopic {
+    /// Its name (also the subject its records are published on).
+    pub name: String,
+    /// Its partitions ([`DEFAULT_KAFKA_PARTITIONS`] if not given).
+    #[serde(default = "default_partitions")]
+    pub partitions: u32,
+    /// Subject filters (NATS syntax) whose publishes it captures besides its own name.
+    #[serde(default)]
+    pub subjects: Vec<String>,
+}
+
+fn default_partitions() -> u32 {
+    DEFAULT_KAFKA_PARTITIONS
 }
 
 impl Default for Config {
@@ -293,6 +313,7 @@ impl Default for Config {
             data_dir: DataDir::At(PathBuf::from(DEFAULT_DATA_DIR)),
             fsync: Fsync::default(),
             kafka_partitions: DEFAULT_KAFKA_PARTITIONS,
+            kafka_topics: Vec::new(),
         }
     }
 }
@@ -336,6 +357,8 @@ struct FileConfig {
     data_dir: Option<String>,
     fsync: Option<String>,
     kafka_partitions: Option<u32>,
+    #[serde(default)]
+    kafka_topics: Vec<KafkaTopic>,
     #[serde(default)]
     limits: FileLimits,
 }
@@ -423,6 +446,10 @@ impl Config {
         if let Some(n) = file.kafka_partitions {
             self.kafka_partitions = check_partitions(n)?;
         }
+        for topic in &file.kafka_topics {
+            check_partitions(topic.partitions)?;
+        }
+        self.kafka_topics.extend(file.kafka_topics);
         let l = file.limits;
         let lim = &mut self.limits;
         set(&mut lim.max_message_size, l.max_message_size);

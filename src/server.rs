@@ -222,6 +222,8 @@ pub(crate) struct Listeners {
 
 /// Binds every configured listener and starts serving.
 pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
+    // Before any listener: a produce must not create a declared topic first.
+    kafka_rest::declare_topics(ctx);
     let tracker = TaskTracker::new();
     let mut bound_at: [Option<SocketAddr>; 6] = [None; 6];
     for (name, listen) in ctx.config.listener_list() {

@@ -421,6 +421,57 @@ async fn kafka_records_reach_other_protocols_and_their_publishes_reach_kafka() {
 }
 
 #[tokio::test]
+async fn a_topic_declared_in_the_config_captures_its_subject_filters() {
+    let (broker, _) = common::start_with(|c| {
+        c.merge_toml(
+            "[[kafka_topics]]\nname = \"plant\"\npartitions = 2\nsubjects = [\"plant.>\"]\n",
+        )
+        .unwrap();
+    })
+    .await;
+    let rest = Rest::new(broker.kafka_rest_addr().unwrap());
+    assert_eq!(
+        rest.get("/topics/plant/partitions")
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // MQTT sensors below plant/ feed it before any Kafka client produced.
+    let (mut mqtt, _) = common::v4(broker.mqtt_addr().unwrap(), |_| {}, "plant-sensor").await;
+    for (i, t) in ["plant/a", "plant/b/c", "plant/a", "plant/d"]
+        .iter()
+        .enumerate()
+    {
+        mqtt.client
+            .publish(*t, rumqttc::QoS::AtLeastOnce, false, format!("v{i}"))
+            .await
+            .unwrap();
+        mqtt.next_incoming(|p| matches!(p, rumqttc::Packet::PubAck(_)).then_some(()))
+            .await;
+    }
+    rest.produce(
+        "plant",
+        json!([{ "value": b64("from-kafka"), "partition": 1 }]),
+    )
+    .await;
+    let c = rest.consumer("ops", "o", json!({})).await;
+    rest.post(
+        &format!("{c}/subscription"),
+        V2,
+        json!({ "topics": ["plant"] }),
+    )
+    .await;
+    let mut got: Vec<String> = rest.read_n(&c, 5).await.into_iter().map(|r| r.2).collect();
+    got.sort();
+    assert_eq!(got, ["from-kafka", "v0", "v1", "v2", "v3"]);
+    let r = common::config().merge_toml("[[kafka_topics]]\nname = \"x\"\npartitions = 0\n");
+    assert!(r.is_err(), "0 partitions is refused");
+}
+
+#[tokio::test]
 async fn bad_requests_get_the_proxy_status_and_error_code_and_write_nothing() {
     let (_b, rest) = start(1).await;
     let code = |r: &(StatusCode, Value)| (r.0, r.1["error_code"].clone());

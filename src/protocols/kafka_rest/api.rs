@@ -328,7 +328,7 @@ async fn produce(
         decoded.push((key, value, partition));
     }
     let now = crate::protocols::now();
-    let topic = topics::find_or_create(&ctx.router, name, ctx.config.kafka_partitions, now)?;
+    let topic = topics::find_or_create(&ctx.router, name, ctx.config.kafka_partitions, &[], now)?;
     let subject = Subject::new(name).map_err(|_| RestError::topic_not_found())?;
     let count = topic.partitions.len() as u32;
     let mut ticket = crate::router::Ticket::default();

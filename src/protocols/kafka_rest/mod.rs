@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::net::TcpStream;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::server::Context;
 
@@ -44,6 +44,26 @@ impl State {
 pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
     let routes = api::routes(ctx.clone());
     super::http::serve(stream, peer, ctx, routes).await;
+}
+
+/// Creates the topics the configuration declares (those that exist are kept as
+/// they are).
+pub(crate) fn declare_topics(ctx: &Context) {
+    let now = crate::protocols::now();
+    for t in &ctx.config.kafka_topics {
+        match topics::find_or_create(&ctx.router, &t.name, t.partitions, &t.subjects, now) {
+            Ok(topic) if topic.partitions.len() != t.partitions as usize => warn!(
+                topic = %t.name,
+                partitions = topic.partitions.len(),
+                configured = t.partitions,
+                "kafka-rest: a declared topic exists with another partition count; kept as it is"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                warn!(topic = %t.name, error = %e.message, "kafka-rest: a declared topic was not created")
+            }
+        }
+    }
 }
 
 /// Removes consumer instances idle past the configured timeout, until shutdown.

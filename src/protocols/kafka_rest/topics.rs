@@ -77,11 +77,13 @@ pub(crate) fn find(router: &Router, name: &str) -> Option<Topic> {
     })
 }
 
-/// Topic `name`, created with `count` partitions if it does not exist.
+/// Topic `name`, created with `count` partitions if it does not exist; it
+/// captures its own name and the subject filters `more`.
 pub(crate) fn find_or_create(
     router: &Router,
     name: &str,
     count: u32,
+    more: &[String],
     now: Now,
 ) -> Result<Topic, RestError> {
     if let Some(topic) = find(router, name) {
@@ -93,7 +95,9 @@ pub(crate) fn find_or_create(
     for index in 0..count {
         let config = StreamConfig {
             name: stream_name(name, index),
-            subjects: vec![name.to_owned()],
+            subjects: std::iter::once(name.to_owned())
+                .chain(more.iter().filter(|s| *s != name).cloned())
+                .collect(),
             partition: Some(Partition { index, count }),
             front: bytes::Bytes::from_static(b"kafka-rest"),
             ..StreamConfig::default()
