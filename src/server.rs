@@ -125,8 +125,7 @@ impl Context {
             }
         };
         // After recovery: the registry replays its log stream.
-        let max_record = (config.limits.max_message_size as usize).max(config.limits.http_max_body);
-        let registry = schema_registry::Registry::open(&router, max_record);
+        let registry = schema_registry::Registry::open(&router);
         Ok(Context {
             config,
             router: Arc::new(router),
@@ -234,7 +233,11 @@ pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
             "stomp" => Front::Stomp,
             "nats" => Front::Nats,
             "kafka-rest" => Front::KafkaRest,
-            _ => Front::SchemaRegistry,
+            "schema-registry" => Front::SchemaRegistry,
+            other => {
+                debug!(protocol = other, %addr, "listener not started: no such front");
+                continue;
+            }
         };
         let listener = TcpListener::bind(addr)
             .await

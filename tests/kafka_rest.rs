@@ -578,6 +578,45 @@ async fn bad_requests_get_the_proxy_status_and_error_code_and_write_nothing() {
         )
         .await;
     assert_eq!(code(&r), (StatusCode::BAD_REQUEST, json!(40002)));
+    // Offsets are Kafka's non-negative i64.
+    let r = rest
+        .post(
+            &format!("{c}/offsets"),
+            V2,
+            json!({ "offsets": [{ "topic": "t", "partition": 0, "offset": u64::MAX }] }),
+        )
+        .await;
+    assert_eq!(code(&r), (StatusCode::UNPROCESSABLE_ENTITY, json!(422)));
+    let r = rest
+        .post(
+            &format!("{c}/positions"),
+            V2,
+            json!({ "offsets": [{ "topic": "t", "partition": 0, "offset": -1 }] }),
+        )
+        .await;
+    assert_eq!(code(&r), (StatusCode::BAD_REQUEST, json!(400)));
+}
+
+#[tokio::test]
+async fn jetstream_clients_do_not_see_or_change_kafka_topics() {
+    let (broker, rest) = start(2).await;
+    rest.produce("owned", json!([{ "value": b64("x") }])).await;
+    let js = async_nats::jetstream::new(common::nats_client(&broker).await);
+    assert!(js.get_stream("owned:0").await.is_err());
+    assert!(js.delete_stream("owned:1").await.is_err());
+    assert!(js.delete_stream("_schemas").await.is_err());
+    use futures_util::StreamExt;
+    let names: Vec<String> = js.stream_names().map(|n| n.unwrap()).collect().await;
+    assert!(names.is_empty(), "{names:?}");
+    assert_eq!(
+        rest.get("/topics/owned/partitions")
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 #[tokio::test]

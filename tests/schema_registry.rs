@@ -441,6 +441,82 @@ async fn kafka_rest_produces_and_consumes_the_schema_formats() {
     assert_eq!(values, [json!({ "name": "ann" }), json!({ "name": "bob" })]);
 }
 
+#[tokio::test]
+async fn references_resolve_for_records_and_keep_their_target_from_deletion() {
+    let (broker, r) = start().await;
+    let address = r#"{"type":"record","name":"Address","namespace":"dw","fields":[{"name":"city","type":"string"}]}"#;
+    let person = r#"{"type":"record","name":"Person","namespace":"dw","fields":[{"name":"home","type":"dw.Address"}]}"#;
+    assert_eq!(
+        r.register("address", address, "AVRO").await.1,
+        json!({ "id": 1 })
+    );
+    let (status, body) = r
+        .post(
+            "/subjects/people-value/versions",
+            json!({ "schema": person, "references": [{ "name": "dw.Address", "subject": "address", "version": 1 }] }),
+        )
+        .await;
+    assert_eq!(
+        (status, body.clone()),
+        (StatusCode::OK, json!({ "id": 2 })),
+        "{body}"
+    );
+    assert_eq!(
+        r.get("/schemas/ids/2").await.1["references"][0]["subject"],
+        json!("address")
+    );
+    assert_eq!(
+        code(&r.delete("/subjects/address/versions/1").await),
+        (422, json!(42206))
+    );
+    // A record of the referring schema goes through the REST proxy and back.
+    let rest = reqwest::Client::new();
+    let base = format!("http://{}", broker.kafka_rest_addr().unwrap());
+    let produced: Value = rest
+        .post(format!("{base}/topics/people"))
+        .header("Content-Type", "application/vnd.kafka.avro.v2+json")
+        .body(json!({ "value_schema_id": 2, "records": [{ "value": { "home": { "city": "Oslo" } } }] }).to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(produced["offsets"][0]["offset"], json!(0), "{produced}");
+    let v2 = "application/vnd.kafka.v2+json";
+    let created: Value = rest
+        .post(format!("{base}/consumers/g"))
+        .header("Content-Type", v2)
+        .body(json!({ "format": "avro", "auto.offset.reset": "earliest" }).to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let inst = created["base_uri"].as_str().unwrap();
+    rest.post(format!("{inst}/subscription"))
+        .header("Content-Type", v2)
+        .body(json!({ "topics": ["people"] }).to_string())
+        .send()
+        .await
+        .unwrap();
+    let records: Value = rest
+        .get(format!("{inst}/records"))
+        .header("Accept", "application/vnd.kafka.avro.v2+json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        records[0]["value"],
+        json!({ "home": { "city": "Oslo" } }),
+        "{records}"
+    );
+}
+
 #[test]
 fn schemas_survive_kill_9() {
     use common::process::{data_dir, Process};

@@ -3,6 +3,10 @@
 //! the broker stops. The fronts own their routes; nothing here knows them.
 
 use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::Request;
+use axum::http::header;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +19,26 @@ use crate::server::Context;
 
 /// How long a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A request body bigger than the limit.
+#[derive(Debug)]
+pub(crate) struct TooLarge;
+
+/// The request's body, refused past `limit` bytes before more than the limit is
+/// read (a declared length over it is refused unread).
+pub(crate) async fn read_body(request: Request, limit: usize) -> Result<Bytes, TooLarge> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(TooLarge);
+    }
+    axum::body::to_bytes(request.into_body(), limit)
+        .await
+        .map_err(|_| TooLarge)
+}
 
 /// Serves one HTTP connection with `routes` until it ends or the broker stops.
 pub(crate) async fn serve(

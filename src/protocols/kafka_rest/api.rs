@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::errors::RestError;
-use super::groups::{InstanceConfig, Reset, TopicPartition};
+use super::groups::{self, InstanceConfig, Reset, TopicPartition};
 use super::media::{self, Format};
 use super::topics::{self, RouterTopics};
 use super::translate::{self, ProduceRequest};
@@ -91,15 +91,7 @@ fn no_content() -> Answer {
 /// than the limit is read (a declared length over it is refused unread).
 async fn body(ctx: &Context, request: Request) -> Result<Bytes, RestError> {
     let limit = ctx.config.limits.http_max_body;
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(RestError::too_large(limit));
-    }
-    axum::body::to_bytes(request.into_body(), limit)
+    crate::protocols::http::read_body(request, limit)
         .await
         .map_err(|_| RestError::too_large(limit))
 }
@@ -255,6 +247,12 @@ async fn schema_for(
                     _ => e,
                 })?;
             ticket.wait().await.map_err(|f| RestError::storage(f.0))?;
+            // Registered by another request and maybe not stored yet: wait for it too.
+            ctx.router
+                .storage_barrier()
+                .wait()
+                .await
+                .map_err(|f| RestError::storage(f.0))?;
             id
         }
         (None, None) => return Ok(None),
@@ -271,7 +269,7 @@ async fn schema_for(
             ),
         ));
     }
-    Ok(Some((id, schema.parsed)))
+    Ok(Some((id, schema.parsed.clone())))
 }
 
 /// Produces every record of the request; answers after the fsync that covers them.
@@ -513,10 +511,14 @@ async fn subscribe(
     let bytes = body(&ctx, request).await?;
     let req: SubscribeRequest = required_body(&bytes)?;
     let now = Instant::now();
+    let pattern = match (&req.topics, &req.topic_pattern) {
+        (None, Some(p)) => Some(groups::pattern(p)?),
+        _ => None,
+    };
     let mut groups = ctx.kafka.groups();
-    match (req.topics, req.topic_pattern) {
+    match (req.topics, pattern) {
         (Some(topics), _) => groups.subscribe(&group, &instance, topics, now)?,
-        (None, Some(pattern)) => groups.subscribe_pattern(&group, &instance, &pattern, now)?,
+        (None, Some(pattern)) => groups.subscribe_pattern(&group, &instance, pattern, now)?,
         (None, None) => {
             groups.config(&group, &instance, now)?;
         }
@@ -620,6 +622,23 @@ struct OffsetRef {
     _metadata: Option<String>,
 }
 
+impl OffsetRef {
+    /// The partition and the offset, which Kafka keeps as a non-negative i64.
+    fn checked(self) -> Result<(TopicPartition, u64), RestError> {
+        if self.offset > i64::MAX as u64 {
+            return Err(RestError::unprocessable(format!(
+                "offset {} is out of range",
+                self.offset
+            )));
+        }
+        let tp = TopicPartition {
+            topic: self.topic,
+            partition: self.partition,
+        };
+        Ok((tp, self.offset))
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OffsetsRequest {
@@ -640,13 +659,14 @@ async fn seek(
         group: &group,
     };
     let now = Instant::now();
+    let offsets = req
+        .offsets
+        .into_iter()
+        .map(OffsetRef::checked)
+        .collect::<Result<Vec<_>, _>>()?;
     let mut groups = ctx.kafka.groups();
-    for o in req.offsets {
-        let tp = TopicPartition {
-            topic: o.topic,
-            partition: o.partition,
-        };
-        groups.seek(&group, &instance, &tp, o.offset, &topics, now)?;
+    for (tp, offset) in offsets {
+        groups.seek(&group, &instance, &tp, offset, &topics, now)?;
     }
     no_content()
 }
@@ -691,37 +711,46 @@ struct RecordsQuery {
     max_bytes: Option<i64>,
 }
 
+/// The longest a records request waits for records (a consumer may ask for more
+/// with consumer.request.timeout.ms).
+const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// One pass over the instance's partitions: the records after its positions, up
-/// to `budget` bytes. Positions move only if every record rendered.
+/// to `budget` bytes. The positions are read under the groups lock, the records
+/// read and rendered without it, and the positions move afterwards only where
+/// nothing moved them meanwhile (a seek wins over a read in flight).
 fn fetch_pass(
     ctx: &Context,
     group: &str,
     instance: &str,
     format: Format,
     budget: u64,
-    now: Instant,
 ) -> Result<(Vec<Value>, u64), RestError> {
     let topics = RouterTopics {
         router: &ctx.router,
         group,
     };
-    let mut groups = ctx.kafka.groups();
+    let positions = ctx
+        .kafka
+        .groups()
+        .positions(group, instance, &topics, Instant::now())?;
     let mut records = Vec::new();
     let mut bytes = 0u64;
     let mut moved = Vec::new();
-    for (tp, next) in groups.positions(group, instance, &topics, now)? {
+    for (tp, next) in positions {
         if bytes >= budget {
             break;
         }
         let Some(stream) = topics.stream(&tp) else {
             continue;
         };
-        let read = stream.read(next + 1, RECORDS_PER_PASS, budget - bytes);
+        let read = stream.read(next.saturating_add(1), RECORDS_PER_PASS, budget - bytes);
         let Some(last) = read.last() else { continue };
-        moved.push((tp.clone(), last.seq));
+        let mut rendered = Vec::with_capacity(read.len());
+        let mut size = 0;
         for m in &read {
-            bytes += translate::record_size(m);
-            records.push(translate::record_json(
+            size += translate::record_size(m);
+            rendered.push(translate::record_json(
                 &tp.topic,
                 tp.partition,
                 m,
@@ -729,9 +758,14 @@ fn fetch_pass(
                 &ctx.registry,
             )?);
         }
+        moved.push((tp, next, last.seq, rendered, size));
     }
-    for (tp, next) in moved {
-        groups.advance(group, instance, &tp, next, now)?;
+    let mut groups = ctx.kafka.groups();
+    for (tp, from, to, rendered, size) in moved {
+        if groups.advance_from(group, instance, &tp, from, to, Instant::now())? {
+            records.extend(rendered);
+            bytes += size;
+        }
     }
     Ok((records, bytes))
 }
@@ -748,6 +782,12 @@ async fn records(
     if !config.format.reads_as(asked) {
         return Err(RestError::format_mismatch());
     }
+    if config.auto_commit {
+        // As Kafka's poll does: what the previous requests returned is committed
+        // now, so a response lost on its way does not skip records.
+        let consumed = ctx.kafka.groups().consumed(&group, &instance, start)?;
+        store_commits(&ctx, &group, consumed)?;
+    }
     let wait = match q
         .timeout
         .and_then(|t| u64::try_from(t).ok())
@@ -755,7 +795,8 @@ async fn records(
     {
         Some(ms) => Duration::from_millis(ms).min(config.request_timeout),
         None => config.request_timeout,
-    };
+    }
+    .min(MAX_REQUEST_TIMEOUT);
     let max_bytes = q
         .max_bytes
         .and_then(|b| u64::try_from(b).ok())
@@ -767,14 +808,8 @@ async fn records(
     let mut bytes = 0u64;
     loop {
         changes.borrow_and_update();
-        let (records, read) = fetch_pass(
-            &ctx,
-            &group,
-            &instance,
-            config.format,
-            max_bytes - bytes,
-            Instant::now(),
-        )?;
+        let (records, read) =
+            fetch_pass(&ctx, &group, &instance, config.format, max_bytes - bytes)?;
         out.extend(records);
         bytes += read;
         // The proxy waits for fetch.min.bytes or the timeout; without a minimum,
@@ -789,14 +824,8 @@ async fn records(
         tokio::select! {
             _ = changes.changed() => {}
             _ = tokio::time::sleep_until(deadline) => break,
+            _ = ctx.shutdown.cancelled() => break,
         }
-    }
-    if config.auto_commit && !out.is_empty() {
-        let consumed = ctx
-            .kafka
-            .groups()
-            .consumed(&group, &instance, Instant::now())?;
-        store_commits(&ctx, &group, consumed)?;
     }
     let kind = config.format.media_type();
     Ok((
@@ -847,16 +876,8 @@ async fn commit(
             // The proxy commits the offset after the one named.
             req.offsets
                 .into_iter()
-                .map(|o| {
-                    (
-                        TopicPartition {
-                            topic: o.topic,
-                            partition: o.partition,
-                        },
-                        o.offset.saturating_add(1),
-                    )
-                })
-                .collect()
+                .map(|o| o.checked().map(|(tp, offset)| (tp, offset + 1)))
+                .collect::<Result<Vec<_>, _>>()?
         }
     };
     store_commits(&ctx, &group, commits)?;

@@ -114,14 +114,21 @@ impl RestError {
     }
 }
 
-impl IntoResponse for RestError {
-    fn into_response(self) -> Response {
+impl RestError {
+    /// The error as a response of media type `kind` (the registry answers in its own).
+    pub(crate) fn into_response_as(self, kind: &'static str) -> Response {
         let body = json!({ "error_code": self.code, "message": self.message }).to_string();
         (
             self.status,
-            [(axum::http::header::CONTENT_TYPE, V2_JSON)],
+            [(axum::http::header::CONTENT_TYPE, kind)],
             body,
         )
             .into_response()
+    }
+}
+
+impl IntoResponse for RestError {
+    fn into_response(self) -> Response {
+        self.into_response_as(V2_JSON)
     }
 }

@@ -95,10 +95,15 @@ struct Instance {
     last_used: Instant,
 }
 
+/// Consumer instances all groups together may have: each holds positions (and
+/// perhaps a compiled pattern) until it is deleted or idle for the timeout.
+pub(crate) const MAX_INSTANCES: usize = 10_000;
+
 /// Every group's instances.
 #[derive(Debug, Default)]
 pub(crate) struct Groups {
     groups: BTreeMap<String, BTreeMap<String, Instance>>,
+    instances: usize,
 }
 
 /// Kafka's message when subscribe and assign are mixed.
@@ -113,10 +118,18 @@ impl Groups {
         config: InstanceConfig,
         now: Instant,
     ) -> Result<(), RestError> {
-        let members = self.groups.entry(group.to_owned()).or_default();
-        if members.contains_key(name) {
+        if self.groups.get(group).is_some_and(|m| m.contains_key(name)) {
             return Err(RestError::instance_exists());
         }
+        if self.instances >= MAX_INSTANCES {
+            return Err(RestError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                42901,
+                format!("Too many consumer instances (at most {MAX_INSTANCES}); delete some first"),
+            ));
+        }
+        self.instances += 1;
+        let members = self.groups.entry(group.to_owned()).or_default();
         members.insert(
             name.to_owned(),
             Instance {
@@ -163,6 +176,7 @@ impl Groups {
         members
             .remove(name)
             .ok_or_else(RestError::instance_not_found)?;
+        self.instances -= 1;
         if members.is_empty() {
             self.groups.remove(group);
         }
@@ -182,42 +196,44 @@ impl Groups {
             });
         }
         self.groups.retain(|_, members| !members.is_empty());
+        self.instances -= gone.len();
         gone
     }
 
-    /// Subscribes instance `name` to `topics`.
+    /// Subscribes instance `name` to `topics` (each once).
     pub(crate) fn subscribe(
         &mut self,
         group: &str,
         name: &str,
-        topics: Vec<String>,
+        mut topics: Vec<String>,
         now: Instant,
     ) -> Result<(), RestError> {
+        topics.sort();
+        topics.dedup();
         self.set_subscription(group, name, Subscription::Topics(topics), now)
     }
 
-    /// Subscribes instance `name` to the topics `pattern` (a regular expression,
-    /// matching a whole name as Java's `Pattern.matcher().matches()`) matches.
+    /// Subscribes instance `name` to the topics `pattern` matches (see [`pattern`]).
     pub(crate) fn subscribe_pattern(
         &mut self,
         group: &str,
         name: &str,
-        pattern: &str,
+        pattern: Regex,
         now: Instant,
     ) -> Result<(), RestError> {
-        let regex = Regex::new(&format!("^(?:{pattern})$"))
-            .map_err(|e| RestError::unprocessable(format!("Invalid topic_pattern: {e}")))?;
-        self.set_subscription(group, name, Subscription::Pattern(regex), now)
+        self.set_subscription(group, name, Subscription::Pattern(pattern), now)
     }
 
-    /// Assigns instance `name` the partitions `tps` (no group sharing).
+    /// Assigns instance `name` the partitions `tps` (each once; no group sharing).
     pub(crate) fn assign(
         &mut self,
         group: &str,
         name: &str,
-        tps: Vec<TopicPartition>,
+        mut tps: Vec<TopicPartition>,
         now: Instant,
     ) -> Result<(), RestError> {
+        tps.sort();
+        tps.dedup();
         self.set_subscription(group, name, Subscription::Assigned(tps), now)
     }
 
@@ -290,35 +306,42 @@ impl Groups {
     ) -> Result<Vec<TopicPartition>, RestError> {
         self.instance(group, name, now)?;
         let members = &self.groups[group];
-        let wanted = |i: &Instance| -> Vec<String> {
-            match &i.subscription {
-                Subscription::Topics(t) => t.clone(),
-                Subscription::Pattern(re) => topics
-                    .names()
-                    .into_iter()
-                    .filter(|t| re.is_match(t))
-                    .collect(),
-                Subscription::None | Subscription::Assigned(_) => Vec::new(),
-            }
-        };
         if let Subscription::Assigned(tps) = &members[name].subscription {
             return Ok(tps.clone());
         }
-        let mine = wanted(&members[name]);
+        let all_names = topics.names();
+        let subscriptions: BTreeMap<&String, Vec<&String>> = members
+            .iter()
+            .map(|(n, i)| {
+                let wanted = match &i.subscription {
+                    Subscription::Topics(t) => t.iter().collect(),
+                    Subscription::Pattern(re) => {
+                        all_names.iter().filter(|t| re.is_match(t)).collect()
+                    }
+                    Subscription::None | Subscription::Assigned(_) => Vec::new(),
+                };
+                (n, wanted)
+            })
+            .collect();
+        let mine = subscriptions
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, t)| t.clone())
+            .unwrap_or_default();
         let mut out = Vec::new();
         for topic in mine {
-            let Some(count) = topics.partitions(&topic) else {
+            let Some(count) = topics.partitions(topic) else {
                 continue;
             };
             // Kafka's range assignor: the members reading the topic, by name, get
             // consecutive ranges, the first ones one partition more.
-            let readers: Vec<&String> = members
+            let readers: Vec<&String> = subscriptions
                 .iter()
-                .filter(|(_, i)| wanted(i).contains(&topic))
-                .map(|(n, _)| n)
+                .filter(|(_, t)| t.contains(&topic))
+                .map(|(n, _)| *n)
                 .collect();
             let k = readers.len() as u32;
-            let Some(me) = readers.iter().position(|n| *n == name) else {
+            let Some(me) = readers.iter().position(|n| n.as_str() == name) else {
                 continue;
             };
             let me = me as u32;
@@ -388,6 +411,28 @@ impl Groups {
         Ok(())
     }
 
+    /// Moves instance `name` on `tp` from `from` to `next`, unless its position
+    /// changed meanwhile (a seek, a rebalance): records read without the lock
+    /// count only if nothing moved under them.
+    pub(crate) fn advance_from(
+        &mut self,
+        group: &str,
+        name: &str,
+        tp: &TopicPartition,
+        from: u64,
+        next: u64,
+        now: Instant,
+    ) -> Result<bool, RestError> {
+        let i = self.instance(group, name, now)?;
+        match i.positions.get_mut(tp) {
+            Some(at) if *at == from => {
+                *at = next;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// Seeks instance `name` on `tp` (which it must be assigned).
     pub(crate) fn seek(
         &mut self,
@@ -418,6 +463,13 @@ impl Groups {
         let i = self.instance(group, name, now)?;
         Ok(i.positions.iter().map(|(tp, n)| (tp.clone(), *n)).collect())
     }
+}
+
+/// A `topic_pattern` (a regular expression matching a whole name, as Java's
+/// `Pattern.matcher().matches()`), compiled before any lock is taken.
+pub(crate) fn pattern(text: &str) -> Result<Regex, RestError> {
+    Regex::new(&format!("^(?:{text})$"))
+        .map_err(|e| RestError::unprocessable(format!("Invalid topic_pattern: {e}")))
 }
 
 #[cfg(test)]
@@ -531,12 +583,15 @@ mod tests {
         g.seek("g", "i", &tp("a", 2), 4, &t, now).unwrap();
         assert_eq!(g.positions("g", "i", &t, now).unwrap(), [(tp("a", 2), 4)]);
         g.unsubscribe("g", "i", now).unwrap();
-        g.subscribe_pattern("g", "i", "a|c", now).unwrap();
+        g.subscribe_pattern("g", "i", pattern("a|c").unwrap(), now)
+            .unwrap();
         assert_eq!(g.subscription("g", "i", &t, now).unwrap(), ["a"]);
-        assert_eq!(
-            g.subscribe_pattern("g", "i", "(", now).unwrap_err().code,
-            422
-        );
+        assert_eq!(pattern("(").unwrap_err().code, 422);
+        // Duplicates count once.
+        g.unsubscribe("g", "i", now).unwrap();
+        g.assign("g", "i", vec![tp("b", 0), tp("b", 0)], now)
+            .unwrap();
+        assert_eq!(g.assignment("g", "i", &t, now).unwrap(), [tp("b", 0)]);
     }
 
     #[test]

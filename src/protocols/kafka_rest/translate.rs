@@ -235,7 +235,7 @@ mod tests {
             },
             crate::router::DEFAULT_VHOST_LIMITS,
         );
-        let registry = Registry::open(&router, 1 << 20);
+        let registry = Registry::open(&router);
         let m = StreamMessage {
             seq: 5,
             time_ns: 7_000_000,

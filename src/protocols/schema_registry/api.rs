@@ -30,10 +30,7 @@ impl IntoResponse for Answer {
     fn into_response(self) -> Response {
         match self.0 {
             Ok(r) => r,
-            Err(e) => {
-                let body = json!({ "error_code": e.code, "message": e.message }).to_string();
-                (e.status, [(header::CONTENT_TYPE, V1_JSON)], body).into_response()
-            }
+            Err(e) => e.into_response_as(V1_JSON),
         }
     }
 }
@@ -139,7 +136,7 @@ async fn body<T: serde::de::DeserializeOwned>(
 ) -> Result<T, RestError> {
     check_body_type(request.headers())?;
     let limit = ctx.config.limits.http_max_body;
-    let bytes = axum::body::to_bytes(request.into_body(), limit)
+    let bytes = crate::protocols::http::read_body(request, limit)
         .await
         .map_err(|_| RestError::too_large(limit))?;
     serde_json::from_slice(&bytes).map_err(|e| {
@@ -219,7 +216,11 @@ async fn raw_schema_by_id(
     Query(params): Params,
 ) -> Answer {
     Answer((|| {
-        raw(text_in(&ctx.registry.schema(parse_id(&id)?)?, &params)).0
+        raw(text_in(
+            ctx.registry.schema(parse_id(&id)?)?.as_ref(),
+            &params,
+        ))
+        .0
     })())
 }
 
@@ -297,6 +298,9 @@ async fn register(State(ctx): Ctx, Path(subject): Path<String>, request: Request
             let req: SchemaRequest = body(&ctx, request).await?;
             let (id, ticket) = ctx.registry.register(&subject, req.candidate()?)?;
             stored(ticket).await?;
+            // A schema registered already may still be on its way to storage
+            // (another request's): what is answered has been stored.
+            stored(ctx.router.storage_barrier()).await?;
             ok(&json!({ "id": id })).0
         }
         .await,

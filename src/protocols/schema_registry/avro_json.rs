@@ -3,7 +3,8 @@
 //! value is taken too, for the first branch it fits), bytes and fixed are strings
 //! of code points 0-255, records are objects with defaults for missing fields.
 //! Logical types travel as their underlying type (apache-avro's `resolve` makes
-//! the rest).
+//! the rest). Also a decoder of Avro binary straight into that JSON, bounded in
+//! depth and in items, which apache-avro's decoder is not.
 
 use std::collections::HashMap;
 
@@ -80,8 +81,21 @@ fn latin1(text: &str) -> Result<Vec<u8>, String> {
         .collect()
 }
 
-/// A JSON record in Avro's JSON encoding as a value of `schema`.
-pub(crate) fn from_json(json: &Json, schema: &Schema, names: &Names<'_>) -> Result<Value, String> {
+/// Conversion steps one record may take: an untagged value for a union is tried
+/// against each branch, which nested unions would make exponential.
+pub(crate) const STEPS: usize = 100_000;
+
+/// A JSON record in Avro's JSON encoding as a value of `schema`, in at most
+/// `budget` steps.
+pub(crate) fn from_json(
+    json: &Json,
+    schema: &Schema,
+    names: &Names<'_>,
+    budget: &mut usize,
+) -> Result<Value, String> {
+    *budget = budget
+        .checked_sub(1)
+        .ok_or("the record is too complex to convert")?;
     let schema = deref(schema, names)?;
     let mismatch = || format!("{json} is not a {}", branch_name(schema));
     Ok(match (schema, json) {
@@ -124,13 +138,13 @@ pub(crate) fn from_json(json: &Json, schema: &Schema, names: &Names<'_>) -> Resu
         (Schema::Array(a), Json::Array(items)) => Value::Array(
             items
                 .iter()
-                .map(|i| from_json(i, &a.items, names))
+                .map(|i| from_json(i, &a.items, names, budget))
                 .collect::<Result<_, _>>()?,
         ),
         (Schema::Map(m), Json::Object(entries)) => Value::Map(
             entries
                 .iter()
-                .map(|(k, v)| Ok((k.clone(), from_json(v, &m.types, names)?)))
+                .map(|(k, v)| Ok((k.clone(), from_json(v, &m.types, names, budget)?)))
                 .collect::<Result<_, String>>()?,
         ),
         (Schema::Enum(e), Json::String(s)) => {
@@ -141,8 +155,8 @@ pub(crate) fn from_json(json: &Json, schema: &Schema, names: &Names<'_>) -> Resu
             let mut out = Vec::with_capacity(r.fields.len());
             for f in &r.fields {
                 let value = match (fields.get(&f.name), &f.default) {
-                    (Some(v), _) => from_json(v, &f.schema, names),
-                    (None, Some(default)) => default_value(default, &f.schema, names),
+                    (Some(v), _) => from_json(v, &f.schema, names, budget),
+                    (None, Some(default)) => default_value(default, &f.schema, names, budget),
                     (None, None) => Err(format!("field {} is missing", f.name)),
                 }
                 .map_err(|e| format!("{}: {e}", f.name))?;
@@ -150,24 +164,37 @@ pub(crate) fn from_json(json: &Json, schema: &Schema, names: &Names<'_>) -> Resu
             }
             Value::Record(out)
         }
-        (Schema::Union(u), _) => from_json_union(json, u, names)?,
+        (Schema::Union(u), _) => from_json_union(json, u, names, budget)?,
         _ => return Err(mismatch()),
     })
 }
 
 /// A field default, which is in the JSON encoding of the field's schema except
 /// that a union's default is for its first branch, untagged.
-fn default_value(default: &Json, schema: &Schema, names: &Names<'_>) -> Result<Value, String> {
+fn default_value(
+    default: &Json,
+    schema: &Schema,
+    names: &Names<'_>,
+    budget: &mut usize,
+) -> Result<Value, String> {
     match deref(schema, names)? {
         Schema::Union(u) => {
             let first = u.variants().first().ok_or("empty union")?;
-            Ok(Value::Union(0, Box::new(from_json(default, first, names)?)))
+            Ok(Value::Union(
+                0,
+                Box::new(from_json(default, first, names, budget)?),
+            ))
         }
-        other => from_json(default, other, names),
+        other => from_json(default, other, names, budget),
     }
 }
 
-fn from_json_union(json: &Json, u: &UnionSchema, names: &Names<'_>) -> Result<Value, String> {
+fn from_json_union(
+    json: &Json,
+    u: &UnionSchema,
+    names: &Names<'_>,
+    budget: &mut usize,
+) -> Result<Value, String> {
     let variants = u.variants();
     if json.is_null() {
         let i = variants
@@ -182,66 +209,213 @@ fn from_json_union(json: &Json, u: &UnionSchema, names: &Names<'_>) -> Result<Va
                 if branch_name(deref(v, names)?) == *tag || branch_name(v) == *tag {
                     return Ok(Value::Union(
                         i as u32,
-                        Box::new(from_json(inner, v, names)?),
+                        Box::new(from_json(inner, v, names, budget)?),
                     ));
                 }
             }
         }
     }
     for (i, v) in variants.iter().enumerate() {
-        if let Ok(value) = from_json(json, v, names) {
-            return Ok(Value::Union(i as u32, Box::new(value)));
+        match from_json(json, v, names, budget) {
+            Ok(value) => return Ok(Value::Union(i as u32, Box::new(value))),
+            Err(e) if *budget == 0 => return Err(e),
+            Err(_) => {}
         }
     }
     Err(format!("{json} fits no branch of the union"))
 }
 
-/// A decoded value of `schema` in Avro's JSON encoding.
-pub(crate) fn to_json(value: &Value, schema: &Schema, names: &Names<'_>) -> Result<Json, String> {
-    let schema = deref(schema, names)?;
-    Ok(match (value, schema) {
-        (Value::Union(i, inner), Schema::Union(u)) => {
-            let branch = u
-                .variants()
-                .get(*i as usize)
-                .ok_or("union branch out of range")?;
-            let branch = deref(branch, names)?;
-            if matches!(branch, Schema::Null) {
-                Json::Null
-            } else {
-                let mut tagged = Map::new();
-                tagged.insert(branch_name(branch), to_json(inner, branch, names)?);
-                Json::Object(tagged)
+/// How deep a decoded value may nest (apache-avro's decoder has no limit; a
+/// recursive schema would let a few bytes per level overflow the stack).
+const MAX_DEPTH: usize = 128;
+
+/// Bytes of a value of `schema` (Avro binary, the whole of `bytes`) as JSON in
+/// Avro's JSON encoding. Bounded: at most [`MAX_DEPTH`] levels, and at most 8
+/// values per input byte (items that take no bytes cannot multiply).
+pub(crate) fn decode(bytes: &[u8], schema: &Schema, names: &Names<'_>) -> Result<Json, String> {
+    let mut d = Decoder {
+        input: bytes,
+        names,
+        nodes: bytes.len().saturating_mul(8).saturating_add(1024),
+    };
+    let value = d.value(schema, 0)?;
+    if !d.input.is_empty() {
+        return Err(format!("{} bytes after the value", d.input.len()));
+    }
+    Ok(value)
+}
+
+struct Decoder<'a, 'n> {
+    input: &'a [u8],
+    names: &'n Names<'n>,
+    nodes: usize,
+}
+
+impl Decoder<'_, '_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+        if self.input.len() < n {
+            return Err("the value ends early".into());
+        }
+        let (head, rest) = self.input.split_at(n);
+        self.input = rest;
+        Ok(head)
+    }
+
+    fn long(&mut self) -> Result<i64, String> {
+        let mut raw: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let b = self.take(1)?[0];
+            raw |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64));
             }
         }
-        (Value::Record(fields), Schema::Record(r)) => {
-            let mut out = Map::new();
-            for ((name, v), f) in fields.iter().zip(&r.fields) {
-                out.insert(name.clone(), to_json(v, &f.schema, names)?);
+        Err("a varint longer than 10 bytes".into())
+    }
+
+    fn len(&mut self) -> Result<usize, String> {
+        usize::try_from(self.long()?).map_err(|_| "a negative length".to_owned())
+    }
+
+    fn latin1(&mut self, n: usize) -> Result<Json, String> {
+        Ok(Json::String(
+            self.take(n)?.iter().map(|&c| char::from(c)).collect(),
+        ))
+    }
+
+    /// The item count of the next block (0: the end); a negative count is
+    /// followed by the block's size in bytes, which is skipped over.
+    fn block(&mut self) -> Result<usize, String> {
+        let count = self.long()?;
+        if count < 0 {
+            self.long()?;
+        }
+        usize::try_from(count.unsigned_abs()).map_err(|_| "a block too large".to_owned())
+    }
+
+    fn value(&mut self, schema: &Schema, depth: usize) -> Result<Json, String> {
+        if depth > MAX_DEPTH {
+            return Err(format!("the value nests deeper than {MAX_DEPTH} levels"));
+        }
+        self.nodes = self
+            .nodes
+            .checked_sub(1)
+            .ok_or("the value holds too many items for its size")?;
+        let schema = deref(schema, self.names)?;
+        Ok(match schema {
+            Schema::Null => Json::Null,
+            Schema::Boolean => Json::Bool(self.take(1)?[0] != 0),
+            Schema::Int | Schema::Date | Schema::TimeMillis => {
+                let n = self.long()?;
+                i32::try_from(n)
+                    .map_err(|_| format!("{n} is not an int"))?
+                    .into()
             }
-            Json::Object(out)
-        }
-        (Value::Array(items), Schema::Array(a)) => Json::Array(
-            items
-                .iter()
-                .map(|i| to_json(i, &a.items, names))
-                .collect::<Result<_, _>>()?,
-        ),
-        (Value::Map(entries), Schema::Map(m)) => {
-            let mut out = Map::new();
-            let mut keys: Vec<&String> = entries.keys().collect();
-            keys.sort();
-            for k in keys {
-                out.insert(k.clone(), to_json(&entries[k], &m.types, names)?);
+            Schema::Long
+            | Schema::TimeMicros
+            | Schema::TimestampMillis
+            | Schema::TimestampMicros
+            | Schema::TimestampNanos
+            | Schema::LocalTimestampMillis
+            | Schema::LocalTimestampMicros
+            | Schema::LocalTimestampNanos => self.long()?.into(),
+            Schema::Float => {
+                let b = self.take(4)?;
+                let f = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                serde_json::Number::from_f64(f64::from(f)).map_or(Json::Null, Json::Number)
             }
-            Json::Object(out)
-        }
-        (Value::Bytes(b) | Value::Fixed(_, b), _) => {
-            Json::String(b.iter().map(|&c| char::from(c)).collect())
-        }
-        (Value::Enum(_, symbol), _) => Json::String(symbol.clone()),
-        (other, _) => Json::try_from(other.clone()).map_err(|e| e.to_string())?,
-    })
+            Schema::Double => {
+                let b = self.take(8)?;
+                let f = f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+                serde_json::Number::from_f64(f).map_or(Json::Null, Json::Number)
+            }
+            Schema::String | Schema::Uuid(apache_avro::schema::UuidSchema::String) => {
+                let n = self.len()?;
+                let text = std::str::from_utf8(self.take(n)?).map_err(|e| e.to_string())?;
+                Json::String(text.to_owned())
+            }
+            Schema::Bytes
+            | Schema::BigDecimal
+            | Schema::Uuid(apache_avro::schema::UuidSchema::Bytes) => {
+                let n = self.len()?;
+                self.latin1(n)?
+            }
+            Schema::Decimal(d) => match &d.inner {
+                apache_avro::schema::InnerDecimalSchema::Bytes => {
+                    let n = self.len()?;
+                    self.latin1(n)?
+                }
+                apache_avro::schema::InnerDecimalSchema::Fixed(f) => self.latin1(f.size)?,
+            },
+            Schema::Fixed(f)
+            | Schema::Duration(f)
+            | Schema::Uuid(apache_avro::schema::UuidSchema::Fixed(f)) => self.latin1(f.size)?,
+            Schema::Enum(e) => {
+                let i = self.len()?;
+                Json::String(
+                    e.symbols
+                        .get(i)
+                        .cloned()
+                        .ok_or_else(|| format!("no symbol {i}"))?,
+                )
+            }
+            Schema::Array(a) => {
+                let mut items = Vec::new();
+                loop {
+                    let n = self.block()?;
+                    if n == 0 {
+                        break;
+                    }
+                    for _ in 0..n {
+                        items.push(self.value(&a.items, depth + 1)?);
+                    }
+                }
+                Json::Array(items)
+            }
+            Schema::Map(m) => {
+                let mut entries = Map::new();
+                loop {
+                    let n = self.block()?;
+                    if n == 0 {
+                        break;
+                    }
+                    for _ in 0..n {
+                        let len = self.len()?;
+                        let key = std::str::from_utf8(self.take(len)?)
+                            .map_err(|e| e.to_string())?
+                            .to_owned();
+                        let v = self.value(&m.types, depth + 1)?;
+                        entries.insert(key, v);
+                    }
+                }
+                Json::Object(entries)
+            }
+            Schema::Record(r) => {
+                let mut out = Map::new();
+                for f in &r.fields {
+                    out.insert(f.name.clone(), self.value(&f.schema, depth + 1)?);
+                }
+                Json::Object(out)
+            }
+            Schema::Union(u) => {
+                let i = self.len()?;
+                let branch = u
+                    .variants()
+                    .get(i)
+                    .ok_or_else(|| format!("no union branch {i}"))?;
+                let branch = deref(branch, self.names)?;
+                let inner = self.value(branch, depth + 1)?;
+                if matches!(branch, Schema::Null) {
+                    Json::Null
+                } else {
+                    let mut tagged = Map::new();
+                    tagged.insert(branch_name(branch), inner);
+                    Json::Object(tagged)
+                }
+            }
+            Schema::Ref { name } => return Err(format!("unknown type {}", name.fullname(None))),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -249,12 +423,79 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn round_trip(schema: &str, json: Json) -> Json {
+    fn names_of(schema: &Schema) -> Names<'_> {
+        let mut names = Names::new();
+        collect_names(schema, &mut names);
+        names
+    }
+
+    #[test]
+    fn decoding_is_bounded_in_depth_and_in_items() {
+        let list = Schema::parse_str(
+            r#"{"type":"record","name":"N","fields":[{"name":"next","type":["null","N"]}]}"#,
+        )
+        .unwrap();
+        let names = names_of(&list);
+        // next = N { next = N { next = null } }: union index 1, 1, then 0.
+        assert_eq!(
+            decode(&[2, 2, 0], &list, &names).unwrap(),
+            json!({"next": {"N": {"next": {"N": {"next": null}}}}})
+        );
+        // A million levels in a megabyte: refused, not a stack overflow.
+        assert!(decode(&vec![2u8; 1 << 20], &list, &names).is_err());
+        // Arrays of arrays of nulls: each inner array is 2 bytes for 300k items.
+        let nulls =
+            Schema::parse_str(r#"{"type":"array","items":{"type":"array","items":"null"}}"#)
+                .unwrap();
+        let mut bytes = vec![];
+        let varint = |n: i64, out: &mut Vec<u8>| {
+            let mut z = ((n << 1) ^ (n >> 63)) as u64;
+            loop {
+                let b = (z & 0x7f) as u8;
+                z >>= 7;
+                if z == 0 {
+                    out.push(b);
+                    break;
+                }
+                out.push(b | 0x80);
+            }
+        };
+        varint(100_000, &mut bytes);
+        for _ in 0..100_000 {
+            varint(300_000, &mut bytes);
+            bytes.push(0);
+        }
+        bytes.push(0);
+        assert!(decode(&bytes, &nulls, &names_of(&nulls)).is_err());
+        // Trailing or missing bytes are errors too.
+        let int = Schema::parse_str(r#""int""#).unwrap();
+        assert_eq!(decode(&[0x54], &int, &Names::new()).unwrap(), json!(42));
+        assert!(decode(&[0x54, 0], &int, &Names::new()).is_err());
+        assert!(decode(&[0x80], &int, &Names::new()).is_err());
+    }
+
+    #[test]
+    fn untagged_unions_cannot_take_exponential_time() {
+        // Each level: a union of two records that both recurse through the union.
+        let schema = r#"{"type":"record","name":"T","fields":[{"name":"u","type":["null",
+            {"type":"record","name":"A","fields":[{"name":"t","type":"T"},{"name":"x","type":"int"}]},
+            {"type":"record","name":"B","fields":[{"name":"t","type":"T"},{"name":"y","type":"int"}]}]}]}"#;
         let schema = Schema::parse_str(schema).unwrap();
         let mut names = Names::new();
         collect_names(&schema, &mut names);
-        let value = from_json(&json, &schema, &names).unwrap();
-        to_json(&value, &schema, &names).unwrap()
+        let mut json = json!({"u": null});
+        for _ in 0..60 {
+            json = json!({"u": {"t": json, "z": 1}});
+        }
+        let started = std::time::Instant::now();
+        assert!(from_json(&json, &schema, &names, &mut STEPS.clone()).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    fn round_trip(schema: &str, json: Json) -> Json {
+        use crate::protocols::schema_registry::schema::{parse, SchemaType};
+        let parsed = parse(SchemaType::Avro, schema, &[]).unwrap();
+        parsed.decode(&parsed.encode(&json).unwrap()).unwrap()
     }
 
     #[test]
@@ -285,6 +526,12 @@ mod tests {
         let out = round_trip(&schema, json!({"b": "", "u": null, "e": "A"}));
         assert_eq!(out["u"], Json::Null);
         let schema = Schema::parse_str(r#"{"type":"bytes"}"#).unwrap();
-        assert!(from_json(&json!("\u{100}"), &schema, &Names::new()).is_err());
+        assert!(from_json(
+            &json!("\u{100}"),
+            &schema,
+            &Names::new(),
+            &mut STEPS.clone()
+        )
+        .is_err());
     }
 }

@@ -12,7 +12,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::writer::datum::GenericDatumWriter;
 use base64::Engine;
@@ -202,12 +201,17 @@ impl Parsed {
     pub(crate) fn encode(&self, json: &Value) -> Result<Vec<u8>, String> {
         match self {
             Parsed::Avro { schema, named } => {
-                let value = avro_json::from_json(json, schema, &avro_names(schema, named))?;
-                let refs: Vec<&apache_avro::Schema> = named.iter().collect();
+                let names = avro_names(schema, named);
+                let value =
+                    avro_json::from_json(json, schema, &names, &mut avro_json::STEPS.clone())?;
+                let all: Vec<&apache_avro::Schema> =
+                    named.iter().chain([schema.as_ref()]).collect();
                 let value = value
-                    .resolve_schemata(schema, refs)
+                    .resolve_schemata(schema, all.clone())
                     .map_err(|e| e.to_string())?;
                 GenericDatumWriter::builder(schema)
+                    .schemata(all)
+                    .map_err(|e| e.to_string())?
                     .build()
                     .map_err(|e| e.to_string())?
                     .write_value_to_vec(value)
@@ -233,13 +237,9 @@ impl Parsed {
     /// The payload after the 5-byte header, as JSON.
     pub(crate) fn decode(&self, mut bytes: &[u8]) -> Result<Value, String> {
         match self {
+            // Our own decoder: bounded in depth and in items, unlike apache-avro's.
             Parsed::Avro { schema, named } => {
-                let value = GenericDatumReader::builder(schema)
-                    .build()
-                    .map_err(|e| e.to_string())?
-                    .read_value(&mut bytes)
-                    .map_err(|e| e.to_string())?;
-                avro_json::to_json(&value, schema, &avro_names(schema, named))
+                avro_json::decode(bytes, schema, &avro_names(schema, named))
             }
             Parsed::Json { .. } => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
             Parsed::Protobuf { message, .. } => {

@@ -81,12 +81,12 @@ struct Version {
 pub(crate) struct SubjectVersion {
     pub(crate) subject: String,
     pub(crate) version: u32,
-    pub(crate) schema: Schema,
+    pub(crate) schema: Arc<Schema>,
 }
 
 #[derive(Debug)]
 struct State {
-    schemas: BTreeMap<u32, Schema>,
+    schemas: BTreeMap<u32, Arc<Schema>>,
     by_canonical: HashMap<(SchemaType, String, Vec<Reference>), u32>,
     subjects: BTreeMap<String, Vec<Version>>,
     global: Compatibility,
@@ -178,10 +178,7 @@ pub(crate) struct Candidate {
 
 impl Registry {
     /// The registry of `router`, rebuilt from its log (created if missing).
-    /// `max_record` bounds what decoding one record may allocate (a length field
-    /// in hostile Avro bytes is not believed past it).
-    pub(crate) fn open(router: &Router, max_record: usize) -> Registry {
-        apache_avro::util::max_allocation_bytes(max_record);
+    pub(crate) fn open(router: &Router) -> Registry {
         let config = StreamConfig {
             name: LOG_STREAM.to_owned(),
             front: Bytes::from_static(b"schema-registry"),
@@ -233,19 +230,22 @@ impl Registry {
 
     /// Stores `change` and applies it; the ticket covers its record.
     fn commit(&self, state: &mut State, change: Change) -> Result<Ticket, RestError> {
-        let mut ticket = Ticket::default();
-        if let Some(log) = &self.log {
-            let payload = serde_json::to_vec(&change).map_err(RestError::storage)?;
-            let msg = Message {
-                subject: Subject::new(LOG_STREAM).map_err(|_| RestError::storage("log subject"))?,
-                payload: Bytes::from(payload),
-                qos: Delivery::AtLeastOnce,
-                ..Message::default()
-            };
-            let (outcome, t) = log.append_direct(msg, Now::current());
-            outcome.map_err(|e| RestError::storage(format!("{e:?}")))?;
-            ticket = t;
-        }
+        let log = self.log.as_ref().ok_or_else(|| {
+            RestError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                50001,
+                "Error in the backend data store - the registry's log stream is not open",
+            )
+        })?;
+        let payload = serde_json::to_vec(&change).map_err(RestError::storage)?;
+        let msg = Message {
+            subject: Subject::new(LOG_STREAM).map_err(|_| RestError::storage("log subject"))?,
+            payload: Bytes::from(payload),
+            qos: Delivery::AtLeastOnce,
+            ..Message::default()
+        };
+        let (outcome, ticket) = log.append_direct(msg, Now::current());
+        outcome.map_err(|e| RestError::storage(format!("{e:?}")))?;
         state.apply(change)?;
         Ok(ticket)
     }
@@ -264,7 +264,7 @@ impl Registry {
         if let Some(found) = state.find_in_subject(subject, &key) {
             return Ok((found.schema.id, Ticket::default()));
         }
-        let problems = state.check(subject, &parsed, None);
+        let problems = state.check(subject, &parsed);
         if !problems.is_empty() {
             return Err(RestError::new(
                 StatusCode::CONFLICT,
@@ -279,7 +279,14 @@ impl Registry {
             .by_canonical
             .get(&key)
             .copied()
-            .unwrap_or_else(|| state.schemas.keys().next_back().map_or(1, |id| id + 1));
+            .map_or_else(
+                || match state.schemas.keys().next_back() {
+                    None => Some(1),
+                    Some(last) => last.checked_add(1),
+                },
+                Some,
+            )
+            .ok_or_else(|| RestError::storage("no schema id is left"))?;
         let version = state
             .subjects
             .get(subject)
@@ -305,7 +312,11 @@ impl Registry {
         deleted: bool,
     ) -> Result<SubjectVersion, RestError> {
         let state = self.lock();
-        if !state.subjects.contains_key(subject) {
+        let any = state
+            .subjects
+            .get(subject)
+            .is_some_and(|vs| vs.iter().any(|v| deleted || !v.deleted));
+        if !any {
             return Err(subject_not_found(subject));
         }
         let parsed = state.parse(candidate)?;
@@ -361,7 +372,7 @@ impl Registry {
     }
 
     /// The schema `id`.
-    pub(crate) fn schema(&self, id: u32) -> Result<Schema, RestError> {
+    pub(crate) fn schema(&self, id: u32) -> Result<Arc<Schema>, RestError> {
         self.lock()
             .schemas
             .get(&id)
@@ -406,6 +417,24 @@ impl Registry {
                 None => RestError::new(StatusCode::NOT_FOUND, 40404, format!("Subject '{subject}' was soft deleted.Set permanent=true to delete permanently")),
                 Some(_) => RestError::new(StatusCode::NOT_FOUND, 40406, format!("Subject '{subject}' Version {} was soft deleted.Set permanent=true to delete permanently", chosen[0].version)),
             });
+        }
+        // A version another schema refers to stays (Confluent's 42206).
+        for v in &chosen {
+            let referrer = state.subjects.iter().find_map(|(s, vs)| {
+                vs.iter().filter(|x| !x.deleted).find_map(|x| {
+                    let refs = &state.schemas.get(&x.id)?.references;
+                    refs.iter()
+                        .any(|r| r.subject == subject && r.version == v.version)
+                        .then(|| format!("{{subject={s},version={}}}", x.version))
+                })
+            });
+            if let Some(referrer) = referrer {
+                return Err(RestError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    42206,
+                    format!("One or more references exist to the schema {{subject={subject},version={}}}: {referrer}", v.version),
+                ));
+            }
         }
         let numbers: Vec<u32> = chosen
             .iter()
@@ -457,7 +486,7 @@ impl Registry {
         let parsed = state.parse(candidate)?;
         let level = state.level(subject);
         match which {
-            None => Ok(state.check(subject, &parsed, None)),
+            None => Ok(state.check(subject, &parsed)),
             Some(which) => match state.version(subject, which, false) {
                 Ok(_) if level == Compatibility::None => Ok(Vec::new()),
                 Ok(against) => {
@@ -488,7 +517,7 @@ impl State {
                         r.name, r.subject, r.version
                     ))
                 })?;
-            refs.push((r.name.clone(), v.schema.text));
+            refs.push((r.name.clone(), v.schema.text.clone()));
         }
         schema::parse(c.kind, &c.text, &refs).map_err(invalid_schema)
     }
@@ -557,8 +586,6 @@ impl State {
         self.version(subject, Which::Number(v.version), true).ok()
     }
 
-    /// The problems registering `parsed` in `subject` would have; `upto`: as if
-    /// the versions after it did not exist.
     fn level(&self, subject: &str) -> Compatibility {
         self.per_subject
             .get(subject)
@@ -566,7 +593,8 @@ impl State {
             .unwrap_or(self.global)
     }
 
-    fn check(&self, subject: &str, parsed: &Parsed, upto: Option<u32>) -> Vec<String> {
+    /// The problems registering `parsed` in `subject` would have.
+    fn check(&self, subject: &str, parsed: &Parsed) -> Vec<String> {
         let level = self.level(subject);
         if level == Compatibility::None {
             return Vec::new();
@@ -574,11 +602,7 @@ impl State {
         let mut live: Vec<&Version> = self
             .subjects
             .get(subject)
-            .map(|vs| {
-                vs.iter()
-                    .filter(|v| !v.deleted && upto.is_none_or(|u| v.version <= u))
-                    .collect()
-            })
+            .map(|vs| vs.iter().filter(|v| !v.deleted).collect())
             .unwrap_or_default();
         live.sort_by_key(|v| v.version);
         if !level.transitive() {
@@ -615,13 +639,13 @@ impl State {
                         .insert((kind, canonical, references.clone()), id);
                     self.schemas.insert(
                         id,
-                        Schema {
+                        Arc::new(Schema {
                             id,
                             kind,
                             text: schema,
                             references,
                             parsed,
-                        },
+                        }),
                     );
                 }
                 let versions = self.subjects.entry(subject).or_default();

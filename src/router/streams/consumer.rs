@@ -162,7 +162,7 @@ impl Consumer {
         pending: Vec<(u64, PendingDelivery)>,
         now: Instant,
     ) -> Consumer {
-        let next_seq = delivered.stream_seq + 1;
+        let next_seq = delivered.stream_seq.saturating_add(1);
         let unread = log.count_from(next_seq, |s| accepts(&filters, s));
         let mut c = Consumer {
             id,
@@ -399,7 +399,7 @@ impl Consumer {
         self.pending.clear();
         self.redeliver.clear();
         self.starting.clear();
-        self.next_seq = stream_seq + 1;
+        self.next_seq = stream_seq.saturating_add(1);
         self.unread = log.count_from(self.next_seq, |s| accepts(&self.filters, s));
     }
 

@@ -134,7 +134,12 @@ impl Service {
 
     fn account_info(&self) -> Map<String, Value> {
         let (mut memory, mut storage, mut consumers) = (0, 0, 0);
-        let streams = self.router.streams();
+        let streams: Vec<Arc<Stream>> = self
+            .router
+            .streams()
+            .into_iter()
+            .filter(|s| owned(s))
+            .collect();
         for s in &streams {
             let stats = s.stats();
             match s.config().storage {
@@ -164,9 +169,12 @@ impl Service {
         }))
     }
 
+    /// Stream `name`, if it is a JetStream stream (not a Kafka topic's partition
+    /// or the schema registry's log, which their own fronts own).
     fn stream(&self, name: &str) -> Result<Arc<Stream>, ApiError> {
         self.router
             .stream(name)
+            .filter(|s| owned(s))
             .ok_or_else(ApiError::stream_not_found)
     }
 
@@ -181,6 +189,7 @@ impl Service {
         }
         let config = json.to_router();
         let (stream, created) = if update {
+            self.stream(name)?;
             (self.router.update_stream(config, now)?, false)
         } else {
             let existed = self.router.stream(name).is_some();
@@ -211,6 +220,7 @@ impl Service {
     }
 
     fn delete_stream(&mut self, name: &str) -> Reply {
+        self.stream(name)?;
         self.router.delete_stream(name)?;
         self.fronts.retain(|(s, _), _| &**s != name);
         Ok(object(json!({ "success": true })))
@@ -262,6 +272,7 @@ impl Service {
             .router
             .streams()
             .into_iter()
+            .filter(|s| owned(s))
             .filter(|s| {
                 wanted.as_ref().is_none_or(|w| {
                     parse_filters(&s.config().subjects)
@@ -635,4 +646,10 @@ fn random_name() -> String {
             char::from(c)
         })
         .collect()
+}
+
+/// Whether the JetStream API owns `stream`: it keeps its JSON declaration there
+/// (the other fronts' streams carry their own names instead).
+pub(crate) fn owned(stream: &Stream) -> bool {
+    stream.config().front.first() == Some(&b'{')
 }

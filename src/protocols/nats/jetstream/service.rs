@@ -138,7 +138,11 @@ impl Service {
     /// (recovered from storage).
     pub(crate) fn new(router: Arc<Router>, now: Instant) -> Service {
         let mut fronts = HashMap::new();
-        for stream in router.streams() {
+        for stream in router
+            .streams()
+            .into_iter()
+            .filter(|s| super::api::owned(s))
+        {
             for c in stream.consumers() {
                 let json = ConsumerJson::of(&c.config);
                 fronts.insert(
