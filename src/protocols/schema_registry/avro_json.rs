@@ -534,4 +534,21 @@ mod tests {
         )
         .is_err());
     }
+
+    proptest::proptest! {
+        /// Whatever bytes a record holds, decoding answers (Ok or Err), never
+        /// panics, and stays within its bounds.
+        #[test]
+        fn any_bytes_decode_or_fail_cleanly(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048)) {
+            let schemas = [
+                r#"{"type":"record","name":"N","fields":[{"name":"v","type":["null","string","bytes","N"]},{"name":"m","type":{"type":"map","values":"N"}}]}"#,
+                r#"{"type":"array","items":{"type":"array","items":["null",{"type":"fixed","name":"F","size":3},{"type":"enum","name":"E","symbols":["A"]}]}}"#,
+                r#"{"type":"record","name":"R","fields":[{"name":"a","type":"double"},{"name":"b","type":"long"},{"name":"c","type":"boolean"},{"name":"d","type":"float"}]}"#,
+            ];
+            for text in schemas {
+                let schema = Schema::parse_str(text).unwrap();
+                let _ = decode(&bytes, &schema, &names_of(&schema));
+            }
+        }
+    }
 }
