@@ -161,14 +161,7 @@ pub async fn consume(p: &Params, t: &Target, meter: &mut Meter) -> Res<Outcome> 
     };
     let consumed = timeout(p.drain_cap(), consuming).await;
     meter.stop();
-    let mut out = Outcome::from_receivers(sent, sent, &rx);
-    // The stamps are from the fill: their age says nothing about the consumer.
-    out.latencies.clear();
-    match consumed {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => out.errors.push(format!("consumer: {e}")),
-        Err(_) => out.errors.push("consumer: stuck past the drain cap".into()),
-    }
+    let out = Outcome::of_filled_consumer(sent, &rx, consumed);
     run.remove().await;
     Ok(out)
 }

@@ -150,6 +150,23 @@ impl Outcome {
         }
     }
 
+    /// A consumer's run over a stream or topic filled before it (not measured):
+    /// the stamps are from the fill, so their age says nothing about the consumer.
+    pub fn of_filled_consumer(
+        sent: u64,
+        rx: &stats::Receivers,
+        consumed: Result<Res<()>, tokio::time::error::Elapsed>,
+    ) -> Outcome {
+        let mut out = Outcome::from_receivers(sent, sent, rx);
+        out.latencies.clear();
+        match consumed {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => out.errors.push(format!("consumer: {e}")),
+            Err(_) => out.errors.push("consumer: stuck past the drain cap".into()),
+        }
+        out
+    }
+
     pub fn from_receivers(sent: u64, expected: u64, rx: &stats::Receivers) -> Outcome {
         Outcome {
             sent,

@@ -531,10 +531,7 @@ async fn subscription(
     Path((group, instance)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Answer {
-    let topics = RouterTopics {
-        router: &ctx.router,
-        group: &group,
-    };
+    let topics = RouterTopics::of(&ctx, &group);
     let names = ctx
         .kafka
         .groups()
@@ -600,10 +597,7 @@ async fn assignments(
     Path((group, instance)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Answer {
-    let topics = RouterTopics {
-        router: &ctx.router,
-        group: &group,
-    };
+    let topics = RouterTopics::of(&ctx, &group);
     let tps = ctx
         .kafka
         .groups()
@@ -654,10 +648,7 @@ async fn seek(
     media::check_v2_body(request.headers())?;
     let bytes = body(&ctx, request).await?;
     let req: OffsetsRequest = required_body(&bytes)?;
-    let topics = RouterTopics {
-        router: &ctx.router,
-        group: &group,
-    };
+    let topics = RouterTopics::of(&ctx, &group);
     let now = Instant::now();
     let offsets = req
         .offsets
@@ -688,10 +679,7 @@ async fn seek_to(
     media::check_v2_body(request.headers())?;
     let bytes = body(&ctx, request).await?;
     let req: PartitionsRequest = required_body(&bytes)?;
-    let topics = RouterTopics {
-        router: &ctx.router,
-        group: &group,
-    };
+    let topics = RouterTopics::of(&ctx, &group);
     let now = Instant::now();
     let mut groups = ctx.kafka.groups();
     for tp in req.into_list() {
@@ -726,10 +714,7 @@ fn fetch_pass(
     format: Format,
     budget: u64,
 ) -> Result<(Vec<Value>, u64), RestError> {
-    let topics = RouterTopics {
-        router: &ctx.router,
-        group,
-    };
+    let topics = RouterTopics::of(ctx, group);
     let positions = ctx
         .kafka
         .groups()
@@ -842,10 +827,7 @@ fn store_commits(
     group: &str,
     commits: Vec<(TopicPartition, u64)>,
 ) -> Result<(), RestError> {
-    let topics = RouterTopics {
-        router: &ctx.router,
-        group,
-    };
+    let topics = RouterTopics::of(ctx, group);
     let now = crate::protocols::now();
     for (tp, next) in commits {
         let stream = topics
@@ -902,10 +884,7 @@ async fn committed(
         .config(&group, &instance, Instant::now())?;
     let req: PartitionsRequest =
         optional_body(&bytes)?.ok_or_else(RestError::partition_not_found)?;
-    let topics = RouterTopics {
-        router: &ctx.router,
-        group: &group,
-    };
+    let topics = RouterTopics::of(&ctx, &group);
     let offsets: Vec<Value> = req
         .into_list()
         .into_iter()

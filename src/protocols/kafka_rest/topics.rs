@@ -201,7 +201,15 @@ pub(crate) struct RouterTopics<'a> {
     pub(crate) group: &'a str,
 }
 
-impl RouterTopics<'_> {
+impl<'a> RouterTopics<'a> {
+    /// The topics as `group` sees them (its committed offsets).
+    pub(crate) fn of(ctx: &'a crate::server::Context, group: &'a str) -> RouterTopics<'a> {
+        RouterTopics {
+            router: &ctx.router,
+            group,
+        }
+    }
+
     pub(crate) fn stream(&self, tp: &TopicPartition) -> Option<Arc<Stream>> {
         let stream = self.router.stream(&stream_name(&tp.topic, tp.partition))?;
         stream.partition().is_some().then_some(stream)

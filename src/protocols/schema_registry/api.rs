@@ -338,12 +338,21 @@ async fn version(
     Path((subject, v)): Path<(String, String)>,
     Query(params): Params,
 ) -> Answer {
-    Answer((|| {
-        let found = ctx
-            .registry
-            .version(&subject, Which::parse(&v)?, flag(&params, "deleted"))?;
-        ok(&version_json(&found, &params)).0
-    })())
+    Answer(
+        find_version(&ctx, &subject, &v, &params)
+            .and_then(|found| ok(&version_json(&found, &params)).0),
+    )
+}
+
+/// The version a path and its `deleted` query name.
+fn find_version(
+    ctx: &Context,
+    subject: &str,
+    v: &str,
+    params: &HashMap<String, String>,
+) -> Result<SubjectVersion, RestError> {
+    ctx.registry
+        .version(subject, Which::parse(v)?, flag(params, "deleted"))
 }
 
 async fn raw_version(
@@ -351,12 +360,10 @@ async fn raw_version(
     Path((subject, v)): Path<(String, String)>,
     Query(params): Params,
 ) -> Answer {
-    Answer((|| {
-        let found = ctx
-            .registry
-            .version(&subject, Which::parse(&v)?, flag(&params, "deleted"))?;
-        raw(text_in(&found.schema, &params)).0
-    })())
+    Answer(
+        find_version(&ctx, &subject, &v, &params)
+            .and_then(|found| raw(text_in(&found.schema, &params)).0),
+    )
 }
 
 async fn delete_subject(

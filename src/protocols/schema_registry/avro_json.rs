@@ -293,6 +293,28 @@ impl Decoder<'_, '_> {
         usize::try_from(count.unsigned_abs()).map_err(|_| "a block too large".to_owned())
     }
 
+    /// Calls `each` for every item of an array's or a map's blocks.
+    fn blocks(
+        &mut self,
+        mut each: impl FnMut(&mut Self) -> Result<(), String>,
+    ) -> Result<(), String> {
+        loop {
+            let n = self.block()?;
+            if n == 0 {
+                return Ok(());
+            }
+            for _ in 0..n {
+                each(self)?;
+            }
+        }
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        let n = self.len()?;
+        let text = std::str::from_utf8(self.take(n)?).map_err(|e| e.to_string())?;
+        Ok(text.to_owned())
+    }
+
     fn value(&mut self, schema: &Schema, depth: usize) -> Result<Json, String> {
         if depth > MAX_DEPTH {
             return Err(format!("the value nests deeper than {MAX_DEPTH} levels"));
@@ -330,9 +352,7 @@ impl Decoder<'_, '_> {
                 serde_json::Number::from_f64(f).map_or(Json::Null, Json::Number)
             }
             Schema::String | Schema::Uuid(apache_avro::schema::UuidSchema::String) => {
-                let n = self.len()?;
-                let text = std::str::from_utf8(self.take(n)?).map_err(|e| e.to_string())?;
-                Json::String(text.to_owned())
+                Json::String(self.string()?)
             }
             Schema::Bytes
             | Schema::BigDecimal
@@ -361,33 +381,20 @@ impl Decoder<'_, '_> {
             }
             Schema::Array(a) => {
                 let mut items = Vec::new();
-                loop {
-                    let n = self.block()?;
-                    if n == 0 {
-                        break;
-                    }
-                    for _ in 0..n {
-                        items.push(self.value(&a.items, depth + 1)?);
-                    }
-                }
+                self.blocks(|d| {
+                    items.push(d.value(&a.items, depth + 1)?);
+                    Ok(())
+                })?;
                 Json::Array(items)
             }
             Schema::Map(m) => {
                 let mut entries = Map::new();
-                loop {
-                    let n = self.block()?;
-                    if n == 0 {
-                        break;
-                    }
-                    for _ in 0..n {
-                        let len = self.len()?;
-                        let key = std::str::from_utf8(self.take(len)?)
-                            .map_err(|e| e.to_string())?
-                            .to_owned();
-                        let v = self.value(&m.types, depth + 1)?;
-                        entries.insert(key, v);
-                    }
-                }
+                self.blocks(|d| {
+                    let key = d.string()?;
+                    let v = d.value(&m.types, depth + 1)?;
+                    entries.insert(key, v);
+                    Ok(())
+                })?;
                 Json::Object(entries)
             }
             Schema::Record(r) => {
