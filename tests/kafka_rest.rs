@@ -390,6 +390,39 @@ async fn two_instances_of_a_group_split_partitions_and_a_new_one_resumes_from_th
         StatusCode::NO_CONTENT
     );
     assert_eq!(rest.records(&c, BINARY).await.1, json!([]));
+    // Seek by time: the first record stored at or after it; past the last, the end.
+    let at = |ms: u64| {
+        let stamp = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        json!({ "timestamps": [{ "topic": "work", "partition": 1, "timestamp": stamp }] })
+    };
+    assert_eq!(
+        rest.post(&format!("{c}/positions"), V2, at(1_000)).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let got = rest.read_n(&c, 5).await;
+    assert_eq!(
+        got.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>(),
+        [(1, 0), (1, 1), (1, 2), (1, 3), (1, 4)]
+    );
+    let future = at(u64::from(u32::MAX) * 1000);
+    assert_eq!(
+        rest.post(&format!("{c}/positions"), V2, future).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        rest.records(&c, BINARY).await.1,
+        json!([]),
+        "past the last: at the end"
+    );
+    let bad =
+        json!({ "timestamps": [{ "topic": "work", "partition": 1, "timestamp": "yesterday" }] });
+    assert_eq!(
+        rest.post(&format!("{c}/positions"), V2, bad).await.1["error_code"],
+        json!(422)
+    );
 }
 
 #[tokio::test]

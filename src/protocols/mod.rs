@@ -15,6 +15,14 @@ pub(crate) mod stomp;
 
 use crate::router::Now;
 
+/// ns since the Unix epoch of an RFC 3339 time (JetStream's and Kafka REST's
+/// times on the wire).
+pub(crate) fn parse_time(text: &str) -> Option<u64> {
+    let t =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    u64::try_from(t.unix_timestamp_nanos()).ok()
+}
+
 /// The current time as the router needs it.
 pub(crate) fn now() -> Now {
     Now::current()

@@ -640,6 +640,28 @@ struct OffsetsRequest {
     offsets: Vec<OffsetRef>,
 }
 
+/// A seek to the first record at or after a time.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimestampRef {
+    topic: String,
+    partition: u32,
+    /// An ISO 8601 instant (RFC 3339).
+    timestamp: String,
+    /// Kafka's metadata: accepted, not kept.
+    #[serde(default, rename = "metadata")]
+    _metadata: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PositionsRequest {
+    #[serde(default)]
+    offsets: Vec<OffsetRef>,
+    #[serde(default)]
+    timestamps: Vec<TimestampRef>,
+}
+
 async fn seek(
     State(ctx): Ctx,
     Path((group, instance)): Path<(String, String)>,
@@ -647,14 +669,35 @@ async fn seek(
 ) -> Answer {
     media::check_v2_body(request.headers())?;
     let bytes = body(&ctx, request).await?;
-    let req: OffsetsRequest = required_body(&bytes)?;
+    let req: PositionsRequest = required_body(&bytes)?;
     let topics = RouterTopics::of(&ctx, &group);
     let now = Instant::now();
-    let offsets = req
+    let mut offsets = req
         .offsets
         .into_iter()
         .map(OffsetRef::checked)
         .collect::<Result<Vec<_>, _>>()?;
+    // A time seeks to the first record stored at or after it; past the last, to the end.
+    for t in req.timestamps {
+        let ns = crate::protocols::parse_time(&t.timestamp).ok_or_else(|| {
+            RestError::unprocessable(format!(
+                "timestamp {} is not an ISO 8601 instant",
+                t.timestamp
+            ))
+        })?;
+        let tp = TopicPartition {
+            topic: t.topic,
+            partition: t.partition,
+        };
+        let stream = topics
+            .stream(&tp)
+            .ok_or_else(RestError::partition_not_found)?;
+        let offset = match stream.first_at_or_after(ns) {
+            Some(seq) => seq - 1,
+            None => topics::bounds(&stream).end,
+        };
+        offsets.push((tp, offset));
+    }
     let mut groups = ctx.kafka.groups();
     for (tp, offset) in offsets {
         groups.seek(&group, &instance, &tp, offset, &topics, now)?;

@@ -555,6 +555,11 @@ impl Stream {
         (outcome, ticket)
     }
 
+    /// The first message stored at or after `time_ns` (ns since the Unix epoch).
+    pub fn first_at_or_after(&self, time_ns: u64) -> Option<u64> {
+        self.lock().log.first_at_or_after(time_ns)
+    }
+
     /// Up to `max` messages from sequence `from` on, and at least one, if there is
     /// one, however large: a reader by position (a Kafka fetch) always progresses.
     pub fn read(&self, from: u64, max: usize, max_bytes: u64) -> Vec<StreamMessage> {

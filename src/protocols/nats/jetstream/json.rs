@@ -635,12 +635,7 @@ fn policy_error(text: &'static str) -> ApiError {
     ApiError::new(400, 10094, text)
 }
 
-/// ns since the Unix epoch of an RFC 3339 time.
-pub(crate) fn parse_time(text: &str) -> Option<u64> {
-    let t =
-        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
-    u64::try_from(t.unix_timestamp_nanos()).ok()
-}
+pub(crate) use crate::protocols::parse_time;
 
 /// An RFC 3339 time (UTC, nanoseconds) as nats-server writes it; 0 is Go's zero
 /// time, which it writes for "never".
