@@ -20,24 +20,40 @@ use crate::server::Context;
 /// How long a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A request body bigger than the limit.
-#[derive(Debug)]
-pub(crate) struct TooLarge;
+/// How long a client may take to send a request's body (a body that trickles
+/// in would hold its connection and buffer for as long as it likes).
+pub(crate) const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a request body was not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyError {
+    /// Bigger than the limit.
+    TooLarge,
+    /// Not all there within [`BODY_READ_TIMEOUT`].
+    TooSlow,
+}
 
 /// The request's body, refused past `limit` bytes before more than the limit is
-/// read (a declared length over it is refused unread).
-pub(crate) async fn read_body(request: Request, limit: usize) -> Result<Bytes, TooLarge> {
+/// read (a declared length over it is refused unread), or if it takes longer
+/// than `within` to arrive.
+pub(crate) async fn read_body(
+    request: Request,
+    limit: usize,
+    within: Duration,
+) -> Result<Bytes, BodyError> {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return Err(TooLarge);
+        return Err(BodyError::TooLarge);
     }
-    axum::body::to_bytes(request.into_body(), limit)
-        .await
-        .map_err(|_| TooLarge)
+    match tokio::time::timeout(within, axum::body::to_bytes(request.into_body(), limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(BodyError::TooLarge),
+        Err(_) => Err(BodyError::TooSlow),
+    }
 }
 
 /// Serves one HTTP connection with `routes` until it ends or the broker stops.
@@ -63,5 +79,31 @@ pub(crate) async fn serve(
     };
     if let Err(e) = ended {
         debug!(%peer, error = %e, "http: connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+
+    #[tokio::test]
+    async fn a_body_is_bounded_in_size_and_in_time() {
+        let small = Request::new(Body::from("{}"));
+        assert_eq!(
+            read_body(small, 16, Duration::from_secs(1)).await.unwrap(),
+            "{}"
+        );
+        let big = Request::new(Body::from(vec![b'x'; 17]));
+        assert_eq!(
+            read_body(big, 16, Duration::from_secs(1)).await,
+            Err(BodyError::TooLarge)
+        );
+        let never = futures_util::stream::pending::<Result<Bytes, std::io::Error>>();
+        let slow = Request::new(Body::from_stream(never));
+        assert_eq!(
+            read_body(slow, 16, Duration::from_millis(50)).await,
+            Err(BodyError::TooSlow)
+        );
     }
 }

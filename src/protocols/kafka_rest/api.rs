@@ -18,6 +18,7 @@ use super::groups::{self, InstanceConfig, Reset, TopicPartition};
 use super::media::{self, Format};
 use super::topics::{self, RouterTopics};
 use super::translate::{self, ProduceRequest};
+use crate::protocols::http::BODY_READ_TIMEOUT;
 use crate::protocols::schema_registry::state::Candidate;
 use crate::router::Subject;
 use crate::server::Context;
@@ -88,12 +89,13 @@ fn no_content() -> Answer {
 }
 
 /// The request body, refused with 413 past the configured limit before more
-/// than the limit is read (a declared length over it is refused unread).
+/// than the limit is read (a declared length over it is refused unread), and
+/// with 408 if it does not arrive in time.
 async fn body(ctx: &Context, request: Request) -> Result<Bytes, RestError> {
     let limit = ctx.config.limits.http_max_body;
-    crate::protocols::http::read_body(request, limit)
+    crate::protocols::http::read_body(request, limit, BODY_READ_TIMEOUT)
         .await
-        .map_err(|_| RestError::too_large(limit))
+        .map_err(|e| RestError::body(e, limit))
 }
 
 /// A JSON body of type `T`, or `None` when there is none.

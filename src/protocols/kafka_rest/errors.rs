@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::media::V2_JSON;
+use crate::protocols::http::{BodyError, BODY_READ_TIMEOUT};
 
 /// An error answered as Confluent's proxy answers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,12 +94,23 @@ impl RestError {
         RestError::new(StatusCode::NOT_ACCEPTABLE, 406, "HTTP 406 Not Acceptable")
     }
 
-    pub(crate) fn too_large(limit: usize) -> RestError {
-        RestError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            413,
-            format!("The request body is larger than {limit} bytes."),
-        )
+    /// A body that was not read: too large (413) or too slow (408).
+    pub(crate) fn body(why: BodyError, limit: usize) -> RestError {
+        match why {
+            BodyError::TooLarge => RestError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                413,
+                format!("The request body is larger than {limit} bytes."),
+            ),
+            BodyError::TooSlow => RestError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                408,
+                format!(
+                    "The request body did not arrive within {} s.",
+                    BODY_READ_TIMEOUT.as_secs()
+                ),
+            ),
+        }
     }
 
     pub(crate) fn not_found() -> RestError {

@@ -136,9 +136,13 @@ async fn body<T: serde::de::DeserializeOwned>(
 ) -> Result<T, RestError> {
     check_body_type(request.headers())?;
     let limit = ctx.config.limits.http_max_body;
-    let bytes = crate::protocols::http::read_body(request, limit)
-        .await
-        .map_err(|_| RestError::too_large(limit))?;
+    let bytes = crate::protocols::http::read_body(
+        request,
+        limit,
+        crate::protocols::http::BODY_READ_TIMEOUT,
+    )
+    .await
+    .map_err(|e| RestError::body(e, limit))?;
     serde_json::from_slice(&bytes).map_err(|e| {
         RestError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
