@@ -111,6 +111,16 @@ fn optional_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<Option<
     }
 }
 
+/// A consumer request's JSON body of a v2 type, which must be there.
+async fn required_json<T: serde::de::DeserializeOwned>(
+    ctx: &Context,
+    request: Request,
+) -> Result<T, RestError> {
+    media::check_v2_body(request.headers())?;
+    let bytes = body(ctx, request).await?;
+    required_body(&bytes)
+}
+
 /// A JSON body that must be there (`@NotNull` in the proxy: 422 without it).
 fn required_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, RestError> {
     optional_body(bytes)?
@@ -509,9 +519,7 @@ async fn subscribe(
     Path((group, instance)): Path<(String, String)>,
     request: Request,
 ) -> Answer {
-    media::check_v2_body(request.headers())?;
-    let bytes = body(&ctx, request).await?;
-    let req: SubscribeRequest = required_body(&bytes)?;
+    let req: SubscribeRequest = required_json(&ctx, request).await?;
     let now = Instant::now();
     let pattern = match (&req.topics, &req.topic_pattern) {
         (None, Some(p)) => Some(groups::pattern(p)?),
@@ -585,9 +593,7 @@ async fn assign(
     Path((group, instance)): Path<(String, String)>,
     request: Request,
 ) -> Answer {
-    media::check_v2_body(request.headers())?;
-    let bytes = body(&ctx, request).await?;
-    let req: PartitionsRequest = required_body(&bytes)?;
+    let req: PartitionsRequest = required_json(&ctx, request).await?;
     ctx.kafka
         .groups()
         .assign(&group, &instance, req.into_list(), Instant::now())?;
@@ -669,9 +675,7 @@ async fn seek(
     Path((group, instance)): Path<(String, String)>,
     request: Request,
 ) -> Answer {
-    media::check_v2_body(request.headers())?;
-    let bytes = body(&ctx, request).await?;
-    let req: PositionsRequest = required_body(&bytes)?;
+    let req: PositionsRequest = required_json(&ctx, request).await?;
     let topics = RouterTopics::of(&ctx, &group);
     let now = Instant::now();
     let mut offsets = req
@@ -721,9 +725,7 @@ async fn seek_to(
     request: Request,
     beginning: bool,
 ) -> Answer {
-    media::check_v2_body(request.headers())?;
-    let bytes = body(&ctx, request).await?;
-    let req: PartitionsRequest = required_body(&bytes)?;
+    let req: PartitionsRequest = required_json(&ctx, request).await?;
     let topics = RouterTopics::of(&ctx, &group);
     let now = Instant::now();
     let mut groups = ctx.kafka.groups();

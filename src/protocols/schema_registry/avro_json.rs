@@ -47,20 +47,34 @@ fn deref<'a>(schema: &'a Schema, names: &Names<'a>) -> Result<&'a Schema, String
     }
 }
 
+/// An int, or a logical type stored as one (a pattern: matches stay exhaustive).
+macro_rules! int_like {
+    () => {
+        Schema::Int | Schema::Date | Schema::TimeMillis
+    };
+}
+
+/// A long, or a logical type stored as one.
+macro_rules! long_like {
+    () => {
+        Schema::Long
+            | Schema::TimeMicros
+            | Schema::TimestampMillis
+            | Schema::TimestampMicros
+            | Schema::TimestampNanos
+            | Schema::LocalTimestampMillis
+            | Schema::LocalTimestampMicros
+            | Schema::LocalTimestampNanos
+    };
+}
+
 /// The name a union branch is tagged with in JSON.
 fn branch_name(schema: &Schema) -> String {
     match schema {
         Schema::Null => "null".into(),
         Schema::Boolean => "boolean".into(),
-        Schema::Int | Schema::Date | Schema::TimeMillis => "int".into(),
-        Schema::Long
-        | Schema::TimeMicros
-        | Schema::TimestampMillis
-        | Schema::TimestampMicros
-        | Schema::TimestampNanos
-        | Schema::LocalTimestampMillis
-        | Schema::LocalTimestampMicros
-        | Schema::LocalTimestampNanos => "long".into(),
+        int_like!() => "int".into(),
+        long_like!() => "long".into(),
         Schema::Float => "float".into(),
         Schema::Double => "double".into(),
         Schema::Bytes | Schema::BigDecimal => "bytes".into(),
@@ -101,22 +115,12 @@ pub(crate) fn from_json(
     Ok(match (schema, json) {
         (Schema::Null, Json::Null) => Value::Null,
         (Schema::Boolean, Json::Bool(b)) => Value::Boolean(*b),
-        (Schema::Int | Schema::Date | Schema::TimeMillis, Json::Number(n)) => Value::Int(
+        (int_like!(), Json::Number(n)) => Value::Int(
             n.as_i64()
                 .and_then(|n| i32::try_from(n).ok())
                 .ok_or_else(mismatch)?,
         ),
-        (
-            Schema::Long
-            | Schema::TimeMicros
-            | Schema::TimestampMillis
-            | Schema::TimestampMicros
-            | Schema::TimestampNanos
-            | Schema::LocalTimestampMillis
-            | Schema::LocalTimestampMicros
-            | Schema::LocalTimestampNanos,
-            Json::Number(n),
-        ) => Value::Long(n.as_i64().ok_or_else(mismatch)?),
+        (long_like!(), Json::Number(n)) => Value::Long(n.as_i64().ok_or_else(mismatch)?),
         (Schema::Float, Json::Number(n)) => Value::Float(n.as_f64().ok_or_else(mismatch)? as f32),
         (Schema::Double, Json::Number(n)) => Value::Double(n.as_f64().ok_or_else(mismatch)?),
         (Schema::Bytes | Schema::Decimal(_) | Schema::BigDecimal, Json::String(s)) => {
@@ -327,20 +331,13 @@ impl Decoder<'_, '_> {
         Ok(match schema {
             Schema::Null => Json::Null,
             Schema::Boolean => Json::Bool(self.take(1)?[0] != 0),
-            Schema::Int | Schema::Date | Schema::TimeMillis => {
+            int_like!() => {
                 let n = self.long()?;
                 i32::try_from(n)
                     .map_err(|_| format!("{n} is not an int"))?
                     .into()
             }
-            Schema::Long
-            | Schema::TimeMicros
-            | Schema::TimestampMillis
-            | Schema::TimestampMicros
-            | Schema::TimestampNanos
-            | Schema::LocalTimestampMillis
-            | Schema::LocalTimestampMicros
-            | Schema::LocalTimestampNanos => self.long()?.into(),
+            long_like!() => self.long()?.into(),
             Schema::Float => {
                 let b = self.take(4)?;
                 let f = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
