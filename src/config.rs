@@ -73,8 +73,11 @@ pub const DEFAULT_AMQP_HEARTBEAT: u16 = 60;
 pub const DEFAULT_STOMP_MAX_HEADER_LINE: usize = 10 * 1024;
 /// The most headers in one STOMP frame (ActiveMQ's limit).
 pub const DEFAULT_STOMP_MAX_HEADERS: usize = 1000;
-/// Bytes held by all queues together above which publishing AMQP connections are
-/// blocked (connection.blocked) until the total falls below 80 % of it.
+/// Bytes the router may hold for messages (queued, delivered and not yet settled,
+/// in subscriber outboxes, in AMQP content and transactions being received) above
+/// which every front holds its publishers back (AMQP connection.blocked; STOMP,
+/// MQTT, NATS and HTTP publishers are not read from) until the total falls below
+/// 80 % of it. Streams have their own bound (`max_stream_bytes`).
 pub const DEFAULT_MEMORY_HIGH_WATERMARK: usize = 1024 * 1024 * 1024;
 /// Subjects with a retained message; beyond it new retained messages are
 /// delivered but not kept (logged).
@@ -503,10 +506,11 @@ impl Config {
                 l.max_message_size
             )));
         }
-        if l.amqp_frame_max < 8192 {
+        if l.amqp_frame_max < dwbroker_codecs::amqp::FRAME_MIN_SIZE {
             return Err(ConfigError::Invalid(format!(
-                "limits.amqp_frame_max {} must be at least 8192 (AMQP's frame-min-size)",
-                l.amqp_frame_max
+                "limits.amqp_frame_max {} must be at least {} (AMQP's frame-min-size)",
+                l.amqp_frame_max,
+                dwbroker_codecs::amqp::FRAME_MIN_SIZE
             )));
         }
         let at_least_one = [

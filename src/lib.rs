@@ -116,6 +116,12 @@ impl Broker {
         self.listeners.schema_registry
     }
 
+    /// The memory ledger: the bytes held for messages, and whether publishers
+    /// are held back (`memory_high_watermark`).
+    pub fn memory(&self) -> &Arc<router::Memory> {
+        self.ctx.router.memory()
+    }
+
     /// Publishes a message to every matching subscriber of every protocol; returns
     /// how many subscriber sessions it matched and was queued for.
     pub fn publish(&self, message: Message) -> Routed {

@@ -82,6 +82,9 @@ impl Context {
         };
         let router = Router::new(outbox, retained, crate::router::DEFAULT_VHOST_LIMITS);
         router.set_max_stream_bytes(config.limits.max_stream_bytes);
+        router
+            .memory()
+            .set_high_watermark(config.limits.memory_high_watermark);
         let temporary = match &config.data_dir {
             DataDir::Temporary => Some(TemporaryDir::create().map_err(|e| {
                 Error::Storage(crate::storage::StorageError::Engine {
@@ -223,8 +226,10 @@ pub(crate) struct Listeners {
 pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
     // Before any listener: a produce must not create a declared topic first.
     kafka_rest::declare_topics(ctx);
-    let tracker = TaskTracker::new();
+    // Every listener is bound before any serves: if one cannot bind, the ones
+    // bound so far are dropped (their ports free again) and nothing was served.
     let mut bound_at: [Option<SocketAddr>; 6] = [None; 6];
+    let mut listeners = Vec::new();
     for (name, listen) in ctx.config.listener_list() {
         let Listen::At(addr) = listen else { continue };
         let front = match name {
@@ -239,20 +244,19 @@ pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
                 continue;
             }
         };
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| Error::Bind {
-                protocol: name,
-                addr,
-                source,
-            })?;
-        let bound = listener.local_addr().map_err(|source| Error::Bind {
+        let bind_error = |source| Error::Bind {
             protocol: name,
             addr,
             source,
-        })?;
-        info!(protocol = %name, addr = %bound, "listening");
+        };
+        let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+        let bound = listener.local_addr().map_err(bind_error)?;
         bound_at[front as usize] = Some(bound);
+        listeners.push((name, bound, front, listener));
+    }
+    let tracker = TaskTracker::new();
+    for (name, bound, front, listener) in listeners {
+        info!(protocol = %name, addr = %bound, "listening");
         tracker.spawn(accept_loop(listener, front, ctx.clone(), tracker.clone()));
     }
     tracker.spawn(mqtt::sweeper(ctx.clone()));

@@ -168,13 +168,38 @@ async fn tune_ok_frame_max_below_the_minimum_is_refused() {
         0,
         ConnectionTuneOk {
             channel_max: tune.channel_max,
-            frame_max: 4096,
+            frame_max: 4095,
             heartbeat: 0,
         },
     )
     .await;
     raw.expect_refused(&[ReplyCode::NotAllowed]).await;
     assert_amqp_serves(addr).await;
+}
+
+/// The spec's frame-min-size is 4096 (RabbitMQ accepts it): content goes out in
+/// frames that fit.
+#[tokio::test]
+async fn tune_ok_frame_max_of_the_minimum_is_accepted() {
+    let (_b, addr) = broker().await;
+    let mut raw = AmqpRaw::handshake_with(
+        addr,
+        ConnectionTuneOk {
+            channel_max: 16,
+            frame_max: 4096,
+            heartbeat: 0,
+        },
+    )
+    .await;
+    let q = raw.declare_queue(1).await;
+    let body: Vec<u8> = (0..10_000).map(|i| (i % 251) as u8).collect();
+    let mut b = BytesMut::new();
+    AmqpRaw::publish_frames(1, &q, body.len() as u64, &mut b);
+    for part in body.chunks(4096 - 8) {
+        b.put_slice(&frame(3, 1, part, FRAME_END));
+    }
+    raw.send(&b).await;
+    assert_eq!(raw.get_framed(1, &q, 4096).await, Some(body));
 }
 
 #[tokio::test]

@@ -200,6 +200,36 @@ async fn payload_not_followed_by_crlf_is_a_protocol_error() {
     assert_nats_serves(addr).await;
 }
 
+/// Nothing but CONNECT is accepted first (nats-server's answer when it has
+/// authorization set up).
+#[tokio::test]
+async fn ops_before_connect_are_refused() {
+    let (_b, addr) = nats_addr().await;
+    for first in [&b"PING\r\n"[..], b"SUB a 1\r\n", b"PUB a 2\r\nhi\r\n"] {
+        let mut raw = Raw::open(addr).await;
+        raw.send(first).await;
+        raw.expect_err_and_close("Authorization Violation").await;
+    }
+    assert_nats_serves(addr).await;
+}
+
+/// A client that never sends CONNECT is closed after `connect_timeout`, as
+/// nats-server does after its auth_timeout.
+#[tokio::test]
+async fn no_connect_in_time_is_closed() {
+    let (b, _) =
+        start_with(|c| c.limits.connect_timeout = std::time::Duration::from_millis(300)).await;
+    let addr = b.nats_addr().unwrap();
+    let mut raw = Raw::open(addr).await;
+    raw.expect_err_and_close("Authentication Timeout").await;
+    // One that does is not.
+    let mut raw = Raw::open(addr).await;
+    raw.send(b"CONNECT {}\r\n").await;
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    raw.send(b"PING\r\n").await;
+    raw.expect("PONG").await;
+}
+
 #[tokio::test]
 async fn connect_errors() {
     let (_b, addr) = nats_addr().await;

@@ -366,7 +366,7 @@ fn methods_from_trailing_bytes_and_protocol_header() {
     assert!(check_protocol_header(&PROTOCOL_HEADER));
     assert!(!check_protocol_header(b"AMQP\x01\x01\x00\x09"));
     assert_eq!(FRAME_END, 0xCE);
-    assert_eq!(FRAME_MIN_SIZE, 8192);
+    assert_eq!(FRAME_MIN_SIZE, 4096);
 }
 
 fn err_of(bytes: &[u8]) -> AmqpError {
@@ -395,7 +395,7 @@ fn malformed_input() {
         e,
         AmqpError::FrameTooLarge {
             size: 0x0100_0000,
-            max: 8192
+            max: 4096
         }
     ));
     assert_eq!(e.reply_code(), ReplyCode::FrameError);

@@ -9,6 +9,7 @@ mod http;
 pub(crate) mod kafka_rest;
 pub(crate) mod mqtt;
 pub(crate) mod nats;
+mod pressure;
 pub(crate) mod schema_registry;
 mod socket;
 pub(crate) mod stomp;

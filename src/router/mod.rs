@@ -18,6 +18,7 @@
 
 pub mod groups;
 pub mod journal;
+pub mod memory;
 pub mod message;
 pub mod queues;
 mod restore;
@@ -36,6 +37,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 
 pub use groups::{Group, GroupKey, Member};
 pub use journal::{DestId, Journal, Record, StoreFailure, Ticket};
+pub use memory::{Held, Memory};
 pub use message::{ConnId, Delivery, Dispatch, Extensions, Headers, Message, Now, SubscriptionIds};
 pub use queues::{
     ArgValue, ConsumerId, ConsumerSpec, Credit, Entry, Outlet, OutletItem, Overflow, Queue,
@@ -139,6 +141,8 @@ pub struct Router {
     journal: Option<Arc<Journal>>,
     /// The streams.
     streams: streams::Streams,
+    /// Every byte held for messages in queues and outboxes, and the watermark.
+    memory: Arc<Memory>,
 }
 
 impl fmt::Debug for Router {
@@ -157,15 +161,23 @@ impl Router {
     /// retained store is bounded by `retained`, and whose vhost `/` (with only the
     /// predeclared exchanges) is bounded by `vhost`.
     pub fn new(limits: OutboxLimits, retained: RetainedLimits, vhost: VhostLimits) -> Router {
+        let memory = Arc::new(Memory::default());
         Router {
             limits,
             next_session: AtomicU64::new(1),
             index: RwLock::new(Index::default()),
             retained: Mutex::new(Retained::new(retained)),
-            vhost: vhost::Vhost::new(vhost),
+            vhost: vhost::Vhost::new(vhost, memory.clone()),
             journal: None,
             streams: streams::Streams::default(),
+            memory,
         }
+    }
+
+    /// The memory ledger: what queues and outboxes hold, and whether publishers
+    /// are to be held back.
+    pub fn memory(&self) -> &Arc<Memory> {
+        &self.memory
     }
 
     /// This router, recording every change of durable state in `journal`.
@@ -253,7 +265,7 @@ impl Router {
         store: Option<sessions::SessionStore>,
     ) -> Arc<Session> {
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
-        let session = Arc::new(Session::with_store(id, limits, store));
+        let session = Arc::new(Session::with_store(id, limits, store, self.memory.clone()));
         self.write().sessions.insert(
             id,
             Registered {

@@ -7,7 +7,8 @@
 //! limits, the settlement of what it delivered (every entry handed out is
 //! unacknowledged until it is acked, requeued in its original order, or
 //! rejected), its [`QueueStats`], and the accounting of its bytes into the
-//! router-wide total.
+//! router's [`Memory`] ledger: an entry is counted from the moment it is queued
+//! until it is settled or dropped, so what consumers hold unacknowledged counts too.
 //! Refuses: routing (exchanges and dead-letter routing are in `vhost/`; a queue
 //! only hands back the entries to dead-letter), acknowledgements and delivery tags
 //! (the front's), I/O and clocks (`now` is an argument).
@@ -17,7 +18,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,7 @@ use tokio::sync::Notify;
 
 use super::deaths::DeathReason;
 use super::journal::{DestId, Journal, Record, Ticket};
+use super::memory::Memory;
 use super::message::{ConnId, Delivery, Message, Now};
 
 /// Identifies a consumer within one router.
@@ -373,7 +375,7 @@ struct State {
     count: usize,
     /// Body bytes of ready entries (`x-max-length-bytes`).
     bytes: usize,
-    /// Memory of ready entries (weight + overhead), also in the router total.
+    /// Memory of ready entries (weight + overhead).
     mem: usize,
     /// Entries handed out (to consumers or basic.get) and not yet settled.
     unacked: usize,
@@ -412,7 +414,7 @@ pub(crate) struct QueueStore {
 pub struct Queue {
     name: String,
     spec: QueueSpec,
-    total: Arc<AtomicUsize>,
+    memory: Arc<Memory>,
     /// Set for a durable queue of a router with storage.
     store: Option<QueueStore>,
     state: Mutex<State>,
@@ -431,7 +433,7 @@ impl Queue {
     pub(crate) fn new(
         name: String,
         spec: QueueSpec,
-        total: Arc<AtomicUsize>,
+        memory: Arc<Memory>,
         store: Option<QueueStore>,
         now: Instant,
     ) -> Queue {
@@ -439,7 +441,7 @@ impl Queue {
         Queue {
             name,
             spec,
-            total,
+            memory,
             store,
             state: Mutex::new(State {
                 buckets: (0..buckets).map(|_| VecDeque::new()).collect(),
@@ -547,7 +549,7 @@ impl Queue {
         st.count += 1;
         st.bytes += entry.body();
         st.mem += entry.mem();
-        self.total.fetch_add(entry.mem(), Ordering::Relaxed);
+        self.memory.charge(entry.mem());
         let bucket = &mut st.buckets[usize::from(entry.priority)];
         if front {
             bucket.push_front(entry);
@@ -556,13 +558,19 @@ impl Queue {
         }
     }
 
+    /// Takes the head of `bucket` out of the ready entries; it stays counted in
+    /// the ledger until [`Queue::forget`] (settled or dropped).
     fn take_from(&self, st: &mut State, bucket: usize) -> Option<Entry> {
         let entry = st.buckets[bucket].pop_front()?;
         st.count -= 1;
         st.bytes -= entry.body();
         st.mem -= entry.mem();
-        self.total.fetch_sub(entry.mem(), Ordering::Relaxed);
         Some(entry)
+    }
+
+    /// Stops counting an entry taken out of the queue: it was settled or dropped.
+    fn forget(&self, entry: &Entry) {
+        self.memory.release(entry.mem());
     }
 
     fn head_bucket(st: &State) -> Option<usize> {
@@ -571,6 +579,7 @@ impl Queue {
 
     fn drop_entry(&self, st: &State, entry: Entry, reason: DeathReason, dead: &mut Dead) {
         self.record_removed(st, &entry);
+        self.forget(&entry);
         if self.dead_letters() {
             dead.push((entry, reason));
         }
@@ -743,6 +752,7 @@ impl Queue {
         st.unacked = st.unacked.saturating_sub(entries.len());
         for entry in entries {
             self.record_removed(&st, entry);
+            self.forget(entry);
         }
     }
 
@@ -750,6 +760,10 @@ impl Queue {
     pub(crate) fn requeue(self: &Arc<Self>, mut entries: Vec<Entry>, now: Now, dead: &mut Dead) {
         let mut st = self.state();
         st.unacked = st.unacked.saturating_sub(entries.len());
+        // Counted again by `add`.
+        for e in &entries {
+            self.forget(e);
+        }
         if st.deleted {
             return;
         }
@@ -781,6 +795,7 @@ impl Queue {
         for b in 0..st.buckets.len() {
             while let Some(e) = self.take_from(&mut st, b) {
                 self.record_removed(&st, &e);
+                self.forget(&e);
             }
         }
         n

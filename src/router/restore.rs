@@ -42,7 +42,7 @@ impl Router {
         let queue = Queue::new(
             name.to_owned(),
             spec,
-            self.vhost.queued_bytes.clone(),
+            self.vhost.memory.clone(),
             store,
             now.at,
         );

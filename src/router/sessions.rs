@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 use super::journal::{DestId, Journal, Record, Ticket};
+use super::memory::Memory;
 use super::message::{ConnId, Delivery, Dispatch};
 
 /// Bytes an outbox entry costs beyond its message's weight (the queue slot, the
@@ -82,6 +83,18 @@ impl Outbox {
         self.queue.len() >= limits.max_messages || self.bytes >= limits.max_bytes
     }
 
+    /// Counts `d`, just queued, here and in the router's ledger.
+    fn added(&mut self, d: &Dispatch, memory: &Memory) {
+        self.bytes += cost(d);
+        memory.charge(cost(d));
+    }
+
+    /// Stops counting `d`, just taken out.
+    fn removed(&mut self, d: &Dispatch, memory: &Memory) {
+        self.bytes -= cost(d);
+        memory.release(cost(d));
+    }
+
     fn count_drop(&mut self, session: SessionId, qos: Delivery) {
         self.drops.messages += 1;
         if qos == Delivery::AtMostOnce {
@@ -113,6 +126,8 @@ pub struct Session {
     limits: OutboxLimits,
     /// Set for a stored session.
     store: Option<SessionStore>,
+    /// Where the outbox's bytes are counted.
+    memory: Arc<Memory>,
     outbox: Mutex<Outbox>,
     notify: Notify,
 }
@@ -130,19 +145,21 @@ impl fmt::Debug for Session {
 impl Session {
     /// A session with an empty outbox, attached to no connection (0).
     pub fn new(id: SessionId, limits: OutboxLimits) -> Session {
-        Session::with_store(id, limits, None)
+        Session::with_store(id, limits, None, Arc::new(Memory::default()))
     }
 
     pub(crate) fn with_store(
         id: SessionId,
         limits: OutboxLimits,
         store: Option<SessionStore>,
+        memory: Arc<Memory>,
     ) -> Session {
         Session {
             id,
             connection: AtomicU64::new(0),
             limits,
             store,
+            memory,
             outbox: Mutex::new(Outbox::default()),
             notify: Notify::new(),
         }
@@ -205,7 +222,7 @@ impl Session {
                         break;
                     };
                     if let Some(evicted) = outbox.queue.remove(i) {
-                        outbox.bytes = outbox.bytes.saturating_sub(cost(&evicted));
+                        outbox.removed(&evicted, &self.memory);
                         outbox.count_drop(self.id, Delivery::AtMostOnce);
                     }
                 }
@@ -228,7 +245,7 @@ impl Session {
                     dispatch: d.clone(),
                 }));
             }
-            outbox.bytes += cost(&d);
+            outbox.added(&d, &self.memory);
             outbox.queue.push_back(d);
         }
         self.notify.notify_one();
@@ -241,7 +258,7 @@ impl Session {
         let mut outbox = self.outbox();
         for d in dispatches {
             outbox.last_seq = outbox.last_seq.max(d.seq);
-            outbox.bytes += cost(&d);
+            outbox.added(&d, &self.memory);
             outbox.queue.push_back(d);
         }
     }
@@ -252,7 +269,7 @@ impl Session {
         let mut outbox = self.outbox();
         let i = outbox.queue.iter().position(|d| d.seq == seq)?;
         let d = outbox.queue.remove(i)?;
-        outbox.bytes = outbox.bytes.saturating_sub(cost(&d));
+        outbox.removed(&d, &self.memory);
         Some(d)
     }
 
@@ -286,7 +303,7 @@ impl Session {
     pub fn pop(&self) -> Option<Dispatch> {
         let mut outbox = self.outbox();
         let d = outbox.queue.pop_front()?;
-        outbox.bytes = outbox.bytes.saturating_sub(cost(&d));
+        outbox.removed(&d, &self.memory);
         Some(d)
     }
 
@@ -314,6 +331,13 @@ impl Session {
     /// The drops since the previous call, resetting the counters.
     pub fn take_drop_stats(&self) -> DropStats {
         std::mem::take(&mut self.outbox().drops)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let outbox = self.outbox.get_mut().unwrap_or_else(|e| e.into_inner());
+        self.memory.release(outbox.bytes);
     }
 }
 

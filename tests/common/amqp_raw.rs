@@ -277,6 +277,17 @@ impl AmqpRaw {
     /// basic.get with no-ack: the body (reassembled from all its frames), or `None` on
     /// get-empty.
     pub async fn get(&mut self, channel: u16, queue: &str) -> Option<Vec<u8>> {
+        self.get_framed(channel, queue, FRAME_MAX).await
+    }
+
+    /// [`AmqpRaw::get`] on a connection tuned to `frame_max`: every body frame
+    /// must fit in it.
+    pub async fn get_framed(
+        &mut self,
+        channel: u16,
+        queue: &str,
+        frame_max: u32,
+    ) -> Option<Vec<u8>> {
         self.send_method(
             channel,
             BasicGet {
@@ -302,7 +313,7 @@ impl AmqpRaw {
                     payload,
                 }) if ch == channel => {
                     assert!(
-                        payload.len() as u32 <= FRAME_MAX - 8,
+                        payload.len() as u32 <= frame_max - 8,
                         "body frame above frame_max"
                     );
                     body.extend_from_slice(&payload);

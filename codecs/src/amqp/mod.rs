@@ -31,9 +31,9 @@ pub use reply_code::ReplyCode;
 pub const PROTOCOL_HEADER: [u8; 8] = *b"AMQP\x00\x00\x09\x01";
 /// The octet that ends every frame.
 pub const FRAME_END: u8 = 0xCE;
-/// The smallest frame_max a peer must accept before tune: 8192 in RabbitMQ's JSON and
-/// `rabbit_framing.hrl` (the spec XML says 4096).
-pub const FRAME_MIN_SIZE: u32 = 8192;
+/// The smallest frame_max a peer may ask for, and the largest frame it must accept
+/// before tune: the spec's frame-min-size (RabbitMQ accepts a tune-ok of 4096).
+pub const FRAME_MIN_SIZE: u32 = 4096;
 
 /// Whether the first eight bytes are the 0-9-1 protocol header. Anything else (other AMQP
 /// versions, HTTP, TLS) is refused: the server then writes [`PROTOCOL_HEADER`] and closes.

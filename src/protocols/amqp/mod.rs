@@ -25,6 +25,7 @@ use crate::protocols::acks;
 use crate::protocols::delivery::{write_pending, Deliveries};
 use crate::protocols::frames::FrameReader;
 use crate::protocols::now;
+use crate::protocols::pressure::Pressure;
 use crate::protocols::socket::{self, Watched};
 use crate::server::Context;
 
@@ -55,6 +56,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>
         heartbeat: limits.amqp_heartbeat,
         max_message_size: u64::from(limits.max_message_size),
         max_consumers: limits.max_subscriptions_per_session,
+        max_tx_bytes: limits.max_queued_bytes,
     };
     let conn_id = ctx.next_conn_id();
     let mut conn = Connection::new(conn_id, ctx.router.clone(), offer, OUTLET_MAX);
@@ -110,8 +112,8 @@ async fn run(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_write = Instant::now();
-    let high = ctx.config.limits.memory_high_watermark;
     let opened = Instant::now();
+    let mut pressure = Pressure::new(ctx.router.memory());
     loop {
         match write_pending(writer, conn).await {
             Ok(true) => last_write = Instant::now(),
@@ -119,8 +121,14 @@ async fn run(
             Err(e) => return Exit::Closed(format!("write failed: {e:?}")),
         }
         // A blocked publisher is not read from (RabbitMQ's flow control), so its
-        // publishes wait in the socket instead of in memory.
-        let reading = !(conn.blocked && conn.publisher);
+        // publishes wait in the socket instead of in memory; as RabbitMQ, only
+        // connections that publish are told (lapin stops sending anything,
+        // heartbeats included, while it is blocked).
+        let held_back = pressure.holds(conn.publisher);
+        if conn.is_ready() {
+            conn.set_blocked(held_back);
+        }
+        let reading = !held_back;
         let deferred = conn.deferred_head();
         tokio::select! {
             biased;
@@ -150,15 +158,8 @@ async fn run(
                         encode_heartbeat(&mut conn.out);
                     }
                 }
-                if conn.is_ready() {
-                    let queued = ctx.router.queued_bytes();
-                    if queued > high {
-                        conn.set_blocked(true);
-                    } else if queued < high / 10 * 8 {
-                        conn.set_blocked(false);
-                    }
-                }
             }
+            _ = pressure.relieved(), if held_back => {}
             frame = reader.next(), if reading => match frame {
                 None => return Exit::Closed("closed by the client".into()),
                 Some(Err(e)) => return decode_exit(e),

@@ -19,7 +19,7 @@ use crate::protocols::acks::Deferred;
 use crate::protocols::delivery::Deliveries;
 use crate::router::{
     ArgValue, BindArgs, ConnId, ConsumerId, ConsumerSpec, Credit, Dest, Entry, ExchangeKind,
-    ExchangeSpec, Now, Outlet, OutletItem, Queue, QueueArgs, QueueSpec, Router, StoreFailure,
+    ExchangeSpec, Held, Now, Outlet, OutletItem, Queue, QueueArgs, QueueSpec, Router, StoreFailure,
     Subject, Ticket, VhostError, REPLY_TO_PREFIX,
 };
 
@@ -99,6 +99,8 @@ pub(super) struct Offer {
     pub(super) max_message_size: u64,
     /// Consumers one connection may hold (`max_subscriptions_per_session`).
     pub(super) max_consumers: usize,
+    /// Bytes one transaction may hold (`max_queued_bytes`, as STOMP's).
+    pub(super) max_tx_bytes: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +147,8 @@ struct Content {
     header: Option<ContentHeader>,
     body: BytesMut,
     single: Option<Bytes>,
+    /// The body received so far, counted in the memory ledger.
+    held: Held,
 }
 
 /// A publish ready to route.
@@ -161,10 +165,21 @@ enum Mode {
     Tx(Tx),
 }
 
-#[derive(Default)]
 struct Tx {
     publishes: Vec<Outgoing>,
     settles: Vec<(u64, Unacked, Settle)>,
+    /// The publishes' bytes, counted in the memory ledger.
+    held: Held,
+}
+
+impl Tx {
+    fn new(router: &Router) -> Tx {
+        Tx {
+            publishes: Vec::new(),
+            settles: Vec::new(),
+            held: Held::new(router.memory().clone()),
+        }
+    }
 }
 
 /// An answer that waits for storage (see `protocols::acks`). The channel's
@@ -752,6 +767,7 @@ impl Connection {
                 "content body larger than the header's body size",
             ));
         }
+        content.held.add(payload.len());
         if have == 0 && payload.len() as u64 == header.body_size {
             content.single = Some(payload);
         } else {
@@ -778,6 +794,7 @@ impl Connection {
             header: Some(header),
             body,
             single,
+            held: _held,
         }) = channel.content.take()
         else {
             return Ok(());
@@ -820,12 +837,20 @@ impl Connection {
         self.publisher = true;
         match &mut channel.mode {
             Mode::Tx(tx) => {
-                if tx.publishes.len() + tx.settles.len() >= MAX_TX_OPS {
+                let size = out.message.weight();
+                if tx.publishes.len() + tx.settles.len() >= MAX_TX_OPS
+                    || tx.held.bytes() + size > self.offer.max_tx_bytes
+                {
                     return Err(chan_fault(
                         ReplyCode::PreconditionFailed,
-                        "transaction too large",
+                        format!(
+                            "transaction too large: a transaction may hold {MAX_TX_OPS} \
+                             operations and {} bytes",
+                            self.offer.max_tx_bytes
+                        ),
                     ));
                 }
+                tx.held.add(size);
                 tx.publishes.push(out);
                 Ok(())
             }
@@ -1083,6 +1108,7 @@ impl Connection {
                     publish: m,
                     header: None,
                     body: BytesMut::new(),
+                    held: Held::new(self.router.memory().clone()),
                     single: None,
                 });
                 Ok(())
@@ -1180,7 +1206,7 @@ impl Connection {
                             "cannot switch from confirm to tx mode",
                         ))
                     }
-                    Mode::Plain => channel.mode = Mode::Tx(Tx::default()),
+                    Mode::Plain => channel.mode = Mode::Tx(Tx::new(&self.router)),
                     Mode::Tx(_) => {}
                 }
                 self.send(ch, TxSelectOk {});
@@ -1193,7 +1219,7 @@ impl Connection {
                         "channel is not transactional",
                     ));
                 };
-                let tx = std::mem::take(tx);
+                let tx = std::mem::replace(tx, Tx::new(&self.router));
                 // One storage batch for the whole transaction: after a crash it
                 // is there entirely or not at all.
                 let router = self.router.clone();
@@ -1233,7 +1259,7 @@ impl Connection {
                         "channel is not transactional",
                     ));
                 };
-                let tx = std::mem::take(tx);
+                let tx = std::mem::replace(tx, Tx::new(&self.router));
                 for (tag, unacked, _) in tx.settles {
                     channel.unacked.insert(tag, unacked);
                 }
@@ -1256,12 +1282,12 @@ impl Connection {
         let kind = match ExchangeKind::parse(&m.kind) {
             Some(kind) => kind,
             None if m.passive => ExchangeKind::Direct,
+            // RabbitMQ since 3.11: a channel error (3.10 closed the connection
+            // with 503).
             None => {
-                return Err(conn_fault(
-                    ReplyCode::CommandInvalid,
-                    format!("COMMAND_INVALID - unknown exchange type '{}'", m.kind),
-                    40,
-                    10,
+                return Err(chan_fault(
+                    ReplyCode::PreconditionFailed,
+                    format!("unknown exchange type '{}'", m.kind),
                 ))
             }
         };

@@ -19,6 +19,7 @@ use super::media::{self, Format};
 use super::topics::{self, RouterTopics};
 use super::translate::{self, ProduceRequest};
 use crate::protocols::http::BODY_READ_TIMEOUT;
+use crate::protocols::pressure::Pressure;
 use crate::protocols::schema_registry::state::Candidate;
 use crate::router::Subject;
 use crate::server::Context;
@@ -293,6 +294,13 @@ async fn produce(
 ) -> Answer {
     let format = media::produce_format(request.headers())?;
     let kind = media::accept_v2(request.headers())?;
+    // Under memory pressure a producer's body is not read (it waits in the
+    // socket) until the router is below its watermark again.
+    let mut pressure = Pressure::new(ctx.router.memory());
+    tokio::select! {
+        () = pressure.relieved() => {}
+        () = ctx.shutdown.cancelled() => return Err(RestError::storage("the broker is shutting down")),
+    }
     let bytes = body(ctx, request).await?;
     let req: ProduceRequest = translate::parse_body(&bytes)?;
     let records = req

@@ -30,6 +30,7 @@ use session::{Connection, Exit};
 
 use crate::protocols::acks;
 use crate::protocols::frames::FrameReader;
+use crate::protocols::pressure::Pressure;
 use crate::protocols::socket;
 use crate::server::Context;
 
@@ -299,6 +300,7 @@ async fn run(
     tokio::pin!(keep_alive);
     let mut more = conn.pump(crate::protocols::now(), PUMP_BUDGET);
     let mut writes = socket::Pace::default();
+    let mut pressure = Pressure::new(ctx.router.memory());
     loop {
         if !conn.out.is_empty() {
             encode_packets(wbuf, conn.version, &conn.out);
@@ -320,6 +322,7 @@ async fn run(
         // Order matters (biased): shutdown and takeover first, then the client's
         // packets, then keep alive, which must fire even while messages keep coming.
         let deferred = conn.deferred_head();
+        let held_back = pressure.holds(conn.publisher);
         tokio::select! {
             biased;
             _ = ctx.shutdown.cancelled() => return Err(Exit::ServerShutdown),
@@ -336,7 +339,9 @@ async fn run(
                 }
                 return Err(Exit::TakenOver(handoff));
             },
-            frame = reader.next() => {
+            // Under memory pressure a publisher is not read from: its packets
+            // wait in the socket and its in-flight window (Receive Maximum) fills.
+            frame = reader.next(), if !held_back => {
                 let now = crate::protocols::now();
                 match frame {
                     None => return Err(Exit::Network("closed by the client".into())),
@@ -353,7 +358,15 @@ async fn run(
                     }
                 }
             }
-            _ = &mut keep_alive, if deadline.is_some() => return Err(Exit::KeepAliveTimeout),
+            // Unread input is not silence: keep alive waits while the client is
+            // held back, and starts again from its relief.
+            _ = &mut keep_alive, if deadline.is_some() && !held_back => return Err(Exit::KeepAliveTimeout),
+            _ = pressure.relieved(), if held_back => {
+                if let Some(d) = conn.keep_alive_deadline(Instant::now()) {
+                    deadline = Some(d);
+                    keep_alive.as_mut().reset(d.into());
+                }
+            }
             _ = session.wait(), if conn.window_open() && !more => {}
             _ = std::future::ready(()), if more => {}
             _ = acks::committed(&deferred) => {}

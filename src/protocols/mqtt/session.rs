@@ -277,6 +277,9 @@ pub(crate) struct Connection {
     deferred: Deferred<Packet>,
     /// Packets to write, in order.
     pub(crate) out: Vec<Packet>,
+    /// The client has published (only publishers are held back under memory
+    /// pressure).
+    pub(crate) publisher: bool,
 }
 
 impl Connection {
@@ -338,6 +341,7 @@ impl Connection {
                 code: ReasonCode::SUCCESS,
                 properties,
             })],
+            publisher: false,
         };
         // Every PUBLISH still unacknowledged was sent on an earlier connection: pump
         // resends them first, within the new client's Receive Maximum. PUBRELs are
@@ -458,6 +462,7 @@ impl Connection {
     }
 
     fn on_publish(&mut self, mut p: Publish, now: Now) -> Result<(), Exit> {
+        self.publisher = true;
         let v5 = self.version == ProtocolVersion::V5;
         self.inbound_aliases
             .resolve(&mut p)

@@ -19,6 +19,7 @@ use tracing::{info, warn};
 use session::{Connection, Exit};
 
 use crate::protocols::frames::FrameReader;
+use crate::protocols::pressure::Pressure;
 use crate::protocols::{acks, socket};
 use crate::router::OutboxLimits;
 use crate::server::Context;
@@ -98,6 +99,9 @@ async fn run(
     let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut more = false;
+    let mut pressure = Pressure::new(ctx.router.memory());
+    let connect_deadline = tokio::time::sleep(ctx.config.limits.connect_timeout);
+    tokio::pin!(connect_deadline);
     loop {
         if !conn.out.is_empty() {
             let written = socket::write(writer, &conn.out).await;
@@ -114,10 +118,13 @@ async fn run(
             }
         }
         let pub_acks = conn.pub_acks_head();
+        // Under memory pressure a publisher is not read from: its ops wait in the
+        // socket. Its PONGs wait too, so no PING is sent or counted meanwhile.
+        let held_back = pressure.holds(conn.publisher);
         tokio::select! {
             biased;
             _ = ctx.shutdown.cancelled() => return Err(Exit::Shutdown),
-            op = reader.next() => match op {
+            op = reader.next(), if !held_back => match op {
                 None => return Err(Exit::Network("closed by the client".into())),
                 Some(Err(e)) => return Err(decode_exit(e)),
                 Some(Ok(op)) => {
@@ -136,7 +143,15 @@ async fn run(
                     reader.handle_buffered(|op| step(op.map_err(decode_exit)?))?;
                 }
             },
-            _ = pings.tick() => conn.ping()?,
+            // nats-server's auth_timeout: a client that never sends CONNECT
+            // does not keep its connection.
+            _ = &mut connect_deadline, if !conn.is_connected() => {
+                return Err(Exit::Err("Authentication Timeout"));
+            }
+            _ = pings.tick() => if !held_back {
+                conn.ping()?;
+            },
+            _ = pressure.relieved(), if held_back => pings.reset(),
             _ = acks::committed(&pub_acks) => {}
             _ = session.wait(), if !more => {}
             _ = std::future::ready(()), if more => {}

@@ -118,6 +118,11 @@ pub(crate) struct Connection {
     pub_acks: Deferred<(Subject, Appended)>,
     /// Encoded output, written by the shell.
     pub(crate) out: BytesMut,
+    /// The client has published (only publishers are held back under memory
+    /// pressure).
+    pub(crate) publisher: bool,
+    /// CONNECT was accepted; before it, no other op is.
+    connected: bool,
 }
 
 impl Connection {
@@ -148,6 +153,8 @@ impl Connection {
             max_pings_out,
             pub_acks: Deferred::default(),
             out: BytesMut::new(),
+            publisher: false,
+            connected: false,
         };
         conn.send(&ServerOp::Info(info));
         conn
@@ -169,8 +176,18 @@ impl Connection {
         }
     }
 
+    /// Whether CONNECT was accepted.
+    pub(crate) fn is_connected(&self) -> bool {
+        self.connected
+    }
+
     /// Handles one op from the client.
     pub(crate) fn handle(&mut self, op: ClientOp, now: Now) -> Result<(), Exit> {
+        // nats-server's answer when authorization is set up; it is where the
+        // access-control checks go, so it applies to every client.
+        if !self.connected && !matches!(op, ClientOp::Connect(_)) {
+            return Err(Exit::Err("Authorization Violation"));
+        }
         match op {
             ClientOp::Connect(json) => self.on_connect(&json),
             ClientOp::Pub {
@@ -233,6 +250,7 @@ impl Connection {
             "nats: client connected"
         );
         self.opts = opts;
+        self.connected = true;
         self.ok();
         Ok(())
     }
@@ -245,6 +263,7 @@ impl Connection {
         payload: Bytes,
         now: Now,
     ) {
+        self.publisher = true;
         // nats-server checks publish subjects only in pedantic mode; the error keeps
         // the connection open.
         if self.opts.pedantic && !valid_publish_subject(subject) {

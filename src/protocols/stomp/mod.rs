@@ -24,6 +24,7 @@ use crate::protocols::acks;
 use crate::protocols::delivery::{write_pending, Deliveries};
 use crate::protocols::frames::FrameReader;
 use crate::protocols::now;
+use crate::protocols::pressure::Pressure;
 use crate::protocols::socket::{self, Watched};
 use crate::server::Context;
 
@@ -116,9 +117,8 @@ where
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_write = Instant::now();
-    let high = ctx.config.limits.memory_high_watermark;
     let opened = Instant::now();
-    let mut blocked = false;
+    let mut pressure = Pressure::new(ctx.router.memory());
     loop {
         match write_pending(writer, conn).await {
             Ok(true) => last_write = Instant::now(),
@@ -127,7 +127,8 @@ where
         }
         // Under memory pressure a publisher is not read from (RabbitMQ's flow
         // control): its SENDs wait in the socket, not in memory.
-        let reading = !(blocked && conn.publisher);
+        let held_back = pressure.holds(conn.publisher);
+        let reading = !held_back;
         let deferred = conn.deferred_head();
         tokio::select! {
             biased;
@@ -153,13 +154,8 @@ where
                 if !send.is_zero() && last_write.elapsed() >= send / 2 {
                     encode_heartbeat(&mut conn.out);
                 }
-                let queued = ctx.router.queued_bytes();
-                if queued > high {
-                    blocked = true;
-                } else if queued < high / 10 * 8 {
-                    blocked = false;
-                }
             }
+            _ = pressure.relieved(), if held_back => {}
             item = reader.next(), if reading => match item {
                 None => return End::Closed("closed by the client".into()),
                 Some(Err(e)) => {

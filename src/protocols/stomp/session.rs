@@ -17,7 +17,7 @@ use super::translate::{
 use crate::protocols::acks::Deferred;
 use crate::protocols::delivery::Deliveries;
 use crate::router::{
-    ArgValue, ConnId, ConsumerId, ConsumerSpec, Credit, Dest, Entry, Now, Outlet, OutletItem,
+    ArgValue, ConnId, ConsumerId, ConsumerSpec, Credit, Dest, Entry, Held, Now, Outlet, OutletItem,
     Queue, QueueArgs, QueueSpec, Router, Subject, Ticket, VhostError,
 };
 
@@ -171,7 +171,8 @@ pub(super) struct Connection {
     pending: BTreeMap<u64, Pending>,
     next_delivery: u64,
     transactions: HashMap<String, Vec<TxOp>>,
-    tx_bytes: usize,
+    /// Body bytes of the open transactions, counted in the memory ledger.
+    tx_bytes: Held,
     /// `/temp-queue/<name>` -> the queue standing for it.
     temp_queues: HashMap<String, String>,
     /// Receipts waiting for storage (a persistent SEND's, a COMMIT's), and those
@@ -187,6 +188,7 @@ impl Connection {
         session: String,
         outlet_max: usize,
     ) -> Connection {
+        let tx_bytes = Held::new(router.memory().clone());
         Connection {
             id,
             router,
@@ -203,7 +205,7 @@ impl Connection {
             pending: BTreeMap::new(),
             next_delivery: 1,
             transactions: HashMap::new(),
-            tx_bytes: 0,
+            tx_bytes,
             temp_queues: HashMap::new(),
             deferred: Deferred::default(),
         }
@@ -389,7 +391,7 @@ impl Connection {
             .transactions
             .get_mut(tx)
             .ok_or_else(|| bad_transaction(tx))?;
-        if ops.len() >= MAX_TX_FRAMES || self.tx_bytes + size > self.offer.max_tx_bytes {
+        if ops.len() >= MAX_TX_FRAMES || self.tx_bytes.bytes() + size > self.offer.max_tx_bytes {
             return Err(error(
                 "Transaction too large",
                 format!(
@@ -399,7 +401,7 @@ impl Connection {
                 ),
             ));
         }
-        self.tx_bytes += size;
+        self.tx_bytes.add(size);
         ops.push(op);
         Ok(())
     }
@@ -805,7 +807,7 @@ impl Connection {
             .transactions
             .remove(tx)
             .ok_or_else(|| bad_transaction(tx))?;
-        self.tx_bytes -= ops.iter().map(TxOp::size).sum::<usize>();
+        self.tx_bytes.remove(ops.iter().map(TxOp::size).sum());
         Ok(ops)
     }
 

@@ -146,11 +146,6 @@ impl Router {
         queue.dispatch(now, &mut dead);
         self.dead_letter(queue, dead, now);
     }
-
-    /// Memory held by ready messages of all queues.
-    pub fn queued_bytes(&self) -> usize {
-        self.vhost.queued_bytes.load(Ordering::Relaxed)
-    }
 }
 
 /// `entries` grouped by queue, each group in its original order.

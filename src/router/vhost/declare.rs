@@ -431,7 +431,7 @@ impl Router {
         let q = Arc::new(Queue::new(
             name.clone(),
             spec,
-            self.vhost.queued_bytes.clone(),
+            self.vhost.memory.clone(),
             store,
             now.at,
         ));

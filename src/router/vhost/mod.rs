@@ -26,10 +26,11 @@ pub mod route;
 
 use std::collections::HashMap;
 use std::hash::RandomState;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use self::exchanges::{Exchange, ExchangeKind, ExchangeSpec};
+use super::memory::Memory;
 use super::queues::Queue;
 use super::Router;
 
@@ -156,21 +157,21 @@ pub(crate) struct Vhost {
     exchanges: RwLock<Exchanges>,
     queues: RwLock<HashMap<String, Arc<Queue>>>,
     next_consumer: AtomicU64,
-    /// Memory of ready queue messages, for the memory watermark.
-    pub(super) queued_bytes: Arc<AtomicUsize>,
+    /// The router's memory ledger, which every queue counts its entries in.
+    pub(super) memory: Arc<Memory>,
     name_counter: AtomicU64,
     name_hasher: RandomState,
 }
 
 impl Vhost {
     /// The vhost with only the predeclared exchanges, bounded by `limits`.
-    pub(crate) fn new(limits: VhostLimits) -> Vhost {
+    pub(crate) fn new(limits: VhostLimits, memory: Arc<Memory>) -> Vhost {
         Vhost {
             limits,
             exchanges: RwLock::new(Exchanges::new()),
             queues: RwLock::new(HashMap::new()),
             next_consumer: AtomicU64::new(1),
-            queued_bytes: Arc::new(AtomicUsize::new(0)),
+            memory,
             name_counter: AtomicU64::new(0),
             name_hasher: RandomState::new(),
         }
