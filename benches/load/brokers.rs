@@ -145,6 +145,12 @@ impl Dwbroker {
     /// Starts dwbroker on `data_dir` (kept when it stops: another start on it
     /// recovers what it stored).
     pub fn start_on(bin: &Path, data_dir: &Path) -> Res<Dwbroker> {
+        Dwbroker::start_with_limits(bin, data_dir, "")
+    }
+
+    /// [`Dwbroker::start_on`] with `limits` (TOML lines) added to the config's
+    /// `[limits]`.
+    pub fn start_with_limits(bin: &Path, data_dir: &Path, limits: &str) -> Res<Dwbroker> {
         if !bin.exists() {
             return Err(format!(
                 "{} not found: build it with `cargo build --release --bin dwbroker`",
@@ -155,7 +161,7 @@ impl Dwbroker {
         let [mqtt, amqp, stomp, nats, kafka_rest] = pick_ports()?.map(loopback);
         let config =
             std::env::temp_dir().join(format!("dwbroker-load-{}.toml", std::process::id()));
-        std::fs::write(&config, DW_CONFIG)?;
+        std::fs::write(&config, format!("{DW_CONFIG}{limits}"))?;
         // With --pin the generator has already pinned itself to one CPU, and a child
         // inherits that mask; tokio sizes its worker pool from the CPUs it may use.
         // Start dwbroker on every online CPU, as the reference brokers were started,

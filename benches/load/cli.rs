@@ -91,6 +91,13 @@ receive time minus send time, in the one generator process):
                consumed with acks, against dwbroker on a fresh data dir; prints the
                data dir's largest size and its size 10 s after the last ack; exits 1
                on a loss, a nack, or a run longer than 600 s
+  memory-bound an MQTT QoS 1 publisher and a NATS publisher send --messages of --size
+               bytes each (defaults 32768 x 16384: 1 GiB in all) into amq.topic-bound
+               queues nobody consumes, and a slow STOMP subscriber takes a copy of
+               everything, against dwbroker with memory_high_watermark = --bound-mib
+               (default 64); publishing must stall with both publishers connected and
+               broker RSS under 3x the bound; then consumers start and every
+               acknowledged message must arrive. Prints RSS over time; exits 1 otherwise
   all          every scenario above but smoke, with the options given
 
 OUTPUT, per run: messages sent / received / lost (expected minus received; expected is
@@ -164,6 +171,8 @@ pub enum Scenario {
     Crash,
     /// Persistent publish + ack volume against dwbroker: data dir size
     StorageSoak,
+    /// Publishers held back at memory_high_watermark (--bound-mib): RSS, no loss
+    MemoryBound,
     /// Every scenario but smoke
     All,
 }
@@ -193,6 +202,7 @@ impl Scenario {
             Scenario::Smoke => "smoke",
             Scenario::Crash => "crash",
             Scenario::StorageSoak => "storage-soak",
+            Scenario::MemoryBound => "memory-bound",
             Scenario::All => "all",
         }
     }
@@ -214,7 +224,11 @@ impl Scenario {
             Scenario::AmqpQueue | Scenario::AmqpReqrep => Protocol::Amqp,
             Scenario::StompQueue | Scenario::StompTopic | Scenario::StompReqrep => Protocol::Stomp,
             Scenario::KafkaProduce | Scenario::KafkaConsume => Protocol::Kafka,
-            Scenario::Smoke | Scenario::Crash | Scenario::StorageSoak | Scenario::All => {
+            Scenario::Smoke
+            | Scenario::Crash
+            | Scenario::StorageSoak
+            | Scenario::MemoryBound
+            | Scenario::All => {
                 unreachable!("expanded or run on its own before running")
             }
         }
@@ -314,6 +328,10 @@ pub struct Cli {
     /// crash: how many crash trials.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub trials: u32,
+
+    /// memory-bound: the broker's memory_high_watermark, in MiB.
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    pub bound_mib: u64,
 
     /// mqtt-idle: idle connections to open.
     #[arg(long, default_value_t = 10_000, value_name = "N")]

@@ -15,6 +15,7 @@ mod cli;
 mod crash;
 mod jetstream;
 mod kafka;
+mod memory;
 mod mqtt;
 mod nats;
 mod procstat;
@@ -280,7 +281,11 @@ async fn run_one(p: &Params, t: &Target, pinned: bool) -> RunResult {
             Scenario::JsConsume => jetstream::consume(p, t, &mut meter).await,
             Scenario::KafkaProduce => kafka::produce(p, t, &mut meter).await,
             Scenario::KafkaConsume => kafka::consume(p, t, &mut meter).await,
-            Scenario::Smoke | Scenario::Crash | Scenario::StorageSoak | Scenario::All => {
+            Scenario::Smoke
+            | Scenario::Crash
+            | Scenario::StorageSoak
+            | Scenario::MemoryBound
+            | Scenario::All => {
                 unreachable!("expanded by plan(), or run on its own")
             }
         }
@@ -502,6 +507,15 @@ fn main() -> ExitCode {
                 &cli.dwbroker_bin,
                 cli.messages.unwrap_or(65_536),
                 if cli.size == 64 { 16_384 } else { cli.size },
+            )),
+        ),
+        Scenario::MemoryBound => verdict(
+            "memory bound",
+            rt.block_on(memory::run(
+                &cli.dwbroker_bin,
+                cli.messages.unwrap_or(32_768),
+                if cli.size == 64 { 16_384 } else { cli.size },
+                cli.bound_mib,
             )),
         ),
         _ => rt.block_on(run(cli, plan)),

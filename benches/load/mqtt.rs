@@ -20,7 +20,7 @@ use crate::procstat::Meter;
 use crate::stats::{payload, round_trips, run_id, Pacer, Receivers, Recorder, Tasks};
 use crate::{Outcome, Params, Res, SETUP};
 
-fn client(id: String, addr: SocketAddr, size: usize, cap: usize) -> (AsyncClient, EventLoop) {
+pub fn client(id: String, addr: SocketAddr, size: usize, cap: usize) -> (AsyncClient, EventLoop) {
     client_with(id, addr, size, cap, true)
 }
 

@@ -12,7 +12,7 @@ use crate::procstat::Meter;
 use crate::stats::{payload, round_trips, run_id, Pacer, Receivers, Tasks};
 use crate::{Outcome, Params, Res, SETUP};
 
-async fn connect(addr: SocketAddr) -> Res<Client> {
+pub async fn connect(addr: SocketAddr) -> Res<Client> {
     let c = timeout(
         SETUP,
         ConnectOptions::new()

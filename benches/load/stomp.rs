@@ -88,7 +88,7 @@ impl Conn {
     }
 
     /// SUBSCRIBEs to `dest` (ack auto) and waits for the RECEIPT.
-    async fn subscribe(&mut self, dest: &str) -> Res<()> {
+    pub async fn subscribe(&mut self, dest: &str) -> Res<()> {
         let sub = Frame::new(Command::Subscribe)
             .with("id", "0")
             .with("destination", dest)
@@ -97,7 +97,7 @@ impl Conn {
     }
 
     /// The next MESSAGE; any other frame, or the end of the connection, is an error.
-    async fn message(&mut self) -> Res<Frame> {
+    pub async fn message(&mut self) -> Res<Frame> {
         match self.next().await? {
             Some(f) if f.command == Command::Message => Ok(f),
             Some(f) => Err(format!("expected MESSAGE, got {f:?}").into()),
