@@ -557,8 +557,24 @@ impl Router {
     }
 
     /// The retained messages matching `filter` that have not expired by `now`.
+    /// A wildcard filter is matched a page of stored subjects at a time, so that
+    /// a `#` subscription over a large store does not hold up retained publishes.
     pub fn retained(&self, filter: &Filter, now: Now) -> Vec<Arc<Message>> {
-        self.retained_store().matching(filter, now.unix_ms)
+        const PAGE: usize = 1024;
+        let mut found = Vec::new();
+        let mut after = None;
+        loop {
+            after = self.retained_store().matching_page(
+                filter,
+                now.unix_ms,
+                after.as_ref(),
+                PAGE,
+                &mut found,
+            );
+            if after.is_none() {
+                return found;
+            }
+        }
     }
 
     /// How many sessions are registered.

@@ -9,7 +9,8 @@
 //! (`sensors/kitchen/#`) scans only the subjects that start with that prefix, and
 //! a literal filter is one lookup.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 use std::sync::Arc;
 
 use super::message::Message;
@@ -29,6 +30,8 @@ pub struct RetainedLimits {
 pub struct Retained {
     limits: RetainedLimits,
     by_subject: BTreeMap<Subject, Arc<Message>>,
+    /// The messages that expire, by expiry: a sweep takes only what is due.
+    by_expiry: BTreeSet<(u64, Subject)>,
     bytes: usize,
     /// Refusing since the last stored message: warn once per episode.
     refusing: bool,
@@ -40,6 +43,7 @@ impl Retained {
         Retained {
             limits,
             by_subject: BTreeMap::new(),
+            by_expiry: BTreeSet::new(),
             bytes: 0,
             refusing: false,
         }
@@ -70,7 +74,12 @@ impl Retained {
         }
         self.refusing = false;
         self.bytes = bytes;
-        self.by_subject.insert(msg.subject.clone(), msg);
+        if let Some(at) = msg.expires_at {
+            self.by_expiry.insert((at, msg.subject.clone()));
+        }
+        if let Some(old) = self.by_subject.insert(msg.subject.clone(), msg) {
+            self.unindex(&old);
+        }
         true
     }
 
@@ -79,9 +88,16 @@ impl Retained {
         match self.by_subject.remove(subject) {
             Some(old) => {
                 self.bytes -= old.weight();
+                self.unindex(&old);
                 true
             }
             None => false,
+        }
+    }
+
+    fn unindex(&mut self, old: &Message) {
+        if let Some(at) = old.expires_at {
+            self.by_expiry.remove(&(at, old.subject.clone()));
         }
     }
 
@@ -89,49 +105,73 @@ impl Retained {
     /// leaving out those whose expiry is at or before `now_ms` (they stay stored until
     /// [`Retained::remove_expired`]).
     pub fn matching(&self, filter: &Filter, now_ms: u64) -> Vec<Arc<Message>> {
-        let live = |m: &&Arc<Message>| !m.is_expired(now_ms);
+        let mut found = Vec::new();
+        self.matching_page(filter, now_ms, None, usize::MAX, &mut found);
+        found
+    }
+
+    /// [`Retained::matching`] a page at a time: looks at no more than `budget`
+    /// stored subjects after `after` (from the start when `None`), adds what
+    /// matches to `found` and returns where to go on from (`None`: done), so that
+    /// a caller can let go of the store's lock between pages.
+    pub fn matching_page(
+        &self,
+        filter: &Filter,
+        now_ms: u64,
+        after: Option<&Subject>,
+        budget: usize,
+        found: &mut Vec<Arc<Message>>,
+    ) -> Option<Subject> {
+        let live = |m: &Arc<Message>| !m.is_expired(now_ms);
         let (prefix, literal) = filter.literal_prefix();
         if literal {
-            return self
-                .by_subject
-                .get(prefix.as_str())
-                .filter(live)
-                .filter(|m| filter.matches(&m.subject))
-                .cloned()
-                .into_iter()
-                .collect();
+            found.extend(
+                self.by_subject
+                    .get(prefix.as_str())
+                    .filter(|m| live(m) && filter.matches(&m.subject))
+                    .cloned(),
+            );
+            return None;
         }
-        self.by_subject
-            .range::<str, _>((
-                std::ops::Bound::Included(prefix.as_str()),
-                std::ops::Bound::Unbounded,
-            ))
+        let start = match after {
+            Some(s) => Bound::Excluded(s.as_str()),
+            None => Bound::Included(prefix.as_str()),
+        };
+        let mut last: Option<&Subject> = None;
+        for (seen, (subject, m)) in self
+            .by_subject
+            .range::<str, _>((start, Bound::Unbounded))
             .take_while(|(subject, _)| subject.as_str().starts_with(&prefix))
-            .filter(|(subject, _)| filter.matches(subject))
-            .map(|(_, m)| m)
-            .filter(live)
-            .cloned()
-            .collect()
+            .enumerate()
+        {
+            if seen == budget.max(1) {
+                return last.cloned();
+            }
+            last = Some(subject);
+            if filter.matches(subject) && live(m) {
+                found.push(m.clone());
+            }
+        }
+        None
     }
 
     /// Drops every message whose expiry is at or before `now_ms`; returns their
     /// subjects.
     pub fn remove_expired(&mut self, now_ms: u64) -> Vec<Subject> {
-        let mut freed = 0;
         let mut gone = Vec::new();
-        self.by_subject.retain(|subject, m| {
-            let keep = !m.is_expired(now_ms);
-            if !keep {
-                freed += m.weight();
-                gone.push(subject.clone());
+        while self.by_expiry.first().is_some_and(|(at, _)| *at <= now_ms) {
+            let Some((_, subject)) = self.by_expiry.pop_first() else {
+                break;
+            };
+            if let Some(m) = self.by_subject.remove(&subject) {
+                self.bytes -= m.weight();
+                gone.push(subject);
             }
-            keep
-        });
-        self.bytes -= freed;
+        }
         gone
     }
 
-    /// How many subjects have a retained message.
+    /// How many retained messages are stored.
     pub fn len(&self) -> usize {
         self.by_subject.len()
     }
@@ -199,6 +239,52 @@ mod tests {
         let n = |f: &str| topics(&r.matching(&Filter::nats(f).unwrap(), now));
         assert_eq!(n("a.>"), ["a/b", "a/b/c"]);
         assert_eq!(n(">").len(), 7);
+    }
+
+    #[test]
+    fn paged_matching_finds_what_one_pass_finds() {
+        let now = 1_700_000_000_000u64;
+        let mut r = Retained::new(LIMITS);
+        for i in 0..50 {
+            r.set(msg(&format!("p/{i}/x"), "x"));
+            r.set(msg(&format!("p/{i}/y"), "y"));
+        }
+        let filter = Filter::mqtt("p/+/x").unwrap();
+        let whole = topics(&r.matching(&filter, now));
+        assert_eq!(whole.len(), 50);
+        for budget in [1, 2, 7, 100, 1000] {
+            let (mut found, mut after, mut pages) = (Vec::new(), None, 0);
+            loop {
+                after = r.matching_page(&filter, now, after.as_ref(), budget, &mut found);
+                pages += 1;
+                if after.is_none() {
+                    break;
+                }
+            }
+            assert_eq!(topics(&found), whole, "budget {budget}");
+            assert!(pages >= 100 / budget, "budget {budget}: {pages} pages");
+        }
+    }
+
+    #[test]
+    fn expiry_index_follows_replacements_and_clears() {
+        let now = 1_700_000_000_000u64;
+        let mut r = Retained::new(LIMITS);
+        let expiring = |topic: &str, at: u64| {
+            let mut m = Message::clone(&msg(topic, "x"));
+            m.expires_at = Some(at);
+            Arc::new(m)
+        };
+        r.set(expiring("a", now + 10));
+        // Replaced by one that does not expire: it stays.
+        r.set(msg("a", "kept"));
+        r.set(expiring("b", now + 10));
+        r.clear(&Subject::from_mqtt_topic("b").unwrap());
+        r.set(expiring("c", now + 20));
+        assert!(r.remove_expired(now + 15).is_empty());
+        assert_eq!(r.remove_expired(now + 20).len(), 1);
+        assert_eq!(r.len(), 1);
+        assert!(r.by_expiry.is_empty());
     }
 
     #[test]

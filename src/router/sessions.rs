@@ -67,9 +67,15 @@ pub struct DropStats {
     pub qos0: u64,
 }
 
+/// The queued dispatches, at-most-once ones apart from the others, each in
+/// arrival order and numbered so that taking the next one merges them: the oldest
+/// at-most-once dispatch (what a full outbox drops for a QoS 1/2 one) is at a
+/// front, not found by a scan.
 #[derive(Debug, Default)]
 struct Outbox {
-    queue: VecDeque<Dispatch>,
+    qos0: VecDeque<(u64, Dispatch)>,
+    others: VecDeque<(u64, Dispatch)>,
+    next: u64,
     bytes: usize,
     drops: DropStats,
     /// Dropping since the last successful push: warn once per overflow episode.
@@ -79,8 +85,38 @@ struct Outbox {
 }
 
 impl Outbox {
+    fn len(&self) -> usize {
+        self.qos0.len() + self.others.len()
+    }
+
     fn is_full(&self, limits: &OutboxLimits) -> bool {
-        self.queue.len() >= limits.max_messages || self.bytes >= limits.max_bytes
+        self.len() >= limits.max_messages || self.bytes >= limits.max_bytes
+    }
+
+    fn push_back(&mut self, d: Dispatch, memory: &Memory) {
+        self.added(&d, memory);
+        let n = self.next;
+        self.next += 1;
+        if d.qos == Delivery::AtMostOnce {
+            self.qos0.push_back((n, d));
+        } else {
+            self.others.push_back((n, d));
+        }
+    }
+
+    /// The oldest dispatch.
+    fn pop_front(&mut self, memory: &Memory) -> Option<Dispatch> {
+        let first_is_qos0 = match (self.qos0.front(), self.others.front()) {
+            (Some((a, _)), Some((b, _))) => a < b,
+            (a, _) => a.is_some(),
+        };
+        let (_, d) = if first_is_qos0 {
+            self.qos0.pop_front()?
+        } else {
+            self.others.pop_front()?
+        };
+        self.removed(&d, memory);
+        Some(d)
     }
 
     /// Counts `d`, just queued, here and in the router's ledger.
@@ -104,7 +140,7 @@ impl Outbox {
             self.overflowing = true;
             tracing::warn!(
                 session,
-                queued = self.queue.len(),
+                queued = self.len(),
                 bytes = self.bytes,
                 "session outbox full, dropping messages"
             );
@@ -214,17 +250,11 @@ impl Session {
             let mut outbox = self.outbox();
             if d.qos != Delivery::AtMostOnce {
                 while outbox.is_full(&self.limits) {
-                    let Some(i) = outbox
-                        .queue
-                        .iter()
-                        .position(|q| q.qos == Delivery::AtMostOnce)
-                    else {
+                    let Some((_, evicted)) = outbox.qos0.pop_front() else {
                         break;
                     };
-                    if let Some(evicted) = outbox.queue.remove(i) {
-                        outbox.removed(&evicted, &self.memory);
-                        outbox.count_drop(self.id, Delivery::AtMostOnce);
-                    }
+                    outbox.removed(&evicted, &self.memory);
+                    outbox.count_drop(self.id, Delivery::AtMostOnce);
                 }
             }
             if outbox.is_full(&self.limits) {
@@ -245,8 +275,7 @@ impl Session {
                     dispatch: d.clone(),
                 }));
             }
-            outbox.added(&d, &self.memory);
-            outbox.queue.push_back(d);
+            outbox.push_back(d, &self.memory);
         }
         self.notify.notify_one();
         Pushed::Queued
@@ -258,8 +287,7 @@ impl Session {
         let mut outbox = self.outbox();
         for d in dispatches {
             outbox.last_seq = outbox.last_seq.max(d.seq);
-            outbox.added(&d, &self.memory);
-            outbox.queue.push_back(d);
+            outbox.push_back(d, &self.memory);
         }
     }
 
@@ -267,8 +295,9 @@ impl Session {
     /// message its front had already sent).
     pub fn take(&self, seq: u64) -> Option<Dispatch> {
         let mut outbox = self.outbox();
-        let i = outbox.queue.iter().position(|d| d.seq == seq)?;
-        let d = outbox.queue.remove(i)?;
+        // Only stored (at-least-once) dispatches have a seq; this runs at recovery.
+        let i = outbox.others.iter().position(|(_, d)| d.seq == seq)?;
+        let (_, d) = outbox.others.remove(i)?;
         outbox.removed(&d, &self.memory);
         Some(d)
     }
@@ -301,20 +330,17 @@ impl Session {
 
     /// The next queued dispatch.
     pub fn pop(&self) -> Option<Dispatch> {
-        let mut outbox = self.outbox();
-        let d = outbox.queue.pop_front()?;
-        outbox.removed(&d, &self.memory);
-        Some(d)
+        self.outbox().pop_front(&self.memory)
     }
 
     /// How many dispatches are queued.
     pub fn len(&self) -> usize {
-        self.outbox().queue.len()
+        self.outbox().len()
     }
 
     /// Whether nothing is queued.
     pub fn is_empty(&self) -> bool {
-        self.outbox().queue.is_empty()
+        self.outbox().len() == 0
     }
 
     /// Whether a push now would be dropped.
@@ -387,6 +413,39 @@ mod tests {
         assert_eq!(&s.pop().unwrap().message.payload[..], b"b");
         assert!(s.pop().is_none());
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn mixed_deliveries_keep_arrival_order_and_are_counted_in_the_ledger() {
+        let memory = Arc::new(Memory::default());
+        let s = Session::with_store(
+            1,
+            OutboxLimits {
+                max_messages: 10,
+                max_bytes: 10_000,
+            },
+            None,
+            memory.clone(),
+        );
+        let qos = [
+            Delivery::AtMostOnce,
+            Delivery::AtLeastOnce,
+            Delivery::AtMostOnce,
+            Delivery::ExactlyOnce,
+            Delivery::AtLeastOnce,
+        ];
+        for (p, q) in ["0", "1", "2", "3", "4"].into_iter().zip(qos) {
+            s.push(dispatch(p, q));
+        }
+        assert!(memory.held() > 0);
+        let order: Vec<_> = std::iter::from_fn(|| s.pop())
+            .map(|d| String::from_utf8(d.message.payload.to_vec()).unwrap())
+            .collect();
+        assert_eq!(order, ["0", "1", "2", "3", "4"]);
+        assert_eq!(memory.held(), 0);
+        s.push(dispatch("kept", Delivery::AtLeastOnce));
+        drop(s);
+        assert_eq!(memory.held(), 0, "a dropped session releases its outbox");
     }
 
     #[test]

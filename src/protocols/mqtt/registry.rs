@@ -7,7 +7,7 @@
 //! mutex is never held across an `.await` nor while calling into the router; see
 //! docs/locks.md.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -201,6 +201,54 @@ struct Parked {
     will: Option<PendingWill>,
 }
 
+impl Parked {
+    /// When the sweeper has something to do for it: its will's delay passes or
+    /// it expires, whichever comes first.
+    fn next_due(&self) -> Instant {
+        match &self.will {
+            Some(w) => w.due.min(self.expires_at),
+            None => self.expires_at,
+        }
+    }
+}
+
+/// The client ids and, in time order, when each parked session is next due, so
+/// that a sweep looks only at what is due (not at every session).
+#[derive(Debug, Default)]
+struct Slots {
+    by_id: HashMap<String, Slot>,
+    due: BTreeSet<(Instant, String)>,
+}
+
+impl Slots {
+    /// Puts `slot` under `id`, keeping the time index in step; returns what was
+    /// there.
+    fn insert(&mut self, id: &str, slot: Slot) -> Option<Slot> {
+        let due = match &slot {
+            Slot::Parked(p) => Some(p.next_due()),
+            Slot::Online { .. } => None,
+        };
+        let old = self.by_id.insert(id.to_owned(), slot);
+        self.unindex(id, old.as_ref());
+        if let Some(at) = due {
+            self.due.insert((at, id.to_owned()));
+        }
+        old
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Slot> {
+        let old = self.by_id.remove(id);
+        self.unindex(id, old.as_ref());
+        old
+    }
+
+    fn unindex(&mut self, id: &str, old: Option<&Slot>) {
+        if let Some(Slot::Parked(p)) = old {
+            self.due.remove(&(p.next_due(), id.to_owned()));
+        }
+    }
+}
+
 /// What a connecting client finds under its client id.
 #[derive(Debug)]
 pub(crate) enum Prior {
@@ -230,11 +278,11 @@ pub(crate) struct Due {
 /// The registry of MQTT sessions.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
-    slots: Mutex<HashMap<String, Slot>>,
+    slots: Mutex<Slots>,
 }
 
 impl Registry {
-    fn slots(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
+    fn slots(&self) -> MutexGuard<'_, Slots> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -249,10 +297,10 @@ impl Registry {
         max_sessions: usize,
     ) -> Prior {
         let mut slots = self.slots();
-        if slots.len() >= max_sessions && !slots.contains_key(client_id) {
+        if slots.by_id.len() >= max_sessions && !slots.by_id.contains_key(client_id) {
             return Prior::Full;
         }
-        match slots.insert(client_id.to_owned(), Slot::Online { conn, kick }) {
+        match slots.insert(client_id, Slot::Online { conn, kick }) {
             None => Prior::Fresh,
             // The sweeper may not have run since the session expired: an expired
             // session is never resumed, and its will is still due.
@@ -275,14 +323,15 @@ impl Registry {
         park: Option<(SessionState, Instant, Option<PendingWill>)>,
     ) -> Option<SessionState> {
         let mut slots = self.slots();
-        let ours = matches!(slots.get(client_id), Some(Slot::Online { conn: c, .. }) if *c == conn);
+        let ours =
+            matches!(slots.by_id.get(client_id), Some(Slot::Online { conn: c, .. }) if *c == conn);
         if !ours {
             return park.map(|(state, _, _)| state);
         }
         match park {
             Some((state, expires_at, will)) => {
                 slots.insert(
-                    client_id.to_owned(),
+                    client_id,
                     Slot::Parked(Box::new(Parked {
                         state,
                         expires_at,
@@ -297,34 +346,32 @@ impl Registry {
         None
     }
 
-    /// Collects due wills and expired sessions.
+    /// Collects due wills and expired sessions: only the parked sessions whose
+    /// time has come are looked at.
     pub(crate) fn sweep(&self, now: Instant) -> Due {
         let mut due = Due::default();
         let mut slots = self.slots();
-        let expired: Vec<String> = slots
-            .iter_mut()
-            .filter_map(|(id, slot)| match slot {
-                Slot::Parked(parked) => {
-                    let expired = parked.expires_at <= now;
-                    // A will is published when its delay passes or when the session
-                    // ends, whichever comes first (MQTT 5 §3.1.3.2.2).
-                    if parked
-                        .will
-                        .as_ref()
-                        .is_some_and(|w| w.due <= now || expired)
-                    {
-                        if let Some(w) = parked.will.take() {
-                            due.wills.push(w.message);
-                        }
-                    }
-                    expired.then(|| id.clone())
+        while slots.due.first().is_some_and(|(at, _)| *at <= now) {
+            let Some((_, id)) = slots.due.pop_first() else {
+                break;
+            };
+            let Some(Slot::Parked(parked)) = slots.by_id.get_mut(&id) else {
+                continue;
+            };
+            let expired = parked.expires_at <= now;
+            // A will is published when its delay passes or when the session
+            // ends, whichever comes first (MQTT 5 §3.1.3.2.2).
+            if let Some(w) = parked.will.take() {
+                due.wills.push(w.message);
+            }
+            if expired {
+                if let Some(Slot::Parked(parked)) = slots.by_id.remove(&id) {
+                    due.expired.push((id, parked.state));
                 }
-                Slot::Online { .. } => None,
-            })
-            .collect();
-        for id in expired {
-            if let Some(Slot::Parked(parked)) = slots.remove(&id) {
-                due.expired.push((id, parked.state));
+            } else {
+                // Its will is gone: next due at its expiry.
+                let at = parked.expires_at;
+                slots.due.insert((at, id));
             }
         }
         due
@@ -338,7 +385,7 @@ impl Registry {
             let state = SessionState::restored(&r);
             let expires_at = now + std::time::Duration::from_secs(u64::from(r.expiry_secs));
             slots.insert(
-                r.name,
+                &r.name,
                 Slot::Parked(Box::new(Parked {
                     state,
                     expires_at,
@@ -351,7 +398,7 @@ impl Registry {
     /// Number of client ids known (online or parked).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.slots().len()
+        self.slots().by_id.len()
     }
 }
 
@@ -446,6 +493,36 @@ mod tests {
         assert_eq!(reg.len(), 2);
         let due = reg.sweep(now + Duration::from_secs(3));
         assert!(due.wills.is_empty(), "a will is published once");
+        // a expires later; c's will goes with its session.
+        let due = reg.sweep(now + Duration::from_secs(11));
+        assert_eq!((due.wills.len(), due.expired.len()), (1, 2));
+        assert_eq!(reg.len(), 0);
+        assert!(reg.slots().due.is_empty());
+    }
+
+    #[test]
+    fn a_session_claimed_back_leaves_the_time_index() {
+        let r = router();
+        let reg = Registry::default();
+        let now = Instant::now();
+        for round in 0..3 {
+            let (tx, _rx) = oneshot::channel();
+            reg.claim("back", round, tx, now, 100);
+            let expires = now + Duration::from_secs(60);
+            reg.release(
+                "back",
+                round,
+                Some((SessionState::open(&r, "back", 60), expires, None)),
+            );
+            assert_eq!(reg.slots().due.len(), 1);
+        }
+        let (tx, _rx) = oneshot::channel();
+        assert!(matches!(
+            reg.claim("back", 9, tx, now, 100),
+            Prior::Parked(_)
+        ));
+        assert!(reg.slots().due.is_empty());
+        assert!(reg.sweep(now + Duration::from_secs(61)).expired.is_empty());
     }
 
     #[test]
