@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use dwbroker_codecs::stomp::{Command, Frame};
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
@@ -199,6 +199,9 @@ async fn amqp_durable_declarations_and_persistent_messages_survive_kill_9() {
     )
     .await
     .unwrap();
+    // A synchronous method on the same channel: its answer means the publish
+    // before it was routed (frames of one channel are handled in order).
+    ch.basic_qos(0, BasicQosOptions::default()).await.unwrap();
     let (mut m, _) = common::v4(p.mqtt, |_| {}, "binding-check").await;
     m.client
         .publish("sensors/kitchen", rumqttc::QoS::AtLeastOnce, false, "21.5")

@@ -11,7 +11,7 @@ use std::time::Duration;
 use dwbroker_codecs::stomp::{Command, Frame, Received, Version};
 use tokio::time::Instant;
 
-use common::stomp_raw::{connect_frame, send_frame, unique, StompRaw};
+use common::stomp_raw::{assert_stomp_serves, connect_frame, send_frame, unique, StompRaw};
 use common::WAIT;
 
 async fn broker() -> (dwbroker::Broker, SocketAddr) {
@@ -239,13 +239,26 @@ async fn every_frame_gets_its_receipt_and_disconnect_closes_after_it() {
         Frame::new(Command::Commit).with("transaction", "tx2"),
         Frame::new(Command::Unsubscribe).with("id", "s1"),
     ];
-    for (i, f) in frames.into_iter().enumerate() {
+    // A frame held in a transaction gets its receipt when the transaction ends
+    // (RabbitMQ's order): receipt-2 comes with the ABORT's.
+    let expected: [&[&str]; 7] = [
+        &["receipt-0"],
+        &["receipt-1"],
+        &[],
+        &["receipt-2", "receipt-3"],
+        &["receipt-4"],
+        &["receipt-5"],
+        &["receipt-6"],
+    ];
+    for (i, (f, want)) in frames.into_iter().zip(expected).enumerate() {
         let r = format!("receipt-{i}");
         c.send_frame(&f.with("receipt", &r)).await;
-        let got = c.next().await;
-        assert_eq!(got.command, Command::Receipt, "{got:?}");
-        assert_eq!(got.header("receipt-id"), Some(r.as_str()));
-        assert!(got.body.is_empty());
+        for w in want {
+            let got = c.next().await;
+            assert_eq!(got.command, Command::Receipt, "{got:?}");
+            assert_eq!(got.header("receipt-id"), Some(*w));
+            assert!(got.body.is_empty());
+        }
     }
     // A SEND's receipt comes after the message is routed; DISCONNECT's before the close.
     c.send_frame(&send_frame(&q, b"x").with("receipt", "last-send"))
@@ -259,6 +272,36 @@ async fn every_frame_gets_its_receipt_and_disconnect_closes_after_it() {
         (Command::Receipt, Some("bye"))
     );
     c.expect_closed().await;
+}
+
+/// RabbitMQ sends the receipts of a transaction's SENDs when it commits, after
+/// nothing before.
+#[tokio::test]
+async fn receipts_of_a_transactions_sends_come_at_commit() {
+    let (_b, addr) = broker().await;
+    let mut c = StompRaw::connected(addr).await;
+    let q = format!("/queue/{}", unique("txr"));
+    c.send_frame(&Frame::new(Command::Begin).with("transaction", "t"))
+        .await;
+    for i in 0..5 {
+        c.send_frame(
+            &send_frame(&q, b"m")
+                .with("transaction", "t")
+                .with("receipt", &format!("s{i}")),
+        )
+        .await;
+    }
+    let early = tokio::time::timeout(std::time::Duration::from_millis(300), c.recv()).await;
+    assert!(early.is_err(), "before COMMIT: {early:?}");
+    c.send_frame(
+        &Frame::new(Command::Commit)
+            .with("transaction", "t")
+            .with("receipt", "commit"),
+    )
+    .await;
+    for want in ["s0", "s1", "s2", "s3", "s4", "commit"] {
+        assert_eq!(c.next().await.header("receipt-id"), Some(want));
+    }
 }
 
 // --- Destinations ----------------------------------------------------------------------
@@ -446,7 +489,8 @@ async fn amq_queue_destination_needs_an_existing_queue() {
     )
     .await;
     let e = c.expect_error("not_found", Some("r1")).await;
-    assert!(body(&e).contains("NOT_FOUND"), "{e:?}");
+    // RabbitMQ's wording: "no queue '...' in vhost '/'".
+    assert!(body(&e).starts_with("no queue"), "{e:?}");
 }
 
 #[tokio::test]
@@ -709,6 +753,122 @@ async fn nack_without_requeue_drops_the_message() {
         (body(&next), next.header("redelivered")),
         ("sentinel", Some("false"))
     );
+}
+
+/// stomp.py writes Python's `False`; RabbitMQ reads it as false.
+#[tokio::test]
+async fn nack_with_requeue_false_capitalised_drops_the_message() {
+    let (_b, addr) = broker().await;
+    let q = format!("/queue/{}", unique("dropcap"));
+    let mut c = StompRaw::connected(addr).await;
+    c.subscribe("s", &q, "client-individual").await;
+    fill(addr, &q, 1).await;
+    let m = c.message().await;
+    c.send_frame(&nack(&ack_id(&m)).with("requeue", "False"))
+        .await;
+    c.send_to(&q, b"sentinel").await;
+    assert_eq!(body(&c.message().await), "sentinel");
+}
+
+/// STOMP 1.2 acknowledges by `id`; a message-id alone is RabbitMQ's
+/// "Missing header" error.
+#[tokio::test]
+async fn a_1_2_ack_without_id_is_an_error() {
+    let (_b, addr) = broker().await;
+    let q = format!("/queue/{}", unique("noid"));
+    let mut c = StompRaw::connected(addr).await;
+    c.subscribe("s", &q, "client-individual").await;
+    fill(addr, &q, 1).await;
+    let m = c.message().await;
+    c.send_frame(&Frame::new(Command::Ack).with("message-id", &ack_id(&m)))
+        .await;
+    let e = c.expect_error("Missing header", None).await;
+    assert!(body(&e).contains("'id'"), "{e:?}");
+}
+
+/// As RabbitMQ: a name with a `/` in a queue or topic destination, an empty
+/// exchange name or a routing key with a `/` is "Invalid destination".
+#[tokio::test]
+async fn invalid_destinations_get_rabbitmqs_answer() {
+    let (_b, addr) = broker().await;
+    for (dest, body_text) in [
+        (
+            "/queue/bah/baz",
+            "'/bah/baz' is not a valid queue destination\n",
+        ),
+        (
+            "/topic/bah/baz",
+            "'/bah/baz' is not a valid topic destination\n",
+        ),
+        (
+            "/exchange//foo",
+            "'//foo' is not a valid exchange destination\n",
+        ),
+        (
+            "/exchange/x/a/b",
+            "'/x/a/b' is not a valid exchange destination\n",
+        ),
+        ("/queue", "'' is not a valid queue destination\n"),
+    ] {
+        let mut c = StompRaw::connected(addr).await;
+        c.send_frame(&send_frame(dest, b"x")).await;
+        let e = c.expect_error("Invalid destination", None).await;
+        assert_eq!(body(&e), body_text, "{dest}");
+    }
+    assert_stomp_serves(addr).await;
+}
+
+/// A durable subscription is found again by its id: without one it is refused.
+#[tokio::test]
+async fn a_durable_subscription_needs_an_id() {
+    let (_b, addr) = broker().await;
+    let mut c = StompRaw::connected(addr).await;
+    c.send_frame(
+        &Frame::new(Command::Subscribe)
+            .with("destination", "/topic/durable-invalid")
+            .with("durable", "true"),
+    )
+    .await;
+    c.expect_error("Missing Header", None).await;
+}
+
+/// `x-queue-name` names a subscription's queue, durable or not, so that AMQP can
+/// publish to it through the default exchange (RabbitMQ's behaviour).
+#[tokio::test]
+async fn x_queue_name_names_the_subscription_queue() {
+    let (b, addr) = broker().await;
+    let name = unique("named");
+    let mut c = StompRaw::connected(addr).await;
+    c.subscribe_with(
+        "n",
+        "/topic/xqn",
+        "auto",
+        &[("x-queue-name", name.as_str())],
+    )
+    .await;
+    let (_conn, ch) = common::amqp_channel(&b).await;
+    ch.basic_publish(
+        "".into(),
+        name.as_str().into(),
+        lapin::options::BasicPublishOptions::default(),
+        b"by name",
+        lapin::BasicProperties::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(body(&c.message().await), "by name");
+}
+
+/// A message routed with an empty key (a fanout's) shows its exchange
+/// destination without a trailing `/`.
+#[tokio::test]
+async fn fanout_destination_has_no_trailing_slash() {
+    let (_b, addr) = broker().await;
+    let mut c = StompRaw::connected(addr).await;
+    c.subscribe("f", "/exchange/amq.fanout", "auto").await;
+    c.send_to("/exchange/amq.fanout", b"all").await;
+    let m = c.message().await;
+    assert_eq!(m.header("destination"), Some("/exchange/amq.fanout"));
 }
 
 #[tokio::test]

@@ -630,7 +630,7 @@ fn unknown_commands() {
         (b"send\ndestination:/q\n\nx\0", "send"),
         (b"Connect\n\n\0", "Connect"),
         (b"SEND \n\n\0", "SEND "),
-        (b"\0\n\n", "\0"),
+        (b"\x01\n\n", "\x01"),
         (b" \n\n", " "),
     ] {
         match error(bytes) {
@@ -879,8 +879,7 @@ fn body_on_a_frame_without_body() {
         (&b"SUBSCRIBE\nid:0\ndestination:/q\n\nx\0"[..], "SUBSCRIBE"),
         (b"SUBSCRIBE\nid:0\ncontent-length:1\n\nx\0", "SUBSCRIBE"),
         (b"CONNECT\naccept-version:1.2\n\nhi\0", "CONNECT"),
-        (b"ACK\nid:1\n\n\n\0", "ACK"),
-        (b"DISCONNECT\n\n\r\n\0", "DISCONNECT"),
+        (b"ACK\nid:1\n\n\nx\0", "ACK"),
         (b"RECEIPT\nreceipt-id:1\n\nx\0", "RECEIPT"),
     ] {
         match error(bytes) {
@@ -888,6 +887,37 @@ fn body_on_a_frame_without_body() {
             other => panic!("{bytes:?}: {other:?}"),
         }
     }
+}
+
+/// Line ends before the NUL of a frame without a body are not a body (RabbitMQ
+/// accepts a CONNECT written with a blank line too many).
+#[test]
+fn line_ends_before_the_nul_of_a_bodiless_frame_are_accepted() {
+    for bytes in [
+        &b"CONNECT\nlogin:guest\n\n\n\0"[..],
+        b"ACK\nid:1\n\n\n\0",
+        b"DISCONNECT\n\n\r\n\0",
+    ] {
+        let f = frame(bytes);
+        assert!(f.body.is_empty(), "{bytes:?}");
+    }
+}
+
+/// A NUL between frames (a stray frame end) is skipped.
+#[test]
+fn nuls_between_frames_are_skipped() {
+    let got = items(
+        Version::V1_2,
+        b"\n\0SUBSCRIBE\nid:0\ndestination:/q\n\n\0\n\0\0SEND\ndestination:/q\n\nx\0",
+    );
+    let commands: Vec<_> = got
+        .iter()
+        .filter_map(|r| match r {
+            Received::Frame(f) => Some(f.command),
+            Received::Heartbeat => None,
+        })
+        .collect();
+    assert_eq!(commands, [Command::Subscribe, Command::Send]);
 }
 
 #[test]
@@ -968,8 +998,8 @@ fn failed_receipt() {
 #[test]
 fn error_texts() {
     let e = StompError::UnknownCommand("send".into());
-    assert_eq!(e.to_string(), "'send' is not a STOMP command");
-    assert_eq!(e.summary(), "Unknown STOMP command");
+    assert_eq!(e.to_string(), "Could not interpret command \"send\"");
+    assert_eq!(e.summary(), "Bad command");
     let e = StompError::BodyTooLarge { size: 10, max: 4 };
     assert_eq!(
         e.to_string(),

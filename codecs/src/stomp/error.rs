@@ -9,7 +9,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum StompError {
     /// The command line is not a STOMP command.
-    #[error("'{0}' is not a STOMP command")]
+    #[error("Could not interpret command \"{0}\"")]
     UnknownCommand(String),
     /// The frame's structure is wrong (a header line without `:`, a header that is not
     /// UTF-8, no NUL after a `content-length` body).
@@ -57,7 +57,7 @@ impl StompError {
     /// A short text for the ERROR frame's `message` header.
     pub fn summary(&self) -> &'static str {
         match self {
-            StompError::UnknownCommand(_) => "Unknown STOMP command",
+            StompError::UnknownCommand(_) => "Bad command",
             StompError::BadEscape(_) => "Invalid header escape",
             StompError::HeaderLineTooLong { .. }
             | StompError::TooManyHeaders { .. }

@@ -313,6 +313,12 @@ impl Decoder for StompCodec {
                     // No command starts with anything but an upper-case letter: other
                     // bytes (a TLS ClientHello, binary garbage) are refused at once
                     // instead of waiting for a line end that may never come.
+                    // A NUL between frames (a stray frame end) is skipped, as
+                    // RabbitMQ does.
+                    if src.first() == Some(&0) {
+                        src.advance(1);
+                        continue;
+                    }
                     if let Some(&b) = src.first() {
                         if !(b.is_ascii_uppercase() || b == b'\n' || b == b'\r') {
                             let start = src.get(..src.len().min(16)).unwrap_or_default();
@@ -360,10 +366,16 @@ impl Decoder for StompCodec {
                     let Some(body) = self.scan.body(src, *content_length)? else {
                         return Ok(None);
                     };
-                    if !body.is_empty() && !frame.command.may_have_body() {
-                        return Err(StompError::UnexpectedBody(frame.command.as_str()));
+                    // End-of-line bytes before the NUL of a frame that has no
+                    // body are not a body (RabbitMQ accepts them).
+                    let eols_only = body.iter().all(|b| matches!(b, b'\n' | b'\r'));
+                    if !frame.command.may_have_body() {
+                        if !eols_only {
+                            return Err(StompError::UnexpectedBody(frame.command.as_str()));
+                        }
+                    } else {
+                        frame.body = body;
                     }
-                    frame.body = body;
                     return Ok(match std::mem::replace(&mut self.state, State::Idle) {
                         State::Body(frame, _) => Some(Received::Frame(frame)),
                         _ => None,

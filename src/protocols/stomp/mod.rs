@@ -161,7 +161,8 @@ where
                 Some(Err(e)) => {
                     return End::Session(Exit::Error {
                         message: e.summary().into(),
-                        detail: e.to_string(),
+                        // RabbitMQ ends its error details with a line end.
+                        detail: format!("{e}\n"),
                         receipt: reader.decoder().failed_receipt().map(str::to_owned),
                     })
                 }

@@ -11,8 +11,8 @@ use bytes::BytesMut;
 use dwbroker_codecs::stomp::{Command, Frame, FrameWriter, Version};
 
 use super::translate::{
-    message_from_send, parse_destination, shown_destination, shown_reply_to, write_error,
-    write_message, Delivered, Destination, ReplyTo, VALID_DESTINATIONS,
+    invalid_destination, message_from_send, parse_destination, shown_destination, shown_reply_to,
+    write_error, write_message, Delivered, Destination, ReplyTo, VALID_DESTINATIONS,
 };
 use crate::protocols::acks::Deferred;
 use crate::protocols::delivery::Deliveries;
@@ -59,6 +59,14 @@ fn error(message: impl Into<String>, detail: impl Into<String>) -> Exit {
     }
 }
 
+/// RabbitMQ's ERROR for a required header that is absent.
+fn missing_header(header: &str, command: Command) -> Exit {
+    error(
+        "Missing header",
+        format!("{} must include a '{header}' header", command.as_str()),
+    )
+}
+
 fn missing(header: &str, command: Command) -> Exit {
     error(
         format!("Missing {header}"),
@@ -79,7 +87,12 @@ fn vhost_error(e: VhostError) -> Exit {
         | VhostError::Precondition(_) => ("precondition_failed", "PRECONDITION_FAILED"),
         VhostError::TooMany(_) => ("resource_error", "RESOURCE_ERROR"),
     };
-    error(message, format!("{code} - {e}"))
+    // RabbitMQ's STOMP adaptor words a missing resource as the vhost does ("no
+    // exchange 'x' in vhost '/'"), the others with their AMQP code first.
+    match e {
+        VhostError::NotFound { .. } => error(message, e.to_string()),
+        _ => error(message, format!("{code} - {e}")),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +135,9 @@ enum Settle {
 #[derive(Debug)]
 enum TxOp {
     Send(Frame),
+    /// The receipt a frame of the transaction asked for: sent when the
+    /// transaction ends (RabbitMQ's order), not when the frame is held.
+    Receipt(String),
     /// ACK/NACK of delivery `n`, and, for a cumulative one, of the subscription's
     /// earlier deliveries still pending at COMMIT.
     Settle {
@@ -143,6 +159,8 @@ impl TxOp {
                         .sum::<usize>()
             }
             TxOp::Settle { cumulative, .. } => 64 + cumulative.as_ref().map_or(0, String::len),
+            // Not charged: added outside `hold`, a few bytes per held frame.
+            TxOp::Receipt(_) => 0,
         }
     }
 }
@@ -173,6 +191,8 @@ pub(super) struct Connection {
     transactions: HashMap<String, Vec<TxOp>>,
     /// Body bytes of the open transactions, counted in the memory ledger.
     tx_bytes: Held,
+    /// Receipts of the transaction that just ended, for `handle` to send.
+    tx_receipts: Vec<String>,
     /// `/temp-queue/<name>` -> the queue standing for it.
     temp_queues: HashMap<String, String>,
     /// Receipts waiting for storage (a persistent SEND's, a COMMIT's), and those
@@ -206,6 +226,7 @@ impl Connection {
             next_delivery: 1,
             transactions: HashMap::new(),
             tx_bytes,
+            tx_receipts: Vec::new(),
             temp_queues: HashMap::new(),
             deferred: Deferred::default(),
         }
@@ -220,6 +241,7 @@ impl Connection {
     pub(super) fn handle(&mut self, frame: Frame, now: Now) -> Result<(), Exit> {
         let command = frame.command;
         let receipt = frame.header("receipt").map(str::to_owned);
+        let frame_tx = frame.header("transaction").map(str::to_owned);
         let done = match self.version {
             None => self.connect(&frame).map(|()| Ticket::default()),
             Some(_) => self.command(frame, now),
@@ -234,6 +256,22 @@ impl Connection {
             }),
             Err(other) => Err(other),
             Ok(ticket) => {
+                // Receipts of a transaction's frames go with its end, in order,
+                // before the COMMIT's or ABORT's own.
+                for r in std::mem::take(&mut self.tx_receipts) {
+                    if let Some(r) = self.deferred.defer(ticket.clone(), r) {
+                        self.write_receipt(&r);
+                    }
+                }
+                let held_in = matches!(command, Command::Send | Command::Ack | Command::Nack)
+                    .then(|| frame_tx.as_deref())
+                    .flatten();
+                if let (Some(tx), Some(r)) = (held_in, &receipt) {
+                    if let Some(ops) = self.transactions.get_mut(tx) {
+                        ops.push(TxOp::Receipt(r.clone()));
+                        return Ok(());
+                    }
+                }
                 if let Some(r) = receipt.filter(|_| !command.is_handshake()) {
                     if let Some(r) = self.deferred.defer(ticket, r) {
                         self.write_receipt(&r);
@@ -292,7 +330,7 @@ impl Connection {
         let Some(version) = Version::negotiate(frame.header("accept-version")) else {
             return Err(error(
                 "Version mismatch",
-                "Supported versions are 1.0,1.1,1.2",
+                "Supported versions are 1.0,1.1,1.2\n",
             ));
         };
         // guest/guest, or no login at all, until authentication is configured;
@@ -342,7 +380,11 @@ impl Connection {
             Command::Begin => none(self.begin(&frame)),
             Command::Commit => self.commit(&frame, now),
             Command::Abort => {
-                self.take_transaction(&frame)?;
+                for op in self.take_transaction(&frame)? {
+                    if let TxOp::Receipt(r) = op {
+                        self.tx_receipts.push(r);
+                    }
+                }
                 Ok(Ticket::default())
             }
             Command::Disconnect => Ok(Ticket::default()),
@@ -361,6 +403,13 @@ impl Connection {
 
     fn send(&mut self, frame: Frame, now: Now) -> Result<Ticket, Exit> {
         self.publisher = true;
+        // The broker names messages; RabbitMQ refuses a client's message-id.
+        if frame.header("message-id").is_some() {
+            return Err(error(
+                "Invalid header",
+                "'message-id' is not allowed on 'SEND'.\n",
+            ));
+        }
         let destination = frame
             .header("destination")
             .ok_or_else(|| missing("destination", Command::Send))?;
@@ -463,7 +512,7 @@ impl Connection {
             return Err(duplicated(destination));
         }
         self.check_room()?;
-        let queue = self.bound_queue("amq.topic", None, None, now)?;
+        let queue = self.bound_queue("amq.topic", None, None, None, now)?;
         let name = queue.name().to_owned();
         self.router
             .bind("amq.topic", Dest::Queue(name.clone()), &name, Vec::new())
@@ -509,11 +558,16 @@ impl Connection {
     /// is given: the durable queue `durable` names (it outlives the connection), or
     /// a server-named queue private to this connection (deleted with it or its last
     /// consumer).
+    /// A queue for a subscription to `exchange` (bound with `key`): the durable
+    /// one named `durable`, else one that ends with the subscription, named
+    /// `x_queue_name` when the client gave one (so AMQP can publish to it by
+    /// name, as with RabbitMQ) or by the server.
     fn bound_queue(
         &self,
         exchange: &str,
         key: Option<&str>,
         durable: Option<&str>,
+        x_queue_name: Option<&str>,
         now: Now,
     ) -> Result<Arc<Queue>, Exit> {
         if self.router.exchange(exchange).is_none() {
@@ -531,7 +585,7 @@ impl Connection {
                 },
             ),
             None => (
-                "",
+                x_queue_name.unwrap_or(""),
                 QueueSpec {
                     exclusive_owner: Some(self.id),
                     auto_delete: true,
@@ -561,6 +615,13 @@ impl Connection {
         let destination = frame
             .header("destination")
             .ok_or_else(|| missing("destination", Command::Subscribe))?;
+        // A durable subscription is found again by its id (RabbitMQ's wording).
+        if frame.header("id").is_none() && wants_durable(frame) {
+            return Err(error(
+                "Missing Header",
+                "A durable subscription must have an 'id' header",
+            ));
+        }
         // STOMP 1.0 made the id optional: the destination names the subscription.
         let id = match (frame.header("id"), self.version) {
             (Some(id), _) => id,
@@ -601,11 +662,23 @@ impl Connection {
             }
             Some(Destination::Topic(pattern)) => {
                 durable = durable_subscription(frame, id, destination);
-                self.bound_queue("amq.topic", Some(pattern), durable.as_deref(), now)?
+                self.bound_queue(
+                    "amq.topic",
+                    Some(pattern),
+                    durable.as_deref(),
+                    frame.header("x-queue-name"),
+                    now,
+                )?
             }
             Some(Destination::Exchange(exchange, key)) => {
                 durable = durable_subscription(frame, id, destination);
-                self.bound_queue(exchange, Some(key), durable.as_deref(), now)?
+                self.bound_queue(
+                    exchange,
+                    Some(key),
+                    durable.as_deref(),
+                    frame.header("x-queue-name"),
+                    now,
+                )?
             }
             Some(Destination::TempQueue(_) | Destination::ReplyQueue(_)) => {
                 return Err(error(
@@ -714,10 +787,16 @@ impl Connection {
             Some(Version::V1_2) => ("id", "message-id"),
             _ => ("message-id", "id"),
         };
+        // 1.2 requires `id` (RabbitMQ refuses a 1.2 ACK without it); 1.0/1.1
+        // clients are let off with the other name.
+        let fallback = match self.version {
+            Some(Version::V1_2) => None,
+            _ => frame.header(other),
+        };
         let id = frame
             .header(name)
-            .or_else(|| frame.header(other))
-            .ok_or_else(|| missing(name, command))?;
+            .or(fallback)
+            .ok_or_else(|| missing_header(name, command))?;
         let n = delivery_number(id)
             .filter(|n| self.pending.contains_key(n))
             .ok_or_else(|| {
@@ -734,9 +813,11 @@ impl Connection {
             .get(&n)
             .filter(|p| p.cumulative)
             .map(|p| p.subscription.clone());
+        // RabbitMQ reads STOMP booleans as true/false in either case of the
+        // first letter (stomp.py writes Python's `False`).
         let how = match (ack, frame.header("requeue")) {
             (true, _) => Settle::Ack,
-            (false, Some("false")) => Settle::Reject,
+            (false, Some("false" | "False")) => Settle::Reject,
             (false, _) => Settle::Requeue,
         };
         match frame.header("transaction") {
@@ -823,6 +904,7 @@ impl Connection {
                     TxOp::Settle { n, cumulative, how } => {
                         self.apply_settle(n, cumulative.as_deref(), how, now)
                     }
+                    TxOp::Receipt(r) => self.tx_receipts.push(r),
                 }
             }
             Ok(ticket)
@@ -958,6 +1040,12 @@ fn parse_heart_beat(text: &str) -> Option<(u64, u64)> {
 }
 
 fn unknown_destination(destination: &str) -> Exit {
+    if let Some((kind, content)) = invalid_destination(destination) {
+        return error(
+            "Invalid destination",
+            format!("'{content}' is not a valid {kind} destination\n"),
+        );
+    }
     error(
         "Unknown destination",
         format!("'{destination}' is not a valid destination.\n{VALID_DESTINATIONS}\n"),
@@ -967,7 +1055,8 @@ fn unknown_destination(destination: &str) -> Exit {
 fn duplicated(id: &str) -> Exit {
     error(
         "Duplicated subscription identifier",
-        format!("A subscription identified by '{id}' already exists."),
+        // RabbitMQ names the subscription by its consumer tag, T_<id>.
+        format!("A subscription identified by 'T_{id}' already exists."),
     )
 }
 

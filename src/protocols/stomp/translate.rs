@@ -54,8 +54,9 @@ pub(super) const SUPPORTED_VERSIONS: &str = "1.0,1.1,1.2";
 /// given (RabbitMQ shows STOMP consumers the publisher's text verbatim).
 const REPLY_TO: &str = "stomp.reply-to";
 
-/// Parses a destination header; `None` if it is none of RabbitMQ's forms or
-/// names nothing.
+/// Parses a destination header; `None` if it is none of RabbitMQ's forms, names
+/// nothing, or (as RabbitMQ) has a `/` inside a queue name, a topic or an
+/// exchange destination's routing key, or an empty exchange name.
 pub(super) fn parse_destination(text: &str) -> Option<Destination<'_>> {
     const KINDS: [&str; 6] = [
         "/topic/",
@@ -71,16 +72,30 @@ pub(super) fn parse_destination(text: &str) -> Option<Destination<'_>> {
     if rest.is_empty() {
         return None;
     }
+    let one_name = !rest.contains('/');
     Some(match kind {
-        "/topic/" => Destination::Topic(rest),
-        "/queue/" => Destination::Queue(rest),
-        "/amq/queue/" => Destination::AmqQueue(rest),
+        "/topic/" if one_name => Destination::Topic(rest),
+        "/queue/" if one_name => Destination::Queue(rest),
+        "/amq/queue/" if one_name => Destination::AmqQueue(rest),
         "/temp-queue/" => Destination::TempQueue(rest),
         "/reply-queue/" => Destination::ReplyQueue(rest),
-        _ => {
+        "/exchange/" => {
             let (exchange, key) = rest.split_once('/').unwrap_or((rest, ""));
+            if exchange.is_empty() || key.contains('/') {
+                return None;
+            }
             Destination::Exchange(exchange, key)
         }
+        _ => return None,
+    })
+}
+
+/// For a destination of a known type that [`parse_destination`] refused, the
+/// type and the part after it, for RabbitMQ's "Invalid destination" answer.
+pub(super) fn invalid_destination(text: &str) -> Option<(&'static str, &str)> {
+    ["queue", "topic", "exchange"].into_iter().find_map(|kind| {
+        let content = text.strip_prefix('/')?.strip_prefix(kind)?;
+        (content.is_empty() || content.starts_with('/')).then_some((kind, content))
     })
 }
 
@@ -90,6 +105,8 @@ pub(super) fn shown_destination(exchange: &str, routing_key: &str) -> String {
     match exchange {
         "" => format!("/queue/{routing_key}"),
         "amq.topic" => format!("/topic/{routing_key}"),
+        // RabbitMQ leaves out the separator of an empty key (a fanout's).
+        _ if routing_key.is_empty() => format!("/exchange/{exchange}"),
         _ => format!("/exchange/{exchange}/{routing_key}"),
     }
 }
