@@ -1452,3 +1452,63 @@ async fn round_robin_between_two_consumers() {
     let want: Vec<Vec<u8>> = (0..6u8).map(|i| vec![b'0' + i]).collect();
     assert_eq!(got, want);
 }
+
+/// RabbitMQ's shortcut: an empty queue name means the channel's most recently
+/// declared queue (and in queue.bind an empty routing key then means its name).
+#[tokio::test]
+async fn an_empty_queue_name_means_the_last_declared_queue() {
+    let (b, _) = common::start().await;
+    let (_c, ch) = amqp_channel(&b).await;
+    // Before any declare: 404 on the channel.
+    let err = ch
+        .basic_get("".into(), BasicGetOptions::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("NOT_FOUND"), "{err}");
+    let (_c, ch) = amqp_channel(&b).await;
+    let q = ch
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    ch.queue_bind(
+        "".into(),
+        "amq.direct".into(),
+        "".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    publish(
+        &ch,
+        "amq.direct",
+        q.name().as_str(),
+        b"by shortcut",
+        BasicProperties::default(),
+    )
+    .await;
+    ch.basic_qos(0, BasicQosOptions::default()).await.unwrap();
+    let got = ch
+        .basic_get("".into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+        .expect("the message");
+    assert_eq!(got.delivery.data, b"by shortcut");
+}
+
+/// basic.recover without requeueing is RabbitMQ's 540 NOT_IMPLEMENTED.
+#[tokio::test]
+async fn basic_recover_without_requeue_is_not_implemented() {
+    let (b, _) = common::start().await;
+    let (c, ch) = amqp_channel(&b).await;
+    let err = ch
+        .basic_recover(BasicRecoverOptions { requeue: false })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("NOT_IMPLEMENTED"), "{err}");
+    assert!(!c.status().connected());
+}

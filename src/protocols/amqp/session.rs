@@ -210,6 +210,8 @@ struct Channel {
     credit: Arc<Credit>,
     mode: Mode,
     reply_queue: Option<String>,
+    /// The queue this channel declared last: an empty queue name stands for it.
+    last_queue: Option<String>,
 }
 
 impl Channel {
@@ -224,6 +226,7 @@ impl Channel {
             credit: Arc::new(Credit::new(0)),
             mode: Mode::Plain,
             reply_queue: None,
+            last_queue: None,
         }
     }
 }
@@ -998,13 +1001,23 @@ impl Connection {
                 }
                 Ok(())
             }
-            Method::QueueDeclare(m) => self.queue_declare(ch, m, now),
+            Method::QueueDeclare(m) => {
+                channel.last_queue = Some(self.queue_declare(ch, m, now)?);
+                Ok(())
+            }
             Method::QueueBind(m) => {
-                self.router.queue(&m.queue, self.id)?;
+                // RabbitMQ's shortcut: with the queue left out, an empty routing
+                // key is the queue's name too.
+                let key = match (m.queue.is_empty(), m.routing_key.is_empty()) {
+                    (true, true) => last_queue(channel, String::new())?,
+                    _ => m.routing_key,
+                };
+                let queue = last_queue(channel, m.queue)?;
+                self.router.queue(&queue, self.id)?;
                 self.router.bind(
                     &m.exchange,
-                    Dest::Queue(m.queue),
-                    &m.routing_key,
+                    Dest::Queue(queue),
+                    &key,
                     bind_args(&m.arguments),
                 )?;
                 if !m.nowait {
@@ -1013,10 +1026,11 @@ impl Connection {
                 Ok(())
             }
             Method::QueueUnbind(m) => {
-                self.router.queue(&m.queue, self.id)?;
+                let queue = last_queue(channel, m.queue)?;
+                self.router.queue(&queue, self.id)?;
                 self.router.unbind(
                     &m.exchange,
-                    Dest::Queue(m.queue),
+                    Dest::Queue(queue),
                     &m.routing_key,
                     &bind_args(&m.arguments),
                 )?;
@@ -1024,7 +1038,8 @@ impl Connection {
                 Ok(())
             }
             Method::QueuePurge(m) => {
-                let n = self.router.purge_queue(&m.queue, self.id)?;
+                let queue = last_queue(channel, m.queue)?;
+                let n = self.router.purge_queue(&queue, self.id)?;
                 if !m.nowait {
                     self.send(
                         ch,
@@ -1036,9 +1051,10 @@ impl Connection {
                 Ok(())
             }
             Method::QueueDelete(m) => {
+                let queue = last_queue(channel, m.queue)?;
                 let n = self
                     .router
-                    .delete_queue(&m.queue, self.id, m.if_unused, m.if_empty)?;
+                    .delete_queue(&queue, self.id, m.if_unused, m.if_empty)?;
                 if !m.nowait {
                     self.send(
                         ch,
@@ -1114,7 +1130,7 @@ impl Connection {
                 Ok(())
             }
             Method::BasicGet(m) => {
-                let queue = self.router.queue(&m.queue, self.id)?;
+                let queue = self.router.queue(&last_queue(channel, m.queue)?, self.id)?;
                 match self.router.get(&queue, now) {
                     None => self.send(
                         ch,
@@ -1171,6 +1187,14 @@ impl Connection {
                 };
                 self.settle(channel, m.delivery_tag, m.multiple, how, now)
             }
+            // RabbitMQ: recovering without requeueing is not implemented (540).
+            Method::BasicRecover(BasicRecover { requeue: false })
+            | Method::BasicRecoverAsync(BasicRecoverAsync { requeue: false }) => Err(conn_fault(
+                ReplyCode::NotImplemented,
+                "NOT_IMPLEMENTED - requeue=false",
+                class_id,
+                method_id,
+            )),
             Method::BasicRecover(_) => {
                 let unacked = std::mem::take(&mut channel.unacked);
                 self.requeue(unacked.into_values(), now);
@@ -1309,7 +1333,8 @@ impl Connection {
         Ok(())
     }
 
-    fn queue_declare(&mut self, ch: u16, m: QueueDeclare, now: Now) -> Handled {
+    /// Declares a queue; returns its name (the server's for an empty one).
+    fn queue_declare(&mut self, ch: u16, m: QueueDeclare, now: Now) -> Result<String, Fault> {
         let args = queue_args(&m.queue, &m.arguments)?;
         let spec = QueueSpec {
             durable: m.durable,
@@ -1330,7 +1355,7 @@ impl Connection {
                 },
             );
         }
-        Ok(())
+        Ok(queue.name().to_owned())
     }
 
     fn consume(&mut self, ch: u16, channel: &mut Channel, m: BasicConsume, now: Now) -> Handled {
@@ -1355,7 +1380,8 @@ impl Connection {
             channel.reply_queue = Some(name);
             queue
         } else {
-            self.router.queue(&m.queue, self.id)?
+            self.router
+                .queue(&last_queue(channel, m.queue.clone())?, self.id)?
         };
         let tag = if m.consumer_tag.is_empty() {
             format!("amq.ctag-{}", random_token())
@@ -1561,6 +1587,18 @@ impl Connection {
             }
         }
     }
+}
+
+/// `name`, or for an empty one the channel's most recently declared queue
+/// (RabbitMQ's shortcut; 404 if it declared none).
+fn last_queue(channel: &Channel, name: String) -> Result<String, Fault> {
+    if !name.is_empty() {
+        return Ok(name);
+    }
+    channel
+        .last_queue
+        .clone()
+        .ok_or_else(|| chan_fault(ReplyCode::NotFound, "no previously declared queue"))
 }
 
 fn unknown_tag(tag: u64) -> Fault {
