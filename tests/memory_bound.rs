@@ -165,3 +165,47 @@ async fn publishers_are_held_back_at_the_watermark_and_nothing_acknowledged_is_l
     assert!(!broker.memory().is_blocked());
     broker.shutdown().await;
 }
+
+/// A connection that consumes with acknowledgements and also publishes (a STOMP
+/// worker) keeps being read over the watermark: its ACKs are what frees the
+/// memory its pending deliveries hold, so holding it back would stall every
+/// publisher for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_consumes_and_publishes_is_not_stalled_by_its_own_deliveries() {
+    use common::stomp_raw::{unique, StompRaw};
+    use dwbroker_codecs::stomp::{Command, Frame};
+    const JOBS: usize = 256;
+    let (broker, _) = start_with(|c| c.limits.memory_high_watermark = 256 * 1024).await;
+    let addr = broker.stomp_addr().unwrap();
+    let jobs = format!("/queue/{}", unique("jobs"));
+    let replies = format!("/queue/{}", unique("replies"));
+    let mut producer = StompRaw::connected(addr).await;
+    for _ in 0..JOBS {
+        producer.send_to(&jobs, &[3u8; PAYLOAD]).await;
+    }
+    // Everything is delivered to the worker at once (no prefetch): it holds
+    // four times the bound unacknowledged before it answers anything.
+    let mut worker = StompRaw::connected(addr).await;
+    worker.subscribe("w", &jobs, "client-individual").await;
+    let work = tokio::spawn(async move {
+        for _ in 0..JOBS {
+            let m = worker.message().await;
+            let ack = m.header("ack").unwrap().to_owned();
+            worker.send_to(&replies, b"done").await;
+            worker
+                .send_frame(&Frame::new(Command::Ack).with("id", &ack))
+                .await;
+        }
+        (worker, replies)
+    });
+    let (_worker, replies) = tokio::time::timeout(Duration::from_secs(60), work)
+        .await
+        .expect("the worker gets through its jobs")
+        .unwrap();
+    let mut reader = StompRaw::connected(addr).await;
+    reader.subscribe("r", &replies, "auto").await;
+    for _ in 0..JOBS {
+        reader.message().await;
+    }
+    broker.shutdown().await;
+}

@@ -2,7 +2,8 @@
 //! its publishers back.
 //!
 //! Owns: whether a connection is to be read from now (not while the router is
-//! over its memory watermark and the connection has published) and the wake-up
+//! over its memory watermark and the connection has published and awaits no
+//! acknowledgement of a delivery to it) and the wake-up
 //! when publishers may go on. Its peer's bytes then wait in the socket (and TCP
 //! slows the sender), not in the broker's memory; deliveries keep being written,
 //! so consumers keep draining.
@@ -31,10 +32,15 @@ impl Pressure {
         }
     }
 
-    /// Whether a connection that has (`publisher`) or has not published is to
-    /// be left unread now.
-    pub(crate) fn holds(&self, publisher: bool) -> bool {
-        publisher && self.memory.is_blocked()
+    /// Whether a connection is to be left unread now: it has published
+    /// (`publisher`), the router is over its watermark, and it holds no
+    /// deliveries awaiting its acknowledgement (`awaiting_acks`, asked only when
+    /// over the watermark). Reading those acknowledgements is how memory is
+    /// freed: a connection that both consumes and publishes (a STOMP worker,
+    /// an MQTT client at QoS 1) would otherwise hold up every publisher with the
+    /// bytes only it can release.
+    pub(crate) fn holds(&self, publisher: bool, awaiting_acks: impl FnOnce() -> bool) -> bool {
+        publisher && self.memory.is_blocked() && !awaiting_acks()
     }
 
     /// Resolves when publishers may go on (at once if they may). Cancel-safe.

@@ -102,7 +102,12 @@ impl Memory {
     pub fn release(&self, bytes: usize) {
         let before = self.held.fetch_sub(bytes, Ordering::Relaxed);
         debug_assert!(before >= bytes, "memory ledger released more than it held");
-        if self.is_blocked() && before - bytes < self.low_watermark() {
+        let after = before.saturating_sub(bytes);
+        let low = self.low_watermark();
+        // Crossing the low mark always recomputes: an `update` running meanwhile
+        // may have read the count before this release and be about to set the
+        // state from it, so the flag alone is not to be trusted here.
+        if after < low && (before >= low || self.is_blocked()) {
             self.update();
         }
     }

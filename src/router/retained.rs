@@ -74,11 +74,15 @@ impl Retained {
         }
         self.refusing = false;
         self.bytes = bytes;
-        if let Some(at) = msg.expires_at {
-            self.by_expiry.insert((at, msg.subject.clone()));
-        }
-        if let Some(old) = self.by_subject.insert(msg.subject.clone(), msg) {
+        let expires_at = msg.expires_at;
+        let subject = msg.subject.clone();
+        // The replaced message leaves the index before the new one enters it:
+        // both may have the same expiry, hence the same index key.
+        if let Some(old) = self.by_subject.insert(subject.clone(), msg) {
             self.unindex(&old);
+        }
+        if let Some(at) = expires_at {
+            self.by_expiry.insert((at, subject));
         }
         true
     }
@@ -281,6 +285,9 @@ mod tests {
         r.set(expiring("b", now + 10));
         r.clear(&Subject::from_mqtt_topic("b").unwrap());
         r.set(expiring("c", now + 20));
+        // Replaced by one with the same expiry: still indexed once.
+        r.set(expiring("c", now + 20));
+        assert_eq!(r.by_expiry.len(), 1);
         assert!(r.remove_expired(now + 15).is_empty());
         assert_eq!(r.remove_expired(now + 20).len(), 1);
         assert_eq!(r.len(), 1);

@@ -124,7 +124,7 @@ async fn run(
         // publishes wait in the socket instead of in memory; as RabbitMQ, only
         // connections that publish are told (lapin stops sending anything,
         // heartbeats included, while it is blocked).
-        let held_back = pressure.holds(conn.publisher);
+        let held_back = pressure.holds(conn.publisher, || conn.awaiting_acks());
         if conn.is_ready() {
             conn.set_blocked(held_back);
         }

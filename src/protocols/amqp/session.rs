@@ -1568,6 +1568,11 @@ impl Connection {
         self.write_content(ch, &message, now);
     }
 
+    /// Whether a delivery to this connection awaits its acknowledgement.
+    pub(super) fn awaiting_acks(&self) -> bool {
+        self.channels.values().any(|c| !c.unacked.is_empty())
+    }
+
     /// Sends connection.blocked or unblocked if the client understands them.
     pub(super) fn set_blocked(&mut self, blocked: bool) {
         if blocked == self.blocked {

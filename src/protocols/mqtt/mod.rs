@@ -301,6 +301,7 @@ async fn run(
     let mut more = conn.pump(crate::protocols::now(), PUMP_BUDGET);
     let mut writes = socket::Pace::default();
     let mut pressure = Pressure::new(ctx.router.memory());
+    let mut was_held_back = false;
     loop {
         if !conn.out.is_empty() {
             encode_packets(wbuf, conn.version, &conn.out);
@@ -322,7 +323,15 @@ async fn run(
         // Order matters (biased): shutdown and takeover first, then the client's
         // packets, then keep alive, which must fire even while messages keep coming.
         let deferred = conn.deferred_head();
-        let held_back = pressure.holds(conn.publisher);
+        let held_back = pressure.holds(conn.publisher, || conn.awaiting_acks());
+        // Keep alive starts again from the end of a hold, however it was noticed.
+        if was_held_back && !held_back {
+            if let Some(d) = conn.keep_alive_deadline(Instant::now()) {
+                deadline = Some(d);
+                keep_alive.as_mut().reset(d.into());
+            }
+        }
+        was_held_back = held_back;
         tokio::select! {
             biased;
             _ = ctx.shutdown.cancelled() => return Err(Exit::ServerShutdown),
@@ -361,12 +370,7 @@ async fn run(
             // Unread input is not silence: keep alive waits while the client is
             // held back, and starts again from its relief.
             _ = &mut keep_alive, if deadline.is_some() && !held_back => return Err(Exit::KeepAliveTimeout),
-            _ = pressure.relieved(), if held_back => {
-                if let Some(d) = conn.keep_alive_deadline(Instant::now()) {
-                    deadline = Some(d);
-                    keep_alive.as_mut().reset(d.into());
-                }
-            }
+            _ = pressure.relieved(), if held_back => {}
             _ = session.wait(), if conn.window_open() && !more => {}
             _ = std::future::ready(()), if more => {}
             _ = acks::committed(&deferred) => {}

@@ -373,6 +373,11 @@ impl Connection {
             .then(|| now + Duration::from_millis(u64::from(self.keep_alive) * 1500))
     }
 
+    /// Whether a QoS 1/2 delivery to the client awaits its acknowledgement.
+    pub(crate) fn awaiting_acks(&self) -> bool {
+        !self.state.inflight.is_empty()
+    }
+
     /// Whether outgoing QoS 1/2 messages may be sent now (flow control: the
     /// client's Receive Maximum counts every PUBLISH not yet fully acknowledged).
     pub(crate) fn window_open(&self) -> bool {

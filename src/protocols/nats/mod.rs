@@ -120,7 +120,8 @@ async fn run(
         let pub_acks = conn.pub_acks_head();
         // Under memory pressure a publisher is not read from: its ops wait in the
         // socket. Its PONGs wait too, so no PING is sent or counted meanwhile.
-        let held_back = pressure.holds(conn.publisher);
+        // Core NATS acknowledges nothing (JetStream acks are publishes).
+        let held_back = pressure.holds(conn.publisher, || false);
         tokio::select! {
             biased;
             _ = ctx.shutdown.cancelled() => return Err(Exit::Shutdown),

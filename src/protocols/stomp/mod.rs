@@ -127,7 +127,7 @@ where
         }
         // Under memory pressure a publisher is not read from (RabbitMQ's flow
         // control): its SENDs wait in the socket, not in memory.
-        let held_back = pressure.holds(conn.publisher);
+        let held_back = pressure.holds(conn.publisher, || conn.awaiting_acks());
         let reading = !held_back;
         let deferred = conn.deferred_head();
         tokio::select! {

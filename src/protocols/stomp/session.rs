@@ -135,9 +135,6 @@ enum Settle {
 #[derive(Debug)]
 enum TxOp {
     Send(Frame),
-    /// The receipt a frame of the transaction asked for: sent when the
-    /// transaction ends (RabbitMQ's order), not when the frame is held.
-    Receipt(String),
     /// ACK/NACK of delivery `n`, and, for a cumulative one, of the subscription's
     /// earlier deliveries still pending at COMMIT.
     Settle {
@@ -159,8 +156,6 @@ impl TxOp {
                         .sum::<usize>()
             }
             TxOp::Settle { cumulative, .. } => 64 + cumulative.as_ref().map_or(0, String::len),
-            // Not charged: added outside `hold`, a few bytes per held frame.
-            TxOp::Receipt(_) => 0,
         }
     }
 }
@@ -191,6 +186,9 @@ pub(super) struct Connection {
     transactions: HashMap<String, Vec<TxOp>>,
     /// Body bytes of the open transactions, counted in the memory ledger.
     tx_bytes: Held,
+    /// Receipts the frames of each open transaction asked for: sent when it
+    /// ends (RabbitMQ's order), not when the frame is held.
+    held_receipts: HashMap<String, Vec<String>>,
     /// Receipts of the transaction that just ended, for `handle` to send.
     tx_receipts: Vec<String>,
     /// `/temp-queue/<name>` -> the queue standing for it.
@@ -226,10 +224,16 @@ impl Connection {
             next_delivery: 1,
             transactions: HashMap::new(),
             tx_bytes,
+            held_receipts: HashMap::new(),
             tx_receipts: Vec::new(),
             temp_queues: HashMap::new(),
             deferred: Deferred::default(),
         }
+    }
+
+    /// Whether a delivery to this connection awaits its ACK or NACK.
+    pub(super) fn awaiting_acks(&self) -> bool {
+        !self.pending.is_empty()
     }
 
     /// The negotiated version (`None` before CONNECTED).
@@ -267,8 +271,8 @@ impl Connection {
                     .then(|| frame_tx.as_deref())
                     .flatten();
                 if let (Some(tx), Some(r)) = (held_in, &receipt) {
-                    if let Some(ops) = self.transactions.get_mut(tx) {
-                        ops.push(TxOp::Receipt(r.clone()));
+                    if let Some(receipts) = self.held_receipts.get_mut(tx) {
+                        receipts.push(r.clone());
                         return Ok(());
                     }
                 }
@@ -380,11 +384,7 @@ impl Connection {
             Command::Begin => none(self.begin(&frame)),
             Command::Commit => self.commit(&frame, now),
             Command::Abort => {
-                for op in self.take_transaction(&frame)? {
-                    if let TxOp::Receipt(r) = op {
-                        self.tx_receipts.push(r);
-                    }
-                }
+                self.take_transaction(&frame)?;
                 Ok(Ticket::default())
             }
             Command::Disconnect => Ok(Ticket::default()),
@@ -600,7 +600,9 @@ impl Connection {
         if let Some(key) = key {
             let dest = Dest::Queue(queue.name().to_owned());
             if let Err(e) = self.router.bind(exchange, dest, key, Vec::new()) {
-                if durable.is_none() {
+                // A named queue may serve another subscription already: it ends
+                // with the connection instead.
+                if durable.is_none() && x_queue_name.is_none() {
                     let _ = self
                         .router
                         .delete_queue(queue.name(), self.id, false, false);
@@ -876,6 +878,7 @@ impl Connection {
             ));
         }
         self.transactions.insert(tx.to_owned(), Vec::new());
+        self.held_receipts.insert(tx.to_owned(), Vec::new());
         Ok(())
     }
 
@@ -889,6 +892,7 @@ impl Connection {
             .remove(tx)
             .ok_or_else(|| bad_transaction(tx))?;
         self.tx_bytes.remove(ops.iter().map(TxOp::size).sum());
+        self.tx_receipts = self.held_receipts.remove(tx).unwrap_or_default();
         Ok(ops)
     }
 
@@ -904,7 +908,6 @@ impl Connection {
                     TxOp::Settle { n, cumulative, how } => {
                         self.apply_settle(n, cumulative.as_deref(), how, now)
                     }
-                    TxOp::Receipt(r) => self.tx_receipts.push(r),
                 }
             }
             Ok(ticket)
