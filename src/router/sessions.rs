@@ -121,14 +121,16 @@ impl Outbox {
 
     /// Counts `d`, just queued, here and in the router's ledger.
     fn added(&mut self, d: &Dispatch, memory: &Memory) {
-        self.bytes += cost(d);
-        memory.charge(cost(d));
+        let c = cost(d);
+        self.bytes += c;
+        memory.charge(c);
     }
 
     /// Stops counting `d`, just taken out.
     fn removed(&mut self, d: &Dispatch, memory: &Memory) {
-        self.bytes -= cost(d);
-        memory.release(cost(d));
+        let c = cost(d);
+        self.bytes -= c;
+        memory.release(c);
     }
 
     fn count_drop(&mut self, session: SessionId, qos: Delivery) {

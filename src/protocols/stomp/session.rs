@@ -144,6 +144,14 @@ enum TxOp {
     },
 }
 
+/// An open transaction: the frames it holds until COMMIT, and the receipts they
+/// asked for, sent when it ends (RabbitMQ's order), not when a frame is held.
+#[derive(Debug, Default)]
+struct Transaction {
+    ops: Vec<TxOp>,
+    receipts: Vec<String>,
+}
+
 impl TxOp {
     /// The memory it holds, charged to the connection's transaction budget.
     fn size(&self) -> usize {
@@ -183,14 +191,9 @@ pub(super) struct Connection {
     by_consumer: HashMap<ConsumerId, String>,
     pending: BTreeMap<u64, Pending>,
     next_delivery: u64,
-    transactions: HashMap<String, Vec<TxOp>>,
+    transactions: HashMap<String, Transaction>,
     /// Body bytes of the open transactions, counted in the memory ledger.
     tx_bytes: Held,
-    /// Receipts the frames of each open transaction asked for: sent when it
-    /// ends (RabbitMQ's order), not when the frame is held.
-    held_receipts: HashMap<String, Vec<String>>,
-    /// Receipts of the transaction that just ended, for `handle` to send.
-    tx_receipts: Vec<String>,
     /// `/temp-queue/<name>` -> the queue standing for it.
     temp_queues: HashMap<String, String>,
     /// Receipts waiting for storage (a persistent SEND's, a COMMIT's), and those
@@ -224,8 +227,6 @@ impl Connection {
             next_delivery: 1,
             transactions: HashMap::new(),
             tx_bytes,
-            held_receipts: HashMap::new(),
-            tx_receipts: Vec::new(),
             temp_queues: HashMap::new(),
             deferred: Deferred::default(),
         }
@@ -245,7 +246,17 @@ impl Connection {
     pub(super) fn handle(&mut self, frame: Frame, now: Now) -> Result<(), Exit> {
         let command = frame.command;
         let receipt = frame.header("receipt").map(str::to_owned);
-        let frame_tx = frame.header("transaction").map(str::to_owned);
+        let tx = frame.header("transaction").map(str::to_owned);
+        // A COMMIT or ABORT answers the receipts its transaction's frames asked
+        // for, in order, before its own.
+        let ended = match (command, &tx) {
+            (Command::Commit | Command::Abort, Some(tx)) => self
+                .transactions
+                .get_mut(tx)
+                .map(|t| std::mem::take(&mut t.receipts))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
         let done = match self.version {
             None => self.connect(&frame).map(|()| Ticket::default()),
             Some(_) => self.command(frame, now),
@@ -260,19 +271,17 @@ impl Connection {
             }),
             Err(other) => Err(other),
             Ok(ticket) => {
-                // Receipts of a transaction's frames go with its end, in order,
-                // before the COMMIT's or ABORT's own.
-                for r in std::mem::take(&mut self.tx_receipts) {
+                for r in ended {
                     if let Some(r) = self.deferred.defer(ticket.clone(), r) {
                         self.write_receipt(&r);
                     }
                 }
-                let held_in = matches!(command, Command::Send | Command::Ack | Command::Nack)
-                    .then(|| frame_tx.as_deref())
-                    .flatten();
-                if let (Some(tx), Some(r)) = (held_in, &receipt) {
-                    if let Some(receipts) = self.held_receipts.get_mut(tx) {
-                        receipts.push(r.clone());
+                // A frame a transaction holds gets its receipt when it ends.
+                if let (Command::Send | Command::Ack | Command::Nack, Some(tx), Some(r)) =
+                    (command, &tx, &receipt)
+                {
+                    if let Some(t) = self.transactions.get_mut(tx) {
+                        t.receipts.push(r.clone());
                         return Ok(());
                     }
                 }
@@ -436,10 +445,11 @@ impl Connection {
     /// Adds `op` to transaction `tx`, within the limits.
     fn hold(&mut self, tx: &str, op: TxOp) -> Result<(), Exit> {
         let size = op.size();
-        let ops = self
+        let ops = &mut self
             .transactions
             .get_mut(tx)
-            .ok_or_else(|| bad_transaction(tx))?;
+            .ok_or_else(|| bad_transaction(tx))?
+            .ops;
         if ops.len() >= MAX_TX_FRAMES || self.tx_bytes.bytes() + size > self.offer.max_tx_bytes {
             return Err(error(
                 "Transaction too large",
@@ -556,12 +566,9 @@ impl Connection {
 
     /// The queue of a subscription to an exchange, bound to it with `key` when one
     /// is given: the durable queue `durable` names (it outlives the connection), or
-    /// a server-named queue private to this connection (deleted with it or its last
-    /// consumer).
-    /// A queue for a subscription to `exchange` (bound with `key`): the durable
-    /// one named `durable`, else one that ends with the subscription, named
-    /// `x_queue_name` when the client gave one (so AMQP can publish to it by
-    /// name, as with RabbitMQ) or by the server.
+    /// a queue private to this connection (deleted with it or its last consumer),
+    /// named `x_queue_name` when the client gave one (so AMQP can publish to it by
+    /// name, as with RabbitMQ), else by the server.
     fn bound_queue(
         &self,
         exchange: &str,
@@ -877,8 +884,8 @@ impl Connection {
                 format!("a connection may have {MAX_TRANSACTIONS} open transactions"),
             ));
         }
-        self.transactions.insert(tx.to_owned(), Vec::new());
-        self.held_receipts.insert(tx.to_owned(), Vec::new());
+        self.transactions
+            .insert(tx.to_owned(), Transaction::default());
         Ok(())
     }
 
@@ -890,9 +897,9 @@ impl Connection {
         let ops = self
             .transactions
             .remove(tx)
-            .ok_or_else(|| bad_transaction(tx))?;
+            .ok_or_else(|| bad_transaction(tx))?
+            .ops;
         self.tx_bytes.remove(ops.iter().map(TxOp::size).sum());
-        self.tx_receipts = self.held_receipts.remove(tx).unwrap_or_default();
         Ok(ops)
     }
 
