@@ -38,7 +38,8 @@ pub const DEFAULT_MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
 /// Largest keep alive a client may ask for, in seconds; above it (or for 0) MQTT 5
 /// clients are told Server Keep Alive. 65535 = accept whatever the client asks.
 pub const DEFAULT_MAX_KEEP_ALIVE: u16 = 65_535;
-/// Time a new connection has to complete its protocol handshake (RabbitMQ: 10 s).
+/// Time a new connection has to complete its protocol handshake (RabbitMQ: 10 s), and an
+/// HTTP client to send a request's headers.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest session expiry interval granted to MQTT clients, in seconds (1 day).
 pub const DEFAULT_MAX_SESSION_EXPIRY: u32 = 86_400;

@@ -17,9 +17,6 @@ use tracing::debug;
 
 use crate::server::Context;
 
-/// How long a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// How long a client may take to send a request's body (a body that trickles
 /// in would hold its connection and buffer for as long as it likes).
 pub(crate) const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -66,7 +63,9 @@ pub(crate) async fn serve(
     let service = TowerToHyperService::new(routes);
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        // A request's headers have as long as any protocol's CONNECT: a client that
+        // trickles them (slowloris) holds a socket no longer than one that sends nothing.
+        .header_read_timeout(ctx.config.limits.connect_timeout)
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let ended = tokio::select! {

@@ -14,6 +14,9 @@ pub enum AmqpError {
     /// The octet after the payload is not `0xCE`: the size was wrong or the stream is garbage.
     #[error("frame end byte {0:#04x} is not 0xCE")]
     BadFrameEnd(u8),
+    /// A heartbeat frame with a payload (spec 4.2.7: heartbeat frames are empty).
+    #[error("a heartbeat frame carries {0} bytes")]
+    HeartbeatPayload(u32),
     /// The announced payload size is over the codec's maximum; detected on the 7-byte frame
     /// header, before the payload is buffered.
     #[error("frame of {size} bytes exceeds frame_max {max}")]
@@ -53,9 +56,10 @@ impl AmqpError {
     /// The reply code to close the connection with (spec constants; reference §2.2).
     pub fn reply_code(&self) -> ReplyCode {
         match self {
-            Self::UnknownFrameType(_) | Self::BadFrameEnd(_) | Self::FrameTooLarge { .. } => {
-                ReplyCode::FrameError
-            }
+            Self::UnknownFrameType(_)
+            | Self::BadFrameEnd(_)
+            | Self::HeartbeatPayload(_)
+            | Self::FrameTooLarge { .. } => ReplyCode::FrameError,
             Self::Syntax { .. } => ReplyCode::SyntaxError,
             Self::UnknownMethod { .. } => ReplyCode::NotImplemented,
             Self::Io(_) => ReplyCode::InternalError,

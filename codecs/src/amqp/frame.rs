@@ -266,6 +266,7 @@ impl Decoder for AmqpCodec {
                 header: ContentHeader::decode_bytes(payload)?,
             },
             FRAME_BODY => Frame::Body { channel, payload },
+            _ if !payload.is_empty() => return Err(AmqpError::HeartbeatPayload(size)),
             _ => Frame::Heartbeat { channel },
         };
         Ok(Some(frame))
@@ -300,6 +301,7 @@ impl Encoder<&Frame> for AmqpCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::amqp::ReplyCode;
 
     #[test]
     fn heartbeat_vector() {
@@ -309,6 +311,14 @@ mod tests {
         let f = AmqpCodec::new(8192).decode(&mut out).unwrap();
         assert_eq!(f, Some(Frame::Heartbeat { channel: 0 }));
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_heartbeat_with_a_payload_is_a_frame_error() {
+        let mut buf = BytesMut::from(&b"\x08\x00\x00\x00\x00\x00\x01\x07\xCE"[..]);
+        let e = AmqpCodec::new(8192).decode(&mut buf).unwrap_err();
+        assert!(matches!(e, AmqpError::HeartbeatPayload(1)), "{e}");
+        assert_eq!(e.reply_code(), ReplyCode::FrameError);
     }
 
     #[test]

@@ -231,6 +231,8 @@ pub struct Codec {
     role: Role,
     version: Option<ProtocolVersion>,
     max_packet_size: u32,
+    /// The version a first CONNECT that failed to decode claimed.
+    refused_connect: Option<ProtocolVersion>,
 }
 
 impl Codec {
@@ -242,6 +244,7 @@ impl Codec {
             role: Role::Server,
             version: None,
             max_packet_size,
+            refused_connect: None,
         }
     }
 
@@ -251,12 +254,20 @@ impl Codec {
             role: Role::Client,
             version: Some(version),
             max_packet_size,
+            refused_connect: None,
         }
     }
 
     /// The protocol version, once known.
     pub fn version(&self) -> Option<ProtocolVersion> {
         self.version
+    }
+
+    /// The version a first CONNECT claimed when it failed to decode, so the server can
+    /// give its reason code in a CONNACK that client reads (§4.13.1: an MQTT 5 server
+    /// may send CONNACK with the reason before closing).
+    pub fn refused_connect(&self) -> Option<ProtocolVersion> {
+        self.refused_connect
     }
 
     /// Sets the protocol version (e.g. to answer an unsupported CONNECT in a chosen form).
@@ -301,7 +312,12 @@ impl Codec {
     fn decode_body(&mut self, hdr: FixedHeader, body: bytes::Bytes) -> Result<Packet, DecodeError> {
         if hdr.packet_type == PacketType::Connect {
             // CONNECT carries its own protocol level, so it decodes whatever the codec knows.
-            let connect = Connect::decode(body)?;
+            let claimed = Connect::claimed_version(&body);
+            let connect = Connect::decode(body).inspect_err(|_| {
+                if self.version.is_none() {
+                    self.refused_connect = claimed;
+                }
+            })?;
             // A second CONNECT does not change the version: the front answers it with a
             // Protocol Error in the version already in use.
             if self.version.is_none() {

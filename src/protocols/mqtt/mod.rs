@@ -172,6 +172,11 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, ctx: &Arc<Context>) -> O
             return None;
         }
         Ok(Some(Err(e))) => {
+            // A 5.0 client learns why (§4.13.1); a 3.1.1 one is just closed [MQTT-3.1.4-1].
+            if reader.decoder().refused_connect() == Some(ProtocolVersion::V5) {
+                let packet = session::refusal_connack(e.reason_code());
+                farewell(reader, writer, &mut wbuf, ProtocolVersion::V5, &[packet]).await;
+            }
             warn!(%peer, error = %e, "mqtt: bad first packet");
             return None;
         }

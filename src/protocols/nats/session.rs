@@ -234,8 +234,12 @@ impl Connection {
     }
 
     fn on_connect(&mut self, json: &[u8]) -> Result<(), Exit> {
-        let opts: ConnectOptions =
-            serde_json::from_slice(json).map_err(|_| Exit::Err("Unknown Protocol Operation"))?;
+        // An object only: serde would also read a struct from a JSON array.
+        let bad = || Exit::Err("Unknown Protocol Operation");
+        if json.trim_ascii_start().first() != Some(&b'{') {
+            return Err(bad());
+        }
+        let opts: ConnectOptions = serde_json::from_slice(json).map_err(|_| bad())?;
         if opts.protocol > 1 {
             return Err(Exit::Err("invalid client protocol"));
         }

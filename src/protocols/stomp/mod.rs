@@ -12,7 +12,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dwbroker_codecs::stomp::{encode_heartbeat, Received, StompCodec, StompLimits, Version};
+use dwbroker_codecs::stomp::{
+    encode_heartbeat, Received, StompCodec, StompError, StompLimits, Version,
+};
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -158,6 +160,8 @@ where
             _ = pressure.relieved(), if held_back => {}
             item = reader.next(), if reading => match item {
                 None => return End::Closed("closed by the client".into()),
+                // The client went away (mid-frame, or the socket failed): nobody to tell.
+                Some(Err(StompError::Io(e))) => return End::Closed(e.to_string()),
                 Some(Err(e)) => {
                     return End::Session(Exit::Error {
                         message: e.summary().into(),

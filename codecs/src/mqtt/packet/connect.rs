@@ -65,6 +65,16 @@ pub struct Will {
 }
 
 impl Connect {
+    /// The version a CONNECT body's protocol name and level claim, if one we speak.
+    pub(crate) fn claimed_version(body: &[u8]) -> Option<ProtocolVersion> {
+        let name_len = usize::from(u16::from_be_bytes([*body.first()?, *body.get(1)?]));
+        match (body.get(2..2 + name_len)?, body.get(2 + name_len)?) {
+            (PROTOCOL_NAME, 4) => Some(ProtocolVersion::V311),
+            (PROTOCOL_NAME, 5) => Some(ProtocolVersion::V5),
+            _ => None,
+        }
+    }
+
     /// Decodes a CONNECT body; the protocol level inside it decides the version.
     pub(crate) fn decode(body: Bytes) -> Result<Self, DecodeError> {
         let mut r = Reader::new(body);
@@ -468,6 +478,28 @@ mod tests {
     fn mqtt_3_1_2_12_will_qos_3_is_malformed() {
         let e = decode_server_fresh(&with_byte(V5_WILL, 9, 0b0001_1110)).unwrap_err();
         assert_eq!(e.reason_code().0, 0x81, "{e}");
+    }
+
+    #[test]
+    fn a_refused_connect_remembers_the_version_it_claimed() {
+        use tokio_util::codec::Decoder;
+        let decode = |bytes: &[u8]| {
+            let mut codec = crate::mqtt::Codec::server(1 << 20);
+            let mut buf = bytes::BytesMut::from(bytes);
+            assert!(codec.decode(&mut buf).is_err());
+            codec.refused_connect()
+        };
+        // Will QoS 3: malformed after the level, so the client's version is known.
+        assert_eq!(
+            decode(&with_byte(V5_WILL, 9, 0b0001_1110)),
+            Some(ProtocolVersion::V5)
+        );
+        let mut v311 = with_byte(V5_WILL, 9, 0b0001_1110);
+        v311[8] = 4;
+        assert_eq!(decode(&v311), Some(ProtocolVersion::V311));
+        // Unknown level or name: no version to answer in.
+        assert_eq!(decode(&with_byte(V5_WILL, 8, 6)), None);
+        assert_eq!(decode(&with_byte(V5_WILL, 4, b'X')), None);
     }
 
     #[test]
