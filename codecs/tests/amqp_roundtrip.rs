@@ -365,10 +365,12 @@ proptest! {
 
 #[test]
 fn every_method_round_trips_its_default() {
-    // All-zero arguments long enough for any method decode to its Default; and the Default
-    // re-encodes and decodes to itself.
+    // All-zero arguments of the one length a method takes (empty strings and tables) decode
+    // to its Default; and the Default re-encodes and decodes to itself.
     for &(c, m, name) in Method::ALL {
-        let decoded = Method::decode(c, m, &[0u8; 64]).unwrap();
+        let decoded = (0..64)
+            .find_map(|n| Method::decode(c, m, &vec![0u8; n]).ok())
+            .unwrap_or_else(|| panic!("no all-zero arguments decode as {name}"));
         assert_eq!(
             (decoded.class_id(), decoded.method_id(), decoded.name()),
             (c, m, name)

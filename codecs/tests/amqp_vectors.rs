@@ -415,6 +415,33 @@ fn malformed_input() {
     );
     assert_eq!(e.reply_code(), ReplyCode::SyntaxError);
     assert_eq!(e.class_method(), (60, 40));
+    // A content header with a byte after its last property (found by the differential
+    // fuzz target: amq-protocol and RabbitMQ refuse it).
+    let e = err_of(&frame(
+        2,
+        1,
+        b"\x00\x3c\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x80\x00\x01a\x00",
+    ));
+    assert!(matches!(e, AmqpError::Syntax { .. }), "{e:?}");
+    assert_eq!(e.reply_code(), ReplyCode::SyntaxError);
+    // A method with bytes after its last argument (basic.publish with two bytes more):
+    // also found by the differential fuzz target.
+    let e = err_of(&frame(
+        1,
+        1,
+        b"\x00\x3c\x00\x28\x00\x00\x00\x00\x00\x71\x2e",
+    ));
+    assert!(
+        matches!(
+            e,
+            AmqpError::Syntax {
+                class_id: 60,
+                method_id: 40,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     // Method frame shorter than class + method ids.
     let e = err_of(&frame(1, 1, b"\x00\x3c"));
     assert!(matches!(

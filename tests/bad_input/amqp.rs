@@ -172,6 +172,26 @@ pub fn cases() -> Vec<Case> {
             502,
         ));
     }
+    // Bytes after the last argument, or after the last property (as RabbitMQ's exact
+    // decoder and amq-protocol refuse them).
+    let mut publish = basic_publish(1, "", "q");
+    publish.truncate(publish.len() - 1);
+    publish.extend([0x71, 0x2e]);
+    let publish = amqp_frame(1, 1, &publish[7..]);
+    out.push(connection_error(
+        "method_bytes_after_arguments",
+        publish,
+        502,
+    ));
+    let mut header = content_header(1, 1);
+    header.truncate(header.len() - 1);
+    header.push(0);
+    let header = amqp_frame(2, 1, &header[7..]);
+    out.push(connection_error(
+        "content_header_bytes_after_properties",
+        [basic_publish(1, "", "q"), header].concat(),
+        502,
+    ));
     out.push(connection_error(
         "method_frame_empty",
         amqp_frame(1, 1, &[]),

@@ -45,6 +45,10 @@ macro_rules! properties {
                         p.$field = Some(r.$wire()?);
                     }
                 )*
+                // As RabbitMQ's and amq-protocol's parsers: nothing after the last property.
+                if !r.is_empty() {
+                    return Err(r.err("bytes after the properties"));
+                }
                 Ok(p)
             }
 

@@ -129,7 +129,13 @@ macro_rules! methods {
                             let mut r = Reader::new(args, class_id, method_id, $name);
                             // Struct-expression fields are evaluated in the order written,
                             // which is wire order.
-                            Ok(Method::$Variant($Variant { $( $field: r.$wire()?, )* }))
+                            let m = $Variant { $( $field: r.$wire()?, )* };
+                            // As RabbitMQ's and amq-protocol's parsers: nothing after the
+                            // last argument.
+                            if !r.is_empty() {
+                                return Err(r.err("bytes after the arguments"));
+                            }
+                            Ok(Method::$Variant(m))
                         }
                     )*
                     _ => Err(AmqpError::UnknownMethod { class_id, method_id }),
@@ -406,9 +412,20 @@ mod tests {
                 ..
             }
         ));
-        // Trailing bytes are ignored.
-        let m = Method::decode(90, 10, &[1, 2, 3]).unwrap();
-        assert_eq!(m, Method::TxSelect(TxSelect {}));
+        // Bytes after the last argument are refused, as RabbitMQ's generated decoder
+        // (an exact binary match) and amq-protocol do.
+        assert_eq!(
+            Method::decode(90, 10, &[]).unwrap(),
+            Method::TxSelect(TxSelect {})
+        );
+        assert!(matches!(
+            Method::decode(90, 10, &[1, 2, 3]),
+            Err(AmqpError::Syntax {
+                class_id: 90,
+                method_id: 10,
+                ..
+            })
+        ));
         assert!(matches!(
             Method::decode(60, 41, &[]),
             Err(AmqpError::UnknownMethod {
