@@ -151,6 +151,16 @@ impl Dwbroker {
     /// [`Dwbroker::start_on`] with `limits` (TOML lines) added to the config's
     /// `[limits]`.
     pub fn start_with_limits(bin: &Path, data_dir: &Path, limits: &str) -> Res<Dwbroker> {
+        Dwbroker::start_with_config(bin, data_dir, &format!("{DW_CONFIG}{limits}"))
+    }
+
+    /// [`Dwbroker::start_on`] with the broker's own default limits but for `limits`
+    /// (TOML lines of `[limits]`), not the harness's generous session queues.
+    pub fn start_with_default_limits(bin: &Path, data_dir: &Path, limits: &str) -> Res<Dwbroker> {
+        Dwbroker::start_with_config(bin, data_dir, &format!("[limits]\n{limits}"))
+    }
+
+    fn start_with_config(bin: &Path, data_dir: &Path, config_text: &str) -> Res<Dwbroker> {
         if !bin.exists() {
             return Err(format!(
                 "{} not found: build it with `cargo build --release --bin dwbroker`",
@@ -161,7 +171,7 @@ impl Dwbroker {
         let [mqtt, amqp, stomp, nats, kafka_rest] = pick_ports()?.map(loopback);
         let config =
             std::env::temp_dir().join(format!("dwbroker-load-{}.toml", std::process::id()));
-        std::fs::write(&config, format!("{DW_CONFIG}{limits}"))?;
+        std::fs::write(&config, config_text)?;
         // With --pin the generator has already pinned itself to one CPU, and a child
         // inherits that mask; tokio sizes its worker pool from the CPUs it may use.
         // Start dwbroker on every online CPU, as the reference brokers were started,

@@ -98,7 +98,23 @@ receive time minus send time, in the one generator process):
                (default 64); publishing must stall with both publishers connected and
                broker RSS under 3x the bound; then consumers start and every
                acknowledged message must arrive. Prints RSS over time; exits 1 otherwise
-  all          every scenario above but smoke, with the options given
+  soak         --minutes (default 60) of mixed load on every protocol against one data
+               dir, the broker restarted --restarts times (default 5; alternately
+               SIGKILL and SIGTERM): paced durable publishers with acknowledgements
+               (AMQP confirms, MQTT QoS 1/2, STOMP receipts) read by slow consumers,
+               MQTT connect/disconnect churn and session takeovers, NATS pub/sub, Kafka
+               REST produce. Prints RSS, fds and data dir size every 10 s; exits 1 if an
+               acknowledged message is lost, the last segment's RSS peak is above twice
+               the earlier segments' or the data dir keeps growing.
+               Short form: --minutes 5 --restarts 2
+  flood        --connections attempts (default 50000, up to 12000 open at once: the
+               descriptor limit) against dwbroker with max_connections = 4000 and a 3 s
+               connect timeout: half of them half-open (TCP only), the rest MQTT
+               clients that CONNECT, SUBSCRIBE to a busy topic and never read, while a
+               well-behaved client keeps round-tripping; prints accepted / refused, the
+               round trip's worst latency and RSS; exits 1 if the well-behaved client
+               stalls for 5 s, the broker dies, or RSS stays up after the flood
+  all          every scenario above but smoke, soak and flood, with the options given
 
 OUTPUT, per run: messages sent / received / lost (expected minus received; expected is
 sent x subscribers for fan-out); throughput (messages received per second, from the
@@ -173,6 +189,10 @@ pub enum Scenario {
     StorageSoak,
     /// Publishers held back at memory_high_watermark (--bound-mib): RSS, no loss
     MemoryBound,
+    /// Mixed load on every protocol with restarts (--minutes, --restarts)
+    Soak,
+    /// Connection floods: half-open and never-reading clients (--connections)
+    Flood,
     /// Every scenario but smoke
     All,
 }
@@ -203,6 +223,8 @@ impl Scenario {
             Scenario::Crash => "crash",
             Scenario::StorageSoak => "storage-soak",
             Scenario::MemoryBound => "memory-bound",
+            Scenario::Soak => "soak",
+            Scenario::Flood => "flood",
             Scenario::All => "all",
         }
     }
@@ -228,6 +250,8 @@ impl Scenario {
             | Scenario::Crash
             | Scenario::StorageSoak
             | Scenario::MemoryBound
+            | Scenario::Soak
+            | Scenario::Flood
             | Scenario::All => {
                 unreachable!("expanded or run on its own before running")
             }
@@ -328,6 +352,14 @@ pub struct Cli {
     /// crash: how many crash trials.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub trials: u32,
+
+    /// soak: how long, in minutes.
+    #[arg(long, default_value_t = 60.0, value_name = "MIN")]
+    pub minutes: f64,
+
+    /// soak: broker restarts, evenly spaced.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub restarts: u32,
 
     /// memory-bound: the broker's memory_high_watermark, in MiB.
     #[arg(long, default_value_t = 64, value_name = "MIB")]

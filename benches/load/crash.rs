@@ -37,7 +37,7 @@ const KILL_AFTER_MS: (u64, u64) = (150, 1500);
 
 /// Where a stream's messages are stored.
 #[derive(Clone, Copy)]
-enum Sink {
+pub(crate) enum Sink {
     /// A durable queue (MQTT publishers reach it through amq.topic, key `crash.<topic>`).
     Queue(&'static str),
     /// The stored session of an MQTT client that subscribed to `crash/session/#`
@@ -49,9 +49,9 @@ enum Sink {
 const KEEPER: &str = "crash-keeper";
 
 /// One durable stream of a trial: a publisher and where its messages land.
-struct Stream {
-    name: &'static str,
-    sink: Sink,
+pub(crate) struct Stream {
+    pub(crate) name: &'static str,
+    pub(crate) sink: Sink,
     /// Published (handed to the client library), as sequence numbers 0..sent.
     sent: Mutex<u64>,
     /// Acknowledged by the broker.
@@ -59,7 +59,7 @@ struct Stream {
 }
 
 impl Stream {
-    fn new(name: &'static str, sink: Sink) -> Arc<Stream> {
+    pub(crate) fn new(name: &'static str, sink: Sink) -> Arc<Stream> {
         Arc::new(Stream {
             name,
             sink,
@@ -99,13 +99,13 @@ fn streams() -> Vec<Arc<Stream>> {
     ]
 }
 
-fn payload(seq: u64) -> Vec<u8> {
+pub(crate) fn payload(seq: u64) -> Vec<u8> {
     let mut v = vec![b'.'; SIZE];
     v[..8].copy_from_slice(&seq.to_be_bytes());
     v
 }
 
-fn seq_of(body: &[u8]) -> Option<u64> {
+pub(crate) fn seq_of(body: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(body.get(..8)?.try_into().ok()?))
 }
 
@@ -198,12 +198,12 @@ async fn one_trial(bin: &Path, dir: &Path, trial: u32) -> Res<Vec<Tally>> {
         .map(|s| {
             let s = s.clone();
             match s.name {
-                "amqp-confirms" => tokio::spawn(amqp_publisher(amqp_addr, s)),
-                "stomp-receipts" => tokio::spawn(stomp_publisher(stomp_addr, s)),
+                "amqp-confirms" => tokio::spawn(amqp_publisher(amqp_addr, s, None)),
+                "stomp-receipts" => tokio::spawn(stomp_publisher(stomp_addr, s, None)),
                 "mqtt-qos1" | "session-qos1" => {
-                    tokio::spawn(mqtt_publisher(mqtt_addr, s, QoS::AtLeastOnce, trial))
+                    tokio::spawn(mqtt_publisher(mqtt_addr, s, QoS::AtLeastOnce, trial, None))
                 }
-                _ => tokio::spawn(mqtt_publisher(mqtt_addr, s, QoS::ExactlyOnce, trial)),
+                _ => tokio::spawn(mqtt_publisher(mqtt_addr, s, QoS::ExactlyOnce, trial, None)),
             }
         })
         .collect();
@@ -271,7 +271,7 @@ async fn keeper(addr: SocketAddr, first: bool) -> Res<HashMap<String, Vec<u64>>>
 }
 
 /// The durable queues; MQTT's land through amq.topic bindings.
-async fn declare(addr: SocketAddr) -> Res<()> {
+pub(crate) async fn declare(addr: SocketAddr) -> Res<()> {
     let c = amqp::connect(addr).await?;
     let ch = c.create_channel().await?;
     let durable = QueueDeclareOptions {
@@ -301,7 +301,11 @@ async fn declare(addr: SocketAddr) -> Res<()> {
 
 /// Publishes persistent messages with confirms, WINDOW in flight, until the
 /// connection fails.
-async fn amqp_publisher(addr: SocketAddr, s: Arc<Stream>) -> Res<()> {
+pub(crate) async fn amqp_publisher(
+    addr: SocketAddr,
+    s: Arc<Stream>,
+    pace: Option<Duration>,
+) -> Res<()> {
     let Sink::Queue(queue) = s.sink else {
         return Err("AMQP publishes to a queue".into());
     };
@@ -322,6 +326,9 @@ async fn amqp_publisher(addr: SocketAddr, s: Arc<Stream>) -> Res<()> {
             )
             .await?;
         inflight.push_back((seq, confirm));
+        if let Some(p) = pace {
+            tokio::time::sleep(p).await;
+        }
         while inflight.len() >= WINDOW {
             let Some((seq, confirm)) = inflight.pop_front() else {
                 break;
@@ -336,7 +343,13 @@ async fn amqp_publisher(addr: SocketAddr, s: Arc<Stream>) -> Res<()> {
 /// Publishes at `qos` to the stream's topic until the connection fails;
 /// acknowledgements (PUBACK for QoS 1, PUBREC for QoS 2) come in publish order
 /// ([MQTT-4.6.0-2], [MQTT-4.6.0-3]).
-async fn mqtt_publisher(addr: SocketAddr, s: Arc<Stream>, qos: QoS, trial: u32) -> Res<()> {
+pub(crate) async fn mqtt_publisher(
+    addr: SocketAddr,
+    s: Arc<Stream>,
+    qos: QoS,
+    trial: u32,
+    pace: Option<Duration>,
+) -> Res<()> {
     let topic = s.topic();
     let mut o = MqttOptions::new(
         format!("crash-{}-{trial}-{}", s.name, std::process::id()),
@@ -357,6 +370,9 @@ async fn mqtt_publisher(addr: SocketAddr, s: Arc<Stream>, qos: QoS, trial: u32) 
                     .is_err()
                 {
                     return;
+                }
+                if let Some(p) = pace {
+                    tokio::time::sleep(p).await;
                 }
             }
         })
@@ -384,7 +400,11 @@ async fn mqtt_publisher(addr: SocketAddr, s: Arc<Stream>, qos: QoS, trial: u32) 
 
 /// SENDs persistent messages with a receipt each, WINDOW at a time, until the
 /// connection fails.
-async fn stomp_publisher(addr: SocketAddr, s: Arc<Stream>) -> Res<()> {
+pub(crate) async fn stomp_publisher(
+    addr: SocketAddr,
+    s: Arc<Stream>,
+    pace: Option<Duration>,
+) -> Res<()> {
     let Sink::Queue(queue) = s.sink else {
         return Err("STOMP publishes to a queue".into());
     };
@@ -403,6 +423,9 @@ async fn stomp_publisher(addr: SocketAddr, s: Arc<Stream>) -> Res<()> {
             f.body = body.into();
             c.send(&f).await?;
             batch.push(seq);
+            if let Some(p) = pace {
+                tokio::time::sleep(p).await;
+            }
         }
         for _ in 0..batch.len() {
             match c.next().await? {
@@ -421,7 +444,7 @@ async fn stomp_publisher(addr: SocketAddr, s: Arc<Stream>) -> Res<()> {
 }
 
 /// Every message of `queue`, in order (basic.get, acknowledged as it is read).
-async fn drain(addr: SocketAddr, queue: &str) -> Res<Vec<u64>> {
+pub(crate) async fn drain(addr: SocketAddr, queue: &str) -> Res<Vec<u64>> {
     let c = amqp::connect(addr).await?;
     let ch = c.create_channel().await?;
     let mut out = Vec::new();
@@ -443,7 +466,7 @@ async fn drain(addr: SocketAddr, queue: &str) -> Res<Vec<u64>> {
 /// publisher sends anything twice (none reconnects after the kill), so a message
 /// that comes back twice is a duplicate the broker made: exactly once holds for
 /// every stream, QoS 2's included.
-fn check(s: &Stream, recovered: &[u64]) -> Tally {
+pub(crate) fn check(s: &Stream, recovered: &[u64]) -> Tally {
     let sent = *s.sent.lock().unwrap();
     let acked = s.acked.lock().unwrap().clone();
     let got: HashSet<u64> = recovered.iter().copied().collect();

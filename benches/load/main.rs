@@ -13,9 +13,11 @@ mod amqp;
 mod brokers;
 mod cli;
 mod crash;
+mod flood;
 mod jetstream;
 mod kafka;
 mod memory;
+mod mixed_soak;
 mod mqtt;
 mod nats;
 mod procstat;
@@ -285,6 +287,8 @@ async fn run_one(p: &Params, t: &Target, pinned: bool) -> RunResult {
             | Scenario::Crash
             | Scenario::StorageSoak
             | Scenario::MemoryBound
+            | Scenario::Soak
+            | Scenario::Flood
             | Scenario::All => {
                 unreachable!("expanded by plan(), or run on its own")
             }
@@ -516,6 +520,25 @@ fn main() -> ExitCode {
                 cli.messages.unwrap_or(32_768),
                 if cli.size == 64 { 16_384 } else { cli.size },
                 cli.bound_mib,
+            )),
+        ),
+        Scenario::Soak => verdict(
+            "soak",
+            rt.block_on(mixed_soak::run(
+                &cli.dwbroker_bin,
+                cli.minutes,
+                cli.restarts,
+            )),
+        ),
+        Scenario::Flood => verdict(
+            "flood",
+            rt.block_on(flood::run(
+                &cli.dwbroker_bin,
+                if cli.connections == 10_000 {
+                    50_000
+                } else {
+                    cli.connections
+                },
             )),
         ),
         _ => rt.block_on(run(cli, plan)),

@@ -40,6 +40,11 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Open file descriptors of `pid`.
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
 /// Broker CPU/RSS and generator CPU at the start and the end of a run.
 #[derive(Debug, Default, Clone)]
 pub struct Meter {

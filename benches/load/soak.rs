@@ -26,7 +26,7 @@ const WINDOW: usize = 256;
 const CAP: Duration = Duration::from_secs(600);
 
 /// Bytes under `dir`, recursively.
-fn dir_size(dir: &Path) -> u64 {
+pub(crate) fn dir_size(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };

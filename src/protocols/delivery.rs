@@ -14,7 +14,7 @@ use tokio::io::AsyncWrite;
 
 use super::now;
 use super::socket::{self, WriteError};
-use crate::router::{Now, Outlet, OutletItem, Queue, Router};
+use crate::router::{Memory, Now, Outlet, OutletItem, Queue, Router};
 
 /// Bytes of deliveries encoded ahead of one socket write.
 pub(crate) const WRITE_BUDGET: usize = 1 << 20;
@@ -57,14 +57,18 @@ pub(crate) trait Deliveries {
 
 /// Writes the output, then what the write budget left in the outlet, until
 /// nothing is left. Returns whether anything was written.
-pub(crate) async fn write_pending<W, C>(writer: &mut W, conn: &mut C) -> Result<bool, WriteError>
+pub(crate) async fn write_pending<W, C>(
+    writer: &mut W,
+    conn: &mut C,
+    memory: &Arc<Memory>,
+) -> Result<bool, WriteError>
 where
     W: AsyncWrite + Unpin,
     C: Deliveries,
 {
     let mut wrote = false;
     while !conn.out().is_empty() {
-        socket::flush(writer, conn.out()).await?;
+        socket::flush(writer, conn.out(), memory).await?;
         wrote = true;
         conn.pump(now());
     }

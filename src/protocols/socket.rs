@@ -3,12 +3,15 @@
 //! noting when the client last sent anything.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use crate::router::{Held, Memory};
 
 /// How long one socket write may take before the client counts as gone (a client
 /// that stops reading must not hold its task, its session or a takeover forever;
@@ -61,11 +64,16 @@ impl std::fmt::Display for WriteError {
     }
 }
 
-/// Writes all of `bytes` within [`WRITE_TIMEOUT`].
+/// Writes all of `bytes` within [`WRITE_TIMEOUT`]. Until they are written they count
+/// toward the memory bound: a client that does not read holds them (up to the write
+/// timeout), and enough such clients must hold publishers back as any backlog does.
 pub(crate) async fn write<W: AsyncWrite + Unpin>(
     writer: &mut W,
     bytes: &[u8],
+    memory: &Arc<Memory>,
 ) -> Result<(), WriteError> {
+    let mut unwritten = Held::new(memory.clone());
+    unwritten.add(bytes.len());
     match tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(bytes)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(WriteError::Io(e)),
@@ -78,8 +86,9 @@ pub(crate) async fn write<W: AsyncWrite + Unpin>(
 pub(crate) async fn flush<W: AsyncWrite + Unpin>(
     writer: &mut W,
     out: &mut BytesMut,
+    memory: &Arc<Memory>,
 ) -> Result<(), WriteError> {
-    let written = write(writer, out).await;
+    let written = write(writer, out, memory).await;
     out.clear();
     if out.capacity() > 2 * super::delivery::WRITE_BUDGET {
         *out = BytesMut::new();
@@ -154,5 +163,27 @@ impl<R: AsyncRead + Unpin> AsyncRead for Watched<R> {
             self.last_read = Instant::now();
         }
         polled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bytes_a_client_has_not_taken_count_toward_the_memory_bound() {
+        let memory = Arc::new(Memory::new(1 << 20));
+        let (mut ours, mut client) = tokio::io::duplex(16);
+        let writing = {
+            let memory = memory.clone();
+            tokio::spawn(async move { write(&mut ours, &[7u8; 1000], &memory).await })
+        };
+        // The client has not read: the write waits, and its bytes are held.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(memory.held(), 1000);
+        let mut got = vec![0u8; 1000];
+        client.read_exact(&mut got).await.unwrap();
+        writing.await.unwrap().unwrap();
+        assert_eq!(memory.held(), 0);
     }
 }

@@ -64,7 +64,7 @@ fn proto_name(p: Proto) -> &'static str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_case_gets_its_answer_and_nobody_else_notices() {
     let (broker, mqtt) = common::start_with(|c| {
-        c.limits.connect_timeout = Duration::from_secs(2);
+        c.limits.connect_timeout = Duration::from_secs(3);
         c.limits.max_message_size = 65_536;
         c.limits.nats_max_payload = 65_536;
         c.limits.http_max_body = 65_536;

@@ -305,7 +305,7 @@ pub fn cases() -> Vec<Case> {
         // The whole CONNECT arrives byte by byte: accepted.
         let mut slow = Case::new(format!("mqtt/{n}/connect_byte_by_byte"), p, Vec::new());
         for b in &full {
-            slow = slow.then(Duration::from_millis(20), vec![*b]);
+            slow = slow.then(Duration::from_millis(5), vec![*b]);
         }
         out.push(slow.open(&["CONNACK 0x00"]));
 

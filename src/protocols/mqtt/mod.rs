@@ -317,7 +317,7 @@ async fn run(
             if conn.out.capacity() <= SMALL_OUT && !writes.busy() {
                 conn.out = Vec::new();
             }
-            socket::write(writer, wbuf)
+            socket::write(writer, wbuf, ctx.router.memory())
                 .await
                 .map_err(|e| Exit::Network(e.to_string()))?;
             // Keep an idle connection small: drop a buffer that grew for a large message.

@@ -104,7 +104,7 @@ async fn run(
     tokio::pin!(connect_deadline);
     loop {
         if !conn.out.is_empty() {
-            let written = socket::write(writer, &conn.out).await;
+            let written = socket::write(writer, &conn.out, ctx.router.memory()).await;
             // Whatever was not written is not written again at the farewell.
             conn.out.clear();
             written.map_err(|e| match e {

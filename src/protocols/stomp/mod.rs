@@ -122,7 +122,7 @@ where
     let opened = Instant::now();
     let mut pressure = Pressure::new(ctx.router.memory());
     loop {
-        match write_pending(writer, conn).await {
+        match write_pending(writer, conn, ctx.router.memory()).await {
             Ok(true) => last_write = Instant::now(),
             Ok(false) => {}
             Err(e) => return End::Closed(format!("write failed: {e}")),
