@@ -291,7 +291,9 @@ async fn unacked_messages_come_back_redelivered_in_order_and_acked_ones_never() 
             ]
         );
     }
-    // Restarted twice: what was consumed (no-ack) is gone for good.
+    // Restarted twice: what was consumed (no-ack) is gone for good, once its removal
+    // is committed (as for the acks above, a consume is not waited on by storage).
+    tokio::time::sleep(Duration::from_millis(300)).await;
     p.kill();
     let p = Process::start(dir.path());
     let (_c, ch) = amqp(&p).await;
