@@ -330,36 +330,12 @@ impl Model {
                 queue,
                 exchange,
                 key,
-            } => {
-                let (i, e) = (usize::from(queue) % QUEUES, usize::from(exchange) % 3);
-                let text = binding_key(e, &key);
-                self.router
-                    .bind(
-                        EXCHANGES[e],
-                        Dest::Queue(format!("q{i}")),
-                        &text,
-                        Vec::new(),
-                    )
-                    .expect("bind");
-                self.queues[i].bindings.insert((e, text), key);
-            }
+            } => self.binding(true, queue, exchange, key),
             Op::Unbind {
                 queue,
                 exchange,
                 key,
-            } => {
-                let (i, e) = (usize::from(queue) % QUEUES, usize::from(exchange) % 3);
-                let text = binding_key(e, &key);
-                self.router
-                    .unbind(
-                        EXCHANGES[e],
-                        Dest::Queue(format!("q{i}")),
-                        &text,
-                        &Vec::new(),
-                    )
-                    .expect("unbind");
-                self.queues[i].bindings.remove(&(e, text));
-            }
+            } => self.binding(false, queue, exchange, key),
             Op::PublishTo { exchange, topic } => {
                 let e = usize::from(exchange) % 3;
                 let words = topic.words();
@@ -441,6 +417,24 @@ impl Model {
                     .collect();
                 assert_eq!(got, want, "retained lookup");
             }
+        }
+    }
+
+    /// Binds (or unbinds) queue `queue` to exchange `exchange` with `key`.
+    fn binding(&mut self, bind: bool, queue: u8, exchange: u8, key: Pattern) {
+        let (i, e) = (usize::from(queue) % QUEUES, usize::from(exchange) % 3);
+        let text = binding_key(e, &key);
+        let dest = Dest::Queue(format!("q{i}"));
+        if bind {
+            self.router
+                .bind(EXCHANGES[e], dest, &text, Vec::new())
+                .expect("bind");
+            self.queues[i].bindings.insert((e, text), key);
+        } else {
+            self.router
+                .unbind(EXCHANGES[e], dest, &text, &Vec::new())
+                .expect("unbind");
+            self.queues[i].bindings.remove(&(e, text));
         }
     }
 
