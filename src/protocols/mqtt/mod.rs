@@ -37,9 +37,12 @@ use crate::server::Context;
 /// At most this many queued messages are moved to the socket per wake-up, so that
 /// one busy subscriber cannot starve reading its own socket.
 const PUMP_BUDGET: usize = 256;
-/// See `run`: packet lists up to this capacity are released after a write unless
-/// writes come in quick succession.
-const SMALL_OUT: usize = 4;
+/// Queued messages become packets and then bytes this many at a time: packets are
+/// large (MQTT 5 properties inline, 840 bytes each), and a connection keeps its
+/// packet list's capacity between wake-ups, also while its client does not read.
+const PUMP_CHUNK: usize = 16;
+/// A wake-up stops moving messages once this many bytes are encoded for the socket.
+const PUMP_BYTES: usize = 64 * 1024;
 /// Packets an ending connection still handles when it is taken over: the client's
 /// last words, bounded so that a flood cannot delay the new holder.
 const TAKEOVER_INPUT: usize = 64;
@@ -286,6 +289,8 @@ async fn farewell(
     version: ProtocolVersion,
     packets: &[Packet],
 ) {
+    // What is left of a failed write is not sent after all.
+    wbuf.clear();
     encode_packets(wbuf, version, packets);
     Box::pin(socket::farewell(reader.into_inner(), writer, wbuf)).await;
 }
@@ -303,23 +308,22 @@ async fn run(
     let mut deadline = conn.keep_alive_deadline(Instant::now());
     let keep_alive = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now).into());
     tokio::pin!(keep_alive);
-    let mut more = conn.pump(crate::protocols::now(), PUMP_BUDGET);
+    let mut more = pump(conn, wbuf);
     let mut writes = socket::Pace::default();
     let mut pressure = Pressure::new(ctx.router.memory());
     let mut was_held_back = false;
     loop {
-        if !conn.out.is_empty() {
-            encode_packets(wbuf, conn.version, &conn.out);
-            conn.out.clear();
-            // Packets are large (MQTT 5 properties inline): an idle client does not
-            // keep the list its few packets (CONNACK, PINGRESPs) needed.
+        if !wbuf.is_empty() {
+            // An idle client does not keep the packet list its few packets
+            // (CONNACK, PINGRESPs) needed.
             writes.tick();
-            if conn.out.capacity() <= SMALL_OUT && !writes.busy() {
+            if !writes.busy() {
                 conn.out = Vec::new();
             }
             socket::write(writer, wbuf, ctx.router.memory())
                 .await
                 .map_err(|e| Exit::Network(e.to_string()))?;
+            wbuf.clear();
             // Keep an idle connection small: drop a buffer that grew for a large message.
             if wbuf.capacity() > 64 * 1024 {
                 *wbuf = BytesMut::new();
@@ -381,8 +385,27 @@ async fn run(
             _ = acks::committed(&deferred) => {}
         }
         conn.release_deferred()?;
-        more = conn.pump(crate::protocols::now(), PUMP_BUDGET);
+        more = pump(conn, wbuf);
     }
+}
+
+/// Encodes the packets the connection has to send into `wbuf`, with up to
+/// [`PUMP_BUDGET`] queued messages (or [`PUMP_BYTES`]) a chunk at a time; returns
+/// true if messages are left for the next wake-up.
+fn pump(conn: &mut Connection, wbuf: &mut BytesMut) -> bool {
+    let now = crate::protocols::now();
+    for _ in 0..PUMP_BUDGET / PUMP_CHUNK {
+        let more = conn.pump(now, PUMP_CHUNK);
+        encode_packets(wbuf, conn.version, &conn.out);
+        conn.out.clear();
+        if !more {
+            return false;
+        }
+        if wbuf.len() >= PUMP_BYTES {
+            return true;
+        }
+    }
+    true
 }
 
 /// Waits for a takeover request; pends forever once the channel is gone.
@@ -404,10 +427,9 @@ fn decode_exit(e: DecodeError) -> Exit {
     }
 }
 
-/// Encodes `packets` into `buf` (cleared first). A packet that cannot be encoded
-/// is logged and skipped; nothing half-encoded is kept.
+/// Appends `packets`, encoded, to `buf`. A packet that cannot be encoded is logged
+/// and skipped; nothing half-encoded is kept.
 fn encode_packets(buf: &mut BytesMut, version: ProtocolVersion, packets: &[Packet]) {
-    buf.clear();
     for packet in packets {
         let mark = buf.len();
         if let Err(e) = packet.encode(version, buf) {
