@@ -1,4 +1,5 @@
-//! Subject trie: matching one subject against 10,000 subscribed filters.
+//! Subject trie: matching one subject against 10,000 subscribed filters, and one
+//! session subscribing and unsubscribing among 10,000 that share its filter.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use dwbroker::router::{Filter, Subject, Trie};
@@ -20,7 +21,7 @@ fn bench(c: &mut Criterion) {
     let filters = filters();
     let mut trie = Trie::default();
     for (i, f) in filters.iter().enumerate() {
-        trie.insert(f, i);
+        trie.insert(f, i, i);
     }
     assert_eq!(trie.len(), 10_000);
     let hit = Subject::from_mqtt_topic("site/b42/s17/temp").expect("valid");
@@ -38,6 +39,17 @@ fn bench(c: &mut Criterion) {
             let mut n = 0usize;
             trie.for_each_match(&miss, |_| n += 1);
             n
+        })
+    });
+    let shared = Filter::mqtt("fleet/#").expect("valid");
+    let mut fleet = Trie::default();
+    for i in 0..10_000usize {
+        fleet.insert(&shared, i, i);
+    }
+    c.bench_function("trie_unsubscribe_subscribe_among_10k_on_one_filter", |b| {
+        b.iter(|| {
+            assert_eq!(fleet.remove(&shared, &5_000), Some(5_000));
+            fleet.insert(&shared, 5_000, 5_000)
         })
     });
 }

@@ -85,6 +85,15 @@ enum Target {
     Stream(Arc<streams::Stream>),
 }
 
+/// What tells a target from the others under the same filter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum TargetKey {
+    Sub(SessionId),
+    Group(Box<str>),
+    Bound(Dest),
+    Stream(Arc<str>),
+}
+
 /// A subscription as a session remembers it, to find it again on unsubscribe and
 /// on close.
 type SubKey = (Filter, Option<String>);
@@ -97,7 +106,7 @@ struct Registered {
 
 #[derive(Debug, Default)]
 struct Index {
-    trie: Trie<Target>,
+    trie: Trie<TargetKey, Target>,
     sessions: HashMap<SessionId, Registered>,
     /// Subscriptions of all sessions, group memberships included.
     subscriptions: usize,
@@ -108,25 +117,21 @@ impl Index {
     fn detach(&mut self, session: SessionId, filter: &Filter, group: Option<&str>) {
         match group {
             Some(name) => {
-                let is_group = |t: &Target| matches!(t, Target::Group(g) if g.name() == name);
+                let key = TargetKey::Group(name.into());
                 let mut emptied = false;
-                if let Some(Target::Group(g)) = self.trie.find_mut(filter, is_group) {
+                if let Some(Target::Group(g)) = self.trie.find_mut(filter, &key) {
                     g.leave(session);
                     emptied = g.is_empty();
                 }
                 if emptied {
-                    self.trie.remove(filter, is_group);
+                    self.trie.remove(filter, &key);
                 }
             }
             None => {
-                self.trie.remove(filter, |t| is_sub_of(t, session));
+                self.trie.remove(filter, &TargetKey::Sub(session));
             }
         }
     }
-}
-
-fn is_sub_of(target: &Target, id: SessionId) -> bool {
-    matches!(target, Target::Sub { session, .. } if session.id() == id)
 }
 
 /// The message bus. `Send + Sync`; share it in an `Arc`.
@@ -313,8 +318,8 @@ impl Router {
         let index = self.read();
         for orphan in orphans {
             let Some(key) = &orphan.share else { continue };
-            let is_group = |t: &Target| matches!(t, Target::Group(g) if g.key() == key);
-            if let Some(Target::Group(group)) = index.trie.find(&key.filter, is_group) {
+            let group = TargetKey::Group(key.name.clone());
+            if let Some(Target::Group(group)) = index.trie.find(&key.filter, &group) {
                 let origin = orphan.message.origin;
                 let local = move |session: &Session, opts: &SubOptions| {
                     opts.no_local && origin != 0 && session.connection() == origin
@@ -366,24 +371,21 @@ impl Router {
             .insert((filter.clone(), opts.share_group.clone()));
         match opts.share_group.clone() {
             Some(name) => {
-                let is_group = |t: &Target| matches!(t, Target::Group(g) if g.name() == name);
-                if let Some(Target::Group(g)) = index.trie.find_mut(&filter, is_group) {
+                let key = TargetKey::Group(name.as_str().into());
+                if let Some(Target::Group(g)) = index.trie.find_mut(&filter, &key) {
                     g.join(session, opts);
                 } else {
                     let mut group = Group::new(&name, filter.clone());
                     group.join(session, opts);
-                    index.trie.insert(&filter, Target::Group(group));
+                    index.trie.insert(&filter, key, Target::Group(group));
                 }
             }
             None => {
-                if let Some(Target::Sub { opts: old, .. }) =
-                    index.trie.find_mut(&filter, |t| is_sub_of(t, session))
-                {
-                    *old = opts;
-                } else {
-                    let session = registered.session.clone();
-                    index.trie.insert(&filter, Target::Sub { session, opts });
-                }
+                let session = registered.session.clone();
+                let key = TargetKey::Sub(session.id());
+                index
+                    .trie
+                    .insert(&filter, key, Target::Sub { session, opts });
             }
         }
         if !replaced {

@@ -1,8 +1,11 @@
 //! The subscription index: a token trie over filters of every dialect.
 //!
-//! Owns: storing values under filters and finding, for one subject, every value
-//! whose filter matches — agreeing exactly with [`Filter::matches`], each value
-//! visited at most once per call.
+//! Owns: storing values under filters, each by a key unique within its filter (a
+//! session, a group name), and finding, for one subject, every value whose filter
+//! matches — agreeing exactly with [`Filter::matches`], each value visited at most
+//! once per call. Finding or removing one value by its key does not scan the others
+//! under the same filter (a filter shared by 100,000 sessions is common: `#`, a
+//! fan-out topic), and the caller holds the index lock meanwhile.
 //! Refuses: knowing what the values are (sessions, groups, queues are the router's),
 //! locking (the caller holds the index lock), and allocating on the common match
 //! path (subject tokens go into a stack buffer; only AMQP `#` followed by more
@@ -16,51 +19,120 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::hash::Hash;
 use std::marker::PhantomData;
 
 use super::subject::{Dialect, Filter, FilterToken, Subject};
 
 /// Subject tokens held on the stack while matching; longer subjects spill to a Vec.
 const STACK_TOKENS: usize = 32;
+/// A node's values get a hash index by key beyond this many (below, a scan of the
+/// list is as fast and costs no memory); it is dropped again below half of it.
+const INDEX_FROM: usize = 8;
 
-/// Values of type `T` stored under filters.
-pub struct Trie<T> {
-    root: Node<T>,
+type FastHash = foldhash::fast::RandomState;
+/// Where each (dialect, key) is in a node's list.
+type Positions<K> = HashMap<(Dialect, K), usize, FastHash>;
+
+/// Values of type `T` stored under filters by keys of type `K`.
+pub struct Trie<K, T> {
+    root: Node<K, T>,
     len: usize,
 }
 
-struct Node<T> {
+struct Node<K, T> {
     /// foldhash: a seeded hash several times cheaper than SipHash on short tokens;
     /// every publish hashes each of its subject's tokens here.
-    literal: HashMap<Box<str>, Node<T>, foldhash::fast::RandomState>,
-    one: Option<Box<Node<T>>>,
+    literal: HashMap<Box<str>, Node<K, T>, FastHash>,
+    one: Option<Box<Node<K, T>>>,
     /// MQTT `#` and AMQP `#`: zero or more tokens.
-    rest_zero: Option<Box<Node<T>>>,
+    rest_zero: Option<Box<Node<K, T>>>,
     /// NATS `>`: one or more tokens.
-    rest_one: Option<Box<Node<T>>>,
-    values: Vec<Stored<T>>,
+    rest_one: Option<Box<Node<K, T>>>,
+    values: Values<K, T>,
 }
 
-struct Stored<T> {
+struct Stored<K, T> {
+    key: K,
     value: T,
     dialect: Dialect,
     /// MQTT filter starting with a wildcard: never matches a `$` subject.
     skips_dollar: bool,
 }
 
-impl<T> Default for Node<T> {
+/// The values stored under one filter token path: a list (matching walks it), and
+/// past [`INDEX_FROM`] entries an index from (dialect, key) to list position.
+/// Dialects share nodes (MQTT `a/b` and NATS `a.b`), so the dialect is part of
+/// the key: an MQTT `$share` group and a NATS queue group may share a name.
+struct Values<K, T> {
+    list: Vec<Stored<K, T>>,
+    index: Option<Box<Positions<K>>>,
+}
+
+impl<K: Clone + Eq + Hash, T> Values<K, T> {
+    fn position(&self, dialect: Dialect, key: &K) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.get(&(dialect, key.clone())).copied(),
+            None => self
+                .list
+                .iter()
+                .position(|s| s.dialect == dialect && s.key == *key),
+        }
+    }
+
+    fn push(&mut self, stored: Stored<K, T>) {
+        if let Some(index) = &mut self.index {
+            index.insert((stored.dialect, stored.key.clone()), self.list.len());
+        }
+        self.list.push(stored);
+        if self.index.is_none() && self.list.len() > INDEX_FROM {
+            let index = self
+                .list
+                .iter()
+                .enumerate()
+                .map(|(i, s)| ((s.dialect, s.key.clone()), i))
+                .collect();
+            self.index = Some(Box::new(index));
+        }
+    }
+
+    /// Removes the value at `i`; the last one takes its place.
+    fn remove(&mut self, i: usize) -> T {
+        let Stored {
+            key,
+            value,
+            dialect,
+            ..
+        } = self.list.swap_remove(i);
+        if let Some(index) = &mut self.index {
+            index.remove(&(dialect, key));
+            if let Some(moved) = self.list.get(i) {
+                index.insert((moved.dialect, moved.key.clone()), i);
+            }
+            if self.list.len() < INDEX_FROM / 2 {
+                self.index = None;
+            }
+        }
+        value
+    }
+}
+
+impl<K, T> Default for Node<K, T> {
     fn default() -> Self {
         Node {
             literal: HashMap::default(),
             one: None,
             rest_zero: None,
             rest_one: None,
-            values: Vec::new(),
+            values: Values {
+                list: Vec::new(),
+                index: None,
+            },
         }
     }
 }
 
-impl<T> Node<T> {
+impl<K, T> Node<K, T> {
     fn has_children(&self) -> bool {
         !self.literal.is_empty()
             || self.one.is_some()
@@ -69,18 +141,18 @@ impl<T> Node<T> {
     }
 
     fn is_empty(&self) -> bool {
-        self.values.is_empty() && !self.has_children()
+        self.values.list.is_empty() && !self.has_children()
     }
 
     /// The wildcard child slot a `Rest` token of `dialect` lives in.
-    fn rest_slot(&mut self, dialect: Dialect) -> &mut Option<Box<Node<T>>> {
+    fn rest_slot(&mut self, dialect: Dialect) -> &mut Option<Box<Node<K, T>>> {
         match dialect {
             Dialect::Nats => &mut self.rest_one,
             Dialect::Mqtt | Dialect::AmqpTopic => &mut self.rest_zero,
         }
     }
 
-    fn rest_ref(&self, dialect: Dialect) -> Option<&Node<T>> {
+    fn rest_ref(&self, dialect: Dialect) -> Option<&Node<K, T>> {
         match dialect {
             Dialect::Nats => self.rest_one.as_deref(),
             Dialect::Mqtt | Dialect::AmqpTopic => self.rest_zero.as_deref(),
@@ -88,7 +160,7 @@ impl<T> Node<T> {
     }
 }
 
-impl<T> Default for Trie<T> {
+impl<K, T> Default for Trie<K, T> {
     fn default() -> Self {
         Trie {
             root: Node::default(),
@@ -97,7 +169,7 @@ impl<T> Default for Trie<T> {
     }
 }
 
-impl<T> fmt::Debug for Trie<T> {
+impl<K, T> fmt::Debug for Trie<K, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Trie")
             .field("len", &self.len)
@@ -105,9 +177,10 @@ impl<T> fmt::Debug for Trie<T> {
     }
 }
 
-impl<T> Trie<T> {
-    /// Stores `value` under `filter` (after any values already there).
-    pub fn insert(&mut self, filter: &Filter, value: T) {
+impl<K: Clone + Eq + Hash, T> Trie<K, T> {
+    /// Stores `value` under `filter` by `key`; returns the value it replaces, if
+    /// one was stored under the same filter by the same key.
+    pub fn insert(&mut self, filter: &Filter, key: K, value: T) -> Option<T> {
         let dialect = filter.dialect();
         let mut node = &mut self.root;
         for token in filter.tokens() {
@@ -117,30 +190,31 @@ impl<T> Trie<T> {
                 FilterToken::Rest => node.rest_slot(dialect).get_or_insert_with(Box::default),
             };
         }
+        if let Some(i) = node.values.position(dialect, &key) {
+            return Some(std::mem::replace(&mut node.values.list[i].value, value));
+        }
         node.values.push(Stored {
+            key,
             value,
             dialect,
             skips_dollar: filter.skips_dollar(),
         });
         self.len += 1;
+        None
     }
 
-    /// Removes and returns the first value stored under exactly `filter` (same
-    /// tokens, same dialect) for which `pred` is true; prunes nodes left empty.
-    pub fn remove(&mut self, filter: &Filter, mut pred: impl FnMut(&T) -> bool) -> Option<T> {
-        let removed = remove_at(&mut self.root, filter.tokens(), filter.dialect(), &mut pred);
+    /// Removes and returns the value stored under exactly `filter` (same tokens,
+    /// same dialect) by `key`; prunes nodes left empty.
+    pub fn remove(&mut self, filter: &Filter, key: &K) -> Option<T> {
+        let removed = remove_at(&mut self.root, filter.tokens(), filter.dialect(), key);
         if removed.is_some() {
             self.len -= 1;
         }
         removed
     }
 
-    /// The first value stored under exactly `filter` for which `pred` is true.
-    pub fn find_mut(
-        &mut self,
-        filter: &Filter,
-        mut pred: impl FnMut(&T) -> bool,
-    ) -> Option<&mut T> {
+    /// The value stored under exactly `filter` by `key`.
+    pub fn find_mut(&mut self, filter: &Filter, key: &K) -> Option<&mut T> {
         let dialect = filter.dialect();
         let mut node = &mut self.root;
         for token in filter.tokens() {
@@ -150,14 +224,12 @@ impl<T> Trie<T> {
                 FilterToken::Rest => node.rest_slot(dialect).as_deref_mut()?,
             };
         }
-        node.values
-            .iter_mut()
-            .find(|s| s.dialect == dialect && pred(&s.value))
-            .map(|s| &mut s.value)
+        let i = node.values.position(dialect, key)?;
+        Some(&mut node.values.list[i].value)
     }
 
-    /// The first value stored under exactly `filter` for which `pred` is true.
-    pub fn find(&self, filter: &Filter, mut pred: impl FnMut(&T) -> bool) -> Option<&T> {
+    /// The value stored under exactly `filter` by `key`.
+    pub fn find(&self, filter: &Filter, key: &K) -> Option<&T> {
         let dialect = filter.dialect();
         let mut node = &self.root;
         for token in filter.tokens() {
@@ -167,10 +239,8 @@ impl<T> Trie<T> {
                 FilterToken::Rest => node.rest_ref(dialect)?,
             };
         }
-        node.values
-            .iter()
-            .find(|s| s.dialect == dialect && pred(&s.value))
-            .map(|s| &s.value)
+        let i = node.values.position(dialect, key)?;
+        Some(&node.values.list[i].value)
     }
 
     /// Calls `visit` once for every value whose filter matches `subject`.
@@ -217,41 +287,38 @@ impl<T> Trie<T> {
     }
 }
 
-fn remove_at<T>(
-    node: &mut Node<T>,
+fn remove_at<K: Clone + Eq + Hash, T>(
+    node: &mut Node<K, T>,
     tokens: &[FilterToken],
     dialect: Dialect,
-    pred: &mut impl FnMut(&T) -> bool,
+    key: &K,
 ) -> Option<T> {
     let Some((token, rest)) = tokens.split_first() else {
-        let i = node
-            .values
-            .iter()
-            .position(|s| s.dialect == dialect && pred(&s.value))?;
-        return Some(node.values.remove(i).value);
+        let i = node.values.position(dialect, key)?;
+        return Some(node.values.remove(i));
     };
     match token {
         FilterToken::Literal(l) => {
             let child = node.literal.get_mut(&**l)?;
-            let removed = remove_at(child, rest, dialect, pred);
+            let removed = remove_at(child, rest, dialect, key);
             if removed.is_some() && child.is_empty() {
                 node.literal.remove(&**l);
             }
             removed
         }
-        FilterToken::One => remove_in_slot(&mut node.one, rest, dialect, pred),
-        FilterToken::Rest => remove_in_slot(node.rest_slot(dialect), rest, dialect, pred),
+        FilterToken::One => remove_in_slot(&mut node.one, rest, dialect, key),
+        FilterToken::Rest => remove_in_slot(node.rest_slot(dialect), rest, dialect, key),
     }
 }
 
-fn remove_in_slot<T>(
-    slot: &mut Option<Box<Node<T>>>,
+fn remove_in_slot<K: Clone + Eq + Hash, T>(
+    slot: &mut Option<Box<Node<K, T>>>,
     tokens: &[FilterToken],
     dialect: Dialect,
-    pred: &mut impl FnMut(&T) -> bool,
+    key: &K,
 ) -> Option<T> {
     let child = slot.as_deref_mut()?;
-    let removed = remove_at(child, tokens, dialect, pred);
+    let removed = remove_at(child, tokens, dialect, key);
     if removed.is_some() && child.is_empty() {
         *slot = None;
     }
@@ -267,7 +334,7 @@ struct Seen {
     explored: HashSet<(usize, usize)>,
 }
 
-struct Matcher<'t, 'a, T, F> {
+struct Matcher<'t, 'a, K, T, F> {
     tokens: &'t [&'t str],
     dollar: bool,
     visit: &'t mut F,
@@ -275,16 +342,16 @@ struct Matcher<'t, 'a, T, F> {
     /// at most once, so nothing needs remembering.
     seen: Option<Seen>,
     /// The trie's nodes, borrowed for `'a`.
-    nodes: PhantomData<&'a T>,
+    nodes: PhantomData<&'a Node<K, T>>,
 }
 
-fn addr<T>(node: &Node<T>) -> usize {
-    node as *const Node<T> as usize
+fn addr<K, T>(node: &Node<K, T>) -> usize {
+    node as *const Node<K, T> as usize
 }
 
-impl<'a, T, F: FnMut(&'a T)> Matcher<'_, 'a, T, F> {
+impl<'a, K, T, F: FnMut(&'a T)> Matcher<'_, 'a, K, T, F> {
     /// At `node` having consumed `tokens[..pos]`.
-    fn at(&mut self, node: &'a Node<T>, pos: usize) {
+    fn at(&mut self, node: &'a Node<K, T>, pos: usize) {
         if pos == self.tokens.len() {
             self.emit(node);
         }
@@ -292,7 +359,7 @@ impl<'a, T, F: FnMut(&'a T)> Matcher<'_, 'a, T, F> {
     }
 
     /// Follows `node`'s children from position `pos`.
-    fn descend(&mut self, node: &'a Node<T>, pos: usize) {
+    fn descend(&mut self, node: &'a Node<K, T>, pos: usize) {
         if let Some(seen) = &mut self.seen {
             if !seen.explored.insert((addr(node), pos)) {
                 return;
@@ -324,8 +391,8 @@ impl<'a, T, F: FnMut(&'a T)> Matcher<'_, 'a, T, F> {
     }
 
     /// Visits the values stored at `node`, once per call of `for_each_match`.
-    fn emit(&mut self, node: &'a Node<T>) {
-        if node.values.is_empty() {
+    fn emit(&mut self, node: &'a Node<K, T>) {
+        if node.values.list.is_empty() {
             return;
         }
         if let Some(seen) = &mut self.seen {
@@ -333,7 +400,7 @@ impl<'a, T, F: FnMut(&'a T)> Matcher<'_, 'a, T, F> {
                 return;
             }
         }
-        for stored in &node.values {
+        for stored in &node.values.list {
             if !(self.dollar && stored.skips_dollar) {
                 (self.visit)(&stored.value);
             }
@@ -345,7 +412,7 @@ impl<'a, T, F: FnMut(&'a T)> Matcher<'_, 'a, T, F> {
 mod tests {
     use super::*;
 
-    fn matches(trie: &Trie<u32>, subject: &str) -> Vec<u32> {
+    fn matches(trie: &Trie<u32, u32>, subject: &str) -> Vec<u32> {
         let subject = Subject::new(subject).unwrap();
         let mut out = Vec::new();
         trie.for_each_match(&subject, |v| out.push(*v));
@@ -357,11 +424,11 @@ mod tests {
     fn insert_match_remove() {
         let mut trie = Trie::default();
         assert!(trie.is_empty());
-        trie.insert(&Filter::mqtt("a/b").unwrap(), 1);
-        trie.insert(&Filter::mqtt("a/+").unwrap(), 2);
-        trie.insert(&Filter::mqtt("a/#").unwrap(), 3);
-        trie.insert(&Filter::nats("a.>").unwrap(), 4);
-        trie.insert(&Filter::amqp_topic("#.b").unwrap(), 5);
+        trie.insert(&Filter::mqtt("a/b").unwrap(), 1, 1);
+        trie.insert(&Filter::mqtt("a/+").unwrap(), 2, 2);
+        trie.insert(&Filter::mqtt("a/#").unwrap(), 3, 3);
+        trie.insert(&Filter::nats("a.>").unwrap(), 4, 4);
+        trie.insert(&Filter::amqp_topic("#.b").unwrap(), 5, 5);
         assert_eq!(trie.len(), 5);
         assert_eq!(matches(&trie, "a.b"), [1, 2, 3, 4, 5]);
         assert_eq!(matches(&trie, "a"), [3]);
@@ -369,24 +436,18 @@ mod tests {
         assert_eq!(matches(&trie, "a.c.d"), [3, 4]);
 
         // Removal is by exact filter, dialect included.
-        assert_eq!(trie.remove(&Filter::nats("a.*").unwrap(), |_| true), None);
-        assert_eq!(
-            trie.remove(&Filter::mqtt("a/+").unwrap(), |v| *v == 9),
-            None
-        );
-        assert_eq!(
-            trie.remove(&Filter::mqtt("a/+").unwrap(), |_| true),
-            Some(2)
-        );
+        assert_eq!(trie.remove(&Filter::nats("a.*").unwrap(), &2), None);
+        assert_eq!(trie.remove(&Filter::mqtt("a/+").unwrap(), &9), None);
+        assert_eq!(trie.remove(&Filter::mqtt("a/+").unwrap(), &2), Some(2));
         assert_eq!(trie.len(), 4);
         assert_eq!(matches(&trie, "a.b"), [1, 3, 4, 5]);
-        for f in [
-            Filter::mqtt("a/b"),
-            Filter::mqtt("a/#"),
-            Filter::nats("a.>"),
-            Filter::amqp_topic("#.b"),
+        for (f, key) in [
+            (Filter::mqtt("a/b"), 1),
+            (Filter::mqtt("a/#"), 3),
+            (Filter::nats("a.>"), 4),
+            (Filter::amqp_topic("#.b"), 5),
         ] {
-            assert!(trie.remove(&f.unwrap(), |_| true).is_some());
+            assert_eq!(trie.remove(&f.unwrap(), &key), Some(key));
         }
         assert!(trie.is_empty());
         // Pruned back to an empty root.
@@ -397,27 +458,68 @@ mod tests {
     fn same_filter_keeps_several_values() {
         let mut trie = Trie::default();
         let f = Filter::nats("x.y").unwrap();
-        trie.insert(&f, 1);
-        trie.insert(&f, 2);
+        trie.insert(&f, 1, 1);
+        trie.insert(&f, 2, 2);
         assert_eq!(matches(&trie, "x.y"), [1, 2]);
-        *trie.find_mut(&f, |v| *v == 2).unwrap() = 7;
-        assert_eq!(trie.remove(&f, |v| *v == 7), Some(7));
-        assert_eq!(matches(&trie, "x.y"), [1]);
-        assert!(trie
-            .find_mut(&Filter::mqtt("x/y").unwrap(), |_| true)
-            .is_none());
+        *trie.find_mut(&f, &2).unwrap() = 7;
+        assert_eq!(trie.insert(&f, 1, 8), Some(1), "the same key replaces");
+        assert_eq!(trie.len(), 2);
+        assert_eq!(trie.remove(&f, &2), Some(7));
+        assert_eq!(matches(&trie, "x.y"), [8]);
+        // The same tokens in another dialect are another filter.
+        let mqtt = Filter::mqtt("x/y").unwrap();
+        assert!(trie.find_mut(&mqtt, &1).is_none());
+        trie.insert(&mqtt, 1, 9);
+        assert_eq!(matches(&trie, "x.y"), [8, 9]);
+        assert_eq!(trie.find(&f, &1), Some(&8));
+        assert_eq!(trie.find(&mqtt, &1), Some(&9));
+    }
+
+    #[test]
+    fn many_values_under_one_filter_are_found_by_key() {
+        let mut trie = Trie::default();
+        let nats = Filter::nats("fan.>").unwrap();
+        let mqtt = Filter::mqtt("fan/#").unwrap();
+        for key in 0..200u32 {
+            trie.insert(&nats, key, key);
+            trie.insert(&mqtt, key, 1000 + key);
+        }
+        assert_eq!(trie.len(), 400);
+        // Remove the odd keys in an order that moves entries around in the list.
+        for key in (1..200u32).step_by(2).rev() {
+            assert_eq!(trie.remove(&nats, &key), Some(key));
+        }
+        for key in 0..200u32 {
+            let want = (key % 2 == 0).then_some(key);
+            assert_eq!(trie.find(&nats, &key).copied(), want, "key {key}");
+            assert_eq!(trie.find(&mqtt, &key), Some(&(1000 + key)));
+        }
+        let mut want: Vec<u32> = (0..200).step_by(2).chain(1000..1200).collect();
+        want.sort_unstable();
+        assert_eq!(matches(&trie, "fan.out"), want);
+        // Back under the index threshold, then empty: lookups still right, nodes pruned.
+        for key in (0..200u32).step_by(2) {
+            assert_eq!(trie.remove(&nats, &key), Some(key));
+            assert_eq!(trie.remove(&mqtt, &key), Some(1000 + key));
+        }
+        for key in (1..200u32).step_by(2) {
+            assert_eq!(trie.find(&mqtt, &key), Some(&(1000 + key)));
+            assert_eq!(trie.remove(&mqtt, &key), Some(1000 + key));
+        }
+        assert!(trie.is_empty());
+        assert!(trie.root.is_empty());
     }
 
     #[test]
     fn dollar_rule_per_dialect() {
         let mut trie = Trie::default();
-        trie.insert(&Filter::mqtt("#").unwrap(), 1);
-        trie.insert(&Filter::mqtt("+/x").unwrap(), 2);
-        trie.insert(&Filter::mqtt("$SYS/#").unwrap(), 3);
-        trie.insert(&Filter::nats(">").unwrap(), 4);
-        trie.insert(&Filter::nats("*.x").unwrap(), 5);
-        trie.insert(&Filter::amqp_topic("#").unwrap(), 6);
-        trie.insert(&Filter::amqp_topic("*.x").unwrap(), 7);
+        trie.insert(&Filter::mqtt("#").unwrap(), 1, 1);
+        trie.insert(&Filter::mqtt("+/x").unwrap(), 2, 2);
+        trie.insert(&Filter::mqtt("$SYS/#").unwrap(), 3, 3);
+        trie.insert(&Filter::nats(">").unwrap(), 4, 4);
+        trie.insert(&Filter::nats("*.x").unwrap(), 5, 5);
+        trie.insert(&Filter::amqp_topic("#").unwrap(), 6, 6);
+        trie.insert(&Filter::amqp_topic("*.x").unwrap(), 7, 7);
         assert_eq!(matches(&trie, "$SYS.x"), [3, 4, 5, 6, 7]);
         assert_eq!(matches(&trie, "a.x"), [1, 2, 4, 5, 6, 7]);
     }
@@ -425,9 +527,9 @@ mod tests {
     #[test]
     fn amqp_hash_reaching_a_node_twice_visits_once() {
         let mut trie = Trie::default();
-        trie.insert(&Filter::amqp_topic("#.a.#").unwrap(), 1);
-        trie.insert(&Filter::amqp_topic("#.a").unwrap(), 2);
-        trie.insert(&Filter::amqp_topic("#.*.#").unwrap(), 3);
+        trie.insert(&Filter::amqp_topic("#.a.#").unwrap(), 1, 1);
+        trie.insert(&Filter::amqp_topic("#.a").unwrap(), 2, 2);
+        trie.insert(&Filter::amqp_topic("#.*.#").unwrap(), 3, 3);
         assert_eq!(matches(&trie, "a.a.a"), [1, 2, 3]);
         assert_eq!(matches(&trie, "b"), [3]);
     }
@@ -435,8 +537,8 @@ mod tests {
     #[test]
     fn long_subjects_spill_to_the_heap() {
         let mut trie = Trie::default();
-        trie.insert(&Filter::nats("a.>").unwrap(), 1);
-        trie.insert(&Filter::amqp_topic("#.z").unwrap(), 2);
+        trie.insert(&Filter::nats("a.>").unwrap(), 1, 1);
+        trie.insert(&Filter::amqp_topic("#.z").unwrap(), 2, 2);
         let long = format!("a.{}z", "b.".repeat(40));
         assert_eq!(matches(&trie, &long), [1, 2]);
     }
@@ -485,7 +587,7 @@ mod tests {
         Subject::new(&words.join(".")).unwrap_or_default()
     }
 
-    fn assert_agrees(trie: &Trie<usize>, filters: &[Option<Filter>], subject: &Subject) {
+    fn assert_agrees(trie: &Trie<usize, usize>, filters: &[Option<Filter>], subject: &Subject) {
         let mut got = Vec::new();
         trie.for_each_match(subject, |v| got.push(*v));
         let visited = got.len();
@@ -510,7 +612,7 @@ mod tests {
             let mut trie = Trie::default();
             for (i, f) in filters.iter().enumerate() {
                 if let Some(f) = f {
-                    trie.insert(f, i);
+                    trie.insert(f, i, i);
                 }
             }
             for _ in 0..200 {
@@ -520,7 +622,7 @@ mod tests {
             for (i, slot) in filters.iter_mut().enumerate() {
                 if rng.below(2) == 0 {
                     if let Some(f) = slot.take() {
-                        assert_eq!(trie.remove(&f, |v| *v == i), Some(i));
+                        assert_eq!(trie.remove(&f, &i), Some(i));
                     }
                 }
             }

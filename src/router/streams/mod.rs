@@ -37,7 +37,7 @@ use self::partition::{Chooser, Partition};
 use super::journal::{DestId, Journal, Record, Ticket};
 use super::message::{Message, Now};
 use super::subject::{Filter, FilterToken, Subject};
-use super::{Router, Target};
+use super::{Router, Target, TargetKey};
 
 /// Headers a publisher sets to make an append conditional (nats-server's names;
 /// any protocol's headers are read).
@@ -1025,17 +1025,17 @@ impl Router {
     fn attach_stream(&self, stream: &Arc<Stream>, filters: &[Filter]) {
         let mut index = self.write();
         for f in filters {
-            index.trie.insert(f, Target::Stream(stream.clone()));
+            let key = TargetKey::Stream(stream.name().clone());
+            index.trie.insert(f, key, Target::Stream(stream.clone()));
         }
     }
 
     fn detach_stream(&self, stream: &Arc<Stream>, filters: &[Filter]) {
         let mut index = self.write();
         for f in filters {
-            index.trie.remove(
-                f,
-                |t| matches!(t, Target::Stream(s) if Arc::ptr_eq(s, stream)),
-            );
+            index
+                .trie
+                .remove(f, &TargetKey::Stream(stream.name().clone()));
         }
     }
 

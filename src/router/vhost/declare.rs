@@ -16,7 +16,7 @@ use crate::router::journal::Record;
 use crate::router::message::{ConnId, Now};
 use crate::router::queues::{Dead, Overflow, Queue, QueueSpec, QueueStore};
 use crate::router::subject::Filter;
-use crate::router::{Router, Target};
+use crate::router::{Router, Target, TargetKey};
 
 fn text<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map_or_else(|| "none".to_owned(), T::to_string)
@@ -247,12 +247,17 @@ impl Router {
         }
         ex.bindings -= removed_total;
         if !topic_removed.is_empty() {
+            let topic = ex.map.get(AMQ_TOPIC);
             let mut index = self.write();
             for b in topic_removed {
-                if let Some(f) = b.filter() {
-                    index
-                        .trie
-                        .remove(f, |t| matches!(t, Target::Bound(d) if *d == b.dest));
+                // Bindings that differ only by arguments share one trie entry.
+                let still_bound = topic.is_some_and(|t| {
+                    t.bindings
+                        .iter()
+                        .any(|r| r.dest == b.dest && r.key == b.key)
+                });
+                if let (Some(f), false) = (b.filter(), still_bound) {
+                    index.trie.remove(f, &TargetKey::Bound(b.dest.clone()));
                 }
             }
         }
@@ -318,7 +323,8 @@ impl Router {
             let filter = Filter::amqp_topic(routing_key).map_err(|err| {
                 VhostError::Precondition(format!("invalid routing key '{routing_key}': {err}"))
             })?;
-            self.write().trie.insert(&filter, Target::Bound(dest));
+            let key = TargetKey::Bound(dest.clone());
+            self.write().trie.insert(&filter, key, Target::Bound(dest));
         }
         if durable && record {
             self.record(|| Record::Bound(binding.record(source)));
