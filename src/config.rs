@@ -293,6 +293,32 @@ pub struct KafkaTopic {
     /// Subject filters (NATS syntax) whose publishes it captures besides its own name.
     #[serde(default)]
     pub subjects: Vec<String>,
+    /// Kafka's `retention.bytes`: the most bytes each partition keeps (the oldest
+    /// records go first); none: no limit. Records are held in memory.
+    #[serde(default)]
+    pub retention_bytes: Option<u64>,
+    /// Kafka's `retention.ms`: records older than this go; none: no limit.
+    #[serde(default)]
+    pub retention_ms: Option<u64>,
+}
+
+impl KafkaTopic {
+    /// What the topic keeps.
+    pub fn retention(&self) -> Retention {
+        Retention {
+            bytes: self.retention_bytes,
+            age: self.retention_ms.map(Duration::from_millis),
+        }
+    }
+}
+
+/// How much a Kafka topic keeps per partition (none: everything).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// The most bytes per partition.
+    pub bytes: Option<u64>,
+    /// The oldest record's age.
+    pub age: Option<Duration>,
 }
 
 fn default_partitions() -> u32 {

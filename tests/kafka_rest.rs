@@ -505,6 +505,35 @@ async fn a_topic_declared_in_the_config_captures_its_subject_filters() {
 }
 
 #[tokio::test]
+async fn a_declared_topic_keeps_its_retention_bytes_and_drops_the_oldest_records() {
+    let (broker, _) = common::start_with(|c| {
+        c.merge_toml(
+            "[[kafka_topics]]\nname = \"logs\"\npartitions = 1\nretention_bytes = 1000\nretention_ms = 3600000\n",
+        )
+        .unwrap();
+    })
+    .await;
+    let rest = Rest::new(broker.kafka_rest_addr().unwrap());
+    let (status, topic) = rest.get("/topics/logs").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(topic["configs"]["retention.bytes"], "1000");
+    assert_eq!(topic["configs"]["retention.ms"], "3600000");
+    let value = "v".repeat(100);
+    for _ in 0..5 {
+        let records: Vec<Value> = (0..10).map(|_| json!({ "value": b64(&value) })).collect();
+        rest.produce("logs", json!(records)).await;
+    }
+    // Each record counts its subject, value and 16 bytes: 120 bytes, 8 fit in 1000.
+    assert_eq!(
+        rest.get("/topics/logs/partitions/0/offsets").await,
+        (
+            StatusCode::OK,
+            json!({ "beginning_offset": 42, "end_offset": 50 })
+        )
+    );
+}
+
+#[tokio::test]
 async fn bad_requests_get_the_proxy_status_and_error_code_and_write_nothing() {
     let (_b, rest) = start(1).await;
     let code = |r: &(StatusCode, Value)| (r.0, r.1["error_code"].clone());

@@ -154,6 +154,11 @@ impl Dwbroker {
         Dwbroker::start_with_config(bin, data_dir, &format!("{DW_CONFIG}{limits}"))
     }
 
+    /// [`Dwbroker::start_on`] with `extra` (TOML) after the harness's configuration.
+    pub fn start_on_with(bin: &Path, data_dir: &Path, extra: &str) -> Res<Dwbroker> {
+        Dwbroker::start_with_config(bin, data_dir, &format!("{DW_CONFIG}{extra}"))
+    }
+
     /// [`Dwbroker::start_on`] with the broker's own default limits but for `limits`
     /// (TOML lines of `[limits]`), not the harness's generous session queues.
     pub fn start_with_default_limits(bin: &Path, data_dir: &Path, limits: &str) -> Res<Dwbroker> {

@@ -7,7 +7,7 @@
 //! - churn: MQTT clients that connect, subscribe, publish and leave every 100 ms, an
 //!   MQTT persistent session taken over by a new connection with its client id every
 //!   500 ms, NATS publish/subscribe at about 1,000 messages per second, Kafka REST
-//!   produce requests.
+//!   produce requests (into a topic that keeps 1 MiB).
 //!
 //! Every 10 s it prints the broker's RSS, open file descriptors and data dir size. At
 //! the end the publishers stop, the consumers drain, what is left is read with
@@ -42,6 +42,10 @@ use crate::{amqp, nats, procstat, Res};
 const PACE: Duration = Duration::from_millis(4);
 /// Sampling interval of RSS, descriptors and data dir.
 const SAMPLE: Duration = Duration::from_secs(10);
+/// The Kafka REST producer's topic keeps 1 MiB (about 50,000 of its records, five
+/// minutes of them): a topic's records are held in memory, so one without a
+/// retention limit grows the broker for as long as it is fed.
+const KAFKA_TOPIC: &str = "[[kafka_topics]]\nname = \"soak\"\nretention_bytes = 1048576\n";
 
 /// The durable streams, as the crash trials have them (their queues, their topics).
 fn streams() -> Vec<Arc<Stream>> {
@@ -126,7 +130,7 @@ pub async fn run(bin: &Path, minutes: f64, restarts: u32) -> Res<bool> {
         })
     };
 
-    let mut broker = Dwbroker::start_on(bin, &dir)?;
+    let mut broker = Dwbroker::start_on_with(bin, &dir, KAFKA_TOPIC)?;
     crash::declare(broker.target(Protocol::Amqp).addr).await?;
     let mut segment_end_data = Vec::new();
     for segment in 0..=restarts {
@@ -149,7 +153,7 @@ pub async fn run(bin: &Path, minutes: f64, restarts: u32) -> Res<bool> {
             for t in tasks {
                 let _ = timeout(Duration::from_secs(15), t).await;
             }
-            broker = Dwbroker::start_on(bin, &dir)?;
+            broker = Dwbroker::start_on_with(bin, &dir, KAFKA_TOPIC)?;
             println!(
                 "segment {segment} ended: broker restarted ({})",
                 if segment.is_multiple_of(2) {

@@ -18,6 +18,7 @@ use super::groups::{self, InstanceConfig, Reset, TopicPartition};
 use super::media::{self, Format};
 use super::topics::{self, RouterTopics};
 use super::translate::{self, ProduceRequest};
+use crate::config::Retention;
 use crate::protocols::http::BODY_READ_TIMEOUT;
 use crate::protocols::pressure::Pressure;
 use crate::protocols::schema_registry::state::Candidate;
@@ -346,7 +347,15 @@ async fn produce(
         decoded.push((key, value, partition));
     }
     let now = crate::protocols::now();
-    let topic = topics::find_or_create(&ctx.router, name, ctx.config.kafka_partitions, &[], now)?;
+    let partitions = ctx.config.kafka_partitions;
+    let topic = topics::find_or_create(
+        &ctx.router,
+        name,
+        partitions,
+        &[],
+        Retention::default(),
+        now,
+    )?;
     let subject = Subject::new(name).map_err(|_| RestError::topic_not_found())?;
     let count = topic.partitions.len() as u32;
     let mut ticket = crate::router::Ticket::default();

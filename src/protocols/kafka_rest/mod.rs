@@ -51,7 +51,15 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>
 pub(crate) fn declare_topics(ctx: &Context) {
     let now = crate::protocols::now();
     for t in &ctx.config.kafka_topics {
-        match topics::find_or_create(&ctx.router, &t.name, t.partitions, &t.subjects, now) {
+        let retention = t.retention();
+        match topics::find_or_create(
+            &ctx.router,
+            &t.name,
+            t.partitions,
+            &t.subjects,
+            retention,
+            now,
+        ) {
             Ok(topic) if topic.partitions.len() != t.partitions as usize => warn!(
                 topic = %t.name,
                 partitions = topic.partitions.len(),

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use super::errors::RestError;
 use super::groups::{Bounds, TopicPartition, Topics};
+use crate::config::Retention;
 use crate::router::streams::config::{AckPolicy, ConsumerConfig, StreamConfig};
 use crate::router::streams::partition::Partition;
 use crate::router::streams::Stream;
@@ -77,13 +78,14 @@ pub(crate) fn find(router: &Router, name: &str) -> Option<Topic> {
     })
 }
 
-/// Topic `name`, created with `count` partitions if it does not exist; it
-/// captures its own name and the subject filters `more`.
+/// Topic `name`, created with `count` partitions and `retention` if it does not
+/// exist; it captures its own name and the subject filters `more`.
 pub(crate) fn find_or_create(
     router: &Router,
     name: &str,
     count: u32,
     more: &[String],
+    retention: Retention,
     now: Now,
 ) -> Result<Topic, RestError> {
     if let Some(topic) = find(router, name) {
@@ -100,6 +102,8 @@ pub(crate) fn find_or_create(
                 .collect(),
             partition: Some(Partition { index, count }),
             front: bytes::Bytes::from_static(b"kafka-rest"),
+            max_bytes: retention.bytes,
+            max_age: retention.age,
             ..StreamConfig::default()
         };
         let stream = router
