@@ -1512,3 +1512,77 @@ async fn basic_recover_without_requeue_is_not_implemented() {
     assert!(err.to_string().contains("NOT_IMPLEMENTED"), "{err}");
     assert!(!c.status().connected());
 }
+
+/// channel.flow(active=false) stops deliveries to that channel's consumers, acked
+/// and no-ack alike, until active=true; other channels go on.
+#[tokio::test]
+async fn channel_flow_pauses_and_resumes_deliveries_to_that_channel() {
+    let (b, _) = common::start().await;
+    let (c, ch) = amqp_channel(&b).await;
+    let other = c.create_channel().await.unwrap();
+    let q = queue(&ch, FieldTable::default()).await;
+    let q2 = queue(&other, FieldTable::default()).await;
+    let mut acked = consume(&ch, &q, false).await;
+    let mut elsewhere = consume(&other, &q2, true).await;
+    assert!(!ch
+        .channel_flow(ChannelFlowOptions { active: false })
+        .await
+        .unwrap());
+    for i in 0..3u8 {
+        publish(&other, "", q.as_str(), &[i], BasicProperties::default()).await;
+    }
+    publish(&other, "", q2.as_str(), b"on", BasicProperties::default()).await;
+    assert_eq!(amqp_next(&mut elsewhere).await.data, b"on");
+    assert!(
+        timeout(std::time::Duration::from_millis(300), acked.next())
+            .await
+            .is_err(),
+        "a delivery while flow is off"
+    );
+    assert!(ch
+        .channel_flow(ChannelFlowOptions { active: true })
+        .await
+        .unwrap());
+    for i in 0..3u8 {
+        let d = amqp_next(&mut acked).await;
+        assert_eq!(d.data, [i]);
+        d.ack(BasicAckOptions::default()).await.unwrap();
+    }
+    // No-ack consumers pause as well.
+    let q3 = queue(&ch, FieldTable::default()).await;
+    let mut no_ack = consume(&ch, &q3, true).await;
+    ch.channel_flow(ChannelFlowOptions { active: false })
+        .await
+        .unwrap();
+    publish(&other, "", q3.as_str(), b"held", BasicProperties::default()).await;
+    assert!(
+        timeout(std::time::Duration::from_millis(300), no_ack.next())
+            .await
+            .is_err()
+    );
+    ch.channel_flow(ChannelFlowOptions { active: true })
+        .await
+        .unwrap();
+    assert_eq!(amqp_next(&mut no_ack).await.data, b"held");
+}
+
+/// x-message-ttl 0: a message goes to a consumer that can take it at once
+/// (RabbitMQ), and is dropped when none can.
+#[tokio::test]
+async fn a_zero_message_ttl_reaches_a_waiting_consumer_and_nobody_else() {
+    let (b, _) = common::start().await;
+    let (_c, ch) = amqp_channel(&b).await;
+    let q = queue(&ch, args(&[("x-message-ttl", AMQPValue::LongInt(0))])).await;
+    publish(&ch, "", q.as_str(), b"nobody", BasicProperties::default()).await;
+    let mut consumer = consume(&ch, &q, false).await;
+    publish(&ch, "", q.as_str(), b"waited", BasicProperties::default()).await;
+    let d = amqp_next(&mut consumer).await;
+    assert_eq!(d.data, b"waited");
+    d.ack(BasicAckOptions::default()).await.unwrap();
+    assert!(
+        timeout(std::time::Duration::from_millis(200), consumer.next())
+            .await
+            .is_err(),
+        "the message published before the consumer came was dropped"
+    );
+}

@@ -18,7 +18,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -175,6 +175,8 @@ impl Entry {
 pub struct Credit {
     limit: AtomicU32,
     used: AtomicU32,
+    /// No deliveries at all, acknowledged or not (AMQP channel.flow active=false).
+    paused: AtomicBool,
 }
 
 impl Credit {
@@ -183,7 +185,18 @@ impl Credit {
         Credit {
             limit: AtomicU32::new(limit),
             used: AtomicU32::new(0),
+            paused: AtomicBool::new(false),
         }
+    }
+
+    /// Stops (or resumes) every delivery that goes through this credit.
+    pub fn pause(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Release);
+    }
+
+    /// Whether deliveries are stopped.
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
     }
 
     /// Changes the limit (0 = unlimited); deliveries in use are kept.
@@ -585,10 +598,14 @@ impl Queue {
         }
     }
 
-    /// Drops (dead-letters) the expired entries at the head of every bucket.
-    fn expire_heads(&self, st: &mut State, now: Now, dead: &mut Dead) {
+    /// Drops (dead-letters) the expired entries at the head of every bucket but
+    /// the one numbered `spare`.
+    fn expire_heads(&self, st: &mut State, now: Now, dead: &mut Dead, spare: Option<u64>) {
         for b in 0..st.buckets.len() {
-            while st.buckets[b].front().is_some_and(|e| e.is_expired(now)) {
+            while st.buckets[b]
+                .front()
+                .is_some_and(|e| e.is_expired(now) && Some(e.seq) != spare)
+            {
                 if let Some(e) = self.take_from(st, b) {
                     self.drop_entry(st, e, DeathReason::Expired, dead);
                 }
@@ -626,6 +643,7 @@ impl Queue {
             Some(max) => message.priority.unwrap_or(0).min(max),
             None => 0,
         };
+        let zero_ttl = args.message_ttl == Some(Duration::ZERO) && !message.is_expired(now.unix_ms);
         let mut st = self.state();
         if st.deleted {
             return false;
@@ -639,6 +657,10 @@ impl Queue {
             expires_at,
             priority,
         };
+        // x-message-ttl 0: RabbitMQ still hands the message to a consumer that can
+        // take it at once, and drops it otherwise. (A message whose own expiry has
+        // passed is not delivered at all.)
+        let due = (zero_ttl && entry.is_expired(now)).then_some(entry.seq);
         st.next_seq += 1;
         if args.overflow != Overflow::DropHead {
             let full = args.max_length.is_some_and(|m| st.count >= m)
@@ -665,19 +687,30 @@ impl Queue {
                 self.drop_entry(&st, e, DeathReason::MaxLen, dead);
             }
         }
-        self.dispatch_locked(&mut st, now, dead);
+        self.dispatch_locked(&mut st, now, dead, due);
+        if due.is_some() {
+            self.expire_heads(&mut st, now, dead, None);
+        }
         true
     }
 
     /// Hands ready entries to consumers with room, round robin.
     pub(crate) fn dispatch(self: &Arc<Self>, now: Now, dead: &mut Dead) {
         let mut st = self.state();
-        self.dispatch_locked(&mut st, now, dead);
+        self.dispatch_locked(&mut st, now, dead, None);
     }
 
-    fn dispatch_locked(self: &Arc<Self>, st: &mut State, now: Now, dead: &mut Dead) {
+    /// Hands ready entries to consumers with room; an expired entry numbered
+    /// `spare` may still go (it has just arrived expired).
+    fn dispatch_locked(
+        self: &Arc<Self>,
+        st: &mut State,
+        now: Now,
+        dead: &mut Dead,
+        spare: Option<u64>,
+    ) {
         loop {
-            self.expire_heads(st, now, dead);
+            self.expire_heads(st, now, dead, spare);
             if st.consumers.is_empty() {
                 return;
             }
@@ -698,7 +731,7 @@ impl Queue {
                 for i in 0..len {
                     let idx = start + (st.cursor + i) % len;
                     let c = &st.consumers[idx];
-                    if !c.outlet.has_room() {
+                    if !c.outlet.has_room() || c.channel_credit.is_paused() {
                         continue;
                     }
                     if !c.no_ack {
@@ -737,7 +770,7 @@ impl Queue {
     pub(crate) fn get(&self, now: Now, dead: &mut Dead) -> Option<(Entry, usize)> {
         let mut st = self.state();
         st.last_used = now.at;
-        self.expire_heads(&mut st, now, dead);
+        self.expire_heads(&mut st, now, dead, None);
         let b = Self::head_bucket(&st)?;
         let entry = self.take_from(&mut st, b)?;
         st.unacked += 1;
@@ -772,7 +805,7 @@ impl Queue {
             e.redelivered = true;
             self.add(&mut st, e, true);
         }
-        self.dispatch_locked(&mut st, now, dead);
+        self.dispatch_locked(&mut st, now, dead, None);
     }
 
     /// Puts recovered entries back, in sequence order, without recording them
@@ -804,7 +837,7 @@ impl Queue {
     /// Expires heads (housekeeping).
     pub(crate) fn expire(&self, now: Now, dead: &mut Dead) {
         let mut st = self.state();
-        self.expire_heads(&mut st, now, dead);
+        self.expire_heads(&mut st, now, dead, None);
     }
 
     /// Adds a consumer; `Err(true)` if the queue is deleted, `Err(false)` if an

@@ -962,6 +962,14 @@ impl Connection {
             }
             Method::ChannelCloseOk(_) => Ok(()),
             Method::ChannelFlow(f) => {
+                // The client asks for no deliveries on this channel until it sends
+                // active=true again (AMQP 0-9-1 channel.flow); what is unacked stays.
+                channel.credit.pause(!f.active);
+                if f.active {
+                    for c in channel.consumers.values() {
+                        self.router.kick(&c.queue, now);
+                    }
+                }
                 self.send(ch, ChannelFlowOk { active: f.active });
                 Ok(())
             }

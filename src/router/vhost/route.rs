@@ -138,11 +138,7 @@ impl Router {
         let mut visited: HashSet<String> = HashSet::new();
         let mut frontier: VecDeque<Dest> = job.start.iter().cloned().collect();
         let rk: &str = &job.routing_key;
-        let mut ae_from = match job.start.as_slice() {
-            [Dest::Exchange(x)] => Some(x.clone()),
-            _ => None,
-        };
-        if ae_from.is_none() {
+        if !matches!(job.start.as_slice(), [Dest::Exchange(_)]) {
             // Destinations bound to amq.topic: the subject space was already published to.
             visited.insert(AMQ_TOPIC.to_owned());
         }
@@ -185,20 +181,17 @@ impl Router {
                             } else if let Some(e) = ex.map.get(&x) {
                                 let mut out = Vec::new();
                                 e.route(rk, &job.msg.headers, &mut out);
+                                // RabbitMQ: an exchange that routes nowhere hands the
+                                // message to its alternate exchange, whether it was
+                                // published to or reached through a binding.
+                                if out.is_empty() {
+                                    if let Some(ae) = &e.spec.alternate_exchange {
+                                        frontier.push_back(Dest::Exchange(ae.clone()));
+                                    }
+                                }
                                 frontier.extend(out.into_iter().cloned());
                             }
                         }
-                    }
-                }
-                if names.is_empty() && !subject_space && !reply_to {
-                    let ae = ae_from
-                        .as_deref()
-                        .and_then(|x| ex.map.get(x))
-                        .and_then(|e| e.spec.alternate_exchange.clone());
-                    if let Some(ae) = ae.filter(|ae| !visited.contains(ae)) {
-                        frontier.push_back(Dest::Exchange(ae.clone()));
-                        ae_from = Some(ae);
-                        continue;
                     }
                 }
             }
@@ -223,7 +216,6 @@ impl Router {
             }
             // Only once: amq.topic is visited now, so the next pass ends the loop.
             visited.insert(AMQ_TOPIC.to_owned());
-            ae_from = None;
         }
         let queues = self.queues_read();
         let found = names

@@ -374,7 +374,7 @@ fn topic_routing_e2e_cycle_and_alternate() {
         internal: false,
         alternate_exchange: Some("amq.fanout".into()),
     };
-    r.declare_exchange("d", spec, false).unwrap();
+    r.declare_exchange("d", spec.clone(), false).unwrap();
     r.bind("amq.fanout", Dest::Queue("q".into()), "", vec![])
         .unwrap();
     assert_eq!(
@@ -384,6 +384,36 @@ fn topic_routing_e2e_cycle_and_alternate() {
         1
     );
     assert_eq!(q.message_count(), 1);
+    // An exchange reached through a binding that routes nowhere uses its own
+    // alternate exchange; the one published to routed somewhere, so not its own.
+    exchange(&r, "outer", ExchangeKind::Fanout);
+    let inner = ExchangeSpec {
+        alternate_exchange: Some("inner-ae".into()),
+        ..spec.clone()
+    };
+    r.declare_exchange("inner", inner, false).unwrap();
+    exchange(&r, "inner-ae", ExchangeKind::Fanout);
+    let caught = declare(&r, "caught", QueueArgs::default(), now);
+    r.bind("outer", Dest::Exchange("inner".into()), "", vec![])
+        .unwrap();
+    r.bind("inner-ae", Dest::Queue("caught".into()), "", vec![])
+        .unwrap();
+    let routed = r
+        .publish_to_exchange("outer", "nobody", msg("5"), now)
+        .unwrap();
+    assert_eq!(routed.queued, 1);
+    assert_eq!(payloads(&get_all(&r, &caught, now)), ["5"]);
+    // An alternate exchange cycle ends.
+    let looped = |ae: &str| ExchangeSpec {
+        alternate_exchange: Some(ae.into()),
+        ..spec.clone()
+    };
+    r.declare_exchange("ae1", looped("ae2"), false).unwrap();
+    r.declare_exchange("ae2", looped("ae1"), false).unwrap();
+    let routed = r
+        .publish_to_exchange("ae1", "nobody", msg("6"), now)
+        .unwrap();
+    assert_eq!(routed.matched, 0);
     // Deleting an exchange removes bindings to it.
     r.delete_exchange("t", false).unwrap();
     assert_eq!(
