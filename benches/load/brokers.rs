@@ -62,6 +62,9 @@ pub struct Target {
     pub amqp: SocketAddr,
 }
 
+/// How long a started dwbroker may take to listen.
+const RECOVERY_TIMEOUT: Duration = Duration::from_secs(120);
+
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
@@ -198,8 +201,10 @@ impl Dwbroker {
             .stderr(Stdio::inherit())
             .spawn()
             .map_err(|e| format!("starting {}: {e}", bin.display()))?;
+        // Listening comes after recovery, which a large data dir on a busy machine
+        // can make take tens of seconds (the soak's restarts).
         for addr in [mqtt, amqp, stomp, nats] {
-            if let Err(e) = wait_port(addr, Duration::from_secs(10), Some(&mut child)) {
+            if let Err(e) = wait_port(addr, RECOVERY_TIMEOUT, Some(&mut child)) {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(e);

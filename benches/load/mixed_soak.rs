@@ -153,14 +153,16 @@ pub async fn run(bin: &Path, minutes: f64, restarts: u32) -> Res<bool> {
             for t in tasks {
                 let _ = timeout(Duration::from_secs(15), t).await;
             }
+            let started = Instant::now();
             broker = Dwbroker::start_on_with(bin, &dir, KAFKA_TOPIC)?;
             println!(
-                "segment {segment} ended: broker restarted ({})",
+                "segment {segment} ended: broker restarted ({}), listening after {:.1} s",
                 if segment.is_multiple_of(2) {
                     "SIGKILL"
                 } else {
                     "SIGTERM"
-                }
+                },
+                started.elapsed().as_secs_f64()
             );
         } else {
             // The end: publishers stop, consumers drain what is left.
