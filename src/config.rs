@@ -96,6 +96,9 @@ pub const DEFAULT_KAFKA_PARTITIONS: u32 = 1;
 /// A Kafka REST consumer instance unused this long is removed (the proxy's
 /// `consumer.instance.timeout.ms`).
 pub const DEFAULT_KAFKA_INSTANCE_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long an AMQP delivery may stay unacknowledged before its channel is closed
+/// with 406 (RabbitMQ's `consumer_timeout`, 30 minutes); zero: never.
+pub const DEFAULT_AMQP_CONSUMER_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// The largest HTTP request body; a larger one is refused with 413 before it is
 /// read.
 pub const DEFAULT_HTTP_MAX_BODY: usize = 16 * 1024 * 1024;
@@ -223,6 +226,8 @@ pub struct Limits {
     pub http_max_body: usize,
     /// See [`DEFAULT_KAFKA_INSTANCE_TIMEOUT`].
     pub kafka_instance_timeout: Duration,
+    /// See [`DEFAULT_AMQP_CONSUMER_TIMEOUT`].
+    pub amqp_consumer_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -255,6 +260,7 @@ impl Default for Limits {
             memory_high_watermark: DEFAULT_MEMORY_HIGH_WATERMARK,
             http_max_body: DEFAULT_HTTP_MAX_BODY,
             kafka_instance_timeout: DEFAULT_KAFKA_INSTANCE_TIMEOUT,
+            amqp_consumer_timeout: DEFAULT_AMQP_CONSUMER_TIMEOUT,
         }
     }
 }
@@ -423,6 +429,7 @@ struct FileLimits {
     memory_high_watermark: Option<usize>,
     http_max_body: Option<usize>,
     kafka_instance_timeout_secs: Option<u64>,
+    amqp_consumer_timeout_ms: Option<u64>,
 }
 
 impl Config {
@@ -502,6 +509,10 @@ impl Config {
         set(
             &mut lim.kafka_instance_timeout,
             l.kafka_instance_timeout_secs.map(Duration::from_secs),
+        );
+        set(
+            &mut lim.amqp_consumer_timeout,
+            l.amqp_consumer_timeout_ms.map(Duration::from_millis),
         );
         set(&mut lim.nats_max_payload, l.nats_max_payload);
         set(&mut lim.nats_max_control_line, l.nats_max_control_line);

@@ -552,3 +552,42 @@ async fn frames_after_a_channel_close_are_discarded_until_close_ok() {
     );
     assert_amqp_serves(addr).await;
 }
+
+/// A delivery left unacknowledged past the consumer timeout closes its channel with
+/// RabbitMQ's 406, and the message goes back to its queue.
+#[tokio::test]
+async fn an_unacked_delivery_past_the_consumer_timeout_closes_its_channel() {
+    let (_b, addr) = broker_with(|c| {
+        c.limits.amqp_consumer_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let mut raw = AmqpRaw::handshake(addr).await;
+    let q = raw.declare_queue(1).await;
+    raw.publish(1, &q, b"held").await;
+    raw.send_method(
+        1,
+        BasicGet {
+            queue: q.as_str().into(),
+            no_ack: false,
+            ..BasicGet::default()
+        },
+    )
+    .await;
+    let Some((1, Method::BasicGetOk(_))) = raw.recv_method().await else {
+        panic!("expected get-ok");
+    };
+    // Its header and body.
+    raw.recv().await.expect("content header");
+    raw.recv().await.expect("content body");
+    let text = raw
+        .expect_channel_close(1, ReplyCode::PreconditionFailed)
+        .await;
+    assert!(
+        text.contains(
+            "delivery acknowledgement on channel 1 timed out. Timeout value used: 300 ms"
+        ),
+        "{text}"
+    );
+    raw.open_channel(2).await;
+    assert_eq!(raw.get(2, &q).await.as_deref(), Some(&b"held"[..]));
+}

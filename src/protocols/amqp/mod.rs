@@ -57,6 +57,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>
         max_message_size: u64::from(limits.max_message_size),
         max_consumers: limits.max_subscriptions_per_session,
         max_tx_bytes: limits.max_queued_bytes,
+        consumer_timeout: Some(limits.amqp_consumer_timeout).filter(|t| !t.is_zero()),
     };
     let conn_id = ctx.next_conn_id();
     let mut conn = Connection::new(conn_id, ctx.router.clone(), offer, OUTLET_MAX);
@@ -148,6 +149,7 @@ async fn run(
                 if !conn.is_ready() && opened.elapsed() > ctx.config.limits.connect_timeout {
                     return Exit::Silent("handshake not completed in time".into());
                 }
+                conn.expire_deliveries(now());
                 let hb = Duration::from_secs(conn.heartbeat.into());
                 if !hb.is_zero() {
                     // §4.2.7: a peer silent for two intervals is gone.

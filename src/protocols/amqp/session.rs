@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use dwbroker_codecs::amqp::*;
@@ -101,6 +102,8 @@ pub(super) struct Offer {
     pub(super) max_consumers: usize,
     /// Bytes one transaction may hold (`max_queued_bytes`, as STOMP's).
     pub(super) max_tx_bytes: usize,
+    /// How long a delivery may stay unacknowledged (`amqp_consumer_timeout_ms`).
+    pub(super) consumer_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +128,8 @@ struct Unacked {
     entry: Entry,
     /// The consumer and channel credit it holds (none for basic.get).
     credit: Option<(Arc<Credit>, Arc<Credit>)>,
+    /// When it was sent (the consumer timeout counts from there).
+    sent: Instant,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -578,6 +583,44 @@ impl Connection {
             Err(Fault::Conn(exit)) => {
                 self.channels.insert(ch, channel);
                 Err(exit)
+            }
+        }
+    }
+
+    /// Closes, as RabbitMQ does, every channel holding a delivery unacknowledged
+    /// for longer than the consumer timeout (406: the client is stuck, and what it
+    /// holds goes back to its queues for others).
+    pub(super) fn expire_deliveries(&mut self, now: Now) {
+        let Some(timeout) = self.offer.consumer_timeout else {
+            return;
+        };
+        // Delivery tags grow with time: a channel's first unacked is its oldest.
+        let late: Vec<u16> = self
+            .channels
+            .iter()
+            .filter(|(_, c)| {
+                c.unacked
+                    .values()
+                    .next()
+                    .is_some_and(|u| now.at.saturating_duration_since(u.sent) > timeout)
+            })
+            .map(|(ch, _)| *ch)
+            .collect();
+        for ch in late {
+            if let Some(channel) = self.channels.remove(&ch) {
+                let text = format!(
+                    "delivery acknowledgement on channel {ch} timed out. Timeout value used: {} ms. \
+                     This timeout value can be configured, see consumers doc guide to learn more",
+                    timeout.as_millis()
+                );
+                tracing::warn!(conn = self.id, channel = ch, "amqp: {text}");
+                self.fail_channel(
+                    ch,
+                    channel,
+                    (ReplyCode::PreconditionFailed, text),
+                    (0, 0),
+                    now,
+                );
             }
         }
     }
@@ -1169,6 +1212,7 @@ impl Connection {
                                     queue,
                                     entry,
                                     credit: None,
+                                    sent: now.at,
                                 },
                             );
                         }
@@ -1570,6 +1614,7 @@ impl Connection {
                     queue,
                     entry,
                     credit: Some((credit, channel_credit)),
+                    sent: now.at,
                 },
             );
         }
