@@ -1586,3 +1586,106 @@ async fn a_zero_message_ttl_reaches_a_waiting_consumer_and_nobody_else() {
         "the message published before the consumer came was dropped"
     );
 }
+
+/// x-single-active-consumer: the earliest consumer gets everything; when it goes,
+/// the next one takes over, its unacked messages included.
+#[tokio::test]
+async fn a_single_active_consumer_queue_feeds_one_consumer_at_a_time() {
+    let (b, _) = common::start().await;
+    let (c, ch) = amqp_channel(&b).await;
+    let ch2 = c.create_channel().await.unwrap();
+    let q = queue(
+        &ch,
+        args(&[("x-single-active-consumer", AMQPValue::Boolean(true))]),
+    )
+    .await;
+    let mut first = consume(&ch, &q, false).await;
+    let mut second = consume(&ch2, &q, false).await;
+    for i in 0..4u8 {
+        publish(&ch, "", q.as_str(), &[i], BasicProperties::default()).await;
+    }
+    for i in 0..3u8 {
+        let d = amqp_next(&mut first).await;
+        assert_eq!(d.data, [i]);
+        d.ack(BasicAckOptions::default()).await.unwrap();
+    }
+    // The fourth stays unacked with the first consumer, which then goes.
+    assert_eq!(amqp_next(&mut first).await.data, [3]);
+    assert!(
+        timeout(std::time::Duration::from_millis(200), second.next())
+            .await
+            .is_err(),
+        "the second consumer is not active yet"
+    );
+    ch.basic_cancel(first.tag(), BasicCancelOptions::default())
+        .await
+        .unwrap();
+    ch.basic_recover(BasicRecoverOptions { requeue: true })
+        .await
+        .unwrap();
+    let d = amqp_next(&mut second).await;
+    assert_eq!((d.data.as_slice(), d.redelivered), (&[3u8][..], true));
+    d.ack(BasicAckOptions::default()).await.unwrap();
+    publish(&ch, "", q.as_str(), b"next", BasicProperties::default()).await;
+    assert_eq!(amqp_next(&mut second).await.data, b"next");
+}
+
+/// x-queue-type quorum and stream are durable queues that must not be exclusive or
+/// auto-delete; the type is part of the queue's equivalence; others are refused.
+#[tokio::test]
+async fn queue_types_are_checked_as_rabbitmq_checks_them() {
+    let (b, _) = common::start().await;
+    let (c, ch) = amqp_channel(&b).await;
+    let typed = |t: &str| args(&[("x-queue-type", AMQPValue::LongString(t.into()))]);
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let name = uid("quorum");
+    ch.queue_declare(name.as_str().into(), durable, typed("quorum"))
+        .await
+        .unwrap();
+    ch.queue_declare(name.as_str().into(), durable, typed("quorum"))
+        .await
+        .unwrap();
+    assert_error(
+        ch.queue_declare(name.as_str().into(), durable, FieldTable::default())
+            .await,
+        406,
+        "inequivalent arg 'x-queue-type'",
+    );
+    for (t, options, why) in [
+        (
+            "quorum",
+            QueueDeclareOptions::default(),
+            "invalid property 'non-durable'",
+        ),
+        (
+            "stream",
+            QueueDeclareOptions {
+                durable: true,
+                exclusive: true,
+                ..Default::default()
+            },
+            "invalid property 'exclusive'",
+        ),
+        (
+            "quorum",
+            QueueDeclareOptions {
+                durable: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            "invalid property 'auto-delete'",
+        ),
+        ("lazy", durable, "invalid arg 'x-queue-type'"),
+    ] {
+        let ch = c.create_channel().await.unwrap();
+        assert_error(
+            ch.queue_declare(uid("typed").as_str().into(), options, typed(t))
+                .await,
+            406,
+            why,
+        );
+    }
+}

@@ -41,7 +41,7 @@ pub use memory::{Held, Memory};
 pub use message::{ConnId, Delivery, Dispatch, Extensions, Headers, Message, Now, SubscriptionIds};
 pub use queues::{
     ArgValue, ConsumerId, ConsumerSpec, Credit, Entry, Outlet, OutletItem, Overflow, Queue,
-    QueueArgs, QueueSpec, QueueStats,
+    QueueArgs, QueueSpec, QueueStats, QueueType,
 };
 pub use restore::{FrontState, RestoredSession};
 pub use retained::{Retained, RetainedLimits};

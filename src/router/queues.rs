@@ -47,6 +47,31 @@ pub enum Overflow {
     RejectPublishDlx,
 }
 
+/// RabbitMQ's `x-queue-type`. Quorum and stream queues are kept as durable queues
+/// of the one kind dwbroker has (replication and stream offsets do not apply on one
+/// node); the type is remembered so that a redeclaration must name the same one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueType {
+    /// `classic` (the default).
+    #[default]
+    Classic,
+    /// `quorum`: durable, not exclusive, not auto-delete.
+    Quorum,
+    /// `stream`: durable, not exclusive, not auto-delete.
+    Stream,
+}
+
+impl QueueType {
+    /// Its name in `x-queue-type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueType::Classic => "classic",
+            QueueType::Quorum => "quorum",
+            QueueType::Stream => "stream",
+        }
+    }
+}
+
 /// The `x-` arguments of a queue.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct QueueArgs {
@@ -66,6 +91,11 @@ pub struct QueueArgs {
     pub dead_letter_routing_key: Option<String>,
     /// `x-max-priority`.
     pub max_priority: Option<u8>,
+    /// `x-single-active-consumer`: one consumer at a time receives (the earliest
+    /// registered); the next takes over when it goes.
+    pub single_active_consumer: bool,
+    /// `x-queue-type`.
+    pub queue_type: QueueType,
 }
 
 /// One queue x-argument as the declaring protocol gave it: AMQP gives a typed
@@ -76,6 +106,8 @@ pub struct ArgValue {
     pub int: Option<i64>,
     /// The value as a string, if it is one.
     pub text: Option<String>,
+    /// The value as a boolean, if it is one.
+    pub flag: Option<bool>,
 }
 
 impl QueueArgs {
@@ -105,6 +137,22 @@ impl QueueArgs {
             Some(n) => Some(u8::try_from(n).map_err(|_| "x-max-priority")?),
         };
         let size = |n: i64| usize::try_from(n).unwrap_or(usize::MAX);
+        const SAC: &str = "x-single-active-consumer";
+        let single_active_consumer = match get(SAC) {
+            None => false,
+            Some(v) => match (v.flag, v.text.as_deref()) {
+                (Some(b), _) => b,
+                (None, Some("true")) => true,
+                (None, Some("false")) => false,
+                _ => return Err(SAC),
+            },
+        };
+        let queue_type = match text("x-queue-type")?.as_deref() {
+            None | Some("classic") => QueueType::Classic,
+            Some("quorum") => QueueType::Quorum,
+            Some("stream") => QueueType::Stream,
+            Some(_) => return Err("x-queue-type"),
+        };
         Ok(QueueArgs {
             message_ttl: int("x-message-ttl", 0)?.map(ms),
             expires: int("x-expires", 1)?.map(ms),
@@ -114,6 +162,8 @@ impl QueueArgs {
             dead_letter_exchange: text("x-dead-letter-exchange")?,
             dead_letter_routing_key: text("x-dead-letter-routing-key")?,
             max_priority,
+            single_active_consumer,
+            queue_type,
         })
     }
 }
@@ -717,14 +767,19 @@ impl Queue {
             let Some(b) = Self::head_bucket(st) else {
                 return;
             };
-            let n = st.consumers.len();
+            // A single-active-consumer queue offers to its earliest consumer only.
+            let n = if self.spec.args.single_active_consumer {
+                1
+            } else {
+                st.consumers.len()
+            };
             let mut chosen = None;
             // Consumers are sorted by priority, highest first: try each level in
             // turn, round robin within it.
             let mut start = 0;
             while start < n && chosen.is_none() {
                 let level = st.consumers[start].priority;
-                let len = st.consumers[start..]
+                let len = st.consumers[start..n]
                     .iter()
                     .take_while(|c| c.priority == level)
                     .count();
@@ -852,10 +907,12 @@ impl Queue {
         {
             return Err(false);
         }
+        // Priority order, but registration order for a single active consumer.
         let at = st
             .consumers
             .iter()
             .position(|c| c.priority < consumer.priority)
+            .filter(|_| !self.spec.args.single_active_consumer)
             .unwrap_or(st.consumers.len());
         st.consumers.insert(at, consumer);
         st.had_consumer = true;

@@ -22,7 +22,7 @@ use crate::router::streams::consumer::{PendingDelivery, Position};
 use crate::router::streams::log::StreamMessage;
 use crate::router::{
     BindArgs, Delivery, Dest, DestId, Dispatch, Entry, ExchangeKind, ExchangeSpec, Extensions,
-    Filter, Message, Overflow, QueueArgs, QueueSpec, SubOptions, Subject,
+    Filter, Message, Overflow, QueueArgs, QueueSpec, QueueType, SubOptions, Subject,
 };
 
 /// The version of this layout, kept in the `meta` keyspace.
@@ -147,6 +147,16 @@ struct StoredQueue {
     dead_letter_exchange: Option<String>,
     dead_letter_routing_key: Option<String>,
     max_priority: Option<u8>,
+}
+
+/// What a queue declaration gained after [`StoredQueue`]'s layout was fixed,
+/// written after it; a value without it is a queue declared before (classic, no
+/// single active consumer).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StoredQueueTail {
+    single_active_consumer: bool,
+    /// 0 classic, 1 quorum, 2 stream.
+    queue_type: u8,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -511,7 +521,7 @@ fn count(n: Option<usize>) -> Option<u64> {
 
 pub(super) fn encode_queue(id: DestId, spec: &QueueSpec) -> Vec<u8> {
     let a = &spec.args;
-    encode(&StoredQueue {
+    let mut bytes = encode(&StoredQueue {
         id,
         durable: spec.durable,
         auto_delete: spec.auto_delete,
@@ -527,11 +537,32 @@ pub(super) fn encode_queue(id: DestId, spec: &QueueSpec) -> Vec<u8> {
         dead_letter_exchange: a.dead_letter_exchange.clone(),
         dead_letter_routing_key: a.dead_letter_routing_key.clone(),
         max_priority: a.max_priority,
-    })
+    });
+    bytes.extend(encode(&StoredQueueTail {
+        single_active_consumer: a.single_active_consumer,
+        queue_type: match a.queue_type {
+            QueueType::Classic => 0,
+            QueueType::Quorum => 1,
+            QueueType::Stream => 2,
+        },
+    }));
+    bytes
 }
 
 pub(super) fn decode_queue(bytes: &[u8]) -> Result<(DestId, QueueSpec), DecodeError> {
-    let q: StoredQueue = decode(bytes)?;
+    let (q, rest): (StoredQueue, &[u8]) =
+        postcard::take_from_bytes(bytes).map_err(|e| e.to_string())?;
+    let tail: StoredQueueTail = if rest.is_empty() {
+        StoredQueueTail::default()
+    } else {
+        decode(rest)?
+    };
+    let queue_type = match tail.queue_type {
+        0 => QueueType::Classic,
+        1 => QueueType::Quorum,
+        2 => QueueType::Stream,
+        n => return Err(format!("queue type {n}")),
+    };
     let size = |n: Option<u64>| n.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
     let overflow = match q.overflow {
         0 => Overflow::DropHead,
@@ -552,6 +583,8 @@ pub(super) fn decode_queue(bytes: &[u8]) -> Result<(DestId, QueueSpec), DecodeEr
             dead_letter_exchange: q.dead_letter_exchange,
             dead_letter_routing_key: q.dead_letter_routing_key,
             max_priority: q.max_priority,
+            single_active_consumer: tail.single_active_consumer,
+            queue_type,
         },
     };
     Ok((q.id, spec))
@@ -776,7 +809,26 @@ mod tests {
                 ..QueueArgs::default()
             },
         };
-        assert_eq!(decode_queue(&encode_queue(7, &spec)).unwrap(), (7, spec));
+        assert_eq!(
+            decode_queue(&encode_queue(7, &spec)).unwrap(),
+            (7, spec.clone())
+        );
+        let quorum = QueueSpec {
+            args: QueueArgs {
+                single_active_consumer: true,
+                queue_type: QueueType::Quorum,
+                ..spec.args.clone()
+            },
+            ..spec.clone()
+        };
+        assert_eq!(
+            decode_queue(&encode_queue(8, &quorum)).unwrap(),
+            (8, quorum)
+        );
+        // A queue stored before the tail existed reads as classic.
+        let mut before = encode_queue(9, &spec);
+        before.truncate(before.len() - 2);
+        assert_eq!(decode_queue(&before).unwrap(), (9, spec));
         let x = ExchangeSpec {
             kind: ExchangeKind::Headers,
             durable: true,

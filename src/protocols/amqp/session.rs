@@ -1739,6 +1739,7 @@ fn queue_args(queue: &str, table: &FieldTable) -> Result<QueueArgs, Fault> {
         table.get(arg).map(|v| ArgValue {
             int: v.as_i64(),
             text: v.as_str().map(str::to_owned),
+            flag: v.as_bool(),
         })
     })
     .map_err(|arg| {

@@ -545,6 +545,7 @@ impl Connection {
             frame.header(arg).map(|v| ArgValue {
                 int: v.parse().ok(),
                 text: Some(v.to_owned()),
+                flag: None,
             })
         })
         .map_err(|arg| {

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::router::journal::Record;
 use crate::router::message::{ConnId, Now};
-use crate::router::queues::{Dead, Overflow, Queue, QueueSpec, QueueStore};
+use crate::router::queues::{Dead, Overflow, Queue, QueueSpec, QueueStore, QueueType};
 use crate::router::subject::Filter;
 use crate::router::{Router, Target, TargetKey};
 
@@ -76,6 +76,16 @@ fn queue_difference(new: &QueueSpec, old: &QueueSpec) -> Option<(&'static str, S
             "x-max-priority",
             text(&a.max_priority),
             text(&b.max_priority),
+        ),
+        (
+            "x-single-active-consumer",
+            a.single_active_consumer.to_string(),
+            b.single_active_consumer.to_string(),
+        ),
+        (
+            "x-queue-type",
+            a.queue_type.as_str().to_owned(),
+            b.queue_type.as_str().to_owned(),
         ),
     ];
     pairs.into_iter().find(|(_, r, c)| r != c)
@@ -382,6 +392,19 @@ impl Router {
         } else {
             name.to_owned()
         };
+        if spec.args.queue_type != QueueType::Classic && !passive {
+            // RabbitMQ: quorum and stream queues outlive their declarer.
+            let refused = [
+                (!spec.durable, "non-durable"),
+                (spec.exclusive_owner.is_some(), "exclusive"),
+                (spec.auto_delete, "auto-delete"),
+            ];
+            if let Some((_, property)) = refused.into_iter().find(|(bad, _)| *bad) {
+                return Err(VhostError::Precondition(format!(
+                    "invalid property '{property}' for queue '{name}' in vhost '/'"
+                )));
+            }
+        }
         let mut queues = self.queues_write();
         if let Some(q) = queues.get(&name) {
             if q.spec().exclusive_owner.is_some_and(|o| o != conn) {
