@@ -53,6 +53,10 @@ pub(crate) async fn read_body(
     }
 }
 
+/// The read buffer of an HTTP connection, hence the largest request head (with
+/// one read's overshoot, under twice this); bodies stream through it.
+const MAX_HEAD: usize = 64 * 1024;
+
 /// Serves one HTTP connection with `routes` until it ends or the broker stops.
 pub(crate) async fn serve(
     stream: TcpStream,
@@ -66,6 +70,11 @@ pub(crate) async fn serve(
         // A request's headers have as long as any protocol's CONNECT: a client that
         // trickles them (slowloris) holds a socket no longer than one that sends nothing.
         .header_read_timeout(ctx.config.limits.connect_timeout)
+        // A request head must fit in this (431 otherwise). hyper checks its buffer
+        // between reads, so with its 400 KiB default a head of up to about twice
+        // that passed when it came in large reads: whether a 500 KB header was
+        // refused depended on timing.
+        .max_buf_size(MAX_HEAD)
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let ended = tokio::select! {
