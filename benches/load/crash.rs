@@ -8,7 +8,7 @@
 //! never published, each destination is in publish order, and no message appears
 //! twice.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -359,11 +359,15 @@ pub(crate) async fn mqtt_publisher(
     o.set_keep_alive(Duration::from_secs(30));
     o.set_inflight(WINDOW as u16);
     let (client, mut ev) = AsyncClient::new(o, WINDOW);
+    // The sequence numbers this connection published, in order: the stream's
+    // numbering goes on across connections (the soak's segments), its acks do not.
+    let unacked = Arc::new(Mutex::new(VecDeque::new()));
     let publisher = {
-        let s = s.clone();
+        let (s, unacked) = (s.clone(), unacked.clone());
         tokio::spawn(async move {
             loop {
                 let seq = s.next_seq();
+                unacked.lock().unwrap().push_back(seq);
                 if client
                     .publish(&topic, qos, false, payload(seq))
                     .await
@@ -377,19 +381,17 @@ pub(crate) async fn mqtt_publisher(
             }
         })
     };
-    let mut next_acked = 0u64;
     loop {
-        match ev.poll().await {
-            Ok(Event::Incoming(Packet::PubAck(_))) if qos == QoS::AtLeastOnce => {
-                s.ack(next_acked);
-                next_acked += 1;
-            }
-            Ok(Event::Incoming(Packet::PubRec(_))) if qos == QoS::ExactlyOnce => {
-                s.ack(next_acked);
-                next_acked += 1;
-            }
-            Ok(_) => {}
+        let acked = match ev.poll().await {
+            Ok(Event::Incoming(Packet::PubAck(_))) => qos == QoS::AtLeastOnce,
+            Ok(Event::Incoming(Packet::PubRec(_))) => qos == QoS::ExactlyOnce,
+            Ok(_) => false,
             Err(_) => break,
+        };
+        if acked {
+            if let Some(seq) = unacked.lock().unwrap().pop_front() {
+                s.ack(seq);
+            }
         }
     }
     publisher.abort();
