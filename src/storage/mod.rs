@@ -129,6 +129,11 @@ struct Spaces {
     consumer_pending: Keyspace,
 }
 
+/// What the journals may hold before fjall flushes the memtables they back (fjall's
+/// minimum): this bounds the data dir's journals, the memory of unflushed writes and
+/// what a restart replays.
+const MAX_JOURNALING_BYTES: u64 = 64 * 1024 * 1024;
+
 /// How often the reclaimer looks at what was deleted.
 const RECLAIM_INTERVAL: Duration = Duration::from_secs(5);
 /// Deleted messages below which the reclaimer does nothing.
@@ -219,6 +224,10 @@ impl Storage {
         let db = Database::builder(dir)
             // Commits are persisted by the committer, as `fsync` says.
             .manual_journal_persist(true)
+            // fjall's default lets journals (and the memtables they back) reach 512 MiB
+            // before it flushes: the data dir and the RSS after a restart, which replays
+            // them, would grow that far under a steady load of short-lived messages.
+            .max_journaling_size(MAX_JOURNALING_BYTES)
             .open()
             .map_err(engine("opening it"))?;
         let open = |name: &str| {
