@@ -167,6 +167,21 @@ pub struct Listeners {
     /// The schema registry alone, for clients configured with a registry URL
     /// of its own (off by default).
     pub schema_registry: Listen,
+    /// MQTT over TLS (off by default; conventionally port 8883).
+    pub mqtts: Listen,
+    /// AMQP 0-9-1 over TLS (off by default; conventionally port 5671).
+    pub amqps: Listen,
+    /// STOMP over TLS (off by default; conventionally port 61614).
+    pub stomps: Listen,
+}
+
+/// The server's certificate and key for the TLS listeners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    /// PEM file: the certificate chain, the server's own certificate first.
+    pub cert: PathBuf,
+    /// PEM file: the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// Limits that bound memory and time per connection and per session.
@@ -285,6 +300,8 @@ pub struct Config {
     pub kafka_partitions: u32,
     /// Kafka topics created at start (if missing).
     pub kafka_topics: Vec<KafkaTopic>,
+    /// The certificate the TLS listeners present (required by any of them).
+    pub tls: Option<Tls>,
 }
 
 /// A Kafka topic declared in the configuration.
@@ -342,6 +359,9 @@ impl Default for Config {
                 nats: at(DEFAULT_NATS_ADDR),
                 kafka_rest: at(DEFAULT_KAFKA_REST_ADDR),
                 schema_registry: Listen::Off,
+                mqtts: Listen::Off,
+                amqps: Listen::Off,
+                stomps: Listen::Off,
             },
             allow_anonymous: false,
             log: None,
@@ -350,6 +370,7 @@ impl Default for Config {
             fsync: Fsync::default(),
             kafka_partitions: DEFAULT_KAFKA_PARTITIONS,
             kafka_topics: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -388,6 +409,10 @@ struct FileConfig {
     nats: Option<String>,
     kafka_rest: Option<String>,
     schema_registry: Option<String>,
+    mqtts: Option<String>,
+    amqps: Option<String>,
+    stomps: Option<String>,
+    tls: Option<FileTls>,
     allow_anonymous: Option<bool>,
     log: Option<String>,
     data_dir: Option<String>,
@@ -397,6 +422,13 @@ struct FileConfig {
     kafka_topics: Vec<KafkaTopic>,
     #[serde(default)]
     limits: FileLimits,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    cert: PathBuf,
+    key: PathBuf,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -462,11 +494,17 @@ impl Config {
             (&mut self.listeners.nats, file.nats),
             (&mut self.listeners.kafka_rest, file.kafka_rest),
             (&mut self.listeners.schema_registry, file.schema_registry),
+            (&mut self.listeners.mqtts, file.mqtts),
+            (&mut self.listeners.amqps, file.amqps),
+            (&mut self.listeners.stomps, file.stomps),
         ];
         for (slot, value) in listeners {
             if let Some(text) = value {
                 *slot = Listen::parse(&text)?;
             }
+        }
+        if let Some(FileTls { cert, key }) = file.tls {
+            self.tls = Some(Tls { cert, key });
         }
         if let Some(v) = file.allow_anonymous {
             self.allow_anonymous = v;
@@ -586,6 +624,16 @@ impl Config {
                 )));
             }
         }
+        if self.tls.is_none() {
+            for (name, listen) in self.listener_list() {
+                if Self::is_tls_listener(name) && listen != Listen::Off {
+                    return Err(ConfigError::Invalid(format!(
+                        "the {name} listener needs a certificate: pass --tls-cert and --tls-key \
+                         (or [tls] cert and key)"
+                    )));
+                }
+            }
+        }
         if !self.allow_anonymous {
             for (name, listen) in self.listener_list() {
                 if let Listen::At(addr) = listen {
@@ -603,7 +651,7 @@ impl Config {
     }
 
     /// The listeners with their protocol names, in a fixed order.
-    pub fn listener_list(&self) -> [(&'static str, Listen); 6] {
+    pub fn listener_list(&self) -> [(&'static str, Listen); 9] {
         let l = &self.listeners;
         [
             ("mqtt", l.mqtt),
@@ -612,7 +660,15 @@ impl Config {
             ("nats", l.nats),
             ("kafka-rest", l.kafka_rest),
             ("schema-registry", l.schema_registry),
+            ("mqtts", l.mqtts),
+            ("amqps", l.amqps),
+            ("stomps", l.stomps),
         ]
+    }
+
+    /// Whether the listener of [`Config::listener_list`] named `name` speaks TLS.
+    pub fn is_tls_listener(name: &str) -> bool {
+        matches!(name, "mqtts" | "amqps" | "stomps")
     }
 }
 

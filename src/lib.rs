@@ -42,6 +42,7 @@ pub(crate) mod protocols;
 pub mod router;
 pub mod server;
 pub mod storage;
+pub(crate) mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -68,6 +69,9 @@ pub enum Error {
     /// The data directory cannot be used.
     #[error(transparent)]
     Storage(#[from] storage::StorageError),
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// A running broker: its listeners and its in-process bus.
@@ -88,32 +92,47 @@ impl Broker {
 
     /// The address the MQTT listener is bound to, if it runs.
     pub fn mqtt_addr(&self) -> Option<SocketAddr> {
-        self.listeners.mqtt
+        self.listeners.addr("mqtt")
     }
 
     /// The address the AMQP 0-9-1 listener is bound to, if it runs.
     pub fn amqp_addr(&self) -> Option<SocketAddr> {
-        self.listeners.amqp
+        self.listeners.addr("amqp")
     }
 
     /// The address the STOMP listener is bound to, if it runs.
     pub fn stomp_addr(&self) -> Option<SocketAddr> {
-        self.listeners.stomp
+        self.listeners.addr("stomp")
     }
 
     /// The address the NATS listener is bound to, if it runs.
     pub fn nats_addr(&self) -> Option<SocketAddr> {
-        self.listeners.nats
+        self.listeners.addr("nats")
     }
 
     /// The address the Kafka REST listener is bound to, if it runs.
     pub fn kafka_rest_addr(&self) -> Option<SocketAddr> {
-        self.listeners.kafka_rest
+        self.listeners.addr("kafka-rest")
     }
 
     /// The address the schema registry listener is bound to, if it runs.
     pub fn schema_registry_addr(&self) -> Option<SocketAddr> {
-        self.listeners.schema_registry
+        self.listeners.addr("schema-registry")
+    }
+
+    /// The address the MQTT-over-TLS listener is bound to, if it runs.
+    pub fn mqtts_addr(&self) -> Option<SocketAddr> {
+        self.listeners.addr("mqtts")
+    }
+
+    /// The address the AMQP-over-TLS listener is bound to, if it runs.
+    pub fn amqps_addr(&self) -> Option<SocketAddr> {
+        self.listeners.addr("amqps")
+    }
+
+    /// The address the STOMP-over-TLS listener is bound to, if it runs.
+    pub fn stomps_addr(&self) -> Option<SocketAddr> {
+        self.listeners.addr("stomps")
     }
 
     /// The memory ledger: the bytes held for messages, and whether publishers

@@ -37,6 +37,22 @@ struct Cli {
     /// listener) [default: off].
     #[arg(long = "schema-registry", value_name = "ADDR")]
     schema_registry: Option<String>,
+    /// MQTT over TLS, e.g. 127.0.0.1:8883 (needs --tls-cert and --tls-key)
+    /// [default: off].
+    #[arg(long, value_name = "ADDR")]
+    mqtts: Option<String>,
+    /// AMQP 0-9-1 over TLS, e.g. 127.0.0.1:5671 [default: off].
+    #[arg(long, value_name = "ADDR")]
+    amqps: Option<String>,
+    /// STOMP over TLS, e.g. 127.0.0.1:61614 [default: off].
+    #[arg(long, value_name = "ADDR")]
+    stomps: Option<String>,
+    /// PEM certificate chain the TLS listeners present (the server's first).
+    #[arg(long = "tls-cert", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long = "tls-key", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Accept anonymous clients on listeners that are not on loopback.
     #[arg(long)]
     allow_anonymous: bool,
@@ -70,11 +86,17 @@ fn build_config(cli: Cli) -> Result<Config, dwbroker::config::ConfigError> {
         (&mut config.listeners.nats, cli.nats),
         (&mut config.listeners.kafka_rest, cli.kafka_rest),
         (&mut config.listeners.schema_registry, cli.schema_registry),
+        (&mut config.listeners.mqtts, cli.mqtts),
+        (&mut config.listeners.amqps, cli.amqps),
+        (&mut config.listeners.stomps, cli.stomps),
     ];
     for (slot, value) in flags {
         if let Some(text) = value {
             *slot = Listen::parse(&text)?;
         }
+    }
+    if let (Some(cert), Some(key)) = (cli.tls_cert, cli.tls_key) {
+        config.tls = Some(dwbroker::config::Tls { cert, key });
     }
     if cli.allow_anonymous {
         config.allow_anonymous = true;

@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, DataDir, Listen};
+use crate::protocols::socket::Duplex;
 use crate::protocols::{amqp, kafka_rest, mqtt, nats, schema_registry, stomp};
 use crate::router::{Now, OutboxLimits, RetainedLimits, Router};
 use crate::storage::Storage;
@@ -213,29 +214,39 @@ enum Front {
 /// The running listeners.
 #[derive(Debug)]
 pub(crate) struct Listeners {
-    pub(crate) mqtt: Option<SocketAddr>,
-    pub(crate) amqp: Option<SocketAddr>,
-    pub(crate) stomp: Option<SocketAddr>,
-    pub(crate) nats: Option<SocketAddr>,
-    pub(crate) kafka_rest: Option<SocketAddr>,
-    pub(crate) schema_registry: Option<SocketAddr>,
+    /// Each listener's name (as in `Config::listener_list`) and bound address.
+    bound: Vec<(&'static str, SocketAddr)>,
     tracker: TaskTracker,
+}
+
+/// What a listener's accepted sockets carry before its front sees them.
+#[derive(Clone)]
+enum Transport {
+    Tcp,
+    Tls(tokio_rustls::TlsAcceptor),
 }
 
 /// Binds every configured listener and starts serving.
 pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
     // Before any listener: a produce must not create a declared topic first.
     kafka_rest::declare_topics(ctx);
+    // One acceptor for every TLS listener; a bad certificate stops the start.
+    let tls = ctx
+        .config
+        .tls
+        .as_ref()
+        .map(crate::tls::acceptor)
+        .transpose()?;
     // Every listener is bound before any serves: if one cannot bind, the ones
     // bound so far are dropped (their ports free again) and nothing was served.
-    let mut bound_at: [Option<SocketAddr>; 6] = [None; 6];
+    let mut bound = Vec::new();
     let mut listeners = Vec::new();
     for (name, listen) in ctx.config.listener_list() {
         let Listen::At(addr) = listen else { continue };
         let front = match name {
-            "mqtt" => Front::Mqtt,
-            "amqp" => Front::Amqp,
-            "stomp" => Front::Stomp,
+            "mqtt" | "mqtts" => Front::Mqtt,
+            "amqp" | "amqps" => Front::Amqp,
+            "stomp" | "stomps" => Front::Stomp,
             "nats" => Front::Nats,
             "kafka-rest" => Front::KafkaRest,
             "schema-registry" => Front::SchemaRegistry,
@@ -249,15 +260,21 @@ pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
             addr,
             source,
         };
+        // `Config::validate` refuses a TLS listener without a certificate.
+        let transport = match (&tls, Config::is_tls_listener(name)) {
+            (Some(acceptor), true) => Transport::Tls(acceptor.clone()),
+            _ => Transport::Tcp,
+        };
         let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
-        let bound = listener.local_addr().map_err(bind_error)?;
-        bound_at[front as usize] = Some(bound);
-        listeners.push((name, bound, front, listener));
+        let at = listener.local_addr().map_err(bind_error)?;
+        bound.push((name, at));
+        listeners.push((name, at, front, transport, listener));
     }
     let tracker = TaskTracker::new();
-    for (name, bound, front, listener) in listeners {
-        info!(protocol = %name, addr = %bound, "listening");
-        tracker.spawn(accept_loop(listener, front, ctx.clone(), tracker.clone()));
+    for (name, at, front, transport, listener) in listeners {
+        info!(protocol = %name, addr = %at, "listening");
+        let accepting = accept_loop(listener, front, transport, ctx.clone(), tracker.clone());
+        tracker.spawn(accepting);
     }
     tracker.spawn(mqtt::sweeper(ctx.clone()));
     tracker.spawn(housekeeping(ctx.clone()));
@@ -267,15 +284,7 @@ pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
         ctx.router.clone(),
         ctx.shutdown.clone(),
     ));
-    Ok(Listeners {
-        mqtt: bound_at[Front::Mqtt as usize],
-        amqp: bound_at[Front::Amqp as usize],
-        stomp: bound_at[Front::Stomp as usize],
-        nats: bound_at[Front::Nats as usize],
-        kafka_rest: bound_at[Front::KafkaRest as usize],
-        schema_registry: bound_at[Front::SchemaRegistry as usize],
-        tracker,
-    })
+    Ok(Listeners { bound, tracker })
 }
 
 /// How often expired retained messages are freed.
@@ -320,7 +329,13 @@ pub(crate) async fn every(
     }
 }
 
-async fn accept_loop(listener: TcpListener, front: Front, ctx: Arc<Context>, tracker: TaskTracker) {
+async fn accept_loop(
+    listener: TcpListener,
+    front: Front,
+    transport: Transport,
+    ctx: Arc<Context>,
+    tracker: TaskTracker,
+) {
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -338,7 +353,7 @@ async fn accept_loop(listener: TcpListener, front: Front, ctx: Arc<Context>, tra
                 if let Err(e) = stream.set_nodelay(true) {
                     debug!(%peer, error = %e, "TCP_NODELAY not set");
                 }
-                let connection = serve(front, stream, peer, ctx.clone());
+                let connection = serve(front, transport.clone(), stream, peer, ctx.clone());
                 tracker.spawn(async move {
                     connection.await;
                     drop(slot);
@@ -357,21 +372,55 @@ async fn accept_loop(listener: TcpListener, front: Front, ctx: Arc<Context>, tra
 /// MQTT client should pay neither for another front's state nor for the arguments.
 fn serve(
     front: Front,
+    transport: Transport,
     stream: TcpStream,
     peer: SocketAddr,
+    ctx: Arc<Context>,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    let local = stream.local_addr().ok();
+    match transport {
+        Transport::Tcp => serve_over(front, stream, peer, local, ctx),
+        Transport::Tls(acceptor) => Box::pin(async move {
+            let timeout = ctx.config.limits.connect_timeout;
+            let tls = match crate::tls::handshake(&acceptor, stream, timeout).await {
+                Ok(tls) => tls,
+                Err(why) => return info!(%peer, ?front, why = %why, "TLS handshake failed"),
+            };
+            let (version, suite) = crate::tls::describe(&tls);
+            debug!(%peer, ?front, %version, %suite, "TLS connection");
+            serve_over(front, tls, peer, local, ctx).await;
+        }),
+    }
+}
+
+/// A front's task over any byte stream.
+fn serve_over<S: Duplex>(
+    front: Front,
+    stream: S,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
     ctx: Arc<Context>,
 ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     match front {
         Front::Mqtt => Box::pin(mqtt::serve(stream, peer, ctx)),
         Front::Amqp => Box::pin(amqp::serve(stream, peer, ctx)),
         Front::Stomp => Box::pin(stomp::serve(stream, peer, ctx)),
-        Front::Nats => Box::pin(nats::serve(stream, peer, ctx)),
+        Front::Nats => Box::pin(nats::serve(stream, peer, local, ctx)),
         Front::KafkaRest => Box::pin(kafka_rest::serve(stream, peer, ctx)),
         Front::SchemaRegistry => Box::pin(schema_registry::serve(stream, peer, ctx)),
     }
 }
 
 impl Listeners {
+    /// The address the listener named `name` (as in `Config::listener_list`) is
+    /// bound to, if it runs.
+    pub(crate) fn addr(&self, name: &str) -> Option<SocketAddr> {
+        self.bound
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, at)| *at)
+    }
+
     /// Stops accepting, tells connected clients the server is going away and waits
     /// (bounded) for their tasks to end.
     pub(crate) async fn shutdown(self, ctx: &Context) {

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpStream;
 use tracing::debug;
 
+use crate::protocols::socket::Duplex;
 use crate::server::Context;
 
 /// How long a client may take to send a request's body (a body that trickles
@@ -58,8 +58,8 @@ pub(crate) async fn read_body(
 const MAX_HEAD: usize = 64 * 1024;
 
 /// Serves one HTTP connection with `routes` until it ends or the broker stops.
-pub(crate) async fn serve(
-    stream: TcpStream,
+pub(crate) async fn serve<S: Duplex>(
+    stream: S,
     peer: SocketAddr,
     ctx: Arc<Context>,
     routes: axum::Router,

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
 
 use crate::router::{Held, Memory};
 
@@ -64,6 +65,36 @@ impl std::fmt::Display for WriteError {
     }
 }
 
+/// The read half of a connection's byte stream (TCP, TLS, ...): fronts are
+/// generic over it, so the transport is the listener's choice, never theirs.
+pub(crate) trait ReadHalf: AsyncRead + Unpin + Send + 'static {}
+impl<T: AsyncRead + Unpin + Send + 'static> ReadHalf for T {}
+
+/// The write half of a connection's byte stream.
+pub(crate) trait WriteHalf: AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncWrite + Unpin + Send + 'static> WriteHalf for T {}
+
+/// A connection's byte stream, whatever carries it (TCP, TLS, ...). Fronts that
+/// read and write in separate places take its halves; HTTP takes it whole.
+pub(crate) trait Duplex: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// The read half.
+    type Read: ReadHalf;
+    /// The write half.
+    type Write: WriteHalf;
+    /// Splits the stream in two.
+    fn halves(self) -> (Self::Read, Self::Write);
+}
+
+impl Duplex for TcpStream {
+    type Read = tokio::net::tcp::OwnedReadHalf;
+    type Write = tokio::net::tcp::OwnedWriteHalf;
+
+    /// Without a lock between the halves.
+    fn halves(self) -> (Self::Read, Self::Write) {
+        self.into_split()
+    }
+}
+
 /// Writes all of `bytes` within [`WRITE_TIMEOUT`]. Until they are written they count
 /// toward the memory bound: a client that does not read holds them (up to the write
 /// timeout), and enough such clients must hold publishers back as any backlog does.
@@ -74,7 +105,13 @@ pub(crate) async fn write<W: AsyncWrite + Unpin>(
 ) -> Result<(), WriteError> {
     let mut unwritten = Held::new(memory.clone());
     unwritten.add(bytes.len());
-    match tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(bytes)).await {
+    // The flush matters to TLS, whose stream may keep records written into it
+    // until flushed; for TCP it is a no-op.
+    let written = async {
+        writer.write_all(bytes).await?;
+        writer.flush().await
+    };
+    match tokio::time::timeout(WRITE_TIMEOUT, written).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(WriteError::Io(e)),
         Err(_) => Err(WriteError::TimedOut),

@@ -6,6 +6,7 @@
 pub mod amqp_raw;
 pub mod process;
 pub mod stomp_raw;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::time::Duration;

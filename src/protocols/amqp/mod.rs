@@ -15,8 +15,6 @@ use dwbroker_codecs::amqp::{
 };
 use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
 use session::{Connection, Exit, Offer};
@@ -26,7 +24,7 @@ use crate::protocols::delivery::{write_pending, Deliveries};
 use crate::protocols::frames::FrameReader;
 use crate::protocols::now;
 use crate::protocols::pressure::Pressure;
-use crate::protocols::socket::{self, Watched};
+use crate::protocols::socket::{self, Duplex, ReadHalf, Watched, WriteHalf};
 use crate::server::Context;
 
 /// Deliveries a connection's queues may hand it before it writes them.
@@ -34,10 +32,10 @@ const OUTLET_MAX: usize = 1024;
 /// How often heartbeats and the memory alarm are checked.
 const TICK: Duration = Duration::from_millis(250);
 
-/// Serves one AMQP network connection until it ends.
-pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
+/// Serves one AMQP connection, over any byte stream, until it ends.
+pub(crate) async fn serve<S: Duplex>(stream: S, peer: SocketAddr, ctx: Arc<Context>) {
     let limits = &ctx.config.limits;
-    let (mut read_half, writer) = stream.into_split();
+    let (mut read_half, writer) = stream.halves();
     let mut header = [0u8; 8];
     match tokio::time::timeout(limits.connect_timeout, read_half.read_exact(&mut header)).await {
         Ok(Ok(_)) => {}
@@ -103,10 +101,10 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>
 }
 
 /// The connected loop; it ends only with an `Exit`.
-async fn run(
+async fn run<R: ReadHalf, W: WriteHalf>(
     conn: &mut Connection,
-    reader: &mut FrameReader<Watched<OwnedReadHalf>, AmqpCodec>,
-    writer: &mut OwnedWriteHalf,
+    reader: &mut FrameReader<Watched<R>, AmqpCodec>,
+    writer: &mut W,
     ctx: &Context,
 ) -> Exit {
     let outlet = conn.outlet.clone();

@@ -20,9 +20,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::net::TcpStream;
 use tracing::{info, warn};
 
+use crate::protocols::socket::Duplex;
 use crate::server::Context;
 
 /// How often idle consumer instances are looked for.
@@ -41,7 +41,7 @@ impl State {
 }
 
 /// Serves one HTTP connection until it ends or the broker stops.
-pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
+pub(crate) async fn serve<S: Duplex>(stream: S, peer: SocketAddr, ctx: Arc<Context>) {
     let routes = api::routes(ctx.clone());
     super::http::serve(stream, peer, ctx, routes).await;
 }

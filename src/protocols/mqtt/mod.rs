@@ -19,8 +19,6 @@ use dwbroker_codecs::mqtt::{
     Codec, DecodeError, Disconnect, Packet, Properties, ProtocolVersion, ReasonCode,
 };
 use futures_util::StreamExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
@@ -31,7 +29,7 @@ use session::{Connection, Exit};
 use crate::protocols::acks;
 use crate::protocols::frames::FrameReader;
 use crate::protocols::pressure::Pressure;
-use crate::protocols::socket;
+use crate::protocols::socket::{self, Duplex, ReadHalf, WriteHalf};
 use crate::server::Context;
 
 /// At most this many queued messages are moved to the socket per wake-up, so that
@@ -57,16 +55,17 @@ const MAX_CONNECT_PACKET: u32 = 64 * 1024;
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 
 /// A connection whose CONNECT was accepted.
-struct Connected {
+struct Connected<R, W> {
     conn: Connection,
-    reader: FrameReader<OwnedReadHalf, Codec>,
-    writer: OwnedWriteHalf,
+    reader: FrameReader<R, Codec>,
+    writer: W,
     wbuf: BytesMut,
     kick: oneshot::Receiver<Handoff>,
 }
 
-/// Serves one MQTT network connection until it ends.
-pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
+/// Serves one MQTT connection, over any byte stream, until it ends.
+pub(crate) async fn serve<S: Duplex>(stream: S, peer: SocketAddr, ctx: Arc<Context>) {
+    let (reader, writer) = stream.halves();
     // Boxed, as every step that runs once: the task keeps only what the connected
     // loop needs, which is what an idle client costs.
     let Some(Connected {
@@ -75,7 +74,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>
         mut writer,
         mut wbuf,
         kick,
-    }) = Box::pin(handshake(stream, peer, &ctx)).await
+    }) = Box::pin(handshake(reader, writer, peer, &ctx)).await
     else {
         return;
     };
@@ -137,9 +136,13 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>
 
 /// Reads and answers CONNECT, takes over or resumes the session; `None` once the
 /// connection was refused or lost.
-async fn handshake(stream: TcpStream, peer: SocketAddr, ctx: &Arc<Context>) -> Option<Connected> {
+async fn handshake<R: ReadHalf, W: WriteHalf>(
+    read_half: R,
+    writer: W,
+    peer: SocketAddr,
+    ctx: &Arc<Context>,
+) -> Option<Connected<R, W>> {
     let conn_id = ctx.next_conn_id();
-    let (read_half, writer) = stream.into_split();
     let limits = &ctx.config.limits;
     let pre_connect_max = limits.max_message_size.min(MAX_CONNECT_PACKET);
     let mut reader = FrameReader::new(read_half, Codec::server(pre_connect_max));
@@ -282,9 +285,9 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, ctx: &Arc<Context>) -> O
 }
 
 /// Writes the last packets of a connection and closes it (see `socket::farewell`).
-async fn farewell(
-    reader: FrameReader<OwnedReadHalf, Codec>,
-    writer: OwnedWriteHalf,
+async fn farewell<R: ReadHalf, W: WriteHalf>(
+    reader: FrameReader<R, Codec>,
+    writer: W,
     wbuf: &mut BytesMut,
     version: ProtocolVersion,
     packets: &[Packet],
@@ -296,10 +299,10 @@ async fn farewell(
 }
 
 /// The connected loop. `Ok` never happens: the loop ends only with an `Exit`.
-async fn run(
+async fn run<R: ReadHalf, W: WriteHalf>(
     conn: &mut Connection,
-    reader: &mut FrameReader<OwnedReadHalf, Codec>,
-    writer: &mut OwnedWriteHalf,
+    reader: &mut FrameReader<R, Codec>,
+    writer: &mut W,
     wbuf: &mut BytesMut,
     kick: &mut Option<oneshot::Receiver<Handoff>>,
     ctx: &Context,

@@ -12,15 +12,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use dwbroker_codecs::nats::{ClientOp, DecodeError, Limits, ServerCodec, ServerOp};
 use futures_util::StreamExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tracing::{info, warn};
 
 use session::{Connection, Exit};
 
+use crate::protocols::acks;
 use crate::protocols::frames::FrameReader;
 use crate::protocols::pressure::Pressure;
-use crate::protocols::{acks, socket};
+use crate::protocols::socket::{self, Duplex, ReadHalf, WriteHalf};
 use crate::router::OutboxLimits;
 use crate::server::Context;
 
@@ -35,11 +34,16 @@ const PROTOCOL_VERSION: &str = "2.10.0";
 /// count for the outbox.
 const MESSAGE_OVERHEAD: usize = 64;
 
-/// Serves one NATS network connection until it ends.
-pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
+/// Serves one NATS connection, over any byte stream, until it ends; `local` is the
+/// listener's address the client reached (INFO names it).
+pub(crate) async fn serve<S: Duplex>(
+    stream: S,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+    ctx: Arc<Context>,
+) {
     let conn_id = ctx.next_conn_id();
-    let local = stream.local_addr().ok();
-    let (read_half, mut writer) = stream.into_split();
+    let (read_half, mut writer) = stream.halves();
     let limits = &ctx.config.limits;
     let mut reader = FrameReader::new(
         read_half,
@@ -88,10 +92,10 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>
 }
 
 /// The connected loop; it ends only with an `Exit`.
-async fn run(
+async fn run<R: ReadHalf, W: WriteHalf>(
     conn: &mut Connection,
-    reader: &mut FrameReader<OwnedReadHalf, ServerCodec>,
-    writer: &mut OwnedWriteHalf,
+    reader: &mut FrameReader<R, ServerCodec>,
+    writer: &mut W,
     ctx: &Context,
 ) -> Result<std::convert::Infallible, Exit> {
     let session = conn.session().clone();

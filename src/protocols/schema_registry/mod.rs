@@ -12,15 +12,14 @@ pub(crate) mod state;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::TcpStream;
-
 pub(crate) use api::routes;
 pub(crate) use state::Registry;
 
+use crate::protocols::socket::Duplex;
 use crate::server::Context;
 
 /// Serves one connection of the registry's own listener.
-pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
+pub(crate) async fn serve<S: Duplex>(stream: S, peer: SocketAddr, ctx: Arc<Context>) {
     let routes = api::routes(ctx.clone(), true);
     super::http::serve(stream, peer, ctx, routes).await;
 }

@@ -1,9 +1,6 @@
 //! The STOMP front's I/O shell: frames through the codec into the state machine,
 //! deliveries out in one write per wake-up, heart-beats both ways, the handshake
 //! timeout, flow control under memory pressure, and the connection's end.
-//!
-//! The shell is generic over the byte stream (any `AsyncRead` + `AsyncWrite`), so
-//! the same front can later run over WebSocket.
 
 mod session;
 mod translate;
@@ -16,8 +13,6 @@ use dwbroker_codecs::stomp::{
     encode_heartbeat, Received, StompCodec, StompError, StompLimits, Version,
 };
 use futures_util::StreamExt;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
 use session::{Connection, Exit, Offer};
@@ -27,7 +22,7 @@ use crate::protocols::delivery::{write_pending, Deliveries};
 use crate::protocols::frames::FrameReader;
 use crate::protocols::now;
 use crate::protocols::pressure::Pressure;
-use crate::protocols::socket::{self, Watched};
+use crate::protocols::socket::{self, Duplex, ReadHalf, Watched, WriteHalf};
 use crate::server::Context;
 
 /// Deliveries a connection's queues may hand it before it writes them.
@@ -47,18 +42,9 @@ enum End {
     Closed(String),
 }
 
-/// Serves one STOMP network connection until it ends.
-pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
-    let (reader, writer) = stream.into_split();
-    serve_stream(reader, writer, peer, ctx).await;
-}
-
-/// Serves one STOMP connection over any byte stream.
-async fn serve_stream<R, W>(reader: R, mut writer: W, peer: SocketAddr, ctx: Arc<Context>)
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
+/// Serves one STOMP connection, over any byte stream, until it ends.
+pub(crate) async fn serve<S: Duplex>(stream: S, peer: SocketAddr, ctx: Arc<Context>) {
+    let (reader, mut writer) = stream.halves();
     let limits = &ctx.config.limits;
     let codec = StompCodec::new(StompLimits {
         max_header_line: limits.stomp_max_header_line,
@@ -105,16 +91,12 @@ where
 }
 
 /// The connected loop; it ends only with an `End`.
-async fn run<R, W>(
+async fn run<R: ReadHalf, W: WriteHalf>(
     conn: &mut Connection,
     reader: &mut FrameReader<Watched<R>, StompCodec>,
     writer: &mut W,
     ctx: &Context,
-) -> End
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
+) -> End {
     let outlet = conn.outlet.clone();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
