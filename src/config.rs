@@ -182,6 +182,75 @@ pub struct Tls {
     pub cert: PathBuf,
     /// PEM file: the private key (PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
+    /// PEM file: the CA(s) client certificates must chain to; none: clients are not
+    /// asked for a certificate.
+    pub client_ca: Option<PathBuf>,
+    /// Whether a client must present a certificate when `client_ca` is set.
+    pub client_auth: ClientAuth,
+}
+
+impl Tls {
+    /// A server certificate and key, without client certificates.
+    pub fn new(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Tls {
+        Tls {
+            cert: cert.into(),
+            key: key.into(),
+            client_ca: None,
+            client_auth: ClientAuth::Required,
+        }
+    }
+}
+
+/// Whether TLS clients must present a certificate (when a client CA is set).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// A client without a certificate is refused in the handshake.
+    #[default]
+    Required,
+    /// A certificate is checked if presented; a client may have none.
+    Optional,
+}
+
+impl ClientAuth {
+    /// Parses `required` or `optional`.
+    pub fn parse(text: &str) -> Result<ClientAuth, ConfigError> {
+        match text {
+            "required" => Ok(ClientAuth::Required),
+            "optional" => Ok(ClientAuth::Optional),
+            _ => Err(ConfigError::Invalid(format!(
+                "tls client_auth {text:?} is not required or optional"
+            ))),
+        }
+    }
+}
+
+/// How the NATS listener offers TLS, as nats-server's `tls` block does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NatsTls {
+    /// Plain text only.
+    #[default]
+    Off,
+    /// INFO says `tls_required`; the client upgrades after INFO.
+    Required,
+    /// INFO says `tls_available`; a client may upgrade or stay in plain text.
+    Optional,
+    /// The client starts with a TLS handshake (nats-server's `handshake_first`).
+    First,
+}
+
+impl NatsTls {
+    /// Parses `off`, `required`, `optional` or `first`.
+    pub fn parse(text: &str) -> Result<NatsTls, ConfigError> {
+        match text {
+            "off" => Ok(NatsTls::Off),
+            "required" => Ok(NatsTls::Required),
+            "optional" => Ok(NatsTls::Optional),
+            "first" => Ok(NatsTls::First),
+            _ => Err(ConfigError::Invalid(format!(
+                "nats tls {text:?} is not off, required, optional or first"
+            ))),
+        }
+    }
 }
 
 /// Limits that bound memory and time per connection and per session.
@@ -302,6 +371,10 @@ pub struct Config {
     pub kafka_topics: Vec<KafkaTopic>,
     /// The certificate the TLS listeners present (required by any of them).
     pub tls: Option<Tls>,
+    /// How the NATS listener offers TLS.
+    pub nats_tls: NatsTls,
+    /// The HTTP listeners (Kafka REST, schema registry) serve HTTPS only.
+    pub http_tls: bool,
 }
 
 /// A Kafka topic declared in the configuration.
@@ -371,6 +444,8 @@ impl Default for Config {
             kafka_partitions: DEFAULT_KAFKA_PARTITIONS,
             kafka_topics: Vec::new(),
             tls: None,
+            nats_tls: NatsTls::Off,
+            http_tls: false,
         }
     }
 }
@@ -413,6 +488,7 @@ struct FileConfig {
     amqps: Option<String>,
     stomps: Option<String>,
     tls: Option<FileTls>,
+    http: Option<FileHttp>,
     allow_anonymous: Option<bool>,
     log: Option<String>,
     data_dir: Option<String>,
@@ -429,6 +505,15 @@ struct FileConfig {
 struct FileTls {
     cert: PathBuf,
     key: PathBuf,
+    client_ca: Option<PathBuf>,
+    client_auth: Option<String>,
+    nats: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHttp {
+    tls: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -503,8 +588,23 @@ impl Config {
                 *slot = Listen::parse(&text)?;
             }
         }
-        if let Some(FileTls { cert, key }) = file.tls {
-            self.tls = Some(Tls { cert, key });
+        if let Some(t) = file.tls {
+            if let Some(mode) = &t.nats {
+                self.nats_tls = NatsTls::parse(mode)?;
+            }
+            let client_auth = match &t.client_auth {
+                Some(text) => ClientAuth::parse(text)?,
+                None => ClientAuth::default(),
+            };
+            self.tls = Some(Tls {
+                cert: t.cert,
+                key: t.key,
+                client_ca: t.client_ca,
+                client_auth,
+            });
+        }
+        if let Some(tls) = file.http.and_then(|h| h.tls) {
+            self.http_tls = tls;
         }
         if let Some(v) = file.allow_anonymous {
             self.allow_anonymous = v;
@@ -625,13 +725,22 @@ impl Config {
             }
         }
         if self.tls.is_none() {
-            for (name, listen) in self.listener_list() {
-                if Self::is_tls_listener(name) && listen != Listen::Off {
-                    return Err(ConfigError::Invalid(format!(
-                        "the {name} listener needs a certificate: pass --tls-cert and --tls-key \
-                         (or [tls] cert and key)"
-                    )));
-                }
+            let mut wanting = self
+                .listener_list()
+                .into_iter()
+                .filter(|(name, listen)| Self::is_dedicated_tls(name) && *listen != Listen::Off)
+                .map(|(name, _)| format!("the {name} listener"))
+                .collect::<Vec<_>>();
+            if self.nats_tls != NatsTls::Off {
+                wanting.push("NATS TLS".into());
+            }
+            if self.http_tls {
+                wanting.push("HTTPS".into());
+            }
+            if let Some(first) = wanting.first() {
+                return Err(ConfigError::Invalid(format!(
+                    "{first} needs a certificate: pass --tls-cert and --tls-key (or [tls] cert and key)"
+                )));
             }
         }
         if !self.allow_anonymous {
@@ -666,8 +775,15 @@ impl Config {
         ]
     }
 
-    /// Whether the listener of [`Config::listener_list`] named `name` speaks TLS.
-    pub fn is_tls_listener(name: &str) -> bool {
+    /// Whether the listener of [`Config::listener_list`] named `name` is for TLS
+    /// clients only (from the first byte).
+    pub fn is_tls_listener(&self, name: &str) -> bool {
+        Self::is_dedicated_tls(name)
+            || self.http_tls && matches!(name, "kafka-rest" | "schema-registry")
+    }
+
+    /// The listeners that exist for TLS only.
+    fn is_dedicated_tls(name: &str) -> bool {
         matches!(name, "mqtts" | "amqps" | "stomps")
     }
 }
@@ -716,6 +832,50 @@ mod tests {
         assert_eq!(c.listeners.nats, Listen::Off);
         assert_eq!(c.limits.max_message_size, 1024);
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn tls_settings_from_the_file_and_what_needs_them() {
+        let mut c = Config::default();
+        c.merge_toml(
+            "mqtts = \"127.0.0.1:8883\"\n[tls]\ncert = \"s.pem\"\nkey = \"s.key\"\n\
+             client_ca = \"ca.pem\"\nclient_auth = \"optional\"\nnats = \"first\"\n\
+             [http]\ntls = true\n",
+        )
+        .unwrap();
+        let tls = c.tls.clone().unwrap();
+        assert_eq!(tls.cert, PathBuf::from("s.pem"));
+        assert_eq!(tls.client_ca, Some(PathBuf::from("ca.pem")));
+        assert_eq!(tls.client_auth, ClientAuth::Optional);
+        assert_eq!(c.nats_tls, NatsTls::First);
+        assert!(c.http_tls && c.is_tls_listener("kafka-rest") && c.is_tls_listener("mqtts"));
+        assert!(!c.is_tls_listener("mqtt"));
+        c.validate().unwrap();
+
+        c.tls = None;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("mqtts listener needs a certificate"), "{err}");
+        c.listeners.mqtts = Listen::Off;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("NATS TLS needs a certificate"), "{err}");
+        c.nats_tls = NatsTls::Off;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("HTTPS needs a certificate"), "{err}");
+        c.http_tls = false;
+        c.validate().unwrap();
+
+        let bad =
+            Config::default().merge_toml("[tls]\ncert = \"a\"\nkey = \"b\"\nnats = \"yes\"\n");
+        assert!(bad
+            .unwrap_err()
+            .to_string()
+            .contains("not off, required, optional or first"));
+        let bad =
+            Config::default().merge_toml("[tls]\ncert = \"a\"\nkey = \"b\"\nclient_auth = \"x\"\n");
+        assert!(bad
+            .unwrap_err()
+            .to_string()
+            .contains("not required or optional"));
     }
 
     #[test]

@@ -135,6 +135,19 @@ impl Broker {
         self.listeners.addr("stomps")
     }
 
+    /// Reads the TLS certificate, key and client CA files again (what SIGHUP does):
+    /// new handshakes use them, connections already made are untouched. `false` if
+    /// no TLS is configured; on an error the previous certificates stay in use.
+    pub fn reload_tls(&self) -> Result<bool, Error> {
+        match &self.ctx.tls {
+            None => Ok(false),
+            Some(tls) => {
+                tls.reload()?;
+                Ok(true)
+            }
+        }
+    }
+
     /// The memory ledger: the bytes held for messages, and whether publishers
     /// are held back (`memory_high_watermark`).
     pub fn memory(&self) -> &Arc<router::Memory> {

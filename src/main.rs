@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use dwbroker::config::{parse_fsync, Config, DataDir, Listen};
+use dwbroker::config::{parse_fsync, ClientAuth, Config, DataDir, Listen, NatsTls};
 
 /// dwbroker, the DataWarehouse message broker: MQTT 3.1.1/5.0, AMQP 0-9-1, STOMP,
 /// NATS and Kafka REST on one in-process bus.
@@ -53,6 +53,23 @@ struct Cli {
     /// PEM private key of --tls-cert.
     #[arg(long = "tls-key", value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// PEM CA(s) that TLS clients' certificates must chain to; clients are asked
+    /// for a certificate.
+    #[arg(long = "tls-client-ca", value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
+    /// With --tls-client-ca: `required` (no certificate, no connection) or
+    /// `optional` [default: required].
+    #[arg(long = "tls-client-auth", value_name = "MODE")]
+    tls_client_auth: Option<String>,
+    /// TLS on the NATS listener, as nats-server: `required` (INFO says
+    /// tls_required and the client upgrades), `optional` (tls_available) or
+    /// `first` (the client starts with a TLS handshake) [default: off; the flag
+    /// alone: required].
+    #[arg(long = "nats-tls", value_name = "MODE", num_args = 0..=1, default_missing_value = "required")]
+    nats_tls: Option<String>,
+    /// The HTTP listeners (Kafka REST, schema registry) serve HTTPS only.
+    #[arg(long = "http-tls")]
+    http_tls: bool,
     /// Accept anonymous clients on listeners that are not on loopback.
     #[arg(long)]
     allow_anonymous: bool,
@@ -96,7 +113,25 @@ fn build_config(cli: Cli) -> Result<Config, dwbroker::config::ConfigError> {
         }
     }
     if let (Some(cert), Some(key)) = (cli.tls_cert, cli.tls_key) {
-        config.tls = Some(dwbroker::config::Tls { cert, key });
+        config.tls = Some(dwbroker::config::Tls::new(cert, key));
+    }
+    if let Some(tls) = &mut config.tls {
+        if let Some(ca) = cli.tls_client_ca {
+            tls.client_ca = Some(ca);
+        }
+        if let Some(mode) = &cli.tls_client_auth {
+            tls.client_auth = ClientAuth::parse(mode)?;
+        }
+    } else if cli.tls_client_ca.is_some() || cli.tls_client_auth.is_some() {
+        return Err(dwbroker::config::ConfigError::Invalid(
+            "--tls-client-ca and --tls-client-auth need --tls-cert and --tls-key".into(),
+        ));
+    }
+    if let Some(mode) = &cli.nats_tls {
+        config.nats_tls = NatsTls::parse(mode)?;
+    }
+    if cli.http_tls {
+        config.http_tls = true;
     }
     if cli.allow_anonymous {
         config.allow_anonymous = true;

@@ -13,11 +13,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::config::{Config, DataDir, Listen};
+use crate::config::{Config, DataDir, Listen, NatsTls};
 use crate::protocols::socket::Duplex;
 use crate::protocols::{amqp, kafka_rest, mqtt, nats, schema_registry, stomp};
 use crate::router::{Now, OutboxLimits, RetainedLimits, Router};
 use crate::storage::Storage;
+use crate::tls::Certificates;
 use crate::Error;
 
 /// How long shutdown waits for connections to say goodbye before giving up.
@@ -36,6 +37,8 @@ pub(crate) struct Context {
     pub(crate) kafka: kafka_rest::State,
     pub(crate) registry: schema_registry::Registry,
     pub(crate) shutdown: CancellationToken,
+    /// What the TLS listeners present, if any is configured.
+    pub(crate) tls: Option<Arc<Certificates>>,
     next_conn: AtomicU64,
     connections: AtomicUsize,
     nats_slow_consumers: AtomicU64,
@@ -73,6 +76,13 @@ impl Context {
     /// Opens the data directory (recovering what it holds into a new router)
     /// and prepares everything connections share; nothing listens yet.
     pub(crate) fn open(config: Config) -> Result<Context, Error> {
+        // Before the data dir: a bad certificate stops the start with nothing opened.
+        let tls = config
+            .tls
+            .as_ref()
+            .map(Certificates::load)
+            .transpose()?
+            .map(Arc::new);
         let outbox = OutboxLimits {
             max_messages: config.limits.max_queued_messages,
             max_bytes: config.limits.max_queued_bytes,
@@ -139,6 +149,7 @@ impl Context {
             kafka: kafka_rest::State::default(),
             registry,
             shutdown: CancellationToken::new(),
+            tls,
             next_conn: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
             nats_slow_consumers: AtomicU64::new(0),
@@ -223,20 +234,16 @@ pub(crate) struct Listeners {
 #[derive(Clone)]
 enum Transport {
     Tcp,
-    Tls(tokio_rustls::TlsAcceptor),
+    /// A TLS handshake first, then the front.
+    Tls(Arc<Certificates>),
+    /// The front negotiates TLS itself (NATS: after INFO, as nats-server).
+    Negotiated(Arc<Certificates>),
 }
 
 /// Binds every configured listener and starts serving.
 pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
     // Before any listener: a produce must not create a declared topic first.
     kafka_rest::declare_topics(ctx);
-    // One acceptor for every TLS listener; a bad certificate stops the start.
-    let tls = ctx
-        .config
-        .tls
-        .as_ref()
-        .map(crate::tls::acceptor)
-        .transpose()?;
     // Every listener is bound before any serves: if one cannot bind, the ones
     // bound so far are dropped (their ports free again) and nothing was served.
     let mut bound = Vec::new();
@@ -261,8 +268,11 @@ pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
             source,
         };
         // `Config::validate` refuses a TLS listener without a certificate.
-        let transport = match (&tls, Config::is_tls_listener(name)) {
-            (Some(acceptor), true) => Transport::Tls(acceptor.clone()),
+        let transport = match &ctx.tls {
+            Some(tls) if ctx.config.is_tls_listener(name) => Transport::Tls(tls.clone()),
+            Some(tls) if name == "nats" && ctx.config.nats_tls != NatsTls::Off => {
+                Transport::Negotiated(tls.clone())
+            }
             _ => Transport::Tcp,
         };
         let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
@@ -380,16 +390,19 @@ fn serve(
     let local = stream.local_addr().ok();
     match transport {
         Transport::Tcp => serve_over(front, stream, peer, local, ctx),
-        Transport::Tls(acceptor) => Box::pin(async move {
+        Transport::Tls(tls) => Box::pin(async move {
             let timeout = ctx.config.limits.connect_timeout;
-            let tls = match crate::tls::handshake(&acceptor, stream, timeout).await {
-                Ok(tls) => tls,
+            let stream = match crate::tls::handshake(&tls, stream, timeout).await {
+                Ok(stream) => stream,
                 Err(why) => return info!(%peer, ?front, why = %why, "TLS handshake failed"),
             };
-            let (version, suite) = crate::tls::describe(&tls);
+            let (version, suite) = crate::tls::describe(&stream);
             debug!(%peer, ?front, %version, %suite, "TLS connection");
-            serve_over(front, tls, peer, local, ctx).await;
+            serve_over(front, stream, peer, local, ctx).await;
         }),
+        Transport::Negotiated(tls) => {
+            Box::pin(nats::serve_negotiated(stream, peer, local, tls, ctx))
+        }
     }
 }
 
@@ -438,30 +451,39 @@ impl Listeners {
 /// Runs the broker until SIGINT or SIGTERM, then shuts down gracefully.
 pub async fn run(config: Config) -> Result<(), Error> {
     let broker = crate::Broker::start(config).await?;
-    wait_for_signal().await;
+    wait_for_signal(&broker).await;
     info!("shutting down");
     broker.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGINT or SIGTERM; on SIGHUP, reloads the TLS certificates.
+async fn wait_for_signal(broker: &crate::Broker) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+        let (Ok(mut term), Ok(mut hangup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return,
+                _ = term.recv() => return,
+                _ = hangup.recv() => match broker.reload_tls() {
+                    Ok(true) => info!("SIGHUP: TLS certificates reloaded"),
+                    Ok(false) => info!("SIGHUP: no TLS configured, nothing to reload"),
+                    Err(e) => warn!(error = %e, "SIGHUP: TLS certificates not reloaded; the previous ones stay"),
+                },
             }
         }
     }
     #[cfg(not(unix))]
     {
+        let _ = broker;
         let _ = tokio::signal::ctrl_c().await;
     }
 }

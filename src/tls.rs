@@ -1,23 +1,29 @@
-//! TLS for the listeners that ask for it: the server's certificate and key read from
-//! PEM files into one acceptor (rustls; TLS 1.2 and 1.3 only), and the handshake
-//! that turns an accepted socket into an encrypted byte stream any front can serve.
+//! TLS for the listeners that ask for it: the server's certificate and key (and,
+//! if configured, the CA client certificates must chain to) read from PEM files
+//! into a rustls configuration (TLS 1.2 and 1.3 only), reloaded on demand (SIGHUP)
+//! without touching connections already made, and the handshake that turns an
+//! accepted socket into an encrypted byte stream any front can serve.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::rustls::{self, ServerConfig};
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::Tls;
+use crate::config::{ClientAuth, Tls};
 use crate::protocols::socket::Duplex;
 
-/// Why the certificate or key cannot be used.
+/// The first byte of a TLS record carrying a handshake (a ClientHello).
+pub(crate) const HANDSHAKE_RECORD: u8 = 0x16;
+
+/// Why the certificate, key or client CA cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("TLS: {what} {}: {message}", path.display())]
 pub struct TlsError {
@@ -26,46 +32,112 @@ pub struct TlsError {
     message: String,
 }
 
-/// Builds the acceptor every TLS listener shares from the configured PEM files.
-pub(crate) fn acceptor(files: &Tls) -> Result<TlsAcceptor, TlsError> {
+/// The TLS configuration every TLS listener shares, as last loaded.
+#[derive(Debug)]
+pub(crate) struct Certificates {
+    files: Tls,
+    current: RwLock<Arc<ServerConfig>>,
+}
+
+impl Certificates {
+    /// Reads the configured files.
+    pub(crate) fn load(files: &Tls) -> Result<Certificates, TlsError> {
+        Ok(Certificates {
+            files: files.clone(),
+            current: RwLock::new(Arc::new(server_config(files)?)),
+        })
+    }
+
+    /// Reads the files again; new handshakes use them, connections already made
+    /// keep what they negotiated. On an error the previous configuration stays.
+    pub(crate) fn reload(&self) -> Result<(), TlsError> {
+        let fresh = Arc::new(server_config(&self.files)?);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        Ok(())
+    }
+
+    /// An acceptor with the current configuration.
+    pub(crate) fn acceptor(&self) -> TlsAcceptor {
+        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+        TlsAcceptor::from(current.clone())
+    }
+}
+
+fn server_config(files: &Tls) -> Result<ServerConfig, TlsError> {
     let fail = |what, path: &Path, message: String| TlsError {
         what,
         path: path.to_owned(),
         message,
     };
-    let chain = CertificateDer::pem_file_iter(&files.cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| fail("certificate", &files.cert, e.to_string()))?;
-    if chain.is_empty() {
-        return Err(fail(
-            "certificate",
-            &files.cert,
-            "no CERTIFICATE in the file".into(),
-        ));
-    }
+    let chain = read_certificates(&files.cert).map_err(|m| fail("certificate", &files.cert, m))?;
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .map_err(|e| fail("key", &files.key, e.to_string()))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| fail("certificate", &files.cert, e.to_string()))?
-        .with_no_client_auth()
+        .map_err(|e| fail("certificate", &files.cert, e.to_string()))?;
+    let builder = match &files.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let fail = |m| fail("client CA", ca, m);
+            let mut roots = RootCertStore::empty();
+            for cert in read_certificates(ca).map_err(fail)? {
+                roots.add(cert).map_err(|e| fail(e.to_string()))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots.into(), provider);
+            let verifier = match files.client_auth {
+                ClientAuth::Required => verifier.build(),
+                ClientAuth::Optional => verifier.allow_unauthenticated().build(),
+            };
+            builder.with_client_cert_verifier(verifier.map_err(|e| fail(e.to_string()))?)
+        }
+    };
+    builder
         .with_single_cert(chain, key)
-        .map_err(|e| fail("key", &files.key, e.to_string()))?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
+        .map_err(|e| fail("key", &files.key, e.to_string()))
+}
+
+/// The certificates of a PEM file; at least one.
+fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| e.to_string())?;
+    if certs.is_empty() {
+        return Err("no CERTIFICATE in the file".into());
+    }
+    Ok(certs)
 }
 
 /// Runs the server side of the handshake within `timeout`. A client that is not
 /// speaking TLS (plain text on a TLS port) fails here: the error says what arrived.
 pub(crate) async fn handshake(
-    acceptor: &TlsAcceptor,
+    certificates: &Certificates,
     stream: TcpStream,
     timeout: Duration,
 ) -> Result<TlsStream<TcpStream>, String> {
-    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+    let accepting = certificates.acceptor().accept(stream);
+    match tokio::time::timeout(timeout, accepting).await {
         Ok(Ok(tls)) => Ok(tls),
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Err(e)) => Err(explain(&e)),
         Err(_) => Err("no TLS handshake in time".into()),
+    }
+}
+
+/// A failed handshake's reason, saying so when the client was not speaking TLS.
+fn explain(e: &std::io::Error) -> String {
+    let not_tls = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|r| {
+            matches!(
+                r,
+                rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)
+            )
+        });
+    if not_tls {
+        format!("{e} (the client is not speaking TLS: plain text on a TLS port?)")
+    } else {
+        e.to_string()
     }
 }
 

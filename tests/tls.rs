@@ -1,6 +1,8 @@
-//! TLS listeners (`--mqtts`, `--amqps`, `--stomps`): real clients over TLS with a test
-//! CA, an untrusted certificate refused by the client, plain text on a TLS port
-//! closed without a hang, and a TLS listener without a certificate refused at start.
+//! TLS listeners (`--mqtts`, `--amqps`, `--stomps`, NATS's upgrade after INFO,
+//! HTTPS): real clients over TLS with a test CA, an untrusted certificate refused
+//! by the client, client certificates required or optional, certificates reloaded
+//! without dropping connections, plain text on a TLS port closed without a hang,
+//! and a TLS listener without a certificate refused at start.
 
 mod common;
 
@@ -23,13 +25,35 @@ use tokio_rustls::TlsConnector;
 
 /// A broker with its plain listeners and the three TLS ones on free ports.
 async fn start(pki: &Pki) -> Broker {
+    start_with(pki, |_| {}).await
+}
+
+async fn start_with(pki: &Pki, tweak: impl FnOnce(&mut dwbroker::config::Config)) -> Broker {
     let mut c = common::config();
     let any = Listen::parse("127.0.0.1:0").unwrap();
     c.listeners.mqtts = any;
     c.listeners.amqps = any;
     c.listeners.stomps = any;
     c.tls = Some(pki.config());
+    tweak(&mut c);
     Broker::start(c).await.expect("broker starts")
+}
+
+/// An MQTT 3.1.1 CONNECT (clean session, no client id: each gets its own, so no
+/// connection takes another's over; keep alive 30).
+const MQTT_CONNECT: &[u8] = b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x1e\x00\x00";
+
+/// Sends CONNECT over `stream` and returns the 4 bytes answered (a CONNACK), or
+/// the error that ended the connection.
+async fn mqtt_connack<S: AsyncReadExt + AsyncWriteExt + Unpin>(
+    stream: &mut S,
+) -> std::io::Result<[u8; 4]> {
+    stream.write_all(MQTT_CONNECT).await?;
+    let mut connack = [0u8; 4];
+    tokio::time::timeout(WAIT, stream.read_exact(&mut connack))
+        .await
+        .expect("an answer in time")?;
+    Ok(connack)
 }
 
 async fn tls_connect(
@@ -209,16 +233,10 @@ async fn a_client_that_does_not_trust_the_certificate_is_not_connected() {
     let mut ok = tls_connect(broker.mqtts_addr().unwrap(), pki.client())
         .await
         .expect("TLS handshake");
-    // MQTT 3.1.1 CONNECT, clean session, client id "t", keep alive 30.
-    ok.write_all(b"\x10\x0d\x00\x04MQTT\x04\x02\x00\x1e\x00\x01t")
-        .await
-        .unwrap();
-    let mut connack = [0u8; 4];
-    tokio::time::timeout(WAIT, ok.read_exact(&mut connack))
-        .await
-        .expect("CONNACK in time")
-        .unwrap();
-    assert_eq!(connack, [0x20, 0x02, 0x00, 0x00]);
+    assert_eq!(
+        mqtt_connack(&mut ok).await.unwrap(),
+        [0x20, 0x02, 0x00, 0x00]
+    );
     broker.shutdown().await;
 }
 
@@ -232,9 +250,7 @@ async fn plain_text_on_a_tls_port_is_closed_at_once() {
         broker.stomps_addr().unwrap(),
     ] {
         let mut tcp = TcpStream::connect(addr).await.unwrap();
-        tcp.write_all(b"\x10\x0d\x00\x04MQTT\x04\x02\x00\x1e\x00\x01t")
-            .await
-            .unwrap();
+        tcp.write_all(MQTT_CONNECT).await.unwrap();
         // rustls answers a non-TLS record with an alert, then the socket closes.
         let mut rest = Vec::new();
         let read = tokio::time::timeout(Duration::from_secs(2), tcp.read_to_end(&mut rest))
@@ -257,20 +273,315 @@ async fn a_tls_listener_needs_a_certificate_and_a_readable_one() {
         "{err}"
     );
 
-    c.tls = Some(dwbroker::config::Tls {
-        cert: "/nonexistent/cert.pem".into(),
-        key: "/nonexistent/key.pem".into(),
-    });
+    c.tls = Some(dwbroker::config::Tls::new(
+        "/nonexistent/cert.pem",
+        "/nonexistent/key.pem",
+    ));
     let err = Broker::start(c.clone()).await.expect_err("no such file");
     assert!(err.to_string().contains("/nonexistent/cert.pem"), "{err}");
 
     let pki = Pki::new();
-    c.tls = Some(dwbroker::config::Tls {
-        cert: pki.key.clone(),
-        key: pki.key.clone(),
-    });
+    c.tls = Some(dwbroker::config::Tls::new(&pki.key, &pki.key));
     let err = Broker::start(c)
         .await
         .expect_err("a key is not a certificate");
     assert!(err.to_string().contains("certificate"), "{err}");
+}
+
+#[tokio::test]
+async fn client_certificates_required_or_optional() {
+    use dwbroker::config::ClientAuth;
+    let pki = Pki::new();
+    let broker = start_with(&pki, |c| {
+        c.tls = Some(pki.config_with_clients(ClientAuth::Required));
+    })
+    .await;
+    let addr = broker.mqtts_addr().unwrap();
+    // TLS 1.3: the client finishes its side first and learns of the refusal (an
+    // alert) when it reads.
+    let refused = match tls_connect(addr, pki.client()).await {
+        Err(e) => e.to_string(),
+        Ok(mut s) => mqtt_connack(&mut s)
+            .await
+            .expect_err("no CONNACK")
+            .to_string(),
+    };
+    assert!(refused.contains("CertificateRequired"), "{refused}");
+    let mut with_cert = tls_connect(addr, pki.client_with_certificate("sensor-1"))
+        .await
+        .expect("handshake with a client certificate");
+    assert_eq!(
+        mqtt_connack(&mut with_cert).await.unwrap(),
+        [0x20, 0x02, 0x00, 0x00]
+    );
+    // A certificate from another CA is refused.
+    let other = Pki::new();
+    let refused =
+        match tls_connect(addr, pki.client_with_certificate_from(&other, "intruder")).await {
+            Err(e) => e.to_string(),
+            Ok(mut s) => mqtt_connack(&mut s)
+                .await
+                .expect_err("no CONNACK")
+                .to_string(),
+        };
+    assert!(refused.contains("alert"), "{refused}");
+    broker.shutdown().await;
+
+    let broker = start_with(&pki, |c| {
+        c.tls = Some(pki.config_with_clients(ClientAuth::Optional));
+    })
+    .await;
+    let addr = broker.mqtts_addr().unwrap();
+    let mut without = tls_connect(addr, pki.client()).await.unwrap();
+    assert_eq!(
+        mqtt_connack(&mut without).await.unwrap(),
+        [0x20, 0x02, 0x00, 0x00]
+    );
+    let mut with_cert = tls_connect(addr, pki.client_with_certificate("sensor-2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        mqtt_connack(&mut with_cert).await.unwrap(),
+        [0x20, 0x02, 0x00, 0x00]
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn reloaded_certificates_serve_new_handshakes_and_keep_connections() {
+    let mut pki = Pki::new();
+    let broker = start(&pki).await;
+    let addr = broker.mqtts_addr().unwrap();
+    let old_client = pki.client();
+    let mut before = tls_connect(addr, old_client.clone()).await.unwrap();
+    assert_eq!(
+        mqtt_connack(&mut before).await.unwrap(),
+        [0x20, 0x02, 0x00, 0x00]
+    );
+
+    pki.rotate();
+    assert!(broker.reload_tls().expect("reloads"));
+    let err = tls_connect(addr, old_client)
+        .await
+        .expect_err("the old CA no longer matches");
+    assert!(err.to_string().contains("UnknownIssuer"), "{err}");
+    let mut after = tls_connect(addr, pki.client()).await.expect("the new CA");
+    assert_eq!(
+        mqtt_connack(&mut after).await.unwrap(),
+        [0x20, 0x02, 0x00, 0x00]
+    );
+    // The connection made before the reload still works: PINGREQ, PINGRESP.
+    before.write_all(&[0xC0, 0x00]).await.unwrap();
+    let mut pong = [0u8; 2];
+    tokio::time::timeout(WAIT, before.read_exact(&mut pong))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(pong, [0xD0, 0x00]);
+
+    // A broken file is refused and the certificates in use stay.
+    std::fs::write(&pki.cert, "not a certificate").unwrap();
+    let err = broker.reload_tls().expect_err("a broken certificate file");
+    assert!(err.to_string().contains("certificate"), "{err}");
+    let mut still = tls_connect(addr, pki.client()).await.expect("still served");
+    assert_eq!(
+        mqtt_connack(&mut still).await.unwrap(),
+        [0x20, 0x02, 0x00, 0x00]
+    );
+    broker.shutdown().await;
+}
+
+/// Reads a NATS server line (INFO, -ERR, ...).
+async fn nats_line<S: AsyncReadExt + Unpin>(s: &mut S) -> String {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        let n = tokio::time::timeout(WAIT, s.read(&mut byte))
+            .await
+            .expect("a line in time")
+            .expect("reads");
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&line));
+        line.push(byte[0]);
+    }
+    String::from_utf8(line).unwrap()
+}
+
+#[tokio::test]
+async fn nats_clients_upgrade_after_info_and_plain_ones_are_told_tls_is_required() {
+    let pki = Pki::new();
+    let broker = start_with(&pki, |c| c.nats_tls = dwbroker::config::NatsTls::Required).await;
+    let addr = broker.nats_addr().unwrap();
+    let url = format!("tls://localhost:{}", addr.port());
+    let tls_client = || {
+        async_nats::ConnectOptions::new()
+            .add_root_certificates(pki.ca_file.clone())
+            .require_tls(true)
+    };
+    let sub_client = tls_client()
+        .connect(&url)
+        .await
+        .expect("async-nats over TLS");
+    let mut sub = sub_client.subscribe("tls.>").await.unwrap();
+    sub_client.flush().await.unwrap();
+    let pub_client = tls_client().connect(&url).await.unwrap();
+    pub_client
+        .publish("tls.a", "over tls".into())
+        .await
+        .unwrap();
+    pub_client.flush().await.unwrap();
+    let got = tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut sub))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&got.payload[..], b"over tls");
+    // From MQTT in plain text to the NATS subscriber over TLS.
+    let (mqtt, _) = common::v4(broker.mqtt_addr().unwrap(), |_| {}, "tls-bridge").await;
+    mqtt.client
+        .publish("tls/b", QoS::AtLeastOnce, false, "from mqtt")
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut sub))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (got.subject.as_str(), &got.payload[..]),
+        ("tls.b", &b"from mqtt"[..])
+    );
+
+    // A plain client reads INFO with tls_required, and -ERR when it does not upgrade.
+    let mut plain = TcpStream::connect(addr).await.unwrap();
+    let info = nats_line(&mut plain).await;
+    assert!(info.contains("\"tls_required\":true"), "{info}");
+    plain.write_all(b"CONNECT {}\r\nPING\r\n").await.unwrap();
+    assert_eq!(
+        nats_line(&mut plain).await,
+        "-ERR 'Secure Connection - TLS Required'\r\n"
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn nats_tls_optional_serves_both_and_tls_first_starts_with_the_handshake() {
+    let pki = Pki::new();
+    let broker = start_with(&pki, |c| c.nats_tls = dwbroker::config::NatsTls::Optional).await;
+    let port = broker.nats_addr().unwrap().port();
+    let secure = async_nats::ConnectOptions::new()
+        .add_root_certificates(pki.ca_file.clone())
+        .require_tls(true)
+        .connect(format!("tls://localhost:{port}"))
+        .await
+        .expect("TLS client");
+    let plain = async_nats::connect(format!("nats://127.0.0.1:{port}"))
+        .await
+        .expect("plain client");
+    let mut raw = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let info = nats_line(&mut raw).await;
+    assert!(info.contains("\"tls_available\":true"), "{info}");
+    let mut sub = plain.subscribe("mixed").await.unwrap();
+    plain.flush().await.unwrap();
+    secure.publish("mixed", "hi".into()).await.unwrap();
+    secure.flush().await.unwrap();
+    let got = tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut sub))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&got.payload[..], b"hi");
+    broker.shutdown().await;
+
+    let broker = start_with(&pki, |c| c.nats_tls = dwbroker::config::NatsTls::First).await;
+    let port = broker.nats_addr().unwrap().port();
+    let first = async_nats::ConnectOptions::new()
+        .add_root_certificates(pki.ca_file.clone())
+        .tls_first()
+        .connect(format!("tls://localhost:{port}"))
+        .await
+        .expect("a TLS-first client");
+    assert!(first.server_info().tls_required);
+    let mut sub = first.subscribe("first").await.unwrap();
+    first
+        .publish("first", "after the handshake".into())
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut sub))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&got.payload[..], b"after the handshake");
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn kafka_rest_serves_https_when_asked() {
+    let pki = Pki::new();
+    let broker = start_with(&pki, |c| c.http_tls = true).await;
+    let port = broker.kafka_rest_addr().unwrap().port();
+    let client = reqwest::Client::builder()
+        .use_preconfigured_tls((*pki.client()).clone())
+        .build()
+        .unwrap();
+    let topics = client
+        .get(format!("https://localhost:{port}/topics"))
+        .send()
+        .await
+        .expect("an HTTPS answer");
+    assert_eq!(topics.status(), 200);
+    let produced = client
+        .post(format!("https://localhost:{port}/topics/secure"))
+        .header("content-type", "application/vnd.kafka.json.v2+json")
+        .body(r#"{"records":[{"value":{"n":1}}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(produced.status(), 200, "{:?}", produced.text().await);
+    // Plain HTTP on the HTTPS port gets no HTTP answer.
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/topics"))
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await;
+    assert!(plain.is_err(), "{plain:?}");
+    broker.shutdown().await;
+}
+
+#[test]
+fn sighup_reloads_the_certificates_of_the_running_binary() {
+    let mut pki = Pki::new();
+    let dir = common::process::data_dir();
+    let args: Vec<std::ffi::OsString> = vec![
+        "--mqtts".into(),
+        "127.0.0.1:0".into(),
+        "--tls-cert".into(),
+        pki.cert.clone().into(),
+        "--tls-key".into(),
+        pki.key.clone().into(),
+    ];
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let broker = common::process::Process::start_with(dir.path(), &args);
+    let addr = broker.listening("mqtts");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let old_client = pki.client();
+    runtime.block_on(async {
+        let mut s = tls_connect(addr, old_client.clone())
+            .await
+            .expect("first CA");
+        assert_eq!(
+            mqtt_connack(&mut s).await.unwrap(),
+            [0x20, 0x02, 0x00, 0x00]
+        );
+    });
+    pki.rotate();
+    broker.signal("HUP");
+    broker
+        .line_containing("TLS certificates reloaded", WAIT)
+        .expect("the reload is logged");
+    runtime.block_on(async {
+        let err = tls_connect(addr, old_client).await.expect_err("old CA");
+        assert!(err.to_string().contains("UnknownIssuer"), "{err}");
+        let mut s = tls_connect(addr, pki.client()).await.expect("the new CA");
+        assert_eq!(
+            mqtt_connack(&mut s).await.unwrap(),
+            [0x20, 0x02, 0x00, 0x00]
+        );
+    });
 }

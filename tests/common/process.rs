@@ -11,6 +11,8 @@ use std::time::Duration;
 /// A running dwbroker process; killed (SIGKILL) when dropped.
 pub struct Process {
     child: Child,
+    /// Its log lines not read yet.
+    lines: mpsc::Receiver<String>,
     pub mqtt: SocketAddr,
     pub amqp: SocketAddr,
     pub stomp: SocketAddr,
@@ -30,13 +32,23 @@ impl Process {
         Process::spawn("none".as_ref())
     }
 
+    /// [`Process::start`] with more arguments.
+    pub fn start_with(data_dir: &Path, args: &[&std::ffi::OsStr]) -> Process {
+        Process::spawn_with(data_dir.as_os_str(), args)
+    }
+
     fn spawn(data_dir: &std::ffi::OsStr) -> Process {
+        Process::spawn_with(data_dir, &[])
+    }
+
+    fn spawn_with(data_dir: &std::ffi::OsStr, args: &[&std::ffi::OsStr]) -> Process {
         let mut child = Command::new(env!("CARGO_BIN_EXE_dwbroker"))
             .args(["--mqtt", "127.0.0.1:0", "--amqp", "127.0.0.1:0"])
             .args(["--stomp", "127.0.0.1:0", "--nats", "127.0.0.1:0"])
             .args(["--kafka-rest", "127.0.0.1:0", "--log", "info"])
             .arg("--data-dir")
             .arg(data_dir)
+            .args(args)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -74,12 +86,48 @@ impl Process {
         let kafka_rest = addr("kafka-rest");
         Process {
             child,
+            lines: rx,
             mqtt,
             amqp,
             stomp,
             nats,
             kafka_rest,
         }
+    }
+
+    /// Waits for a log line containing `needle` (later than those read so far).
+    pub fn line_containing(&self, needle: &str, within: Duration) -> Option<String> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let left = deadline.checked_duration_since(std::time::Instant::now())?;
+            let line = self.lines.recv_timeout(left).ok()?;
+            if line.contains(needle) {
+                return Some(line);
+            }
+        }
+    }
+
+    /// The address a listener started after the five plain ones is bound to.
+    pub fn listening(&self, protocol: &str) -> SocketAddr {
+        let marker = format!("listening protocol={protocol} addr=");
+        let line = self
+            .line_containing(&marker, Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("dwbroker did not listen for {protocol}"));
+        let rest = &line[line.find(&marker).unwrap() + marker.len()..];
+        rest.split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .parse()
+            .expect("an address")
+    }
+
+    /// Sends the process a signal (`kill -s NAME`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args(["-s", name, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -s {name}");
     }
 
     /// SIGKILL: a crash, nothing flushed or closed.

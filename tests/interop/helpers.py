@@ -180,6 +180,18 @@ class Broker:
                 self._ready.set()
         self._ready.set()  # EOF: the process is gone; start() reports it
 
+    def listening(self, protocol: str, timeout: float = WAIT) -> int:
+        """The port of the listener named ``protocol`` (``mqtts``, ...), from its log line."""
+        pattern = re.compile(rf"listening\s+protocol=\"?{re.escape(protocol)}\"?\s+addr=\"?[^\s\"]*:(\d+)")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                m = pattern.search(line)
+                if m:
+                    return int(m.group(1))
+            time.sleep(0.02)
+        raise RuntimeError(f"broker did not log `listening protocol={protocol}`:\n" + self.tail(40))
+
     def tail(self, n: int = 40) -> str:
         return "\n".join(self.lines[-n:])
 

@@ -12,16 +12,19 @@ use std::sync::Arc;
 use bytes::Bytes;
 use dwbroker_codecs::nats::{ClientOp, DecodeError, Limits, ServerCodec, ServerOp};
 use futures_util::StreamExt;
-use tracing::{info, warn};
+use tokio::net::TcpStream;
+use tracing::{debug, info, warn};
 
 use session::{Connection, Exit};
 
+use crate::config::{ClientAuth, NatsTls};
 use crate::protocols::acks;
 use crate::protocols::frames::FrameReader;
 use crate::protocols::pressure::Pressure;
 use crate::protocols::socket::{self, Duplex, ReadHalf, WriteHalf};
 use crate::router::OutboxLimits;
 use crate::server::Context;
+use crate::tls::Certificates;
 
 /// At most this many queued messages are encoded per wake-up, so that a busy
 /// subscriber still reads its own socket.
@@ -34,8 +37,8 @@ const PROTOCOL_VERSION: &str = "2.10.0";
 /// count for the outbox.
 const MESSAGE_OVERHEAD: usize = 64;
 
-/// Serves one NATS connection, over any byte stream, until it ends; `local` is the
-/// listener's address the client reached (INFO names it).
+/// Serves one NATS connection in plain text, over any byte stream, until it ends;
+/// `local` is the listener's address the client reached (INFO names it).
 pub(crate) async fn serve<S: Duplex>(
     stream: S,
     peer: SocketAddr,
@@ -43,6 +46,95 @@ pub(crate) async fn serve<S: Duplex>(
     ctx: Arc<Context>,
 ) {
     let conn_id = ctx.next_conn_id();
+    let info = info_json(&ctx, conn_id, peer, local, TlsOffer::None);
+    serve_after(stream, peer, conn_id, Some(info), ctx).await;
+}
+
+/// What INFO says of TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TlsOffer {
+    None,
+    /// `tls_required`: the client upgrades after INFO (or started with TLS).
+    Required,
+    /// `tls_available`: the client may upgrade.
+    Available,
+}
+
+/// Serves one NATS connection on a listener offering TLS as nats-server does
+/// (`--nats-tls`): INFO in plain text, then a TLS handshake if the client starts
+/// one (required or optional), or the handshake first (`first`).
+pub(crate) async fn serve_negotiated(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+    tls: Arc<Certificates>,
+    ctx: Arc<Context>,
+) {
+    let conn_id = ctx.next_conn_id();
+    let timeout = ctx.config.limits.connect_timeout;
+    let upgrade = |stream| async {
+        match crate::tls::handshake(&tls, stream, timeout).await {
+            Ok(stream) => {
+                let (version, suite) = crate::tls::describe(&stream);
+                debug!(%peer, %version, %suite, "nats: TLS connection");
+                Some(stream)
+            }
+            Err(why) => {
+                info!(%peer, why = %why, "nats: TLS handshake failed");
+                None
+            }
+        }
+    };
+    let mode = ctx.config.nats_tls;
+    if mode == NatsTls::First {
+        let info = info_json(&ctx, conn_id, peer, local, TlsOffer::Required);
+        if let Some(stream) = upgrade(stream).await {
+            serve_after(stream, peer, conn_id, Some(info), ctx).await;
+        }
+        return;
+    }
+    let offer = match mode {
+        NatsTls::Optional => TlsOffer::Available,
+        _ => TlsOffer::Required,
+    };
+    let mut line = bytes::BytesMut::new();
+    ServerOp::Info(info_json(&ctx, conn_id, peer, local, offer)).encode(&mut line);
+    if socket::write(&mut stream, &line, ctx.router.memory())
+        .await
+        .is_err()
+    {
+        return;
+    }
+    // A TLS client's next bytes are a handshake record; a plain one's are CONNECT.
+    let mut first = [0u8; 1];
+    let starts_tls = match tokio::time::timeout(timeout, stream.peek(&mut first)).await {
+        Ok(Ok(1)) => first[0] == crate::tls::HANDSHAKE_RECORD,
+        Ok(_) => return debug!(%peer, "nats: closed after INFO"),
+        Err(_) => false,
+    };
+    if starts_tls {
+        if let Some(stream) = upgrade(stream).await {
+            serve_after(stream, peer, conn_id, None, ctx).await;
+        }
+    } else if offer == TlsOffer::Required {
+        info!(%peer, "nats: a plain-text client on a listener that requires TLS");
+        let mut last = bytes::BytesMut::new();
+        ServerOp::Err("Secure Connection - TLS Required".into()).encode(&mut last);
+        let (reader, writer) = stream.halves();
+        socket::farewell(reader, writer, &last).await;
+    } else {
+        serve_after(stream, peer, conn_id, None, ctx).await;
+    }
+}
+
+/// Serves a connection from INFO on (`None`: INFO went out before a TLS upgrade).
+async fn serve_after<S: Duplex>(
+    stream: S,
+    peer: SocketAddr,
+    conn_id: u64,
+    info: Option<Bytes>,
+    ctx: Arc<Context>,
+) {
     let (read_half, mut writer) = stream.halves();
     let limits = &ctx.config.limits;
     let mut reader = FrameReader::new(
@@ -56,7 +148,6 @@ pub(crate) async fn serve<S: Duplex>(
         max_messages: (limits.nats_max_pending / MESSAGE_OVERHEAD).max(1),
         max_bytes: limits.nats_max_pending,
     });
-    let info = info_json(&ctx, conn_id, peer, local);
     let mut conn = Connection::new(
         conn_id,
         session,
@@ -176,8 +267,14 @@ fn decode_exit(e: DecodeError) -> Exit {
 }
 
 /// The INFO a client reads first, with the fields clients rely on.
-fn info_json(ctx: &Context, conn_id: u64, peer: SocketAddr, local: Option<SocketAddr>) -> Bytes {
-    let info = serde_json::json!({
+fn info_json(
+    ctx: &Context,
+    conn_id: u64,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+    tls: TlsOffer,
+) -> Bytes {
+    let mut info = serde_json::json!({
         "server_id": ctx.server_id(),
         "server_name": "dwbroker",
         "version": PROTOCOL_VERSION,
@@ -191,5 +288,21 @@ fn info_json(ctx: &Context, conn_id: u64, peer: SocketAddr, local: Option<Socket
         "client_id": conn_id,
         "client_ip": peer.ip().to_string(),
     });
+    let verify = ctx
+        .config
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.client_ca.is_some() && t.client_auth == ClientAuth::Required);
+    match tls {
+        TlsOffer::None => {}
+        TlsOffer::Required => {
+            info["tls_required"] = true.into();
+            info["tls_verify"] = verify.into();
+        }
+        TlsOffer::Available => {
+            info["tls_available"] = true.into();
+            info["tls_verify"] = verify.into();
+        }
+    }
     Bytes::from(info.to_string())
 }

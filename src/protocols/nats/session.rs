@@ -126,7 +126,8 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// A connection that has been sent `info` and awaits CONNECT.
+    /// A connection that is to be sent `info` (`None`: it was sent before a TLS
+    /// upgrade) and awaits CONNECT.
     pub(crate) fn new(
         conn_id: ConnId,
         session: Arc<Session>,
@@ -134,7 +135,7 @@ impl Connection {
         max_subscriptions: usize,
         max_pending: usize,
         max_pings_out: u32,
-        info: Bytes,
+        info: Option<Bytes>,
     ) -> Connection {
         session.set_connection(conn_id);
         let mut conn = Connection {
@@ -156,7 +157,9 @@ impl Connection {
             publisher: false,
             connected: false,
         };
-        conn.send(&ServerOp::Info(info));
+        if let Some(info) = info {
+            conn.send(&ServerOp::Info(info));
+        }
         conn
     }
 
