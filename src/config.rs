@@ -22,6 +22,10 @@ pub const DEFAULT_STOMP_ADDR: &str = "127.0.0.1:61613";
 pub const DEFAULT_NATS_ADDR: &str = "127.0.0.1:4222";
 /// Default Kafka REST Proxy v2 listener.
 pub const DEFAULT_KAFKA_REST_ADDR: &str = "127.0.0.1:8082";
+/// Default MQTT-over-WebSocket listener (mosquitto's and EMQX's customary 8083).
+pub const DEFAULT_MQTT_WS_ADDR: &str = "127.0.0.1:8083";
+/// Default STOMP-over-WebSocket listener (RabbitMQ Web-STOMP's 15674).
+pub const DEFAULT_STOMP_WS_ADDR: &str = "127.0.0.1:15674";
 
 /// Largest message (MQTT: whole packet) accepted from a client: 16 MiB, RabbitMQ's default.
 /// Announced to MQTT 5 clients as Maximum Packet Size.
@@ -173,6 +177,15 @@ pub struct Listeners {
     pub amqps: Listen,
     /// STOMP over TLS (off by default; conventionally port 61614).
     pub stomps: Listen,
+    /// MQTT over WebSocket, path `/mqtt` ([`DEFAULT_MQTT_WS_ADDR`]).
+    pub mqtt_ws: Listen,
+    /// MQTT over secure WebSocket (off by default).
+    pub mqtt_wss: Listen,
+    /// STOMP over WebSocket, path `/ws`, as RabbitMQ's Web-STOMP
+    /// ([`DEFAULT_STOMP_WS_ADDR`]).
+    pub stomp_ws: Listen,
+    /// STOMP over secure WebSocket (off by default).
+    pub stomp_wss: Listen,
 }
 
 /// The server's certificate and key for the TLS listeners.
@@ -375,6 +388,9 @@ pub struct Config {
     pub nats_tls: NatsTls,
     /// The HTTP listeners (Kafka REST, schema registry) serve HTTPS only.
     pub http_tls: bool,
+    /// Origins of the browser pages that may open WebSocket connections (`*`:
+    /// any); empty: pages of the host the client connected to.
+    pub websocket_origins: Vec<String>,
 }
 
 /// A Kafka topic declared in the configuration.
@@ -435,6 +451,10 @@ impl Default for Config {
                 mqtts: Listen::Off,
                 amqps: Listen::Off,
                 stomps: Listen::Off,
+                mqtt_ws: at(DEFAULT_MQTT_WS_ADDR),
+                mqtt_wss: Listen::Off,
+                stomp_ws: at(DEFAULT_STOMP_WS_ADDR),
+                stomp_wss: Listen::Off,
             },
             allow_anonymous: false,
             log: None,
@@ -446,6 +466,7 @@ impl Default for Config {
             tls: None,
             nats_tls: NatsTls::Off,
             http_tls: false,
+            websocket_origins: Vec::new(),
         }
     }
 }
@@ -487,8 +508,13 @@ struct FileConfig {
     mqtts: Option<String>,
     amqps: Option<String>,
     stomps: Option<String>,
+    mqtt_ws: Option<String>,
+    mqtt_wss: Option<String>,
+    stomp_ws: Option<String>,
+    stomp_wss: Option<String>,
     tls: Option<FileTls>,
     http: Option<FileHttp>,
+    websocket: Option<FileWebSocket>,
     allow_anonymous: Option<bool>,
     log: Option<String>,
     data_dir: Option<String>,
@@ -508,6 +534,12 @@ struct FileTls {
     client_ca: Option<PathBuf>,
     client_auth: Option<String>,
     nats: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWebSocket {
+    allowed_origins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -582,6 +614,10 @@ impl Config {
             (&mut self.listeners.mqtts, file.mqtts),
             (&mut self.listeners.amqps, file.amqps),
             (&mut self.listeners.stomps, file.stomps),
+            (&mut self.listeners.mqtt_ws, file.mqtt_ws),
+            (&mut self.listeners.mqtt_wss, file.mqtt_wss),
+            (&mut self.listeners.stomp_ws, file.stomp_ws),
+            (&mut self.listeners.stomp_wss, file.stomp_wss),
         ];
         for (slot, value) in listeners {
             if let Some(text) = value {
@@ -602,6 +638,9 @@ impl Config {
                 client_ca: t.client_ca,
                 client_auth,
             });
+        }
+        if let Some(origins) = file.websocket.and_then(|w| w.allowed_origins) {
+            self.websocket_origins = origins;
         }
         if let Some(tls) = file.http.and_then(|h| h.tls) {
             self.http_tls = tls;
@@ -760,7 +799,7 @@ impl Config {
     }
 
     /// The listeners with their protocol names, in a fixed order.
-    pub fn listener_list(&self) -> [(&'static str, Listen); 9] {
+    pub fn listener_list(&self) -> [(&'static str, Listen); 13] {
         let l = &self.listeners;
         [
             ("mqtt", l.mqtt),
@@ -772,6 +811,10 @@ impl Config {
             ("mqtts", l.mqtts),
             ("amqps", l.amqps),
             ("stomps", l.stomps),
+            ("mqtt-ws", l.mqtt_ws),
+            ("mqtt-wss", l.mqtt_wss),
+            ("stomp-ws", l.stomp_ws),
+            ("stomp-wss", l.stomp_wss),
         ]
     }
 
@@ -784,7 +827,10 @@ impl Config {
 
     /// The listeners that exist for TLS only.
     fn is_dedicated_tls(name: &str) -> bool {
-        matches!(name, "mqtts" | "amqps" | "stomps")
+        matches!(
+            name,
+            "mqtts" | "amqps" | "stomps" | "mqtt-wss" | "stomp-wss"
+        )
     }
 }
 

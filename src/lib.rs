@@ -43,6 +43,7 @@ pub mod router;
 pub mod server;
 pub mod storage;
 pub(crate) mod tls;
+pub(crate) mod websocket;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -118,6 +119,26 @@ impl Broker {
     /// The address the schema registry listener is bound to, if it runs.
     pub fn schema_registry_addr(&self) -> Option<SocketAddr> {
         self.listeners.addr("schema-registry")
+    }
+
+    /// The address the MQTT-over-WebSocket listener is bound to, if it runs.
+    pub fn mqtt_ws_addr(&self) -> Option<SocketAddr> {
+        self.listeners.addr("mqtt-ws")
+    }
+
+    /// The address the MQTT-over-secure-WebSocket listener is bound to, if it runs.
+    pub fn mqtt_wss_addr(&self) -> Option<SocketAddr> {
+        self.listeners.addr("mqtt-wss")
+    }
+
+    /// The address the STOMP-over-WebSocket listener is bound to, if it runs.
+    pub fn stomp_ws_addr(&self) -> Option<SocketAddr> {
+        self.listeners.addr("stomp-ws")
+    }
+
+    /// The address the STOMP-over-secure-WebSocket listener is bound to, if it runs.
+    pub fn stomp_wss_addr(&self) -> Option<SocketAddr> {
+        self.listeners.addr("stomp-wss")
     }
 
     /// The address the MQTT-over-TLS listener is bound to, if it runs.

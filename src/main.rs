@@ -47,6 +47,18 @@ struct Cli {
     /// STOMP over TLS, e.g. 127.0.0.1:61614 [default: off].
     #[arg(long, value_name = "ADDR")]
     stomps: Option<String>,
+    /// MQTT over WebSocket, path /mqtt [default: 127.0.0.1:8083].
+    #[arg(long = "mqtt-ws", value_name = "ADDR")]
+    mqtt_ws: Option<String>,
+    /// MQTT over secure WebSocket [default: off].
+    #[arg(long = "mqtt-wss", value_name = "ADDR")]
+    mqtt_wss: Option<String>,
+    /// STOMP over WebSocket, path /ws (RabbitMQ Web-STOMP) [default: 127.0.0.1:15674].
+    #[arg(long = "stomp-ws", value_name = "ADDR")]
+    stomp_ws: Option<String>,
+    /// STOMP over secure WebSocket [default: off].
+    #[arg(long = "stomp-wss", value_name = "ADDR")]
+    stomp_wss: Option<String>,
     /// PEM certificate chain the TLS listeners present (the server's first).
     #[arg(long = "tls-cert", value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -106,6 +118,10 @@ fn build_config(cli: Cli) -> Result<Config, dwbroker::config::ConfigError> {
         (&mut config.listeners.mqtts, cli.mqtts),
         (&mut config.listeners.amqps, cli.amqps),
         (&mut config.listeners.stomps, cli.stomps),
+        (&mut config.listeners.mqtt_ws, cli.mqtt_ws),
+        (&mut config.listeners.mqtt_wss, cli.mqtt_wss),
+        (&mut config.listeners.stomp_ws, cli.stomp_ws),
+        (&mut config.listeners.stomp_wss, cli.stomp_wss),
     ];
     for (slot, value) in flags {
         if let Some(text) = value {

@@ -19,6 +19,7 @@ use crate::protocols::{amqp, kafka_rest, mqtt, nats, schema_registry, stomp};
 use crate::router::{Now, OutboxLimits, RetainedLimits, Router};
 use crate::storage::Storage;
 use crate::tls::Certificates;
+use crate::websocket;
 use crate::Error;
 
 /// How long shutdown waits for connections to say goodbye before giving up.
@@ -238,6 +239,8 @@ enum Transport {
     Tls(Arc<Certificates>),
     /// The front negotiates TLS itself (NATS: after INFO, as nats-server).
     Negotiated(Arc<Certificates>),
+    /// A WebSocket upgrade first, over TCP or (with certificates) TLS.
+    WebSocket(&'static websocket::Endpoint, Option<Arc<Certificates>>),
 }
 
 /// Binds every configured listener and starts serving.
@@ -251,9 +254,9 @@ pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
     for (name, listen) in ctx.config.listener_list() {
         let Listen::At(addr) = listen else { continue };
         let front = match name {
-            "mqtt" | "mqtts" => Front::Mqtt,
+            "mqtt" | "mqtts" | "mqtt-ws" | "mqtt-wss" => Front::Mqtt,
             "amqp" | "amqps" => Front::Amqp,
-            "stomp" | "stomps" => Front::Stomp,
+            "stomp" | "stomps" | "stomp-ws" | "stomp-wss" => Front::Stomp,
             "nats" => Front::Nats,
             "kafka-rest" => Front::KafkaRest,
             "schema-registry" => Front::SchemaRegistry,
@@ -268,7 +271,12 @@ pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
             source,
         };
         // `Config::validate` refuses a TLS listener without a certificate.
+        let secure = ctx.tls.clone().filter(|_| ctx.config.is_tls_listener(name));
         let transport = match &ctx.tls {
+            _ if name.ends_with("-ws") || name.ends_with("-wss") => match front {
+                Front::Mqtt => Transport::WebSocket(&websocket::MQTT, secure),
+                _ => Transport::WebSocket(&websocket::STOMP, secure),
+            },
             Some(tls) if ctx.config.is_tls_listener(name) => Transport::Tls(tls.clone()),
             Some(tls) if name == "nats" && ctx.config.nats_tls != NatsTls::Off => {
                 Transport::Negotiated(tls.clone())
@@ -402,6 +410,49 @@ fn serve(
         }),
         Transport::Negotiated(tls) => {
             Box::pin(nats::serve_negotiated(stream, peer, local, tls, ctx))
+        }
+        Transport::WebSocket(endpoint, None) => Box::pin(async move {
+            if let Some(ws) = upgrade(stream, endpoint, peer, front, &ctx).await {
+                serve_over(front, ws, peer, local, ctx).await;
+            }
+        }),
+        Transport::WebSocket(endpoint, Some(tls)) => Box::pin(async move {
+            let timeout = ctx.config.limits.connect_timeout;
+            let stream = match crate::tls::handshake(&tls, stream, timeout).await {
+                Ok(stream) => stream,
+                Err(why) => return info!(%peer, ?front, why = %why, "TLS handshake failed"),
+            };
+            if let Some(ws) = upgrade(stream, endpoint, peer, front, &ctx).await {
+                serve_over(front, ws, peer, local, ctx).await;
+            }
+        }),
+    }
+}
+
+/// The WebSocket upgrade of a connection to a WebSocket listener; `None` (logged)
+/// if it was refused or failed.
+async fn upgrade<S: Duplex>(
+    stream: S,
+    endpoint: &'static websocket::Endpoint,
+    peer: SocketAddr,
+    front: Front,
+    ctx: &Context,
+) -> Option<websocket::WsStream<S>> {
+    let limits = &ctx.config.limits;
+    // A message may carry a whole packet and then some.
+    let max_message = limits.max_message_size as usize + 64 * 1024;
+    let upgrading = websocket::accept(
+        stream,
+        endpoint,
+        &ctx.config.websocket_origins,
+        max_message,
+        limits.connect_timeout,
+    );
+    match upgrading.await {
+        Ok(ws) => Some(ws),
+        Err(why) => {
+            info!(%peer, ?front, why = %why, "WebSocket upgrade failed");
+            None
         }
     }
 }

@@ -601,7 +601,14 @@ async fn a_corrupt_data_dir_is_a_clear_startup_error() {
             "--nats",
             "off",
         ])
-        .args(["--kafka-rest", "off"])
+        .args([
+            "--kafka-rest",
+            "off",
+            "--mqtt-ws",
+            "off",
+            "--stomp-ws",
+            "off",
+        ])
         .arg("--data-dir")
         .arg(dir.path())
         .output()

@@ -109,15 +109,22 @@ fn pick_ports() -> Res<[u16; 5]> {
     Ok(ports)
 }
 
-/// `--data-dir DIR`, unless `bin` predates it (an earlier build in an A/B run).
-fn data_dir_args(bin: &Path, data_dir: &Path) -> Vec<std::ffi::OsString> {
-    let help = Command::new(bin).arg("--help").output();
-    match help {
-        Ok(out) if String::from_utf8_lossy(&out.stdout).contains("--data-dir") => {
-            vec!["--data-dir".into(), data_dir.into()]
-        }
-        _ => Vec::new(),
+/// The flags an earlier build (in an A/B run) may not know, if `bin` knows them:
+/// `--data-dir DIR`, and the WebSocket listeners (fixed default ports) switched off.
+fn optional_args(bin: &Path, data_dir: &Path) -> Vec<std::ffi::OsString> {
+    let help = Command::new(bin)
+        .arg("--help")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default();
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    if help.contains("--data-dir") {
+        args.extend(["--data-dir".into(), data_dir.into()]);
     }
+    if help.contains("--mqtt-ws") {
+        args.extend(["--mqtt-ws", "off", "--stomp-ws", "off"].map(Into::into));
+    }
+    args
 }
 
 /// A dwbroker process started by the harness; stopped (SIGTERM, then SIGKILL) on drop.
@@ -195,7 +202,7 @@ impl Dwbroker {
             .args(["--stomp", &stomp.to_string()])
             .args(["--nats", &nats.to_string()])
             .args(["--kafka-rest", &kafka_rest.to_string(), "--log", "warn"])
-            .args(data_dir_args(bin, data_dir))
+            .args(optional_args(bin, data_dir))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

@@ -32,6 +32,9 @@ pub fn config() -> Config {
     c.listeners.amqp = Listen::parse("127.0.0.1:0").unwrap();
     c.listeners.stomp = Listen::parse("127.0.0.1:0").unwrap();
     c.listeners.kafka_rest = Listen::parse("127.0.0.1:0").unwrap();
+    // WebSocket listeners default to fixed ports; tests that need them ask.
+    c.listeners.mqtt_ws = Listen::Off;
+    c.listeners.stomp_ws = Listen::Off;
     // A fresh data dir per broker, removed when it stops: never the default.
     c.data_dir = DataDir::Temporary;
     c

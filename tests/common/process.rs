@@ -46,6 +46,7 @@ impl Process {
             .args(["--mqtt", "127.0.0.1:0", "--amqp", "127.0.0.1:0"])
             .args(["--stomp", "127.0.0.1:0", "--nats", "127.0.0.1:0"])
             .args(["--kafka-rest", "127.0.0.1:0", "--log", "info"])
+            .args(["--mqtt-ws", "off", "--stomp-ws", "off"])
             .arg("--data-dir")
             .arg(data_dir)
             .args(args)

@@ -49,6 +49,8 @@ pub fn broker() -> &'static Running {
         c.listeners.mqtt = Listen::Off;
         c.listeners.amqp = Listen::Off;
         c.listeners.stomp = Listen::Off;
+        c.listeners.mqtt_ws = Listen::Off;
+        c.listeners.stomp_ws = Listen::Off;
         c.listeners.nats = Listen::parse("127.0.0.1:0").expect("addr");
         c.listeners.kafka_rest = Listen::parse("127.0.0.1:0").expect("addr");
         c.data_dir = DataDir::Temporary;

@@ -1,0 +1,246 @@
+//! WebSocket as a transport: the HTTP upgrade (path, subprotocol and Origin
+//! checked, as RabbitMQ's Web-STOMP / Web-MQTT and mosquitto do) and a byte stream
+//! over the connection's messages that any front serves. A protocol's packets may
+//! span messages and a message may carry several: the front's codec reassembles.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use futures_util::{Sink, Stream};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{header, HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::protocols::socket::Duplex;
+
+/// Where a protocol is served on its WebSocket listener.
+#[derive(Debug)]
+pub(crate) struct Endpoint {
+    /// The request path.
+    pub(crate) path: &'static str,
+    /// The subprotocols it speaks. A client offering others only is refused (400);
+    /// one offering none is served.
+    pub(crate) subprotocols: &'static [&'static str],
+}
+
+/// MQTT over WebSocket (MQTT 5.0 section 6; "mqttv3.1" for older clients).
+pub(crate) const MQTT: Endpoint = Endpoint {
+    path: "/mqtt",
+    subprotocols: &["mqtt", "mqttv3.1"],
+};
+
+/// STOMP over WebSocket, as RabbitMQ's Web-STOMP.
+pub(crate) const STOMP: Endpoint = Endpoint {
+    path: "/ws",
+    subprotocols: &["v12.stomp", "v11.stomp", "v10.stomp"],
+};
+
+/// Whether a page from `origin` may connect: one of `allowed` (`*`: any), or, if
+/// none are configured, a page served by the host the client connected to (the
+/// `Origin`'s host is the `Host`'s, ports aside).
+fn origin_allowed(allowed: &[String], origin: &str, host: Option<&str>) -> bool {
+    if !allowed.is_empty() {
+        return allowed
+            .iter()
+            .any(|a| a == "*" || a.eq_ignore_ascii_case(origin));
+    }
+    let origin_host = origin
+        .split_once("://")
+        .map_or(origin, |(_, rest)| rest)
+        .trim_end_matches('/');
+    let bare = |h: &str| h.rsplit_once(':').map_or(h, |(name, _)| name).to_owned();
+    host.is_some_and(|h| bare(h).eq_ignore_ascii_case(&bare(origin_host)))
+}
+
+// The callback's `Result<Response, ErrorResponse>` is the shape tungstenite requires.
+#[allow(clippy::result_large_err)]
+/// Runs the server side of the upgrade within `timeout`; the error says why it
+/// failed (the client got 400, 403 or 404 when the request was refused).
+pub(crate) async fn accept<S: Duplex>(
+    stream: S,
+    endpoint: &'static Endpoint,
+    origins: &[String],
+    max_message: usize,
+    timeout: Duration,
+) -> Result<WsStream<S>, String> {
+    let check = |request: &Request, response: Response| check(request, response, endpoint, origins);
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message));
+    let upgrade = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(config));
+    match tokio::time::timeout(timeout, upgrade).await {
+        Ok(Ok(ws)) => Ok(WsStream {
+            ws,
+            unread: Bytes::new(),
+        }),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no WebSocket upgrade in time".into()),
+    }
+}
+
+fn refuse(status: StatusCode, why: &str) -> ErrorResponse {
+    let mut response = ErrorResponse::new(Some(why.to_owned()));
+    *response.status_mut() = status;
+    response
+}
+
+#[allow(clippy::result_large_err)]
+fn check(
+    request: &Request,
+    mut response: Response,
+    endpoint: &Endpoint,
+    origins: &[String],
+) -> Result<Response, ErrorResponse> {
+    if request.uri().path() != endpoint.path {
+        return Err(refuse(
+            StatusCode::NOT_FOUND,
+            &format!("not found: use {}", endpoint.path),
+        ));
+    }
+    let text = |name| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    if let Some(origin) = text(header::ORIGIN) {
+        if !origin_allowed(origins, origin, text(header::HOST)) {
+            return Err(refuse(StatusCode::FORBIDDEN, "origin not allowed"));
+        }
+    }
+    if let Some(offered) = text(header::SEC_WEBSOCKET_PROTOCOL) {
+        let chosen = offered.split(',').map(str::trim).find(|p| {
+            endpoint
+                .subprotocols
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(p))
+        });
+        let Some(chosen) = chosen else {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "unsupported subprotocol: use one of {:?}",
+                    endpoint.subprotocols
+                ),
+            ));
+        };
+        let value = HeaderValue::from_str(chosen)
+            .map_err(|_| refuse(StatusCode::BAD_REQUEST, "bad subprotocol"))?;
+        response
+            .headers_mut()
+            .insert(header::SEC_WEBSOCKET_PROTOCOL, value);
+    }
+    Ok(response)
+}
+
+/// A WebSocket connection as a byte stream: reads return the bytes of the binary
+/// (or text) messages received, each write is sent as one binary message. Pings
+/// are answered by the WebSocket layer; a close frame ends the stream.
+#[derive(Debug)]
+pub(crate) struct WsStream<S> {
+    ws: WebSocketStream<S>,
+    /// What is left of the last message received.
+    unread: Bytes,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        while self.unread.is_empty() {
+            match ready!(Pin::new(&mut self.ws).poll_next(cx)) {
+                Some(Ok(Message::Binary(data))) => self.unread = data,
+                Some(Ok(Message::Text(text))) => self.unread = Bytes::from(text),
+                Some(Ok(Message::Close(_))) | None => return Poll::Ready(Ok(())),
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
+            }
+        }
+        let n = self.unread.len().min(buf.remaining());
+        buf.put_slice(&self.unread[..n]);
+        self.unread.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsStream<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let ws = Pin::new(&mut self.ws);
+        ready!(ws.poll_ready(cx)).map_err(io::Error::other)?;
+        Pin::new(&mut self.ws)
+            .start_send(Message::Binary(Bytes::copy_from_slice(buf)))
+            .map_err(io::Error::other)?;
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.ws)
+            .poll_flush(cx)
+            .map_err(io::Error::other)
+    }
+
+    /// Sends a close frame.
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.ws)
+            .poll_close(cx)
+            .map_err(io::Error::other)
+    }
+}
+
+impl<S: Duplex> Duplex for WsStream<S> {
+    type Read = ReadHalf<WsStream<S>>;
+    type Write = WriteHalf<WsStream<S>>;
+
+    fn halves(self) -> (Self::Read, Self::Write) {
+        tokio::io::split(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_origin_rule_is_the_same_host() {
+        let same: &[String] = &[];
+        assert!(origin_allowed(
+            same,
+            "http://localhost:8080",
+            Some("localhost:8083")
+        ));
+        assert!(origin_allowed(
+            same,
+            "https://Broker.example",
+            Some("broker.example:15674")
+        ));
+        assert!(!origin_allowed(
+            same,
+            "http://evil.example",
+            Some("localhost:8083")
+        ));
+        assert!(!origin_allowed(same, "http://localhost", None));
+        let listed = ["https://app.example".to_owned()];
+        assert!(origin_allowed(
+            &listed,
+            "https://app.example",
+            Some("localhost")
+        ));
+        assert!(!origin_allowed(
+            &listed,
+            "http://localhost",
+            Some("localhost")
+        ));
+    }
+}
