@@ -186,6 +186,10 @@ pub struct Listeners {
     pub stomp_ws: Listen,
     /// STOMP over secure WebSocket (off by default).
     pub stomp_wss: Listen,
+    /// NATS over WebSocket, as nats-server's `websocket` block (off by default).
+    pub nats_ws: Listen,
+    /// NATS over secure WebSocket (off by default).
+    pub nats_wss: Listen,
 }
 
 /// The server's certificate and key for the TLS listeners.
@@ -455,6 +459,8 @@ impl Default for Config {
                 mqtt_wss: Listen::Off,
                 stomp_ws: at(DEFAULT_STOMP_WS_ADDR),
                 stomp_wss: Listen::Off,
+                nats_ws: Listen::Off,
+                nats_wss: Listen::Off,
             },
             allow_anonymous: false,
             log: None,
@@ -512,6 +518,8 @@ struct FileConfig {
     mqtt_wss: Option<String>,
     stomp_ws: Option<String>,
     stomp_wss: Option<String>,
+    nats_ws: Option<String>,
+    nats_wss: Option<String>,
     tls: Option<FileTls>,
     http: Option<FileHttp>,
     websocket: Option<FileWebSocket>,
@@ -618,6 +626,8 @@ impl Config {
             (&mut self.listeners.mqtt_wss, file.mqtt_wss),
             (&mut self.listeners.stomp_ws, file.stomp_ws),
             (&mut self.listeners.stomp_wss, file.stomp_wss),
+            (&mut self.listeners.nats_ws, file.nats_ws),
+            (&mut self.listeners.nats_wss, file.nats_wss),
         ];
         for (slot, value) in listeners {
             if let Some(text) = value {
@@ -799,7 +809,7 @@ impl Config {
     }
 
     /// The listeners with their protocol names, in a fixed order.
-    pub fn listener_list(&self) -> [(&'static str, Listen); 13] {
+    pub fn listener_list(&self) -> [(&'static str, Listen); 15] {
         let l = &self.listeners;
         [
             ("mqtt", l.mqtt),
@@ -815,6 +825,8 @@ impl Config {
             ("mqtt-wss", l.mqtt_wss),
             ("stomp-ws", l.stomp_ws),
             ("stomp-wss", l.stomp_wss),
+            ("nats-ws", l.nats_ws),
+            ("nats-wss", l.nats_wss),
         ]
     }
 
@@ -829,7 +841,7 @@ impl Config {
     fn is_dedicated_tls(name: &str) -> bool {
         matches!(
             name,
-            "mqtts" | "amqps" | "stomps" | "mqtt-wss" | "stomp-wss"
+            "mqtts" | "amqps" | "stomps" | "mqtt-wss" | "stomp-wss" | "nats-wss"
         )
     }
 }

@@ -141,6 +141,11 @@ impl Broker {
         self.listeners.addr("stomp-wss")
     }
 
+    /// The address the NATS-over-WebSocket listener is bound to, if it runs.
+    pub fn nats_ws_addr(&self) -> Option<SocketAddr> {
+        self.listeners.addr("nats-ws")
+    }
+
     /// The address the MQTT-over-TLS listener is bound to, if it runs.
     pub fn mqtts_addr(&self) -> Option<SocketAddr> {
         self.listeners.addr("mqtts")

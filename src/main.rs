@@ -59,6 +59,12 @@ struct Cli {
     /// STOMP over secure WebSocket [default: off].
     #[arg(long = "stomp-wss", value_name = "ADDR")]
     stomp_wss: Option<String>,
+    /// NATS over WebSocket (nats.ws; nats-server's `websocket` block) [default: off].
+    #[arg(long = "nats-ws", value_name = "ADDR")]
+    nats_ws: Option<String>,
+    /// NATS over secure WebSocket [default: off].
+    #[arg(long = "nats-wss", value_name = "ADDR")]
+    nats_wss: Option<String>,
     /// PEM certificate chain the TLS listeners present (the server's first).
     #[arg(long = "tls-cert", value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -122,6 +128,8 @@ fn build_config(cli: Cli) -> Result<Config, dwbroker::config::ConfigError> {
         (&mut config.listeners.mqtt_wss, cli.mqtt_wss),
         (&mut config.listeners.stomp_ws, cli.stomp_ws),
         (&mut config.listeners.stomp_wss, cli.stomp_wss),
+        (&mut config.listeners.nats_ws, cli.nats_ws),
+        (&mut config.listeners.nats_wss, cli.nats_wss),
     ];
     for (slot, value) in flags {
         if let Some(text) = value {

@@ -257,7 +257,7 @@ pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
             "mqtt" | "mqtts" | "mqtt-ws" | "mqtt-wss" => Front::Mqtt,
             "amqp" | "amqps" => Front::Amqp,
             "stomp" | "stomps" | "stomp-ws" | "stomp-wss" => Front::Stomp,
-            "nats" => Front::Nats,
+            "nats" | "nats-ws" | "nats-wss" => Front::Nats,
             "kafka-rest" => Front::KafkaRest,
             "schema-registry" => Front::SchemaRegistry,
             other => {
@@ -273,10 +273,14 @@ pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
         // `Config::validate` refuses a TLS listener without a certificate.
         let secure = ctx.tls.clone().filter(|_| ctx.config.is_tls_listener(name));
         let transport = match &ctx.tls {
-            _ if name.ends_with("-ws") || name.ends_with("-wss") => match front {
-                Front::Mqtt => Transport::WebSocket(&websocket::MQTT, secure),
-                _ => Transport::WebSocket(&websocket::STOMP, secure),
-            },
+            _ if name.ends_with("-ws") || name.ends_with("-wss") => {
+                let endpoint = match front {
+                    Front::Mqtt => &websocket::MQTT,
+                    Front::Nats => &websocket::NATS,
+                    _ => &websocket::STOMP,
+                };
+                Transport::WebSocket(endpoint, secure)
+            }
             Some(tls) if ctx.config.is_tls_listener(name) => Transport::Tls(tls.clone()),
             Some(tls) if name == "nats" && ctx.config.nats_tls != NatsTls::Off => {
                 Transport::Negotiated(tls.clone())

@@ -22,8 +22,8 @@ use crate::protocols::socket::Duplex;
 /// Where a protocol is served on its WebSocket listener.
 #[derive(Debug)]
 pub(crate) struct Endpoint {
-    /// The request path.
-    pub(crate) path: &'static str,
+    /// The request path; `None`: any (nats-server's websocket listener takes any).
+    pub(crate) path: Option<&'static str>,
     /// The subprotocols it speaks. A client offering others only is refused (400);
     /// one offering none is served.
     pub(crate) subprotocols: &'static [&'static str],
@@ -31,14 +31,20 @@ pub(crate) struct Endpoint {
 
 /// MQTT over WebSocket (MQTT 5.0 section 6; "mqttv3.1" for older clients).
 pub(crate) const MQTT: Endpoint = Endpoint {
-    path: "/mqtt",
+    path: Some("/mqtt"),
     subprotocols: &["mqtt", "mqttv3.1"],
 };
 
 /// STOMP over WebSocket, as RabbitMQ's Web-STOMP.
 pub(crate) const STOMP: Endpoint = Endpoint {
-    path: "/ws",
+    path: Some("/ws"),
     subprotocols: &["v12.stomp", "v11.stomp", "v10.stomp"],
+};
+
+/// NATS over WebSocket, as nats-server's `websocket` block (nats.ws, nats-py).
+pub(crate) const NATS: Endpoint = Endpoint {
+    path: None,
+    subprotocols: &[],
 };
 
 /// Whether a page from `origin` may connect: one of `allowed` (`*`: any), or, if
@@ -97,10 +103,10 @@ fn check(
     endpoint: &Endpoint,
     origins: &[String],
 ) -> Result<Response, ErrorResponse> {
-    if request.uri().path() != endpoint.path {
+    if let Some(path) = endpoint.path.filter(|p| *p != request.uri().path()) {
         return Err(refuse(
             StatusCode::NOT_FOUND,
-            &format!("not found: use {}", endpoint.path),
+            &format!("not found: use {path}"),
         ));
     }
     let text = |name| {

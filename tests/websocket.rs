@@ -256,3 +256,34 @@ async fn mqtt_over_secure_websocket() {
     assert_eq!(read_bytes(&mut ws, 4).await, [0x20, 0x02, 0x00, 0x00]);
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn nats_over_websocket_as_nats_server() {
+    let broker = start(|c| c.listeners.nats_ws = Listen::parse("127.0.0.1:0").unwrap()).await;
+    let addr = broker.nats_ws_addr().expect("nats-ws listener");
+    let mut ws = open(addr, "/", &[]).await.expect("upgrade");
+    let info = String::from_utf8(next_data(&mut ws).await.to_vec()).unwrap();
+    assert!(info.starts_with("INFO {"), "{info}");
+    // CONNECT and SUB in one message, the PUB split across two.
+    ws.send(Message::text(
+        "CONNECT {\"verbose\":false}\r\nSUB ws.> 1\r\n",
+    ))
+    .await
+    .unwrap();
+    ws.send(Message::text("PUB ws.a 5\r\nhel")).await.unwrap();
+    ws.send(Message::text("lo\r\nPING\r\n")).await.unwrap();
+    let mut got = String::new();
+    while !got.contains("PONG\r\n") {
+        got.push_str(std::str::from_utf8(&next_data(&mut ws).await).unwrap());
+    }
+    assert_eq!(got, "MSG ws.a 1 5\r\nhello\r\nPONG\r\n");
+    // And from a plain TCP client.
+    let nats = async_nats::connect(broker.nats_addr().unwrap().to_string())
+        .await
+        .unwrap();
+    nats.publish("ws.b", "from tcp".into()).await.unwrap();
+    nats.flush().await.unwrap();
+    let msg = String::from_utf8(read_bytes(&mut ws, 24).await).unwrap();
+    assert_eq!(msg, "MSG ws.b 1 8\r\nfrom tcp\r\n");
+    broker.shutdown().await;
+}
