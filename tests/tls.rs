@@ -166,6 +166,25 @@ async fn lapin_publishes_and_gets_over_amqps() {
     broker.shutdown().await;
 }
 
+/// Connects over TLS with `client` and asserts that an MQTT CONNECT is accepted.
+async fn assert_mqtt_served(addr: std::net::SocketAddr, client: Arc<ClientConfig>) {
+    let mut stream = tls_connect(addr, client).await.expect("TLS handshake");
+    let connack = mqtt_connack(&mut stream).await.expect("a CONNACK");
+    assert_eq!(connack, [0x20, 0x02, 0x00, 0x00]);
+}
+
+/// Why a TLS client with `client` was refused: in the handshake, or (TLS 1.3, where
+/// the client finishes first) by the alert its first read gets instead of a CONNACK.
+async fn refusal(addr: std::net::SocketAddr, client: Arc<ClientConfig>) -> String {
+    match tls_connect(addr, client).await {
+        Err(e) => e.to_string(),
+        Ok(mut s) => mqtt_connack(&mut s)
+            .await
+            .expect_err("no CONNACK")
+            .to_string(),
+    }
+}
+
 /// Reads STOMP frames until one whose command is `command`; returns it.
 async fn stomp_frame<S: AsyncReadExt + Unpin>(
     s: &mut S,
@@ -230,13 +249,7 @@ async fn a_client_that_does_not_trust_the_certificate_is_not_connected() {
         .expect_err("an unknown issuer is refused");
     assert!(err.to_string().contains("UnknownIssuer"), "{err}");
     // The broker keeps serving TLS clients that trust it.
-    let mut ok = tls_connect(broker.mqtts_addr().unwrap(), pki.client())
-        .await
-        .expect("TLS handshake");
-    assert_eq!(
-        mqtt_connack(&mut ok).await.unwrap(),
-        [0x20, 0x02, 0x00, 0x00]
-    );
+    assert_mqtt_served(broker.mqtts_addr().unwrap(), pki.client()).await;
     broker.shutdown().await;
 }
 
@@ -299,31 +312,12 @@ async fn client_certificates_required_or_optional() {
     let addr = broker.mqtts_addr().unwrap();
     // TLS 1.3: the client finishes its side first and learns of the refusal (an
     // alert) when it reads.
-    let refused = match tls_connect(addr, pki.client()).await {
-        Err(e) => e.to_string(),
-        Ok(mut s) => mqtt_connack(&mut s)
-            .await
-            .expect_err("no CONNACK")
-            .to_string(),
-    };
+    let refused = refusal(addr, pki.client()).await;
     assert!(refused.contains("CertificateRequired"), "{refused}");
-    let mut with_cert = tls_connect(addr, pki.client_with_certificate("sensor-1"))
-        .await
-        .expect("handshake with a client certificate");
-    assert_eq!(
-        mqtt_connack(&mut with_cert).await.unwrap(),
-        [0x20, 0x02, 0x00, 0x00]
-    );
+    assert_mqtt_served(addr, pki.client_with_certificate("sensor-1")).await;
     // A certificate from another CA is refused.
     let other = Pki::new();
-    let refused =
-        match tls_connect(addr, pki.client_with_certificate_from(&other, "intruder")).await {
-            Err(e) => e.to_string(),
-            Ok(mut s) => mqtt_connack(&mut s)
-                .await
-                .expect_err("no CONNACK")
-                .to_string(),
-        };
+    let refused = refusal(addr, pki.client_with_certificate_from(&other, "intruder")).await;
     assert!(refused.contains("alert"), "{refused}");
     broker.shutdown().await;
 
@@ -332,18 +326,8 @@ async fn client_certificates_required_or_optional() {
     })
     .await;
     let addr = broker.mqtts_addr().unwrap();
-    let mut without = tls_connect(addr, pki.client()).await.unwrap();
-    assert_eq!(
-        mqtt_connack(&mut without).await.unwrap(),
-        [0x20, 0x02, 0x00, 0x00]
-    );
-    let mut with_cert = tls_connect(addr, pki.client_with_certificate("sensor-2"))
-        .await
-        .unwrap();
-    assert_eq!(
-        mqtt_connack(&mut with_cert).await.unwrap(),
-        [0x20, 0x02, 0x00, 0x00]
-    );
+    assert_mqtt_served(addr, pki.client()).await;
+    assert_mqtt_served(addr, pki.client_with_certificate("sensor-2")).await;
     broker.shutdown().await;
 }
 
@@ -354,10 +338,8 @@ async fn reloaded_certificates_serve_new_handshakes_and_keep_connections() {
     let addr = broker.mqtts_addr().unwrap();
     let old_client = pki.client();
     let mut before = tls_connect(addr, old_client.clone()).await.unwrap();
-    assert_eq!(
-        mqtt_connack(&mut before).await.unwrap(),
-        [0x20, 0x02, 0x00, 0x00]
-    );
+    let connack = mqtt_connack(&mut before).await.unwrap();
+    assert_eq!(connack, [0x20, 0x02, 0x00, 0x00]);
 
     pki.rotate();
     assert!(broker.reload_tls().expect("reloads"));
@@ -365,11 +347,7 @@ async fn reloaded_certificates_serve_new_handshakes_and_keep_connections() {
         .await
         .expect_err("the old CA no longer matches");
     assert!(err.to_string().contains("UnknownIssuer"), "{err}");
-    let mut after = tls_connect(addr, pki.client()).await.expect("the new CA");
-    assert_eq!(
-        mqtt_connack(&mut after).await.unwrap(),
-        [0x20, 0x02, 0x00, 0x00]
-    );
+    assert_mqtt_served(addr, pki.client()).await;
     // The connection made before the reload still works: PINGREQ, PINGRESP.
     before.write_all(&[0xC0, 0x00]).await.unwrap();
     let mut pong = [0u8; 2];
@@ -383,11 +361,7 @@ async fn reloaded_certificates_serve_new_handshakes_and_keep_connections() {
     std::fs::write(&pki.cert, "not a certificate").unwrap();
     let err = broker.reload_tls().expect_err("a broken certificate file");
     assert!(err.to_string().contains("certificate"), "{err}");
-    let mut still = tls_connect(addr, pki.client()).await.expect("still served");
-    assert_eq!(
-        mqtt_connack(&mut still).await.unwrap(),
-        [0x20, 0x02, 0x00, 0x00]
-    );
+    assert_mqtt_served(addr, pki.client()).await;
     broker.shutdown().await;
 }
 
@@ -561,15 +535,7 @@ fn sighup_reloads_the_certificates_of_the_running_binary() {
     let addr = broker.listening("mqtts");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let old_client = pki.client();
-    runtime.block_on(async {
-        let mut s = tls_connect(addr, old_client.clone())
-            .await
-            .expect("first CA");
-        assert_eq!(
-            mqtt_connack(&mut s).await.unwrap(),
-            [0x20, 0x02, 0x00, 0x00]
-        );
-    });
+    runtime.block_on(assert_mqtt_served(addr, old_client.clone()));
     pki.rotate();
     broker.signal("HUP");
     broker
@@ -578,10 +544,6 @@ fn sighup_reloads_the_certificates_of_the_running_binary() {
     runtime.block_on(async {
         let err = tls_connect(addr, old_client).await.expect_err("old CA");
         assert!(err.to_string().contains("UnknownIssuer"), "{err}");
-        let mut s = tls_connect(addr, pki.client()).await.expect("the new CA");
-        assert_eq!(
-            mqtt_connack(&mut s).await.unwrap(),
-            [0x20, 0x02, 0x00, 0x00]
-        );
+        assert_mqtt_served(addr, pki.client()).await;
     });
 }

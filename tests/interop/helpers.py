@@ -37,6 +37,20 @@ QUIET = 0.5  # grace period after a sentinel when checking that something did NO
 VERSIONS = {"v311": mqtt.MQTTv311, "v5": mqtt.MQTTv5}
 
 
+def publish_until_received(publisher: mqtt.Client, topic: str, payload: bytes,
+                           inbox: "queue.Queue[bytes]", attempts: int = 50) -> None:
+    """Publishes ``payload`` (QoS 1) until it shows up in ``inbox``: for a subscription
+    whose SUBACK the test could not wait for."""
+    for _ in range(attempts):
+        publisher.publish(topic, payload, qos=1).wait_for_publish(WAIT)
+        try:
+            if inbox.get(timeout=0.1) == payload:
+                return
+        except queue.Empty:
+            continue
+    raise AssertionError(f"{payload[:40]!r} never arrived on {topic}")
+
+
 def bounded_async(budget: float):
     """Decorator: run an ``async def test_...(...)`` as a plain test function under
     ``asyncio.run``, the coroutine as a whole bounded by ``budget`` seconds."""

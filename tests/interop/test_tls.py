@@ -18,7 +18,7 @@ import stomp
 
 import nats
 from conftest import start_broker, stop_broker
-from helpers import WAIT, bounded_async
+from helpers import WAIT, bounded_async, publish_until_received
 
 
 def _openssl(*args: str, cwd) -> None:
@@ -73,16 +73,7 @@ def test_paho_mqtt_over_tls_reaches_a_plain_subscriber(tls_broker, pki):
         secure.tls_set(ca_certs=str(pki / "ca.pem"))
         secure.connect("localhost", tls_broker.listening("mqtts"))
         secure.loop_start()
-        # Retried until the subscription is in place (SUBACK is asynchronous here).
-        for _ in range(50):
-            secure.publish(topic, b"over mqtts", qos=1).wait_for_publish(WAIT)
-            try:
-                assert got.get(timeout=0.1) == b"over mqtts"
-                break
-            except queue.Empty:
-                continue
-        else:
-            pytest.fail("the plain subscriber never got the TLS publisher's message")
+        publish_until_received(secure, topic, b"over mqtts", got)
     finally:
         secure.loop_stop()
         plain.loop_stop()

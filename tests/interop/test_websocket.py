@@ -9,7 +9,7 @@ import uuid
 import paho.mqtt.client as mqtt
 import pytest
 
-from helpers import WAIT
+from helpers import WAIT, publish_until_received
 
 
 @pytest.mark.parametrize("version", [mqtt.MQTTv311, mqtt.MQTTv5])
@@ -33,18 +33,9 @@ def test_paho_over_websocket_and_tcp(broker, version):
         assert got.get(timeout=WAIT) == (topic, b"x" * 200_000)
         back = f"{topic}/back"
         plain.subscribe(back, qos=1)
-        # Retried until the plain subscription is in place.
         answers: queue.Queue = queue.Queue()
         plain.on_message = lambda c, u, m: answers.put(m.payload)
-        for _ in range(50):
-            ws.publish(back, b"from the websocket", qos=1).wait_for_publish(WAIT)
-            try:
-                assert answers.get(timeout=0.1) == b"from the websocket"
-                break
-            except queue.Empty:
-                continue
-        else:
-            pytest.fail("the TCP subscriber never got the WebSocket publisher's message")
+        publish_until_received(ws, back, b"from the websocket", answers)
     finally:
         ws.loop_stop()
         plain.loop_stop()
