@@ -42,8 +42,7 @@ pub(crate) mod protocols;
 pub mod router;
 pub mod server;
 pub mod storage;
-pub(crate) mod tls;
-pub(crate) mod websocket;
+pub(crate) mod transport;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -72,7 +71,7 @@ pub enum Error {
     Storage(#[from] storage::StorageError),
     /// The TLS certificate or key cannot be used.
     #[error(transparent)]
-    Tls(#[from] tls::TlsError),
+    Tls(#[from] transport::tls::TlsError),
 }
 
 /// A running broker: its listeners and its in-process bus.

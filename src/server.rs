@@ -14,12 +14,12 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, DataDir, Listen, NatsTls};
-use crate::protocols::socket::Duplex;
 use crate::protocols::{amqp, kafka_rest, mqtt, nats, schema_registry, stomp};
 use crate::router::{Now, OutboxLimits, RetainedLimits, Router};
 use crate::storage::Storage;
-use crate::tls::Certificates;
-use crate::websocket;
+use crate::transport::tls::Certificates;
+use crate::transport::websocket;
+use crate::transport::Duplex;
 use crate::Error;
 
 /// How long shutdown waits for connections to say goodbye before giving up.
@@ -404,11 +404,11 @@ fn serve(
         Transport::Tcp => serve_over(front, stream, peer, local, ctx),
         Transport::Tls(tls) => Box::pin(async move {
             let timeout = ctx.config.limits.connect_timeout;
-            let stream = match crate::tls::handshake(&tls, stream, timeout).await {
+            let stream = match crate::transport::tls::handshake(&tls, stream, timeout).await {
                 Ok(stream) => stream,
                 Err(why) => return info!(%peer, ?front, why = %why, "TLS handshake failed"),
             };
-            let (version, suite) = crate::tls::describe(&stream);
+            let (version, suite) = crate::transport::tls::describe(&stream);
             debug!(%peer, ?front, %version, %suite, "TLS connection");
             serve_over(front, stream, peer, local, ctx).await;
         }),
@@ -422,7 +422,7 @@ fn serve(
         }),
         Transport::WebSocket(endpoint, Some(tls)) => Box::pin(async move {
             let timeout = ctx.config.limits.connect_timeout;
-            let stream = match crate::tls::handshake(&tls, stream, timeout).await {
+            let stream = match crate::transport::tls::handshake(&tls, stream, timeout).await {
                 Ok(stream) => stream,
                 Err(why) => return info!(%peer, ?front, why = %why, "TLS handshake failed"),
             };

@@ -14,8 +14,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tracing::debug;
 
-use crate::protocols::socket::Duplex;
 use crate::server::Context;
+use crate::transport::Duplex;
 
 /// How long a client may take to send a request's body (a body that trickles
 /// in would hold its connection and buffer for as long as it likes).

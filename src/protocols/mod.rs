@@ -11,7 +11,7 @@ pub(crate) mod mqtt;
 pub(crate) mod nats;
 mod pressure;
 pub(crate) mod schema_registry;
-pub(crate) mod socket;
+mod socket;
 pub(crate) mod stomp;
 
 use crate::router::Now;

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
 
 use crate::router::{Held, Memory};
 
@@ -62,36 +61,6 @@ impl std::fmt::Display for WriteError {
             WriteError::Io(e) => e.fmt(f),
             WriteError::TimedOut => f.write_str("write timed out: the client is not reading"),
         }
-    }
-}
-
-/// The read half of a connection's byte stream (TCP, TLS, ...): fronts are
-/// generic over it, so the transport is the listener's choice, never theirs.
-pub(crate) trait ReadHalf: AsyncRead + Unpin + Send + 'static {}
-impl<T: AsyncRead + Unpin + Send + 'static> ReadHalf for T {}
-
-/// The write half of a connection's byte stream.
-pub(crate) trait WriteHalf: AsyncWrite + Unpin + Send + 'static {}
-impl<T: AsyncWrite + Unpin + Send + 'static> WriteHalf for T {}
-
-/// A connection's byte stream, whatever carries it (TCP, TLS, ...). Fronts that
-/// read and write in separate places take its halves; HTTP takes it whole.
-pub(crate) trait Duplex: AsyncRead + AsyncWrite + Unpin + Send + 'static {
-    /// The read half.
-    type Read: ReadHalf;
-    /// The write half.
-    type Write: WriteHalf;
-    /// Splits the stream in two.
-    fn halves(self) -> (Self::Read, Self::Write);
-}
-
-impl Duplex for TcpStream {
-    type Read = tokio::net::tcp::OwnedReadHalf;
-    type Write = tokio::net::tcp::OwnedWriteHalf;
-
-    /// Without a lock between the halves.
-    fn halves(self) -> (Self::Read, Self::Write) {
-        self.into_split()
     }
 }
 

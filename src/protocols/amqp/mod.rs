@@ -24,8 +24,9 @@ use crate::protocols::delivery::{write_pending, Deliveries};
 use crate::protocols::frames::FrameReader;
 use crate::protocols::now;
 use crate::protocols::pressure::Pressure;
-use crate::protocols::socket::{self, Duplex, ReadHalf, Watched, WriteHalf};
+use crate::protocols::socket::{self, Watched};
 use crate::server::Context;
+use crate::transport::{Duplex, ReadHalf, WriteHalf};
 
 /// Deliveries a connection's queues may hand it before it writes them.
 const OUTLET_MAX: usize = 1024;

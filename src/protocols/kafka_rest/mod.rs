@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::protocols::socket::Duplex;
 use crate::server::Context;
+use crate::transport::Duplex;
 
 /// How often idle consumer instances are looked for.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(1);

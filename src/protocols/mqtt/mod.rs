@@ -29,8 +29,9 @@ use session::{Connection, Exit};
 use crate::protocols::acks;
 use crate::protocols::frames::FrameReader;
 use crate::protocols::pressure::Pressure;
-use crate::protocols::socket::{self, Duplex, ReadHalf, WriteHalf};
+use crate::protocols::socket;
 use crate::server::Context;
+use crate::transport::{Duplex, ReadHalf, WriteHalf};
 
 /// At most this many queued messages are moved to the socket per wake-up, so that
 /// one busy subscriber cannot starve reading its own socket.

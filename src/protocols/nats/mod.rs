@@ -21,10 +21,11 @@ use crate::config::{ClientAuth, NatsTls};
 use crate::protocols::acks;
 use crate::protocols::frames::FrameReader;
 use crate::protocols::pressure::Pressure;
-use crate::protocols::socket::{self, Duplex, ReadHalf, WriteHalf};
+use crate::protocols::socket;
 use crate::router::OutboxLimits;
 use crate::server::Context;
-use crate::tls::Certificates;
+use crate::transport::tls::Certificates;
+use crate::transport::{Duplex, ReadHalf, WriteHalf};
 
 /// At most this many queued messages are encoded per wake-up, so that a busy
 /// subscriber still reads its own socket.
@@ -73,9 +74,9 @@ pub(crate) async fn serve_negotiated(
     let conn_id = ctx.next_conn_id();
     let timeout = ctx.config.limits.connect_timeout;
     let upgrade = |stream| async {
-        match crate::tls::handshake(&tls, stream, timeout).await {
+        match crate::transport::tls::handshake(&tls, stream, timeout).await {
             Ok(stream) => {
-                let (version, suite) = crate::tls::describe(&stream);
+                let (version, suite) = crate::transport::tls::describe(&stream);
                 debug!(%peer, %version, %suite, "nats: TLS connection");
                 Some(stream)
             }
@@ -108,7 +109,7 @@ pub(crate) async fn serve_negotiated(
     // A TLS client's next bytes are a handshake record; a plain one's are CONNECT.
     let mut first = [0u8; 1];
     let starts_tls = match tokio::time::timeout(timeout, stream.peek(&mut first)).await {
-        Ok(Ok(1)) => first[0] == crate::tls::HANDSHAKE_RECORD,
+        Ok(Ok(1)) => first[0] == crate::transport::tls::HANDSHAKE_RECORD,
         Ok(_) => return debug!(%peer, "nats: closed after INFO"),
         Err(_) => false,
     };

@@ -15,8 +15,8 @@ use std::sync::Arc;
 pub(crate) use api::routes;
 pub(crate) use state::Registry;
 
-use crate::protocols::socket::Duplex;
 use crate::server::Context;
+use crate::transport::Duplex;
 
 /// Serves one connection of the registry's own listener.
 pub(crate) async fn serve<S: Duplex>(stream: S, peer: SocketAddr, ctx: Arc<Context>) {

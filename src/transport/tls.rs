@@ -18,7 +18,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{ClientAuth, Tls};
-use crate::protocols::socket::Duplex;
+use crate::transport::Duplex;
 
 /// The first byte of a TLS record carrying a handshake (a ClientHello).
 pub(crate) const HANDSHAKE_RECORD: u8 = 0x16;

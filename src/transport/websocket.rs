@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::protocols::socket::Duplex;
+use crate::transport::Duplex;
 
 /// Where a protocol is served on its WebSocket listener.
 #[derive(Debug)]

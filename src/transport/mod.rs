@@ -1,0 +1,38 @@
+//! Transports: the byte streams a listener's connections arrive on (TCP, TLS,
+//! WebSocket, WebSocket over TLS). Fronts are generic over [`Duplex`], so which
+//! transport carries a connection is the listener's choice, never protocol code's.
+
+pub(crate) mod tls;
+pub(crate) mod websocket;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+/// The read half of a connection's byte stream (TCP, TLS, WebSocket).
+pub(crate) trait ReadHalf: AsyncRead + Unpin + Send + 'static {}
+impl<T: AsyncRead + Unpin + Send + 'static> ReadHalf for T {}
+
+/// The write half of a connection's byte stream.
+pub(crate) trait WriteHalf: AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncWrite + Unpin + Send + 'static> WriteHalf for T {}
+
+/// A connection's byte stream, whatever carries it (TCP, TLS, ...). Fronts that
+/// read and write in separate places take its halves; HTTP takes it whole.
+pub(crate) trait Duplex: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// The read half.
+    type Read: ReadHalf;
+    /// The write half.
+    type Write: WriteHalf;
+    /// Splits the stream in two.
+    fn halves(self) -> (Self::Read, Self::Write);
+}
+
+impl Duplex for TcpStream {
+    type Read = tokio::net::tcp::OwnedReadHalf;
+    type Write = tokio::net::tcp::OwnedWriteHalf;
+
+    /// Without a lock between the halves.
+    fn halves(self) -> (Self::Read, Self::Write) {
+        self.into_split()
+    }
+}
