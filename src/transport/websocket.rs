@@ -29,6 +29,9 @@ pub(crate) struct Endpoint {
     pub(crate) subprotocols: &'static [&'static str],
 }
 
+/// The read buffer of a WebSocket connection.
+const READ_BUFFER: usize = 8 * 1024;
+
 /// MQTT over WebSocket (MQTT 5.0 section 6; "mqttv3.1" for older clients).
 pub(crate) const MQTT: Endpoint = Endpoint {
     path: Some("/mqtt"),
@@ -76,7 +79,12 @@ pub(crate) async fn accept<S: Duplex>(
     timeout: Duration,
 ) -> Result<WsStream<S>, String> {
     let check = |request: &Request, response: Response| check(request, response, endpoint, origins);
+    // tungstenite allocates its read buffer up front (128 KiB by default): an idle
+    // connection should cost what a TCP one does. Writes are already batched by the
+    // fronts, one message per write, so they go out at once.
     let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message));
     let upgrade = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(config));
