@@ -365,6 +365,15 @@ async fn reloaded_certificates_serve_new_handshakes_and_keep_connections() {
     broker.shutdown().await;
 }
 
+/// The next message of a NATS subscription, within [`WAIT`].
+async fn next_message(sub: &mut async_nats::Subscriber) -> async_nats::Message {
+    let next = futures_util::StreamExt::next(sub);
+    tokio::time::timeout(WAIT, next)
+        .await
+        .expect("a message in time")
+        .expect("subscribed")
+}
+
 /// Reads a NATS server line (INFO, -ERR, ...).
 async fn nats_line<S: AsyncReadExt + Unpin>(s: &mut S) -> String {
     let mut line = Vec::new();
@@ -403,10 +412,7 @@ async fn nats_clients_upgrade_after_info_and_plain_ones_are_told_tls_is_required
         .await
         .unwrap();
     pub_client.flush().await.unwrap();
-    let got = tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut sub))
-        .await
-        .unwrap()
-        .unwrap();
+    let got = next_message(&mut sub).await;
     assert_eq!(&got.payload[..], b"over tls");
     // From MQTT in plain text to the NATS subscriber over TLS.
     let (mqtt, _) = common::v4(broker.mqtt_addr().unwrap(), |_| {}, "tls-bridge").await;
@@ -414,10 +420,7 @@ async fn nats_clients_upgrade_after_info_and_plain_ones_are_told_tls_is_required
         .publish("tls/b", QoS::AtLeastOnce, false, "from mqtt")
         .await
         .unwrap();
-    let got = tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut sub))
-        .await
-        .unwrap()
-        .unwrap();
+    let got = next_message(&mut sub).await;
     assert_eq!(
         (got.subject.as_str(), &got.payload[..]),
         ("tls.b", &b"from mqtt"[..])
@@ -456,10 +459,7 @@ async fn nats_tls_optional_serves_both_and_tls_first_starts_with_the_handshake()
     plain.flush().await.unwrap();
     secure.publish("mixed", "hi".into()).await.unwrap();
     secure.flush().await.unwrap();
-    let got = tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut sub))
-        .await
-        .unwrap()
-        .unwrap();
+    let got = next_message(&mut sub).await;
     assert_eq!(&got.payload[..], b"hi");
     broker.shutdown().await;
 
@@ -477,10 +477,7 @@ async fn nats_tls_optional_serves_both_and_tls_first_starts_with_the_handshake()
         .publish("first", "after the handshake".into())
         .await
         .unwrap();
-    let got = tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut sub))
-        .await
-        .unwrap()
-        .unwrap();
+    let got = next_message(&mut sub).await;
     assert_eq!(&got.payload[..], b"after the handshake");
     broker.shutdown().await;
 }
