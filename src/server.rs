@@ -18,8 +18,8 @@ use crate::protocols::{amqp, kafka_rest, mqtt, nats, schema_registry, stomp};
 use crate::router::{Now, OutboxLimits, RetainedLimits, Router};
 use crate::storage::Storage;
 use crate::transport::tls::Certificates;
-use crate::transport::websocket;
 use crate::transport::Duplex;
+use crate::transport::{tls, websocket};
 use crate::Error;
 
 /// How long shutdown waits for connections to say goodbye before giving up.
@@ -270,23 +270,7 @@ pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
             addr,
             source,
         };
-        // `Config::validate` refuses a TLS listener without a certificate.
-        let secure = ctx.tls.clone().filter(|_| ctx.config.is_tls_listener(name));
-        let transport = match &ctx.tls {
-            _ if name.ends_with("-ws") || name.ends_with("-wss") => {
-                let endpoint = match front {
-                    Front::Mqtt => &websocket::MQTT,
-                    Front::Nats => &websocket::NATS,
-                    _ => &websocket::STOMP,
-                };
-                Transport::WebSocket(endpoint, secure)
-            }
-            Some(tls) if ctx.config.is_tls_listener(name) => Transport::Tls(tls.clone()),
-            Some(tls) if name == "nats" && ctx.config.nats_tls != NatsTls::Off => {
-                Transport::Negotiated(tls.clone())
-            }
-            _ => Transport::Tcp,
-        };
+        let transport = transport_of(name, front, ctx);
         let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
         let at = listener.local_addr().map_err(bind_error)?;
         bound.push((name, at));
@@ -390,6 +374,27 @@ async fn accept_loop(
     }
 }
 
+/// What the connections of the listener named `name` arrive on. (`Config::validate`
+/// refuses a TLS listener without a certificate.)
+fn transport_of(name: &str, front: Front, ctx: &Context) -> Transport {
+    let secure = ctx.tls.clone().filter(|_| ctx.config.is_tls_listener(name));
+    if name.ends_with("-ws") || name.ends_with("-wss") {
+        let endpoint = match front {
+            Front::Mqtt => &websocket::MQTT,
+            Front::Nats => &websocket::NATS,
+            _ => &websocket::STOMP,
+        };
+        return Transport::WebSocket(endpoint, secure);
+    }
+    match (secure, &ctx.tls) {
+        (Some(tls), _) => Transport::Tls(tls),
+        (None, Some(tls)) if name == "nats" && ctx.config.nats_tls != NatsTls::Off => {
+            Transport::Negotiated(tls.clone())
+        }
+        _ => Transport::Tcp,
+    }
+}
+
 /// One connection's task, boxed: a task is as large as its future, and an idle
 /// MQTT client should pay neither for another front's state nor for the arguments.
 fn serve(
@@ -404,13 +409,9 @@ fn serve(
         Transport::Tcp => serve_over(front, stream, peer, local, ctx),
         Transport::Tls(tls) => Box::pin(async move {
             let timeout = ctx.config.limits.connect_timeout;
-            let stream = match crate::transport::tls::handshake(&tls, stream, timeout).await {
-                Ok(stream) => stream,
-                Err(why) => return info!(%peer, ?front, why = %why, "TLS handshake failed"),
-            };
-            let (version, suite) = crate::transport::tls::describe(&stream);
-            debug!(%peer, ?front, %version, %suite, "TLS connection");
-            serve_over(front, stream, peer, local, ctx).await;
+            if let Some(stream) = tls::handshake(&tls, stream, peer, &front, timeout).await {
+                serve_over(front, stream, peer, local, ctx).await;
+            }
         }),
         Transport::Negotiated(tls) => {
             Box::pin(nats::serve_negotiated(stream, peer, local, tls, ctx))
@@ -422,9 +423,8 @@ fn serve(
         }),
         Transport::WebSocket(endpoint, Some(tls)) => Box::pin(async move {
             let timeout = ctx.config.limits.connect_timeout;
-            let stream = match crate::transport::tls::handshake(&tls, stream, timeout).await {
-                Ok(stream) => stream,
-                Err(why) => return info!(%peer, ?front, why = %why, "TLS handshake failed"),
+            let Some(stream) = tls::handshake(&tls, stream, peer, &front, timeout).await else {
+                return;
             };
             if let Some(ws) = upgrade(stream, endpoint, peer, front, &ctx).await {
                 serve_over(front, ws, peer, local, ctx).await;

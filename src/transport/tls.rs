@@ -4,6 +4,8 @@
 //! without touching connections already made, and the handshake that turns an
 //! accepted socket into an encrypted byte stream any front can serve.
 
+use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -16,6 +18,7 @@ use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info};
 
 use crate::config::{ClientAuth, Tls};
 use crate::transport::Duplex;
@@ -108,19 +111,28 @@ fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String
     Ok(certs)
 }
 
-/// Runs the server side of the handshake within `timeout`. A client that is not
-/// speaking TLS (plain text on a TLS port) fails here: the error says what arrived.
+/// Runs the server side of the handshake within `timeout`, logged for `front`: the
+/// negotiated version and cipher suite at debug, a failure at info. A client that is
+/// not speaking TLS (plain text on a TLS port) fails here; the log says so.
 pub(crate) async fn handshake(
     certificates: &Certificates,
     stream: TcpStream,
+    peer: SocketAddr,
+    front: &(dyn fmt::Debug + Sync),
     timeout: Duration,
-) -> Result<TlsStream<TcpStream>, String> {
+) -> Option<TlsStream<TcpStream>> {
     let accepting = certificates.acceptor().accept(stream);
-    match tokio::time::timeout(timeout, accepting).await {
-        Ok(Ok(tls)) => Ok(tls),
-        Ok(Err(e)) => Err(explain(&e)),
-        Err(_) => Err("no TLS handshake in time".into()),
-    }
+    let why = match tokio::time::timeout(timeout, accepting).await {
+        Ok(Ok(tls)) => {
+            let (version, suite) = describe(&tls);
+            debug!(%peer, ?front, %version, %suite, "TLS connection");
+            return Some(tls);
+        }
+        Ok(Err(e)) => explain(&e),
+        Err(_) => "no TLS handshake in time".into(),
+    };
+    info!(%peer, ?front, why = %why, "TLS handshake failed");
+    None
 }
 
 /// A failed handshake's reason, saying so when the client was not speaking TLS.
@@ -142,7 +154,7 @@ fn explain(e: &std::io::Error) -> String {
 }
 
 /// The negotiated version and cipher suite, for the connection's log line.
-pub(crate) fn describe(stream: &TlsStream<TcpStream>) -> (String, String) {
+fn describe(stream: &TlsStream<TcpStream>) -> (String, String) {
     let (_, session) = stream.get_ref();
     let version = session
         .protocol_version()

@@ -73,19 +73,7 @@ pub(crate) async fn serve_negotiated(
 ) {
     let conn_id = ctx.next_conn_id();
     let timeout = ctx.config.limits.connect_timeout;
-    let upgrade = |stream| async {
-        match crate::transport::tls::handshake(&tls, stream, timeout).await {
-            Ok(stream) => {
-                let (version, suite) = crate::transport::tls::describe(&stream);
-                debug!(%peer, %version, %suite, "nats: TLS connection");
-                Some(stream)
-            }
-            Err(why) => {
-                info!(%peer, why = %why, "nats: TLS handshake failed");
-                None
-            }
-        }
-    };
+    let upgrade = |stream| crate::transport::tls::handshake(&tls, stream, peer, &"nats", timeout);
     let mode = ctx.config.nats_tls;
     if mode == NatsTls::First {
         let info = info_json(&ctx, conn_id, peer, local, TlsOffer::Required);
