@@ -149,7 +149,7 @@ async def fetch_n(sub, n: int, timeout: float = WAIT) -> list:
                                  f"{[(m.subject, m.data) for m in out]}")
         try:
             out += await sub.fetch(n - len(out), timeout=remaining)
-        except nats.errors.TimeoutError:
+        except asyncio.TimeoutError:  # nats-py's TimeoutError is one too
             pass
     return out
 
@@ -158,7 +158,9 @@ async def fetch_rest(sub, batch: int = 20, timeout: float = SHORT) -> list:
     """Whatever the consumer has now (an empty list when a short fetch times out)."""
     try:
         return await sub.fetch(batch, timeout=timeout)
-    except nats.errors.TimeoutError:
+    # nats-py raises its own TimeoutError, or asyncio's when the timeout has already
+    # passed before it sends the request (a slow moment on a loaded machine).
+    except asyncio.TimeoutError:
         return []
 
 
