@@ -19,7 +19,7 @@ use crate::router::{Now, OutboxLimits, RetainedLimits, Router};
 use crate::storage::Storage;
 use crate::transport::tls::Certificates;
 use crate::transport::Duplex;
-use crate::transport::{tls, websocket};
+use crate::transport::{plain::Plain, tls, websocket};
 use crate::Error;
 
 /// How long shutdown waits for connections to say goodbye before giving up.
@@ -406,7 +406,7 @@ fn serve(
 ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     let local = stream.local_addr().ok();
     match transport {
-        Transport::Tcp => serve_over(front, stream, peer, local, ctx),
+        Transport::Tcp => serve_over(front, Plain::new(stream, peer), peer, local, ctx),
         Transport::Tls(tls) => Box::pin(async move {
             let timeout = ctx.config.limits.connect_timeout;
             if let Some(stream) = tls::handshake(&tls, stream, peer, &front, timeout).await {
@@ -417,6 +417,7 @@ fn serve(
             Box::pin(nats::serve_negotiated(stream, peer, local, tls, ctx))
         }
         Transport::WebSocket(endpoint, None) => Box::pin(async move {
+            let stream = Plain::new(stream, peer);
             if let Some(ws) = upgrade(stream, endpoint, peer, front, &ctx).await {
                 serve_over(front, ws, peer, local, ctx).await;
             }

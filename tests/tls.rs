@@ -1,11 +1,13 @@
 //! TLS listeners (`--mqtts`, `--amqps`, `--stomps`, NATS's upgrade after INFO,
 //! HTTPS): real clients over TLS with a test CA, an untrusted certificate refused
 //! by the client, client certificates required or optional, certificates reloaded
-//! without dropping connections, plain text on a TLS port closed without a hang,
-//! and a TLS listener without a certificate refused at start.
+//! without dropping connections, plain text on a TLS port and a TLS client on a
+//! plain port answered at once, and a TLS listener without a certificate refused
+//! at start.
 
 mod common;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -271,6 +273,65 @@ async fn plain_text_on_a_tls_port_is_closed_at_once() {
             .expect("closed without waiting for the handshake timeout");
         assert!(read.is_err() || rest.len() < 16, "{rest:?}");
         assert_ne!(rest.first(), Some(&0x20), "no CONNACK in plain text");
+    }
+    broker.shutdown().await;
+}
+
+/// The first bytes of a TLS 1.2/1.3 ClientHello: a handshake record (22, version
+/// 3.1, 200 bytes) starting a ClientHello (1) of 196 bytes, without a newline.
+const CLIENT_HELLO_START: &[u8] = &[
+    0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03, 0x03,
+];
+
+#[tokio::test]
+async fn a_tls_client_on_a_plain_port_gets_the_protocols_answer_at_once() {
+    let pki = Pki::new();
+    let broker = start_with(&pki, |c| {
+        c.listeners.kafka_rest = Listen::parse("127.0.0.1:0").unwrap();
+    })
+    .await;
+    // What each protocol answers bytes it cannot take, then closes: MQTT nothing
+    // (3.1.1's rule for a bad CONNECT), AMQP its protocol header, STOMP an ERROR
+    // frame (even without the newline a command line ends with), NATS -ERR after
+    // its INFO, HTTP 400.
+    let answers: [(SocketAddr, &[u8]); 5] = [
+        (broker.mqtt_addr().unwrap(), b""),
+        (broker.amqp_addr().unwrap(), b"AMQP\x00\x00\x09\x01"),
+        (broker.stomp_addr().unwrap(), b"ERROR\n"),
+        (broker.nats_addr().unwrap(), b"INFO "),
+        (broker.kafka_rest_addr().unwrap(), b"HTTP/1.1 400"),
+    ];
+    for (addr, answer) in answers {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(CLIENT_HELLO_START).await.unwrap();
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(2), tcp.read_to_end(&mut got))
+            .await
+            .unwrap_or_else(|_| {
+                panic!("{addr} ({answer:?}): closed without waiting for a timeout")
+            });
+        assert!(read.is_ok(), "{addr}: {read:?}");
+        assert!(
+            got.starts_with(answer),
+            "{addr}: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        if answer.is_empty() {
+            assert!(got.is_empty(), "{addr}: {got:?}");
+        }
+        if answer == b"INFO " {
+            let text = String::from_utf8_lossy(&got);
+            assert!(
+                text.ends_with("-ERR 'Unknown Protocol Operation'\r\n"),
+                "{text}"
+            );
+        }
+        // A real TLS client fails its handshake at once too.
+        let handshake =
+            tokio::time::timeout(Duration::from_secs(2), tls_connect(addr, pki.client()))
+                .await
+                .unwrap_or_else(|_| panic!("{addr}: the handshake waited for a timeout"));
+        assert!(handshake.is_err(), "{addr}: no TLS on a plain port");
     }
     broker.shutdown().await;
 }

@@ -2,6 +2,7 @@
 //! WebSocket, WebSocket over TLS). Fronts are generic over [`Duplex`], so which
 //! transport carries a connection is the listener's choice, never protocol code's.
 
+pub(crate) mod plain;
 pub(crate) mod tls;
 pub(crate) mod websocket;
 

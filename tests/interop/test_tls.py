@@ -194,3 +194,18 @@ def test_plain_text_on_a_tls_port_is_closed_and_logged(tls_broker):
     while not any("not speaking TLS" in line for line in tls_broker.lines):
         assert time.monotonic() < deadline, tls_broker.tail(20)
         time.sleep(0.05)
+
+
+def test_a_tls_client_on_a_plain_port_is_answered_and_logged(tls_broker, pki):
+    """Python's ssl module on the plain STOMP port: the handshake fails at once (the
+    broker answers with a STOMP ERROR frame and closes) and the log says why."""
+    import socket
+    import time
+    context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    with socket.create_connection(tls_broker.stomp_addr, timeout=WAIT) as raw:
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            context.wrap_socket(raw, server_hostname="localhost")
+    deadline = time.monotonic() + WAIT
+    while not any("TLS ClientHello on a plain-text listener" in line for line in tls_broker.lines):
+        assert time.monotonic() < deadline, tls_broker.tail(20)
+        time.sleep(0.05)

@@ -167,6 +167,24 @@ mod tests {
     }
 
     #[test]
+    fn a_line_that_cannot_start_an_operation_is_refused_before_its_end() {
+        // A TLS ClientHello's first bytes: no line end, and none needed to refuse it.
+        let mut codec = ServerCodec::new(Limits::default());
+        let mut buf = BytesMut::from(&[0x16u8, 0x03, 0x01, 0x00, 0xc8][..]);
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Err(DecodeError::UnknownOperation)
+        ));
+        // A partial operation still waits for its line end.
+        let mut codec = ServerCodec::new(Limits::default());
+        let mut buf = BytesMut::from(&b"PI"[..]);
+        assert!(matches!(codec.decode(&mut buf), Ok(None)));
+        let mut client = ClientCodec::new(Limits::default());
+        let mut buf = BytesMut::from(&b"-ER"[..]);
+        assert!(matches!(client.decode(&mut buf), Ok(None)));
+    }
+
+    #[test]
     fn pub_with_and_without_reply() {
         assert_eq!(
             client_ops(b"PUB foo.bar INBOX.22 11\r\nhello world\r\nPUB foo 0\r\n\r\n").unwrap(),

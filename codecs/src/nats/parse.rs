@@ -384,6 +384,14 @@ impl<T: Frame> Framer<T> {
         let pending = match self.pending.take() {
             Some(p) => p,
             None => {
+                // Every operation starts with a letter (`+OK` and `-ERR` aside): other
+                // bytes (a TLS ClientHello, binary garbage) are refused at once, as
+                // nats-server's parser does, not after a line end that may never come.
+                if let Some(&b) = src.first() {
+                    if !(b.is_ascii_alphabetic() || b == b'+' || b == b'-') {
+                        return Err(DecodeError::UnknownOperation);
+                    }
+                }
                 let found = src
                     .get(self.scanned..)
                     .and_then(|s| s.iter().position(|&b| b == b'\n'))
