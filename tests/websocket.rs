@@ -1,7 +1,8 @@
 //! WebSocket listeners: MQTT on `/mqtt` and STOMP on `/ws` (RabbitMQ Web-STOMP) with
 //! packets split across messages and several in one, pings answered, close frames
-//! sent, the upgrade refused for a wrong path (404), an unknown subprotocol (400)
-//! and a foreign Origin (403), and the secure variant over TLS.
+//! sent with the protocol's reason, the upgrade refused for a wrong path (404), an
+//! unknown subprotocol (400) and a foreign Origin (403), and the secure variant
+//! over TLS.
 
 mod common;
 
@@ -17,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
@@ -136,21 +138,70 @@ async fn mqtt_over_websocket_with_packets_split_and_joined() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    // DISCONNECT: the broker closes with a close frame.
+    // DISCONNECT: the broker closes with a normal close frame.
     ws.send(Message::binary(vec![0xE0, 0x00])).await.unwrap();
-    let closed = tokio::time::timeout(WAIT, async {
+    assert_eq!(
+        close_frame(&mut ws).await,
+        (CloseCode::Normal, String::new())
+    );
+    broker.shutdown().await;
+}
+
+/// The status code and reason of the close frame the broker sends next (data
+/// messages before it skipped).
+async fn close_frame<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+) -> (CloseCode, String) {
+    let frame = tokio::time::timeout(WAIT, async {
         loop {
             match ws.next().await {
-                Some(Ok(Message::Close(_))) | None => return true,
+                Some(Ok(Message::Close(frame))) => return frame,
                 Some(Ok(_)) => {}
-                Some(Err(_)) => return false,
+                other => panic!("a close frame, not {other:?}"),
             }
         }
     })
     .await
-    .expect("closed in time");
-    assert!(closed, "a close frame, not a dropped socket");
-    broker.shutdown().await;
+    .expect("closed in time")
+    .expect("a status code");
+    (frame.code, frame.reason.to_string())
+}
+
+#[tokio::test]
+async fn close_frames_say_why_the_broker_closed() {
+    let broker = start(|c| c.listeners.nats_ws = Listen::parse("127.0.0.1:0").unwrap()).await;
+    // MQTT 5: a second CONNECT is a protocol error (DISCONNECT 0x82, then 1002).
+    let mqtt = broker.mqtt_ws_addr().unwrap();
+    let mut ws = open(mqtt, "/mqtt", &[("sec-websocket-protocol", "mqtt")])
+        .await
+        .unwrap();
+    let connect_v5 = b"\x10\x0d\x00\x04MQTT\x05\x02\x00\x1e\x00\x00\x00";
+    ws.send(Message::binary(connect_v5.to_vec())).await.unwrap();
+    ws.send(Message::binary(connect_v5.to_vec())).await.unwrap();
+    let (code, reason) = close_frame(&mut ws).await;
+    assert_eq!(code, CloseCode::Protocol, "{reason}");
+    // STOMP: a frame that is not a command gets ERROR, then 1002 with its message.
+    let stomp = broker.stomp_ws_addr().unwrap();
+    let mut ws = open(stomp, "/ws", &[]).await.unwrap();
+    ws.send(Message::text("BOGUS\n\n\0")).await.unwrap();
+    let (code, reason) = close_frame(&mut ws).await;
+    assert_eq!(code, CloseCode::Protocol);
+    assert!(!reason.is_empty());
+    // NATS: an unknown operation (-ERR, then 1002 with its text).
+    let nats = broker.nats_ws_addr().unwrap();
+    let mut ws = open(nats, "/", &[]).await.unwrap();
+    ws.send(Message::text("BOGUS\r\n")).await.unwrap();
+    let closed = close_frame(&mut ws).await;
+    assert_eq!(
+        closed,
+        (CloseCode::Protocol, "Unknown Protocol Operation".into())
+    );
+    // Shutdown: every connected client is told the server is going away.
+    let mut ws = open(nats, "/", &[]).await.unwrap();
+    assert!(next_data(&mut ws).await.starts_with(b"INFO "));
+    let stopping = tokio::spawn(broker.shutdown());
+    assert_eq!(close_frame(&mut ws).await.0, CloseCode::Away);
+    stopping.await.unwrap();
 }
 
 #[tokio::test]

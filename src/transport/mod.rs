@@ -14,8 +14,32 @@ pub(crate) trait ReadHalf: AsyncRead + Unpin + Send + 'static {}
 impl<T: AsyncRead + Unpin + Send + 'static> ReadHalf for T {}
 
 /// The write half of a connection's byte stream.
-pub(crate) trait WriteHalf: AsyncWrite + Unpin + Send + 'static {}
-impl<T: AsyncWrite + Unpin + Send + 'static> WriteHalf for T {}
+pub(crate) trait WriteHalf: AsyncWrite + Unpin + Send + 'static {
+    /// Notes why the broker is about to close the connection, for a transport
+    /// that tells the client when it closes (a WebSocket close frame); TCP and TLS
+    /// just close.
+    fn goodbye(&mut self, _goodbye: Goodbye) {}
+}
+
+impl WriteHalf for tokio::net::tcp::OwnedWriteHalf {}
+impl<S: AsyncRead + AsyncWrite + Send + 'static> WriteHalf for tokio::io::WriteHalf<S> {}
+
+/// Why the broker closes a connection, as a WebSocket close frame says it (status
+/// code and reason); the front has already told the client in its own protocol
+/// (DISCONNECT, ERROR, -ERR) where it has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Goodbye {
+    /// The session ended as the protocol ends it.
+    Normal,
+    /// The broker is shutting down.
+    GoingAway,
+    /// The client broke the protocol.
+    ProtocolError(String),
+    /// The client was refused: not authorized, too slow a consumer, a limit.
+    Policy(String),
+    /// The client sent a message over the size limit.
+    TooBig(String),
+}
 
 /// A connection's byte stream, whatever carries it (TCP, TLS, ...). Fronts that
 /// read and write in separate places take its halves; HTTP takes it whole.

@@ -9,15 +9,17 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use futures_util::{Sink, Stream};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{Sink, Stream, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{header, HeaderValue, StatusCode};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::transport::Duplex;
+use crate::transport::{Duplex, Goodbye, WriteHalf};
 
 /// Where a protocol is served on its WebSocket listener.
 #[derive(Debug)]
@@ -89,10 +91,7 @@ pub(crate) async fn accept<S: Duplex>(
         .max_frame_size(Some(max_message));
     let upgrade = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(config));
     match tokio::time::timeout(timeout, upgrade).await {
-        Ok(Ok(ws)) => Ok(WsStream {
-            ws,
-            unread: Bytes::new(),
-        }),
+        Ok(Ok(ws)) => Ok(WsStream::new(ws)),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("no WebSocket upgrade in time".into()),
     }
@@ -155,22 +154,77 @@ fn check(
 
 /// A WebSocket connection as a byte stream: reads return the bytes of the binary
 /// (or text) messages received, each write is sent as one binary message. Pings
-/// are answered by the WebSocket layer; a close frame ends the stream.
+/// are answered by the WebSocket layer; a close frame ends the stream, and closing
+/// it sends one with the front's [`Goodbye`].
 #[derive(Debug)]
 pub(crate) struct WsStream<S> {
-    ws: WebSocketStream<S>,
+    read: WsRead<S>,
+    write: WsWrite<S>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
+    fn new(ws: WebSocketStream<S>) -> WsStream<S> {
+        let (sink, messages) = ws.split();
+        WsStream {
+            read: WsRead {
+                messages,
+                unread: Bytes::new(),
+            },
+            write: WsWrite {
+                sink,
+                goodbye: Some(Goodbye::Normal),
+            },
+        }
+    }
+}
+
+/// The read half of a [`WsStream`].
+#[derive(Debug)]
+pub(crate) struct WsRead<S> {
+    messages: SplitStream<WebSocketStream<S>>,
     /// What is left of the last message received.
     unread: Bytes,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
+/// The write half of a [`WsStream`].
+#[derive(Debug)]
+pub(crate) struct WsWrite<S> {
+    sink: SplitSink<WebSocketStream<S>, Message>,
+    /// What the close frame will say (`None` once it is sent).
+    goodbye: Option<Goodbye>,
+}
+
+/// The largest close reason: a control frame carries at most 125 bytes, two of
+/// them the status code.
+const MAX_CLOSE_REASON: usize = 123;
+
+/// The close frame saying `goodbye` (RFC 6455 section 7.4 status codes).
+fn close_frame(goodbye: &Goodbye) -> CloseFrame {
+    let (code, reason) = match goodbye {
+        Goodbye::Normal => (CloseCode::Normal, ""),
+        Goodbye::GoingAway => (CloseCode::Away, "server shutting down"),
+        Goodbye::ProtocolError(why) => (CloseCode::Protocol, why.as_str()),
+        Goodbye::Policy(why) => (CloseCode::Policy, why.as_str()),
+        Goodbye::TooBig(why) => (CloseCode::Size, why.as_str()),
+    };
+    let mut end = reason.len().min(MAX_CLOSE_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    CloseFrame {
+        code,
+        reason: reason[..end].into(),
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsRead<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         while self.unread.is_empty() {
-            match ready!(Pin::new(&mut self.ws).poll_next(cx)) {
+            match ready!(Pin::new(&mut self.messages).poll_next(cx)) {
                 Some(Ok(Message::Binary(data))) => self.unread = data,
                 Some(Ok(Message::Text(text))) => self.unread = Bytes::from(text),
                 Some(Ok(Message::Close(_))) | None => return Poll::Ready(Ok(())),
@@ -185,46 +239,104 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsStream<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsWrite<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let ws = Pin::new(&mut self.ws);
-        ready!(ws.poll_ready(cx)).map_err(io::Error::other)?;
-        Pin::new(&mut self.ws)
+        ready!(Pin::new(&mut self.sink).poll_ready(cx)).map_err(io::Error::other)?;
+        Pin::new(&mut self.sink)
             .start_send(Message::Binary(Bytes::copy_from_slice(buf)))
             .map_err(io::Error::other)?;
         Poll::Ready(Ok(buf.len()))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.ws)
+        Pin::new(&mut self.sink)
             .poll_flush(cx)
             .map_err(io::Error::other)
     }
 
-    /// Sends a close frame.
+    /// Sends the close frame saying the goodbye, then closes.
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.ws)
+        if self.goodbye.is_some() {
+            // Once sent, tungstenite's close below adds no second close frame. It
+            // fails if the client closed first: tungstenite has answered that one.
+            let ready = ready!(Pin::new(&mut self.sink).poll_ready(cx));
+            if let (Ok(()), Some(goodbye)) = (ready, self.goodbye.take()) {
+                let frame = close_frame(&goodbye);
+                let _ = Pin::new(&mut self.sink).start_send(Message::Close(Some(frame)));
+            }
+            self.goodbye = None;
+        }
+        Pin::new(&mut self.sink)
             .poll_close(cx)
             .map_err(io::Error::other)
     }
 }
 
+impl<S: Duplex> WriteHalf for WsWrite<S> {
+    fn goodbye(&mut self, goodbye: Goodbye) {
+        self.goodbye = Some(goodbye);
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.read).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsStream<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.write).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.write).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.write).poll_shutdown(cx)
+    }
+}
+
 impl<S: Duplex> Duplex for WsStream<S> {
-    type Read = ReadHalf<WsStream<S>>;
-    type Write = WriteHalf<WsStream<S>>;
+    type Read = WsRead<S>;
+    type Write = WsWrite<S>;
 
     fn halves(self) -> (Self::Read, Self::Write) {
-        tokio::io::split(self)
+        (self.read, self.write)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_close_reason_fits_a_control_frame_on_a_character_boundary() {
+        let long = format!("{}é{}", "x".repeat(122), "y".repeat(50));
+        let frame = close_frame(&Goodbye::ProtocolError(long));
+        assert_eq!(frame.code, CloseCode::Protocol);
+        assert_eq!(frame.reason.as_str(), "x".repeat(122));
+        let frame = close_frame(&Goodbye::TooBig("Packet too large".into()));
+        assert_eq!(
+            (frame.code, frame.reason.as_str()),
+            (CloseCode::Size, "Packet too large")
+        );
+        assert_eq!(close_frame(&Goodbye::Normal).code, CloseCode::Normal);
+        assert_eq!(close_frame(&Goodbye::GoingAway).code, CloseCode::Away);
+    }
 
     #[test]
     fn the_default_origin_rule_is_the_same_host() {

@@ -31,7 +31,7 @@ use crate::protocols::frames::FrameReader;
 use crate::protocols::pressure::Pressure;
 use crate::protocols::socket;
 use crate::server::Context;
-use crate::transport::{Duplex, ReadHalf, WriteHalf};
+use crate::transport::{Duplex, Goodbye, ReadHalf, WriteHalf};
 
 /// At most this many queued messages are moved to the socket per wake-up, so that
 /// one busy subscriber cannot starve reading its own socket.
@@ -125,13 +125,20 @@ pub(crate) async fn serve<S: Duplex>(stream: S, peer: SocketAddr, ctx: Arc<Conte
         }));
     }
     let network_failed = matches!(exit, Exit::Network(_));
+    let goodbye = match &exit {
+        Exit::Protocol(code, why) => goodbye(Some(*code), why),
+        other => {
+            let code = other.disconnect_code();
+            goodbye(code, code.map_or("", |c| c.name()))
+        }
+    };
     // The session (and a takeover waiting for it) comes first; saying goodbye to a
     // client that may not be reading comes last, bounded.
     // Boxed, as every step that runs once (see `farewell`): what a task holds while
     // connected is what an idle client costs.
     Box::pin(end_session(conn, exit, kick, &ctx)).await;
     if !network_failed {
-        farewell(reader, writer, &mut wbuf, version, &last).await;
+        farewell(reader, writer, &mut wbuf, version, &last, goodbye).await;
     }
 }
 
@@ -173,16 +180,27 @@ async fn handshake<R: ReadHalf, W: WriteHalf>(
             } else {
                 ProtocolVersion::V311
             };
-            let packet = session::refusal_connack(ReasonCode::UNSUPPORTED_PROTOCOL_VERSION);
-            farewell(reader, writer, &mut wbuf, version, &[packet]).await;
+            let code = ReasonCode::UNSUPPORTED_PROTOCOL_VERSION;
+            let bye = goodbye(Some(code), code.name());
+            let packet = session::refusal_connack(code);
+            farewell(reader, writer, &mut wbuf, version, &[packet], bye).await;
             warn!(%peer, level, "mqtt: unsupported protocol level");
             return None;
         }
         Ok(Some(Err(e))) => {
             // A 5.0 client learns why (§4.13.1); a 3.1.1 one is just closed [MQTT-3.1.4-1].
             if reader.decoder().refused_connect() == Some(ProtocolVersion::V5) {
+                let bye = goodbye(Some(e.reason_code()), &e.to_string());
                 let packet = session::refusal_connack(e.reason_code());
-                farewell(reader, writer, &mut wbuf, ProtocolVersion::V5, &[packet]).await;
+                farewell(
+                    reader,
+                    writer,
+                    &mut wbuf,
+                    ProtocolVersion::V5,
+                    &[packet],
+                    bye,
+                )
+                .await;
             }
             warn!(%peer, error = %e, "mqtt: bad first packet");
             return None;
@@ -197,7 +215,16 @@ async fn handshake<R: ReadHalf, W: WriteHalf>(
     let accepted = match session::accept_connect(connect, limits, || ctx.assign_client_id()) {
         Ok(a) => a,
         Err(refusal) => {
-            farewell(reader, writer, &mut wbuf, version, &refuse(refusal.code)).await;
+            let bye = goodbye(Some(refusal.code), refusal.why);
+            farewell(
+                reader,
+                writer,
+                &mut wbuf,
+                version,
+                &refuse(refusal.code),
+                bye,
+            )
+            .await;
             warn!(%peer, code = %refusal.code, why = refusal.why, "mqtt: CONNECT refused");
             return None;
         }
@@ -221,14 +248,9 @@ async fn handshake<R: ReadHalf, W: WriteHalf>(
             None
         }
         Prior::Full => {
-            farewell(
-                reader,
-                writer,
-                &mut wbuf,
-                version,
-                &refuse(ReasonCode::QUOTA_EXCEEDED),
-            )
-            .await;
+            let code = ReasonCode::QUOTA_EXCEEDED;
+            let bye = goodbye(Some(code), "max_sessions reached");
+            farewell(reader, writer, &mut wbuf, version, &refuse(code), bye).await;
             warn!(%peer, client_id = %client_id, max = limits.max_sessions, "mqtt: CONNECT refused: max_sessions reached");
             return None;
         }
@@ -288,15 +310,39 @@ async fn handshake<R: ReadHalf, W: WriteHalf>(
 /// Writes the last packets of a connection and closes it (see `socket::farewell`).
 async fn farewell<R: ReadHalf, W: WriteHalf>(
     reader: FrameReader<R, Codec>,
-    writer: W,
+    mut writer: W,
     wbuf: &mut BytesMut,
     version: ProtocolVersion,
     packets: &[Packet],
+    goodbye: Goodbye,
 ) {
+    writer.goodbye(goodbye);
     // What is left of a failed write is not sent after all.
     wbuf.clear();
     encode_packets(wbuf, version, packets);
     Box::pin(socket::farewell(reader.into_inner(), writer, wbuf)).await;
+}
+
+/// What a WebSocket close frame says when the broker ends a connection with the
+/// reason `code` (`None`: a normal end), `why` its reason text.
+fn goodbye(code: Option<ReasonCode>, why: &str) -> Goodbye {
+    match code.filter(|c| c.is_error()) {
+        None => Goodbye::Normal,
+        Some(ReasonCode::SERVER_SHUTTING_DOWN) => Goodbye::GoingAway,
+        Some(ReasonCode::PACKET_TOO_LARGE) => Goodbye::TooBig(why.into()),
+        Some(
+            ReasonCode::MALFORMED_PACKET
+            | ReasonCode::PROTOCOL_ERROR
+            | ReasonCode::UNSUPPORTED_PROTOCOL_VERSION
+            | ReasonCode::TOPIC_NAME_INVALID
+            | ReasonCode::TOPIC_FILTER_INVALID
+            | ReasonCode::TOPIC_ALIAS_INVALID
+            | ReasonCode::RECEIVE_MAXIMUM_EXCEEDED
+            | ReasonCode::PACKET_IDENTIFIER_IN_USE,
+        ) => Goodbye::ProtocolError(why.into()),
+        // Refusals: credentials, authorization, quotas, a takeover, keep alive.
+        Some(_) => Goodbye::Policy(why.into()),
+    }
 }
 
 /// The connected loop. `Ok` never happens: the loop ends only with an `Exit`.

@@ -25,7 +25,7 @@ use crate::protocols::socket;
 use crate::router::OutboxLimits;
 use crate::server::Context;
 use crate::transport::tls::Certificates;
-use crate::transport::{Duplex, ReadHalf, WriteHalf};
+use crate::transport::{Duplex, Goodbye, ReadHalf, WriteHalf};
 
 /// At most this many queued messages are encoded per wake-up, so that a busy
 /// subscriber still reads its own socket.
@@ -166,9 +166,25 @@ async fn serve_after<S: Duplex>(
         Exit::Shutdown => info!(%peer, name = %name, "nats: closed for shutdown"),
     }
     conn.close();
-    if !matches!(exit, Exit::Network(_)) {
+    if let Some(goodbye) = goodbye(&exit) {
+        writer.goodbye(goodbye);
         socket::farewell(reader.into_inner(), writer, &last).await;
     }
+}
+
+/// What a WebSocket close frame says when the broker ends a connection for `exit`
+/// (as nats-server's status codes do); `None`: the connection is already gone.
+fn goodbye(exit: &Exit) -> Option<Goodbye> {
+    Some(match exit {
+        Exit::Network(_) => return None,
+        Exit::Shutdown => Goodbye::GoingAway,
+        Exit::SlowConsumer => Goodbye::Policy("Slow Consumer".into()),
+        Exit::Err(text @ ("Authorization Violation" | "Authentication Timeout")) => {
+            Goodbye::Policy((*text).into())
+        }
+        Exit::Err(text @ "Maximum Payload Violation") => Goodbye::TooBig((*text).into()),
+        Exit::Err(text) => Goodbye::ProtocolError((*text).into()),
+    })
 }
 
 /// The connected loop; it ends only with an `Exit`.

@@ -24,7 +24,7 @@ use crate::protocols::now;
 use crate::protocols::pressure::Pressure;
 use crate::protocols::socket::{self, Watched};
 use crate::server::Context;
-use crate::transport::{Duplex, ReadHalf, WriteHalf};
+use crate::transport::{Duplex, Goodbye, ReadHalf, WriteHalf};
 
 /// Deliveries a connection's queues may hand it before it writes them.
 const OUTLET_MAX: usize = 1024;
@@ -85,6 +85,11 @@ pub(crate) async fn serve<S: Duplex>(stream: S, peer: SocketAddr, ctx: Arc<Conte
             let receipt: Vec<(&str, &str)> =
                 receipt.iter().map(|r| ("receipt-id", r.as_str())).collect();
             translate::write_error(&mut last, version, &message, &detail, &receipt);
+            writer.goodbye(if ctx.shutdown.is_cancelled() {
+                Goodbye::GoingAway
+            } else {
+                Goodbye::ProtocolError(message)
+            });
         }
         End::Closed(why) => info!(%peer, conn = conn_id, why = %why, "stomp: connection closed"),
     }
