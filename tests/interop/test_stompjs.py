@@ -2,8 +2,8 @@
 
 stompjs speaks STOMP over a WebSocket; ``stompjs/tcp-websocket.mjs`` gives it a
 WebSocket-shaped plain TCP socket, so its parser, heart-beating, escaping, receipts,
-transactions and temp-queue handling run unchanged against the TCP listener (the
-WebSocket transport itself is not built yet).  ``stompjs/scenario.mjs`` runs the steps
+transactions and temp-queue handling run unchanged against the TCP listener
+(``test_browser.py`` runs it in Chromium over the WebSocket listener).  ``stompjs/scenario.mjs`` runs the steps
 and asserts each; ``.ci/run`` installs node and the pinned package (``npm ci``).  Point
 it at RabbitMQ with ``DWBROKER_STOMP_ADDR`` like the stomp.py suite (it then sends
 ``host:/``).

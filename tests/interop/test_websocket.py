@@ -1,15 +1,18 @@
-"""MQTT over WebSocket with paho-mqtt's websockets transport against the real binary
-(path /mqtt, subprotocol mqtt), to and from a plain TCP client."""
+"""MQTT over WebSocket with paho-mqtt's websockets transport (path /mqtt, subprotocol
+mqtt) and NATS over WebSocket with nats-py's (aiohttp) against the real binary, to and
+from plain TCP clients."""
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import uuid
 
+import nats
 import paho.mqtt.client as mqtt
 import pytest
 
-from helpers import WAIT, publish_until_received
+from helpers import WAIT, bounded_async, publish_until_received
 
 
 @pytest.mark.parametrize("version", [mqtt.MQTTv311, mqtt.MQTTv5])
@@ -41,3 +44,32 @@ def test_paho_over_websocket_and_tcp(broker, version):
         plain.loop_stop()
         ws.disconnect()
         plain.disconnect()
+
+
+@bounded_async(20)
+async def test_nats_py_over_websocket_and_tcp(broker, uid):
+    """nats-py's WebSocket transport (aiohttp) on the NATS WebSocket listener, to and
+    from a NATS client on TCP, a request answered across the two included."""
+    ws = await asyncio.wait_for(nats.connect(f"ws://127.0.0.1:{broker.listening('nats-ws')}"), WAIT)
+    tcp = await asyncio.wait_for(nats.connect(broker.nats_url), WAIT)
+    try:
+        inbox = await ws.subscribe(f"ws.{uid}.in")
+
+        async def upper(msg):
+            await msg.respond(msg.data.upper())
+
+        await ws.subscribe(f"ws.{uid}.upper", cb=upper)
+        await ws.flush()
+        big = bytes(i % 251 for i in range(300_000))
+        await tcp.publish(f"ws.{uid}.in", big)
+        got = await inbox.next_msg(timeout=WAIT)
+        assert got.data == big
+        reply = await tcp.request(f"ws.{uid}.upper", b"over the websocket", timeout=WAIT)
+        assert reply.data == b"OVER THE WEBSOCKET"
+        back = await tcp.subscribe(f"ws.{uid}.back")
+        await tcp.flush()
+        await ws.publish(f"ws.{uid}.back", b"from the websocket")
+        assert (await back.next_msg(timeout=WAIT)).data == b"from the websocket"
+    finally:
+        await ws.close()
+        await tcp.close()
