@@ -107,6 +107,11 @@ variants=(
     "js-consume --size 64 --memory"
     "js-consume --size 1024"
     "mqtt-idle --connections $CONNECTIONS"
+    "mqtt-qos0 --size 64 --subs 1 --tls"
+    "mqtt-qos0 --size 1024 --subs 1 --tls"
+    "mqtt-qos1 --size 64 --subs 1 --tls"
+    "nats-pubsub --size 64 --subs 1 --tls"
+    "nats-pubsub --size 64 --subs 10 --tls"
 )
 # No reference broker speaks these (there is no Kafka REST proxy on this machine): dwbroker
 # alone, absolute figures and the broker's CPU per record.

@@ -6,13 +6,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use tokio_rustls::rustls::ClientConfig;
+
 use crate::cli::Protocol;
+use crate::pki::Pki;
 use crate::Res;
 
-/// dwbroker's fixed ports (MQTT, AMQP, STOMP, NATS): clear of its defaults and of the
-/// reference brokers', and below the ephemeral port range (32768-60999) that client
-/// sockets take theirs from.
-const DW_PORTS: [u16; 5] = [11883, 15675, 16613, 14222, 18082];
+/// dwbroker's fixed ports (MQTT, AMQP, STOMP, NATS, Kafka REST, MQTT over TLS): clear
+/// of its defaults and of the reference brokers', and below the ephemeral port range
+/// (32768-60999) that client sockets take theirs from.
+const DW_PORTS: [u16; 6] = [11883, 15675, 16613, 14222, 18082, 18883];
 
 /// The reference brokers' ports (reference-brokers.sh).
 const MOSQUITTO: u16 = 21883;
@@ -21,6 +26,9 @@ const RABBIT_AMQP: u16 = 25673;
 const RABBIT_STOMP: u16 = 26614;
 /// The harness's own mosquitto for mqtt-idle.
 const PRIVATE_MOSQUITTO: u16 = 21893;
+/// The harness's own mosquitto and nats-server with TLS listeners (`--tls`).
+const TLS_MOSQUITTO: u16 = 28883;
+const TLS_NATS_SERVER: u16 = 24223;
 
 /// dwbroker's per-session queue limits, raised to what the reference mosquitto is given
 /// (max_queued_messages 1000000, max_queued_bytes unlimited) so that neither drops
@@ -60,6 +68,32 @@ pub struct Target {
     pub addr: SocketAddr,
     /// The same broker's AMQP listener (STOMP queues are deleted through it).
     pub amqp: SocketAddr,
+    /// Set when `addr` is a TLS listener.
+    pub tls: Option<TlsClient>,
+}
+
+/// What a client needs to reach the TLS listeners: trust in the harness's CA.
+#[derive(Clone)]
+pub struct TlsClient {
+    /// For rustls clients (rumqttc).
+    pub config: Arc<ClientConfig>,
+    /// For async-nats, which builds its own configuration from the file.
+    pub ca_file: PathBuf,
+}
+
+impl std::fmt::Debug for TlsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TlsClient(CA {})", self.ca_file.display())
+    }
+}
+
+impl TlsClient {
+    pub fn new(pki: &Pki) -> TlsClient {
+        TlsClient {
+            config: pki.client(),
+            ca_file: pki.ca_file.clone(),
+        }
+    }
 }
 
 /// How long a started dwbroker may take to listen.
@@ -91,18 +125,18 @@ fn wait_port(addr: SocketAddr, within: Duration, child: Option<&mut Child>) -> R
     }
 }
 
-/// The fixed ports if all are free, else four the kernel picks.
-fn pick_ports() -> Res<[u16; 5]> {
+/// The fixed ports if all are free, else ones the kernel picks.
+fn pick_ports() -> Res<[u16; 6]> {
     let free = DW_PORTS
         .iter()
         .all(|p| TcpListener::bind(loopback(*p)).is_ok());
     if free {
         return Ok(DW_PORTS);
     }
-    let ls: Vec<TcpListener> = (0..5)
+    let ls: Vec<TcpListener> = (0..DW_PORTS.len())
         .map(|_| TcpListener::bind(loopback(0)))
         .collect::<Result<_, _>>()?;
-    let mut ports = [0u16; 5];
+    let mut ports = [0u16; 6];
     for (p, l) in ports.iter_mut().zip(&ls) {
         *p = l.local_addr()?.port();
     }
@@ -139,15 +173,18 @@ pub struct Dwbroker {
     stomp: SocketAddr,
     nats: SocketAddr,
     kafka_rest: SocketAddr,
+    /// With `--tls`: its MQTT-over-TLS listener; NATS then requires TLS.
+    tls: Option<(SocketAddr, TlsClient)>,
 }
 
 impl Dwbroker {
-    /// Starts dwbroker on a data dir of its own, removed when it stops.
-    pub fn start(bin: &Path) -> Res<Dwbroker> {
+    /// Starts dwbroker on a data dir of its own, removed when it stops; with `tls`,
+    /// MQTT on `--mqtts` and NATS with `--nats-tls` (required) using its certificate.
+    pub fn start(bin: &Path, tls: Option<&Pki>) -> Res<Dwbroker> {
         let data_dir =
             std::env::temp_dir().join(format!("dwbroker-load-data-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data_dir);
-        let mut b = Dwbroker::start_on(bin, &data_dir)?;
+        let mut b = Dwbroker::start_with_config(bin, &data_dir, DW_CONFIG, tls)?;
         b.own_data_dir = true;
         Ok(b)
     }
@@ -161,21 +198,26 @@ impl Dwbroker {
     /// [`Dwbroker::start_on`] with `limits` (TOML lines) added to the config's
     /// `[limits]`.
     pub fn start_with_limits(bin: &Path, data_dir: &Path, limits: &str) -> Res<Dwbroker> {
-        Dwbroker::start_with_config(bin, data_dir, &format!("{DW_CONFIG}{limits}"))
+        Dwbroker::start_with_config(bin, data_dir, &format!("{DW_CONFIG}{limits}"), None)
     }
 
     /// [`Dwbroker::start_on`] with `extra` (TOML) after the harness's configuration.
     pub fn start_on_with(bin: &Path, data_dir: &Path, extra: &str) -> Res<Dwbroker> {
-        Dwbroker::start_with_config(bin, data_dir, &format!("{DW_CONFIG}{extra}"))
+        Dwbroker::start_with_config(bin, data_dir, &format!("{DW_CONFIG}{extra}"), None)
     }
 
     /// [`Dwbroker::start_on`] with the broker's own default limits but for `limits`
     /// (TOML lines of `[limits]`), not the harness's generous session queues.
     pub fn start_with_default_limits(bin: &Path, data_dir: &Path, limits: &str) -> Res<Dwbroker> {
-        Dwbroker::start_with_config(bin, data_dir, &format!("[limits]\n{limits}"))
+        Dwbroker::start_with_config(bin, data_dir, &format!("[limits]\n{limits}"), None)
     }
 
-    fn start_with_config(bin: &Path, data_dir: &Path, config_text: &str) -> Res<Dwbroker> {
+    fn start_with_config(
+        bin: &Path,
+        data_dir: &Path,
+        config_text: &str,
+        tls: Option<&Pki>,
+    ) -> Res<Dwbroker> {
         if !bin.exists() {
             return Err(format!(
                 "{} not found: build it with `cargo build --release --bin dwbroker`",
@@ -183,7 +225,13 @@ impl Dwbroker {
             )
             .into());
         }
-        let [mqtt, amqp, stomp, nats, kafka_rest] = pick_ports()?.map(loopback);
+        let [mqtt, amqp, stomp, nats, kafka_rest, mqtts] = pick_ports()?.map(loopback);
+        let mut tls_args: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(pki) = tls {
+            tls_args.extend(["--tls-cert".into(), pki.cert.clone().into_os_string()]);
+            tls_args.extend(["--tls-key".into(), pki.key.clone().into_os_string()]);
+            tls_args.extend(["--mqtts", &mqtts.to_string(), "--nats-tls"].map(Into::into));
+        }
         let config =
             std::env::temp_dir().join(format!("dwbroker-load-{}.toml", std::process::id()));
         std::fs::write(&config, config_text)?;
@@ -203,6 +251,7 @@ impl Dwbroker {
             .args(["--nats", &nats.to_string()])
             .args(["--kafka-rest", &kafka_rest.to_string(), "--log", "warn"])
             .args(optional_args(bin, data_dir))
+            .args(tls_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -210,7 +259,8 @@ impl Dwbroker {
             .map_err(|e| format!("starting {}: {e}", bin.display()))?;
         // Listening comes after recovery, which a large data dir on a busy machine
         // can make take tens of seconds (the soak's restarts).
-        for addr in [mqtt, amqp, stomp, nats] {
+        let listeners = [mqtt, amqp, stomp, nats].into_iter();
+        for addr in listeners.chain(tls.map(|_| mqtts)) {
             if let Err(e) = wait_port(addr, RECOVERY_TIMEOUT, Some(&mut child)) {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -232,6 +282,7 @@ impl Dwbroker {
             stomp,
             nats,
             kafka_rest,
+            tls: tls.map(|pki| (mqtts, TlsClient::new(pki))),
         })
     }
 
@@ -240,18 +291,22 @@ impl Dwbroker {
     }
 
     pub fn target(&self, protocol: Protocol) -> Target {
+        let tls = self.tls.as_ref();
         Target {
             kind: Kind::Dwbroker,
             name: "dwbroker",
             pid: self.pid(),
             addr: match protocol {
-                Protocol::Mqtt => self.mqtt,
+                Protocol::Mqtt => tls.map_or(self.mqtt, |(mqtts, _)| *mqtts),
                 Protocol::Nats => self.nats,
                 Protocol::Amqp => self.amqp,
                 Protocol::Stomp => self.stomp,
                 Protocol::Kafka => self.kafka_rest,
             },
             amqp: self.amqp,
+            tls: tls
+                .filter(|_| matches!(protocol, Protocol::Mqtt | Protocol::Nats))
+                .map(|(_, client)| client.clone()),
         }
     }
 
@@ -300,53 +355,82 @@ impl Drop for Dwbroker {
 
 /// A mosquitto of the harness's own, with the reference configuration (from
 /// reference-brokers.sh) on another port: mqtt-idle measures RSS growth in a fresh
-/// process, and the shared reference mosquitto is not ours to restart.
+/// process, and the shared reference mosquitto is not ours to restart. With `--tls`
+/// its listener takes TLS.
 pub struct PrivateMosquitto {
     child: Child,
     config: PathBuf,
     addr: SocketAddr,
+    tls: Option<TlsClient>,
+}
+
+/// `preferred` if it is free, else a port the kernel picks.
+fn free_port(preferred: u16) -> Res<u16> {
+    if TcpListener::bind(loopback(preferred)).is_ok() {
+        return Ok(preferred);
+    }
+    Ok(TcpListener::bind(loopback(0))?.local_addr()?.port())
+}
+
+/// Starts `command`, waiting up to 10 s for it to listen on `addr`.
+fn start_listening(mut command: Command, addr: SocketAddr) -> Res<Child> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("starting {:?}: {e}", command.get_program()))?;
+    if let Err(e) = wait_port(addr, Duration::from_secs(10), Some(&mut child)) {
+        stop_child(&mut child);
+        return Err(e);
+    }
+    Ok(child)
+}
+
+/// A Debian package's binary, wherever it is installed (else found on the PATH).
+fn installed(name: &str) -> String {
+    ["/usr/sbin/", "/usr/bin/"]
+        .into_iter()
+        .map(|dir| format!("{dir}{name}"))
+        .find(|b| Path::new(b).exists())
+        .unwrap_or_else(|| name.to_owned())
 }
 
 impl PrivateMosquitto {
-    pub fn start() -> Res<PrivateMosquitto> {
-        let port = if TcpListener::bind(loopback(PRIVATE_MOSQUITTO)).is_ok() {
-            PRIVATE_MOSQUITTO
+    pub fn start(tls: Option<&Pki>) -> Res<PrivateMosquitto> {
+        let port = free_port(if tls.is_some() {
+            TLS_MOSQUITTO
         } else {
-            TcpListener::bind(loopback(0))?.local_addr()?.port()
-        };
+            PRIVATE_MOSQUITTO
+        })?;
         let config = std::env::temp_dir().join(format!(
-            "dwbroker-load-mosquitto-{}.conf",
+            "dwbroker-load-mosquitto-{}-{port}.conf",
             std::process::id()
         ));
+        let certificate = tls.map_or(String::new(), |pki| {
+            format!(
+                "certfile {}\nkeyfile {}\n",
+                pki.cert.display(),
+                pki.key.display()
+            )
+        });
         std::fs::write(
             &config,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                "listener {port} 127.0.0.1\n{certificate}allow_anonymous true\npersistence false\n\
                  max_queued_messages 1000000\nmax_queued_bytes 0\nlog_dest stderr\n\
                  log_type error\nlog_type warning\nconnection_messages false\n"
             ),
         )?;
-        let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
-            .into_iter()
-            .find(|b| Path::new(b).exists())
-            .unwrap_or("mosquitto");
-        let mut child = Command::new(bin)
-            .arg("-c")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("starting {bin}: {e}"))?;
         let addr = loopback(port);
-        if let Err(e) = wait_port(addr, Duration::from_secs(10), Some(&mut child)) {
-            stop_child(&mut child);
-            return Err(e);
-        }
+        let mut command = Command::new(installed("mosquitto"));
+        command.arg("-c").arg(&config);
+        let child = start_listening(command, addr)?;
         Ok(PrivateMosquitto {
             child,
             config,
             addr,
+            tls: tls.map(TlsClient::new),
         })
     }
 
@@ -361,6 +445,7 @@ impl PrivateMosquitto {
             pid: self.pid(),
             addr: self.addr,
             amqp: loopback(RABBIT_AMQP),
+            tls: self.tls.clone(),
         }
     }
 }
@@ -369,6 +454,76 @@ impl Drop for PrivateMosquitto {
     fn drop(&mut self) {
         stop_child(&mut self.child);
         let _ = std::fs::remove_file(&self.config);
+    }
+}
+
+/// The reference side of `--tls`: a mosquitto and a nats-server of the harness's own,
+/// each with a TLS listener on the harness's certificate (nats-server as
+/// reference-brokers.sh starts it, but without JetStream, which core NATS runs do
+/// not use).
+pub struct TlsReference {
+    mosquitto: PrivateMosquitto,
+    nats: Child,
+    nats_addr: SocketAddr,
+    tls: TlsClient,
+}
+
+impl TlsReference {
+    pub fn start(pki: &Pki) -> Res<TlsReference> {
+        let mosquitto = PrivateMosquitto::start(Some(pki))?;
+        let nats_addr = loopback(free_port(TLS_NATS_SERVER)?);
+        // Its log (lines at start, one for the harness's port probe, which connects
+        // without a handshake) goes to a file.
+        let log = pki.path("nats-server.log");
+        let port = nats_addr.port().to_string();
+        let mut command = Command::new(installed("nats-server"));
+        command
+            .args(["-a", "127.0.0.1", "-p", &port, "--tls", "--tlscert"])
+            .arg(&pki.cert)
+            .arg("--tlskey")
+            .arg(&pki.key)
+            .arg("-l")
+            .arg(&log);
+        let nats = start_listening(command, nats_addr)?;
+        println!(
+            "reference brokers with TLS of our own: mosquitto pid {} ({}), nats-server pid {} \
+             ({nats_addr}, log {})",
+            mosquitto.pid(),
+            mosquitto.addr,
+            nats.id(),
+            log.display()
+        );
+        Ok(TlsReference {
+            mosquitto,
+            nats,
+            nats_addr,
+            tls: TlsClient::new(pki),
+        })
+    }
+
+    pub fn pids(&self) -> [u32; 2] {
+        [self.mosquitto.pid(), self.nats.id()]
+    }
+
+    pub fn target(&self, protocol: Protocol) -> Res<Target> {
+        match protocol {
+            Protocol::Mqtt => Ok(self.mosquitto.target()),
+            Protocol::Nats => Ok(Target {
+                kind: Kind::Reference,
+                name: "nats-server",
+                pid: self.nats.id(),
+                addr: self.nats_addr,
+                amqp: loopback(RABBIT_AMQP),
+                tls: Some(self.tls.clone()),
+            }),
+            _ => Err("--tls runs cover MQTT and NATS".into()),
+        }
+    }
+}
+
+impl Drop for TlsReference {
+    fn drop(&mut self) {
+        stop_child(&mut self.nats);
     }
 }
 
@@ -433,6 +588,7 @@ impl Reference {
             pid,
             addr,
             amqp: loopback(RABBIT_AMQP),
+            tls: None,
         })
     }
 }

@@ -230,6 +230,21 @@ impl Scenario {
     }
 
     /// The protocol the scenario speaks.
+    /// Whether `--tls` can run it: the MQTT and NATS scenarios whose clients take a
+    /// TLS configuration (mqtt-idle's raw sockets and JetStream's client do not).
+    pub fn over_tls(self) -> bool {
+        matches!(
+            self,
+            Scenario::MqttQos0
+                | Scenario::MqttQos1
+                | Scenario::MqttReqrep
+                | Scenario::MqttSession
+                | Scenario::NatsPubsub
+                | Scenario::NatsQueue
+                | Scenario::NatsReqrep
+        )
+    }
+
     pub fn protocol(self) -> Protocol {
         match self {
             Scenario::MqttQos0
@@ -374,6 +389,12 @@ pub struct Cli {
     /// at the end).
     #[arg(long)]
     pub pin: bool,
+
+    /// MQTT and NATS scenarios over TLS (certificates made by the harness): dwbroker on
+    /// --mqtts and with --nats-tls, the reference side a mosquitto and a nats-server of
+    /// the harness's own with TLS listeners (reference configuration otherwise).
+    #[arg(long)]
+    pub tls: bool,
 
     /// Seconds without a new delivery after which a run stops waiting for the rest.
     #[arg(long, default_value_t = 2.0, value_name = "S")]

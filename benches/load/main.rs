@@ -20,6 +20,10 @@ mod memory;
 mod mixed_soak;
 mod mqtt;
 mod nats;
+// The tests' PKI (rcgen): the harness's CA and server certificate for --tls.
+#[allow(dead_code)]
+#[path = "../../tests/common/tls.rs"]
+mod pki;
 mod procstat;
 mod report;
 mod soak;
@@ -31,7 +35,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use brokers::{Dwbroker, Kind, Reference, Target};
+use brokers::{Dwbroker, Kind, Reference, Target, TlsReference};
 use cli::{BrokerChoice, Cli, Scenario};
 use procstat::Meter;
 use report::{RunResult, Summary};
@@ -65,6 +69,8 @@ pub struct Params {
     pub drain: Duration,
     /// Any loss fails the run.
     pub strict: bool,
+    /// Over TLS (`--tls`).
+    pub tls: bool,
 }
 
 impl Params {
@@ -80,8 +86,17 @@ impl Params {
         Duration::from_secs_f64(self.seconds) + Duration::from_secs(10)
     }
 
-    /// E.g. `mqtt-qos1 64B 1→10 unpaced`.
+    /// E.g. `mqtt-qos1 64B 1→10 unpaced`, `nats-pubsub 64B 1→1 unpaced TLS`.
     pub fn label(&self) -> String {
+        let label = self.plain_label();
+        if self.tls {
+            format!("{label} TLS")
+        } else {
+            label
+        }
+    }
+
+    fn plain_label(&self) -> String {
         let pace = if self.rate == 0 {
             "unpaced".to_string()
         } else {
@@ -204,6 +219,7 @@ fn plan(cli: &Cli) -> Vec<Params> {
         avro: cli.avro,
         connections: cli.connections,
         drain: Duration::from_secs_f64(cli.drain),
+        tls: cli.tls,
         strict: matches!(
             s,
             Scenario::MqttQos1
@@ -335,9 +351,10 @@ async fn run(cli: Cli, plan: Vec<Params>) -> ExitCode {
     }
     let use_dw = choice != BrokerChoice::Reference;
     let use_ref = choice != BrokerChoice::Dwbroker;
+    let pki = cli.tls.then(pki::Pki::new);
     let mut dw = None;
     if use_dw {
-        match Dwbroker::start(&cli.dwbroker_bin) {
+        match Dwbroker::start(&cli.dwbroker_bin, pki.as_ref()) {
             Ok(d) => dw = Some(d),
             Err(e) => {
                 eprintln!("load: {e}");
@@ -346,20 +363,23 @@ async fn run(cli: Cli, plan: Vec<Params>) -> ExitCode {
         }
     }
     let mut refs = None;
+    let mut tls_refs = None;
     if use_ref {
-        match Reference::find(&cli.ref_dir) {
-            Ok(r) => refs = Some(r),
-            Err(e) => {
-                eprintln!("load: {e}");
-                return ExitCode::FAILURE;
-            }
+        let found = match &pki {
+            Some(pki) => TlsReference::start(pki).map(|r| tls_refs = Some(r)),
+            None => Reference::find(&cli.ref_dir).map(|r| refs = Some(r)),
+        };
+        if let Err(e) = found {
+            eprintln!("load: {e}");
+            return ExitCode::FAILURE;
         }
     }
     // Pinning: every broker thread on CPU 1, for dwbroker and the references alike.
     let mut restore = Vec::new();
     if cli.pin {
         let ours = dw.iter().map(|d| d.pid());
-        let theirs = refs.iter().flat_map(|r| r.pids());
+        let theirs =
+            (refs.iter().flat_map(|r| r.pids())).chain(tls_refs.iter().flat_map(|r| r.pids()));
         for pid in ours.chain(theirs) {
             // The reference brokers' affinity is restored at the end (dwbroker is ours).
             if Some(pid) != dw.as_ref().map(|d| d.pid()) {
@@ -405,7 +425,7 @@ async fn run(cli: Cli, plan: Vec<Params>) -> ExitCode {
                 let target = match (kind, fresh) {
                     (Kind::Dwbroker, true) => {
                         drop(dw.take());
-                        Dwbroker::start(&cli.dwbroker_bin).and_then(|d| {
+                        Dwbroker::start(&cli.dwbroker_bin, pki.as_ref()).and_then(|d| {
                             if cli.pin {
                                 brokers::pin(d.pid(), "1")?;
                             }
@@ -416,22 +436,24 @@ async fn run(cli: Cli, plan: Vec<Params>) -> ExitCode {
                         .as_ref()
                         .map(|d| d.target(proto))
                         .ok_or_else(|| "dwbroker is not running".into()),
-                    (Kind::Reference, true) => brokers::PrivateMosquitto::start().and_then(|m| {
-                        if cli.pin {
-                            brokers::pin(m.pid(), "1")?;
-                        }
-                        println!(
-                            "mosquitto of our own (reference configuration) for {}: pid {}, {}",
-                            p.label(),
-                            m.pid(),
-                            m.target().addr
-                        );
-                        Ok(private.insert(m).target())
-                    }),
-                    (Kind::Reference, false) => refs
-                        .as_ref()
-                        .ok_or_else(|| "no reference brokers".into())
-                        .and_then(|r| r.target(proto)),
+                    (Kind::Reference, true) => brokers::PrivateMosquitto::start(pki.as_ref())
+                        .and_then(|m| {
+                            if cli.pin {
+                                brokers::pin(m.pid(), "1")?;
+                            }
+                            println!(
+                                "mosquitto of our own (reference configuration) for {}: pid {}, {}",
+                                p.label(),
+                                m.pid(),
+                                m.target().addr
+                            );
+                            Ok(private.insert(m).target())
+                        }),
+                    (Kind::Reference, false) => match (&refs, &tls_refs) {
+                        (_, Some(r)) => r.target(proto),
+                        (Some(r), None) => r.target(proto),
+                        (None, None) => Err("no reference brokers".into()),
+                    },
                 };
                 let t = match target {
                     Ok(t) => t,
@@ -476,7 +498,21 @@ async fn run(cli: Cli, plan: Vec<Params>) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let plan = plan(&cli);
+    // async-nats builds its TLS configuration with the process's default provider,
+    // which rustls cannot pick itself when two are compiled in.
+    let _ = tokio_rustls::rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut plan = plan(&cli);
+    if cli.tls && cli.scenario == Scenario::All {
+        plan.retain(|p| p.scenario.over_tls());
+    }
+    if let Some(p) = plan.iter().find(|p| cli.tls && !p.scenario.over_tls()) {
+        eprintln!(
+            "load: --tls runs mqtt-qos0, mqtt-qos1, mqtt-reqrep, mqtt-session, nats-pubsub, \
+             nats-queue and nats-reqrep, not {}",
+            p.scenario.name()
+        );
+        return ExitCode::FAILURE;
+    }
     if cli.pin {
         if let Err(e) = pin_self() {
             eprintln!("load: {e}");

@@ -209,8 +209,8 @@ fn mqtt_publisher(
     size: usize,
     counts: Arc<Counts>,
 ) -> JoinHandle<Result<(), String>> {
-    let addr = broker.target(Protocol::Mqtt).addr;
-    let (client, mut ev) = mqtt::client("membound-mqtt".into(), addr, size, 100);
+    let target = broker.target(Protocol::Mqtt);
+    let (client, mut ev) = mqtt::client("membound-mqtt".into(), &target, size, 100);
     tokio::spawn(async move {
         let sender = tokio::spawn(async move {
             let body = vec![1u8; size];
@@ -247,7 +247,7 @@ async fn nats_publisher(
     size: usize,
     counts: Arc<Counts>,
 ) -> Res<JoinHandle<Result<(), String>>> {
-    let client = nats::connect(broker.target(Protocol::Nats).addr).await?;
+    let client = nats::connect(broker.target(Protocol::Nats).addr, None).await?;
     Ok(tokio::spawn(async move {
         let body = bytes::Bytes::from(vec![2u8; size]);
         for _ in 0..messages {

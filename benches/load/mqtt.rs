@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, QoS};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, QoS, TlsConfiguration,
+    Transport,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -20,19 +23,24 @@ use crate::procstat::Meter;
 use crate::stats::{payload, round_trips, run_id, Pacer, Receivers, Recorder, Tasks};
 use crate::{Outcome, Params, Res, SETUP};
 
-pub fn client(id: String, addr: SocketAddr, size: usize, cap: usize) -> (AsyncClient, EventLoop) {
-    client_with(id, addr, size, cap, true)
+pub fn client(id: String, t: &Target, size: usize, cap: usize) -> (AsyncClient, EventLoop) {
+    client_with(id, t, size, cap, true)
 }
 
 /// [`client`], with a persistent session (MQTT 3.1.1 clean session 0) unless `clean`.
 fn client_with(
     id: String,
-    addr: SocketAddr,
+    t: &Target,
     size: usize,
     cap: usize,
     clean: bool,
 ) -> (AsyncClient, EventLoop) {
-    let mut o = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    let mut o = MqttOptions::new(id, t.addr.ip().to_string(), t.addr.port());
+    if let Some(tls) = &t.tls {
+        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            tls.config.clone(),
+        )));
+    }
     o.set_keep_alive(Duration::from_secs(60));
     o.set_clean_session(clean);
     o.set_max_packet_size(size + 4096, size + 4096);
@@ -122,7 +130,7 @@ async fn publisher(
     tasks: &mut Tasks,
 ) -> Res<(AsyncClient, Arc<AtomicU64>, Arc<Recorder>)> {
     let pub_rec = Arc::new(Recorder::default());
-    let (pc, ev) = client(format!("load-pub-{id}"), t.addr, p.size, 1024);
+    let (pc, ev) = client(format!("load-pub-{id}"), t, p.size, 1024);
     let (tx, ready) = oneshot::channel();
     let acked = Arc::new(AtomicU64::new(0));
     tasks.push(poll(
@@ -148,7 +156,7 @@ pub async fn pubsub(p: &Params, t: &Target, meter: &mut Meter, qos: QoS) -> Res<
     let mut tasks = Tasks::default();
     let mut subs = Vec::new();
     for (i, rec) in rx.list.iter().enumerate() {
-        let (c, ev) = client(format!("load-sub-{id}-{i}"), t.addr, p.size, 16);
+        let (c, ev) = client(format!("load-sub-{id}-{i}"), t, p.size, 16);
         let (tx, ready) = oneshot::channel();
         let acks = Arc::new(AtomicU64::new(0));
         let what = format!("subscriber {i}");
@@ -214,7 +222,7 @@ pub async fn offline_session(p: &Params, t: &Target, meter: &mut Meter) -> Res<O
     let keeper = format!("load-keeper-{id}");
     let mut tasks = Tasks::default();
     {
-        let (c, ev) = client_with(keeper.clone(), t.addr, p.size, 16, false);
+        let (c, ev) = client_with(keeper.clone(), t, p.size, 16, false);
         let (tx, ready) = oneshot::channel();
         tasks.push(poll(ev, "keeper".into(), tx, Arc::default(), true, |_| {}));
         subscribe(&c, &topic, QoS::AtLeastOnce, ready, "keeper").await?;
@@ -244,7 +252,7 @@ pub async fn offline_session(p: &Params, t: &Target, meter: &mut Meter) -> Res<O
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let rx = Receivers::new(1);
-    let (kc, ev) = client_with(keeper, t.addr, p.size, 16, false);
+    let (kc, ev) = client_with(keeper, t, p.size, 16, false);
     let (tx, ready) = oneshot::channel();
     tasks.push(poll(
         ev,
@@ -273,7 +281,7 @@ pub async fn offline_session(p: &Params, t: &Target, meter: &mut Meter) -> Res<O
     let _ = pc.try_disconnect();
     tokio::time::sleep(Duration::from_millis(20)).await;
     drop(tasks);
-    let (cc, ev) = client_with(format!("load-keeper-{id}"), t.addr, p.size, 16, true);
+    let (cc, ev) = client_with(format!("load-keeper-{id}"), t, p.size, 16, true);
     let (tx, ready) = oneshot::channel();
     let mut end = Tasks::default();
     end.push(poll(
@@ -298,7 +306,7 @@ pub async fn reqrep(p: &Params, t: &Target, meter: &mut Meter) -> Res<Outcome> {
     let mut tasks = Tasks::default();
     // The responder's failures end in its recorder (it records nothing).
     let resp_rec = Arc::new(Recorder::default());
-    let (rc, ev) = client(format!("load-rpc-{id}"), t.addr, p.size, 16);
+    let (rc, ev) = client(format!("load-rpc-{id}"), t, p.size, 16);
     let (tx, ready) = oneshot::channel();
     let (echo, fail) = (rc.clone(), resp_rec.clone());
     let reply_topic = reply.clone();
@@ -321,7 +329,7 @@ pub async fn reqrep(p: &Params, t: &Target, meter: &mut Meter) -> Res<Outcome> {
     ));
     subscribe(&rc, &rpc, QoS::AtMostOnce, ready, "responder").await?;
 
-    let (qc, ev) = client(format!("load-req-{id}"), t.addr, p.size, 16);
+    let (qc, ev) = client(format!("load-req-{id}"), t, p.size, 16);
     let (tx, ready) = oneshot::channel();
     let (replies_tx, mut replies) = mpsc::unbounded_channel();
     tasks.push(poll(

@@ -7,21 +7,22 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::time::timeout;
 
-use crate::brokers::Target;
+use crate::brokers::{Target, TlsClient};
 use crate::procstat::Meter;
 use crate::stats::{payload, round_trips, run_id, Pacer, Receivers, Tasks};
 use crate::{Outcome, Params, Res, SETUP};
 
-pub async fn connect(addr: SocketAddr) -> Res<Client> {
-    let c = timeout(
-        SETUP,
-        ConnectOptions::new()
-            // Messages a slow subscriber may hold in the client before it drops them.
-            .subscription_capacity(1 << 20)
-            .connect(format!("nats://{addr}")),
-    )
-    .await
-    .map_err(|_| format!("NATS connect to {addr} timed out"))??;
+pub async fn connect(addr: SocketAddr, tls: Option<&TlsClient>) -> Res<Client> {
+    // Messages a slow subscriber may hold in the client before it drops them.
+    let mut options = ConnectOptions::new().subscription_capacity(1 << 20);
+    if let Some(tls) = tls {
+        options = options
+            .add_root_certificates(tls.ca_file.clone())
+            .require_tls(true);
+    }
+    let c = timeout(SETUP, options.connect(format!("nats://{addr}")))
+        .await
+        .map_err(|_| format!("NATS connect to {addr} timed out"))??;
     Ok(c)
 }
 
@@ -33,7 +34,7 @@ pub async fn pubsub(p: &Params, t: &Target, meter: &mut Meter, queue: bool) -> R
     let mut clients = Vec::new();
     let mut tasks = Tasks::default();
     for rec in &rx.list {
-        let c = connect(t.addr).await?;
+        let c = connect(t.addr, t.tls.as_ref()).await?;
         let mut sub = if queue {
             c.queue_subscribe(subject.clone(), "load".into()).await?
         } else {
@@ -48,7 +49,7 @@ pub async fn pubsub(p: &Params, t: &Target, meter: &mut Meter, queue: bool) -> R
         }));
         clients.push(c);
     }
-    let pc = connect(t.addr).await?;
+    let pc = connect(t.addr, t.tls.as_ref()).await?;
 
     meter.start();
     let mut pacer = Pacer::new(p);
@@ -77,7 +78,7 @@ pub async fn pubsub(p: &Params, t: &Target, meter: &mut Meter, queue: bool) -> R
 pub async fn reqrep(p: &Params, t: &Target, meter: &mut Meter) -> Res<Outcome> {
     let id = run_id();
     let subject = Subject::from(format!("load.{id}.rpc"));
-    let responder = connect(t.addr).await?;
+    let responder = connect(t.addr, t.tls.as_ref()).await?;
     let mut sub = responder.subscribe(subject.clone()).await?;
     responder.flush().await?;
     let r = responder.clone();
@@ -91,7 +92,7 @@ pub async fn reqrep(p: &Params, t: &Target, meter: &mut Meter) -> Res<Outcome> {
             }
         }
     }));
-    let requester = connect(t.addr).await?;
+    let requester = connect(t.addr, t.tls.as_ref()).await?;
     // The first request sets up the requester's reply subscription.
     timeout(
         SETUP,
