@@ -544,6 +544,31 @@ async fn nats_tls_optional_serves_both_and_tls_first_starts_with_the_handshake()
 }
 
 #[tokio::test]
+async fn a_silent_client_on_an_optional_tls_listener_waits_one_connect_timeout() {
+    let pki = Pki::new();
+    let timeout = Duration::from_secs(1);
+    let broker = start_with(&pki, |c| {
+        c.nats_tls = dwbroker::config::NatsTls::Optional;
+        c.limits.connect_timeout = timeout;
+    })
+    .await;
+    let mut raw = TcpStream::connect(broker.nats_addr().unwrap())
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    assert!(nats_line(&mut raw).await.starts_with("INFO "));
+    // Neither a handshake nor CONNECT: told so once the connect timeout has
+    // passed, not after a second wait for CONNECT.
+    assert_eq!(
+        nats_line(&mut raw).await,
+        "-ERR 'Authentication Timeout'\r\n"
+    );
+    let waited = started.elapsed();
+    assert!(waited >= timeout && waited < 2 * timeout, "{waited:?}");
+    broker.shutdown().await;
+}
+
+#[tokio::test]
 async fn kafka_rest_serves_https_when_asked() {
     let pki = Pki::new();
     let broker = start_with(&pki, |c| c.http_tls = true).await;

@@ -99,7 +99,13 @@ pub(crate) async fn serve_negotiated(
     let starts_tls = match tokio::time::timeout(timeout, stream.peek(&mut first)).await {
         Ok(Ok(1)) => first[0] == crate::transport::tls::HANDSHAKE_RECORD,
         Ok(_) => return debug!(%peer, "nats: closed after INFO"),
-        Err(_) => false,
+        // Neither a handshake nor CONNECT within the connect timeout: the same end
+        // as a plain client's that never sends CONNECT (nats-server's auth_timeout),
+        // not a second wait for it.
+        Err(_) => {
+            info!(%peer, "nats: nothing received after INFO in time");
+            return refuse(stream, "Authentication Timeout").await;
+        }
     };
     if starts_tls {
         if let Some(stream) = upgrade(stream).await {
@@ -107,13 +113,18 @@ pub(crate) async fn serve_negotiated(
         }
     } else if offer == TlsOffer::Required {
         info!(%peer, "nats: a plain-text client on a listener that requires TLS");
-        let mut last = bytes::BytesMut::new();
-        ServerOp::Err("Secure Connection - TLS Required".into()).encode(&mut last);
-        let (reader, writer) = stream.halves();
-        socket::farewell(reader, writer, &last).await;
+        refuse(stream, "Secure Connection - TLS Required").await;
     } else {
         serve_after(stream, peer, conn_id, None, ctx).await;
     }
+}
+
+/// Ends a connection before it is served: `-ERR '<text>'`, then close.
+async fn refuse(stream: TcpStream, text: &str) {
+    let mut last = bytes::BytesMut::new();
+    ServerOp::Err(text.into()).encode(&mut last);
+    let (reader, writer) = stream.halves();
+    socket::farewell(reader, writer, &last).await;
 }
 
 /// Serves a connection from INFO on (`None`: INFO went out before a TLS upgrade).
