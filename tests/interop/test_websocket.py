@@ -1,6 +1,6 @@
 """MQTT over WebSocket with paho-mqtt's websockets transport (path /mqtt, subprotocol
-mqtt) and NATS over WebSocket with nats-py's (aiohttp) against the real binary, to and
-from plain TCP clients."""
+mqtt), NATS over WebSocket with nats-py's (aiohttp) and STOMP over WebSocket with
+stomp.py's (websocket-client) against the real binary, to and from plain TCP clients."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import uuid
 import nats
 import paho.mqtt.client as mqtt
 import pytest
+import stomp
 
 from helpers import WAIT, bounded_async, publish_until_received
 
@@ -73,3 +74,41 @@ async def test_nats_py_over_websocket_and_tcp(broker, uid):
     finally:
         await ws.close()
         await tcp.close()
+
+
+def test_stomp_py_over_websocket_and_tcp(broker, uid):
+    """stomp.py's WebSocket connection (websocket-client) on the Web-STOMP listener
+    (path /ws), to and from a stomp.py client on TCP."""
+    ws = stomp.WSStompConnection([("127.0.0.1", broker.listening("stomp-ws"))], ws_path="/ws")
+    tcp = stomp.Connection([broker.stomp_addr])
+    to_ws: queue.Queue = queue.Queue()
+    to_tcp: queue.Queue = queue.Queue()
+
+    receipts: queue.Queue = queue.Queue()
+
+    class Into(stomp.ConnectionListener):
+        def __init__(self, inbox):
+            self.inbox = inbox
+
+        def on_message(self, frame):
+            self.inbox.put(frame.body)
+
+        def on_receipt(self, frame):
+            receipts.put(frame.headers["receipt-id"])
+
+    ws.set_listener("in", Into(to_ws))
+    tcp.set_listener("in", Into(to_tcp))
+    ws.connect(wait=True)
+    tcp.connect(wait=True)
+    try:
+        ws.subscribe(f"/topic/ws.{uid}.in", id="1", ack="auto", headers={"receipt": "s1"})
+        tcp.subscribe(f"/queue/ws.{uid}.back", id="1", ack="auto", headers={"receipt": "s2"})
+        assert {receipts.get(timeout=WAIT), receipts.get(timeout=WAIT)} == {"s1", "s2"}
+        big = "x" * 100_000
+        tcp.send(f"/topic/ws.{uid}.in", big)
+        assert to_ws.get(timeout=WAIT) == big
+        ws.send(f"/queue/ws.{uid}.back", "from the websocket")
+        assert to_tcp.get(timeout=WAIT) == "from the websocket"
+    finally:
+        ws.disconnect()
+        tcp.disconnect()
