@@ -260,15 +260,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsWrite<S> {
 
     /// Sends the close frame saying the goodbye, then closes.
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.goodbye.is_some() {
+        if let Some(frame) = self.goodbye.as_ref().map(close_frame) {
             // Once sent, tungstenite's close below adds no second close frame. It
             // fails if the client closed first: tungstenite has answered that one.
             let ready = ready!(Pin::new(&mut self.sink).poll_ready(cx));
-            if let (Ok(()), Some(goodbye)) = (ready, self.goodbye.take()) {
-                let frame = close_frame(&goodbye);
+            self.goodbye = None;
+            if ready.is_ok() {
                 let _ = Pin::new(&mut self.sink).start_send(Message::Close(Some(frame)));
             }
-            self.goodbye = None;
         }
         Pin::new(&mut self.sink)
             .poll_close(cx)
