@@ -27,6 +27,7 @@ fn bench(c: &mut Criterion) {
         retain_as_published: false,
         subscription_id: None,
         share_group: None,
+        withheld: None,
     };
     router.subscribe(
         session.id(),

@@ -4,6 +4,7 @@
 //! live in one place. This module owns parsing and validation of the configuration;
 //! it refuses nothing about protocols and starts nothing.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -395,6 +396,8 @@ pub struct Config {
     /// Origins of the browser pages that may open WebSocket connections (`*`:
     /// any); empty: pages of the host the client connected to.
     pub websocket_origins: Vec<String>,
+    /// Users and permissions.
+    pub auth: Auth,
 }
 
 /// A Kafka topic declared in the configuration.
@@ -473,8 +476,65 @@ impl Default for Config {
             nats_tls: NatsTls::Off,
             http_tls: false,
             websocket_origins: Vec::new(),
+            auth: Auth::default(),
         }
     }
+}
+
+/// Users and permissions (`[auth]`): see "Transports and access" in the design.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Auth {
+    /// The password file `dwbroker passwd` writes (`user:argon2id-hash` lines).
+    pub password_file: Option<PathBuf>,
+    /// Users declared in the configuration, by name: their argon2id PHC hashes.
+    pub users: BTreeMap<String, String>,
+    /// What anonymous clients get once users exist.
+    pub anonymous: Anonymous,
+    /// Permissions by user. None at all: every user may do everything; otherwise
+    /// a user without an entry may do nothing.
+    pub permissions: BTreeMap<String, PermissionSpec>,
+}
+
+impl Auth {
+    /// Whether users are configured (a password file or `[auth.users]`).
+    pub fn has_users(&self) -> bool {
+        self.password_file.is_some() || !self.users.is_empty()
+    }
+}
+
+/// What anonymous clients get once users exist (`[auth] anonymous`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Anonymous {
+    /// They are refused (`anonymous = false`, the default).
+    #[default]
+    Refused,
+    /// They get this user's permissions (`anonymous = "<user>"`).
+    As(String),
+}
+
+/// One user's permissions (`[auth.permissions.<user>]`): NATS subject filters
+/// and `queue:`, `exchange:`, `stream:` name globs; a deny pattern wins.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PermissionSpec {
+    /// Subjects and exchanges the user may publish to.
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// Exceptions to `publish`.
+    #[serde(default)]
+    pub deny_publish: Vec<String>,
+    /// Subjects, queues and streams the user may subscribe to or consume from.
+    #[serde(default)]
+    pub subscribe: Vec<String>,
+    /// Exceptions to `subscribe`.
+    #[serde(default)]
+    pub deny_subscribe: Vec<String>,
+    /// Queues, exchanges and streams the user may declare, delete and bind.
+    #[serde(default)]
+    pub configure: Vec<String>,
+    /// Exceptions to `configure`.
+    #[serde(default)]
+    pub deny_configure: Vec<String>,
 }
 
 /// A configuration that cannot be used.
@@ -523,6 +583,7 @@ struct FileConfig {
     tls: Option<FileTls>,
     http: Option<FileHttp>,
     websocket: Option<FileWebSocket>,
+    auth: Option<FileAuth>,
     allow_anonymous: Option<bool>,
     log: Option<String>,
     data_dir: Option<String>,
@@ -542,6 +603,31 @@ struct FileTls {
     client_ca: Option<PathBuf>,
     client_auth: Option<String>,
     nats: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAuth {
+    password_file: Option<PathBuf>,
+    anonymous: Option<FileAnonymous>,
+    #[serde(default)]
+    users: BTreeMap<String, FileUser>,
+    #[serde(default)]
+    permissions: BTreeMap<String, PermissionSpec>,
+}
+
+/// `anonymous = false` or `anonymous = "<user>"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum FileAnonymous {
+    Allowed(bool),
+    As(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileUser {
+    password_hash: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -657,6 +743,9 @@ impl Config {
         }
         if let Some(v) = file.allow_anonymous {
             self.allow_anonymous = v;
+        }
+        if let Some(auth) = file.auth {
+            self.merge_auth(auth)?;
         }
         if file.log.is_some() {
             self.log = file.log;
@@ -792,19 +881,43 @@ impl Config {
                 )));
             }
         }
-        if !self.allow_anonymous {
+        if !self.allow_anonymous && !self.auth.has_users() {
             for (name, listen) in self.listener_list() {
                 if let Listen::At(addr) = listen {
                     if !addr.ip().is_loopback() {
                         return Err(ConfigError::Invalid(format!(
                             "the {name} listener on {addr} is not on loopback and no authentication is \
-                             configured; pass --allow-anonymous (or allow_anonymous = true) to accept \
-                             anonymous clients from the network"
+                             configured; pass --password-file (or [auth] password_file) to require users, \
+                             or --allow-anonymous (or allow_anonymous = true) to accept anonymous \
+                             clients from the network"
                         )));
                     }
                 }
             }
         }
+        Ok(())
+    }
+
+    fn merge_auth(&mut self, file: FileAuth) -> Result<(), ConfigError> {
+        let auth = &mut self.auth;
+        if file.password_file.is_some() {
+            auth.password_file = file.password_file;
+        }
+        match file.anonymous {
+            None | Some(FileAnonymous::Allowed(false)) => {}
+            Some(FileAnonymous::Allowed(true)) => return Err(ConfigError::Invalid(
+                "[auth] anonymous = true: name the user whose permissions anonymous clients get \
+                     (anonymous = \"<user>\"), or false to refuse them"
+                    .into(),
+            )),
+            Some(FileAnonymous::As(user)) => auth.anonymous = Anonymous::As(user),
+        }
+        auth.users.extend(
+            file.users
+                .into_iter()
+                .map(|(name, u)| (name, u.password_hash)),
+        );
+        auth.permissions.extend(file.permissions);
         Ok(())
     }
 
@@ -964,6 +1077,47 @@ mod tests {
         assert!(err.contains("--allow-anonymous"), "{err}");
         c.allow_anonymous = true;
         c.validate().unwrap();
+        c.allow_anonymous = false;
+        c.auth.password_file = Some("users.pw".into());
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn auth_section_reads_users_anonymous_and_permissions() {
+        let mut c = Config::default();
+        c.merge_toml(
+            r#"
+            [auth]
+            password_file = "users.pw"
+            anonymous = "visitor"
+            [auth.users.visitor]
+            password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA"
+            [auth.permissions.alice]
+            publish = ["sensors.>", "exchange:orders"]
+            subscribe = ["sensors.>", "queue:orders.*", "_INBOX.>"]
+            configure = ["queue:orders.*"]
+            [auth.permissions.bob]
+            subscribe = ["sensors.>"]
+            deny_subscribe = ["sensors.secret.>"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.auth.password_file, Some(PathBuf::from("users.pw")));
+        assert_eq!(c.auth.anonymous, Anonymous::As("visitor".into()));
+        assert!(c.auth.users["visitor"].starts_with("$argon2id$"));
+        assert_eq!(c.auth.permissions["alice"].configure, ["queue:orders.*"]);
+        assert_eq!(
+            c.auth.permissions["bob"].deny_subscribe,
+            ["sensors.secret.>"]
+        );
+        let mut c = Config::default();
+        c.merge_toml("[auth]\nanonymous = false\n").unwrap();
+        assert_eq!(c.auth.anonymous, Anonymous::Refused);
+        let err = c.merge_toml("[auth]\nanonymous = true\n").unwrap_err();
+        assert!(err.to_string().contains("name the user"), "{err}");
+        assert!(c
+            .merge_toml("[auth.permissions.a]\npublish_all = []\n")
+            .is_err());
     }
 
     #[test]

@@ -37,6 +37,7 @@
 
 #![deny(missing_docs, missing_debug_implementations)]
 
+pub(crate) mod access;
 pub mod config;
 pub(crate) mod protocols;
 pub mod router;
@@ -72,6 +73,12 @@ pub enum Error {
     /// The TLS certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] transport::tls::TlsError),
+}
+
+/// Creates the password file or sets `user`'s password in it (`dwbroker passwd`):
+/// an argon2id hash, the file written whole with mode 0600.
+pub fn set_password(file: &std::path::Path, user: &str, password: &[u8]) -> Result<(), String> {
+    access::passwords::set(file, user, password)
 }
 
 /// A running broker: its listeners and its in-process bus.
@@ -173,6 +180,15 @@ impl Broker {
         }
     }
 
+    /// Reads the password file and permissions again (what SIGHUP does): new
+    /// logins use them. On an error the users and permissions in force stay.
+    pub fn reload_access(&self) -> Result<(), Error> {
+        self.ctx
+            .access
+            .reload()
+            .map_err(|e| Error::Config(config::ConfigError::Invalid(e)))
+    }
+
     /// The memory ledger: the bytes held for messages, and whether publishers
     /// are held back (`memory_high_watermark`).
     pub fn memory(&self) -> &Arc<router::Memory> {
@@ -199,6 +215,7 @@ impl Broker {
                 retain_as_published: false,
                 subscription_id: None,
                 share_group: None,
+                withheld: None,
             },
         );
         Ok(Subscription {

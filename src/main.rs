@@ -14,7 +14,10 @@ use dwbroker::config::{parse_fsync, ClientAuth, Config, DataDir, Listen, NatsTls
 /// defaults. Listeners of protocols not built yet are not started.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
+#[command(args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// TOML configuration file (see README.md for every key).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -91,6 +94,10 @@ struct Cli {
     /// Accept anonymous clients on listeners that are not on loopback.
     #[arg(long)]
     allow_anonymous: bool,
+    /// The password file (`dwbroker passwd` writes it): with users, every client
+    /// must log in (see [auth] in README.md).
+    #[arg(long = "password-file", value_name = "FILE")]
+    password_file: Option<PathBuf>,
     /// Log filter, e.g. `info`, `debug` or `dwbroker=trace` [default: info (the
     /// storage engine: warn), or RUST_LOG].
     #[arg(long, value_name = "LEVEL")]
@@ -107,6 +114,43 @@ struct Cli {
     /// Partitions of a Kafka topic created by its first produce [default: 1].
     #[arg(long = "kafka-partitions", value_name = "N")]
     kafka_partitions: Option<u32>,
+}
+
+/// Commands other than running the broker.
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Creates or updates a user in a password file (argon2id; the file is
+    /// created with mode 0600).
+    Passwd {
+        /// The password file.
+        file: PathBuf,
+        /// The user.
+        user: String,
+        /// The password (without it, asked for on the terminal).
+        #[arg(long)]
+        password: Option<String>,
+    },
+}
+
+/// `dwbroker passwd FILE USER [--password P]`.
+fn passwd(file: &std::path::Path, user: &str, password: Option<String>) -> Result<(), String> {
+    let password = match password {
+        Some(p) => p,
+        None => {
+            let first = rpassword::prompt_password(format!("password for {user}: "))
+                .map_err(|e| format!("cannot read the password: {e}"))?;
+            let again = rpassword::prompt_password("again: ")
+                .map_err(|e| format!("cannot read the password: {e}"))?;
+            if first != again {
+                return Err("the passwords differ".into());
+            }
+            first
+        }
+    };
+    if password.is_empty() {
+        return Err("the password is empty".into());
+    }
+    dwbroker::set_password(file, user, password.as_bytes())
 }
 
 fn build_config(cli: Cli) -> Result<Config, dwbroker::config::ConfigError> {
@@ -160,6 +204,9 @@ fn build_config(cli: Cli) -> Result<Config, dwbroker::config::ConfigError> {
     if cli.allow_anonymous {
         config.allow_anonymous = true;
     }
+    if cli.password_file.is_some() {
+        config.auth.password_file = cli.password_file;
+    }
     if cli.log.is_some() {
         config.log = cli.log;
     }
@@ -197,7 +244,22 @@ fn init_logging(level: Option<&str>) {
 }
 
 fn main() -> ExitCode {
-    let config = match build_config(Cli::parse()) {
+    let mut cli = Cli::parse();
+    if let Some(Command::Passwd {
+        file,
+        user,
+        password,
+    }) = cli.command.take()
+    {
+        return match passwd(&file, &user, password) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("dwbroker passwd: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let config = match build_config(cli) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("dwbroker: {e}");

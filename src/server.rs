@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::access::Access;
 use crate::config::{Config, DataDir, Listen, NatsTls};
 use crate::protocols::{amqp, kafka_rest, mqtt, nats, schema_registry, stomp};
 use crate::router::{Now, OutboxLimits, RetainedLimits, Router};
@@ -40,6 +41,8 @@ pub(crate) struct Context {
     pub(crate) shutdown: CancellationToken,
     /// What the TLS listeners present, if any is configured.
     pub(crate) tls: Option<Arc<Certificates>>,
+    /// Users and permissions.
+    pub(crate) access: Access,
     next_conn: AtomicU64,
     connections: AtomicUsize,
     nats_slow_consumers: AtomicU64,
@@ -84,6 +87,8 @@ impl Context {
             .map(Certificates::load)
             .transpose()?
             .map(Arc::new);
+        let access = Access::load(&config.auth)
+            .map_err(|e| Error::Config(crate::config::ConfigError::Invalid(e)))?;
         let outbox = OutboxLimits {
             max_messages: config.limits.max_queued_messages,
             max_bytes: config.limits.max_queued_bytes,
@@ -151,6 +156,7 @@ impl Context {
             registry,
             shutdown: CancellationToken::new(),
             tls,
+            access,
             next_conn: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
             nats_slow_consumers: AtomicU64::new(0),
@@ -513,7 +519,8 @@ pub async fn run(config: Config) -> Result<(), Error> {
     Ok(())
 }
 
-/// Waits for SIGINT or SIGTERM; on SIGHUP, reloads the TLS certificates.
+/// Waits for SIGINT or SIGTERM; on SIGHUP, reloads the TLS certificates, users
+/// and permissions.
 async fn wait_for_signal(broker: &crate::Broker) {
     #[cfg(unix)]
     {
@@ -529,11 +536,17 @@ async fn wait_for_signal(broker: &crate::Broker) {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => return,
                 _ = term.recv() => return,
-                _ = hangup.recv() => match broker.reload_tls() {
-                    Ok(true) => info!("SIGHUP: TLS certificates reloaded"),
-                    Ok(false) => info!("SIGHUP: no TLS configured, nothing to reload"),
-                    Err(e) => warn!(error = %e, "SIGHUP: TLS certificates not reloaded; the previous ones stay"),
-                },
+                _ = hangup.recv() => {
+                    match broker.reload_tls() {
+                        Ok(true) => info!("SIGHUP: TLS certificates reloaded"),
+                        Ok(false) => info!("SIGHUP: no TLS configured, nothing to reload"),
+                        Err(e) => warn!(error = %e, "SIGHUP: TLS certificates not reloaded; the previous ones stay"),
+                    }
+                    match broker.reload_access() {
+                        Ok(()) => info!("SIGHUP: users and permissions reloaded"),
+                        Err(e) => warn!(error = %e, "SIGHUP: users and permissions not reloaded; the previous ones stay"),
+                    }
+                }
             }
         }
     }

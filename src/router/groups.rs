@@ -126,6 +126,7 @@ mod tests {
             retain_as_published: false,
             subscription_id: None,
             share_group: Some("g".into()),
+            withheld: None,
         }
     }
 

@@ -67,6 +67,23 @@ pub struct SubOptions {
     pub subscription_id: Option<u32>,
     /// The shared subscription group (MQTT `$share/<group>/`, NATS queue group).
     pub share_group: Option<String>,
+    /// Subjects left out of this subscription's deliveries: the deny rules of the
+    /// subscriber's permissions that its filter overlaps (the front decides them;
+    /// the router only applies them).
+    pub withheld: Option<Arc<[Filter]>>,
+}
+
+impl SubOptions {
+    /// Whether a message on `subject` is not delivered to this subscription
+    /// although its filter matches: published by the subscriber's own connection
+    /// under No Local, or withheld.
+    fn skips(&self, session: &Session, origin: ConnId, subject: &Subject) -> bool {
+        (self.no_local && origin != 0 && session.connection() == origin)
+            || self
+                .withheld
+                .as_ref()
+                .is_some_and(|w| w.iter().any(|f| f.matches(subject)))
+    }
 }
 
 /// What the trie stores under a filter.
@@ -320,15 +337,15 @@ impl Router {
             let Some(key) = &orphan.share else { continue };
             let group = TargetKey::Group(key.name.clone());
             if let Some(Target::Group(group)) = index.trie.find(&key.filter, &group) {
-                let origin = orphan.message.origin;
-                let local = move |session: &Session, opts: &SubOptions| {
-                    opts.no_local && origin != 0 && session.connection() == origin
+                let message = &orphan.message;
+                let skips = |session: &Session, opts: &SubOptions| {
+                    opts.skips(session, message.origin, &message.subject)
                 };
                 dispatch_to_group(
                     &index.sessions,
                     group,
                     &orphan.message,
-                    local,
+                    skips,
                     &mut Ticket::default(),
                 );
             }
@@ -481,10 +498,8 @@ impl Router {
         if expired {
             return (routed, Vec::new(), msg);
         }
-        let origin = msg.origin;
-        let local = move |session: &Session, opts: &SubOptions| {
-            opts.no_local && origin != 0 && session.connection() == origin
-        };
+        let skips =
+            |session: &Session, opts: &SubOptions| opts.skips(session, msg.origin, &msg.subject);
         let index = self.read();
         // Inline up to a few subscribers: a publish should not allocate for its list.
         let mut plain: SmallVec<[(&Arc<Session>, &SubOptions); 8]> = SmallVec::new();
@@ -494,14 +509,14 @@ impl Router {
             .trie
             .for_each_match(&msg.subject, |target| match target {
                 Target::Sub { session, opts } => {
-                    if !local(session, opts) {
+                    if !skips(session, opts) {
                         plain.push((session, opts));
                     }
                 }
                 Target::Group(group) => {
                     let ticket = &mut routed.ticket;
                     if let Some(pushed) =
-                        dispatch_to_group(&index.sessions, group, &msg, local, ticket)
+                        dispatch_to_group(&index.sessions, group, &msg, skips, ticket)
                     {
                         routed.count(pushed);
                     }
@@ -640,7 +655,7 @@ fn dispatch_to_group(
     sessions: &HashMap<SessionId, Registered>,
     group: &Group,
     msg: &Arc<Message>,
-    local: impl Fn(&Session, &SubOptions) -> bool,
+    skips: impl Fn(&Session, &SubOptions) -> bool,
     ticket: &mut Ticket,
 ) -> Option<Pushed> {
     // Prefer a member whose client is connected and keeping up, then one that is
@@ -650,7 +665,7 @@ fn dispatch_to_group(
         sessions.get(&m.session).is_some_and(|r| {
             let offline = need_online && r.session.connection() == 0;
             let full = need_room && r.session.is_full();
-            !local(&r.session, &m.opts) && !offline && !full
+            !skips(&r.session, &m.opts) && !offline && !full
         })
     };
     let member = group
@@ -722,6 +737,7 @@ mod tests {
             retain_as_published: false,
             subscription_id: None,
             share_group: None,
+            withheld: None,
         }
     }
 

@@ -685,6 +685,7 @@ pub(super) fn decode_subscription(
             retain_as_published: o.retain_as_published,
             subscription_id: o.subscription_id,
             share_group: k.group,
+            withheld: None,
         },
     ))
 }
@@ -859,6 +860,7 @@ mod tests {
             retain_as_published: true,
             subscription_id: Some(7),
             share_group: Some("g".into()),
+            withheld: None,
         };
         let key = subscription_key(9, &filter, opts.share_group.as_deref());
         let (id, rest) = parse_dest_key(&key).unwrap();

@@ -17,8 +17,9 @@ use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
 use tracing::{debug, info, warn};
 
-use session::{Connection, Exit, Offer};
+use session::{Connection, Exit, Offer, PendingLogin};
 
+use crate::access::{Grant, Login};
 use crate::protocols::acks;
 use crate::protocols::delivery::{write_pending, Deliveries};
 use crate::protocols::frames::FrameReader;
@@ -64,7 +65,7 @@ pub(crate) async fn serve<S: Duplex>(stream: S, peer: SocketAddr, ctx: Arc<Conte
     let mut reader = FrameReader::new(Watched::new(read_half), AmqpCodec::new(offer.frame_max));
     let mut writer = writer;
     info!(%peer, conn = conn_id, "amqp: connection opened");
-    let exit = run(&mut conn, &mut reader, &mut writer, &ctx).await;
+    let exit = run(&mut conn, &mut reader, &mut writer, peer, &ctx).await;
     conn.end(now());
     match exit {
         Exit::Closed(why) => {
@@ -106,6 +107,7 @@ async fn run<R: ReadHalf, W: WriteHalf>(
     conn: &mut Connection,
     reader: &mut FrameReader<Watched<R>, AmqpCodec>,
     writer: &mut W,
+    peer: SocketAddr,
     ctx: &Context,
 ) -> Exit {
     let outlet = conn.outlet.clone();
@@ -168,6 +170,12 @@ async fn run<R: ReadHalf, W: WriteHalf>(
                     if let Err(exit) = conn.handle(frame, now()) {
                         return exit;
                     }
+                    if let Some(login) = conn.take_login() {
+                        let grant = log_in(ctx, peer, &login).await;
+                        if let Err(exit) = conn.logged_in(&login, grant) {
+                            return exit;
+                        }
+                    }
                     if reader.decoder().max_frame_size() != conn.frame_max {
                         reader.decoder_mut().set_max_frame_size(conn.frame_max);
                     }
@@ -181,6 +189,15 @@ async fn run<R: ReadHalf, W: WriteHalf>(
         }
         conn.pump(now());
     }
+}
+
+/// Authenticates start-ok's user and password; `None` if refused.
+async fn log_in(ctx: &Context, peer: SocketAddr, login: &PendingLogin) -> Option<Grant> {
+    let login = Login::Password {
+        user: &login.user,
+        password: login.password.as_bytes(),
+    };
+    ctx.access.authenticate(peer.ip(), login).await.ok()
 }
 
 /// The exit for input the codec refused.

@@ -16,6 +16,7 @@ use bytes::{Bytes, BytesMut};
 use dwbroker_codecs::amqp::*;
 
 use super::translate;
+use crate::access::{Grant, Guard, Kind};
 use crate::protocols::acks::Deferred;
 use crate::protocols::delivery::Deliveries;
 use crate::router::{
@@ -24,8 +25,6 @@ use crate::router::{
     Subject, Ticket, VhostError, REPLY_TO_PREFIX,
 };
 
-/// The only user until authentication is configured (RabbitMQ's default).
-const GUEST: (&str, &str) = ("guest", "guest");
 /// Transactions hold at most this many publishes and acks before commit.
 const MAX_TX_OPS: usize = 65_536;
 
@@ -265,6 +264,18 @@ pub(super) struct Connection {
     /// Confirms and tx.commit-oks waiting for storage.
     deferred: Deferred<Answer>,
     next_epoch: u64,
+    /// start-ok's credentials, until the shell has authenticated them.
+    login: Option<PendingLogin>,
+    /// What the client's user may do (nothing before the login).
+    guard: Guard,
+}
+
+/// The credentials of connection.start-ok.
+#[derive(Debug)]
+pub(crate) struct PendingLogin {
+    pub(crate) mechanism: String,
+    pub(crate) user: String,
+    pub(crate) password: String,
 }
 
 impl Connection {
@@ -289,6 +300,8 @@ impl Connection {
             channel_closed: false,
             deferred: Deferred::default(),
             next_epoch: 1,
+            login: None,
+            guard: Guard::new(Grant::nothing()),
         }
     }
 
@@ -438,22 +451,36 @@ impl Connection {
             // Rule start-ok/mechanism/validity: close without sending data.
             other => return Err(Exit::Silent(format!("mechanism {other} not offered"))),
         };
-        match credentials {
-            Some((user, pass)) if (user.as_str(), pass.as_str()) == GUEST => self.user = user,
-            _ if self.caps.authentication_failure_close => {
-                return Err(Exit::Close {
-                    code: ReplyCode::AccessRefused,
-                    text: format!(
-                        "ACCESS_REFUSED - Login was refused using authentication mechanism {}. \
-                         For details see the broker logfile.",
-                        m.mechanism
-                    ),
-                    class_id: 10,
-                    method_id: 11,
-                })
-            }
-            _ => return Err(Exit::Silent("authentication failed".into())),
-        }
+        let Some((user, password)) = credentials else {
+            return Err(self.login_refused(&m.mechanism));
+        };
+        self.login = Some(PendingLogin {
+            mechanism: m.mechanism,
+            user,
+            password,
+        });
+        Ok(())
+    }
+
+    /// The credentials of start-ok, for the shell to authenticate (then
+    /// [`Connection::logged_in`]).
+    pub(crate) fn take_login(&mut self) -> Option<PendingLogin> {
+        self.login.take()
+    }
+
+    /// Goes on with connection.tune once the login is accepted, or closes as
+    /// RabbitMQ does: 403 ACCESS_REFUSED to a client that can read it, silence
+    /// to one that cannot.
+    pub(crate) fn logged_in(
+        &mut self,
+        login: &PendingLogin,
+        grant: Option<Grant>,
+    ) -> Result<(), Exit> {
+        let Some(grant) = grant else {
+            return Err(self.login_refused(&login.mechanism));
+        };
+        self.user = login.user.clone();
+        self.guard = Guard::new(grant);
         self.send(
             0,
             ConnectionTune {
@@ -464,6 +491,21 @@ impl Connection {
         );
         self.state = State::TuneOk;
         Ok(())
+    }
+
+    fn login_refused(&self, mechanism: &str) -> Exit {
+        if !self.caps.authentication_failure_close {
+            return Exit::Silent("authentication failed".into());
+        }
+        Exit::Close {
+            code: ReplyCode::AccessRefused,
+            text: format!(
+                "ACCESS_REFUSED - Login was refused using authentication mechanism {mechanism}. \
+                 For details see the broker logfile."
+            ),
+            class_id: 10,
+            method_id: 11,
+        }
     }
 
     fn tune_ok(&mut self, m: ConnectionTuneOk) -> Result<(), Exit> {
@@ -917,6 +959,21 @@ impl Connection {
         }
     }
 
+    /// 403 ACCESS_REFUSED on the channel unless `allowed`, in RabbitMQ's words.
+    fn permit(&self, allowed: bool, what: impl FnOnce() -> String) -> Handled {
+        if allowed {
+            return Ok(());
+        }
+        Err(chan_fault(
+            ReplyCode::AccessRefused,
+            format!(
+                "access to {} in vhost '/' refused for user '{}'",
+                what(),
+                self.user
+            ),
+        ))
+    }
+
     fn check_publishable(&self, exchange: &str) -> Handled {
         match self.router.exchange(exchange) {
             None => Err(VhostError::NotFound {
@@ -1020,8 +1077,18 @@ impl Connection {
                 self.send(ch, AccessRequestOk { ticket: 1 });
                 Ok(())
             }
-            Method::ExchangeDeclare(m) => self.exchange_declare(ch, m),
+            Method::ExchangeDeclare(m) => {
+                let grant = self.guard.grant();
+                let allowed = m.passive || grant.may_configure(Kind::Exchange, &m.exchange);
+                self.permit(allowed, || format!("exchange '{}'", m.exchange))?;
+                self.exchange_declare(ch, m)
+            }
             Method::ExchangeDelete(m) => {
+                let allowed = self
+                    .guard
+                    .grant()
+                    .may_configure(Kind::Exchange, &m.exchange);
+                self.permit(allowed, || format!("exchange '{}'", m.exchange))?;
                 self.router.delete_exchange(&m.exchange, m.if_unused)?;
                 if !m.nowait {
                     self.send(ch, ExchangeDeleteOk {});
@@ -1029,6 +1096,10 @@ impl Connection {
                 Ok(())
             }
             Method::ExchangeBind(m) => {
+                let grant = self.guard.grant();
+                let allowed = grant.may_configure(Kind::Exchange, &m.destination)
+                    && grant.may_bind(&m.source, &m.routing_key);
+                self.permit(allowed, || format!("exchange '{}'", m.destination))?;
                 self.router.bind(
                     &m.source,
                     Dest::Exchange(m.destination),
@@ -1041,6 +1112,11 @@ impl Connection {
                 Ok(())
             }
             Method::ExchangeUnbind(m) => {
+                let allowed = self
+                    .guard
+                    .grant()
+                    .may_configure(Kind::Exchange, &m.destination);
+                self.permit(allowed, || format!("exchange '{}'", m.destination))?;
                 self.router.unbind(
                     &m.source,
                     Dest::Exchange(m.destination),
@@ -1064,6 +1140,13 @@ impl Connection {
                     _ => m.routing_key,
                 };
                 let queue = last_queue(channel, m.queue)?;
+                let grant = self.guard.grant();
+                self.permit(grant.may_configure(Kind::Queue, &queue), || {
+                    format!("queue '{queue}'")
+                })?;
+                self.permit(grant.may_bind(&m.exchange, &key), || {
+                    format!("exchange '{}' with binding key '{key}'", m.exchange)
+                })?;
                 self.router.queue(&queue, self.id)?;
                 self.router.bind(
                     &m.exchange,
@@ -1078,6 +1161,8 @@ impl Connection {
             }
             Method::QueueUnbind(m) => {
                 let queue = last_queue(channel, m.queue)?;
+                let allowed = self.guard.grant().may_configure(Kind::Queue, &queue);
+                self.permit(allowed, || format!("queue '{queue}'"))?;
                 self.router.queue(&queue, self.id)?;
                 self.router.unbind(
                     &m.exchange,
@@ -1090,6 +1175,8 @@ impl Connection {
             }
             Method::QueuePurge(m) => {
                 let queue = last_queue(channel, m.queue)?;
+                let allowed = self.guard.grant().may_consume(Kind::Queue, &queue);
+                self.permit(allowed, || format!("queue '{queue}'"))?;
                 let n = self.router.purge_queue(&queue, self.id)?;
                 if !m.nowait {
                     self.send(
@@ -1103,6 +1190,8 @@ impl Connection {
             }
             Method::QueueDelete(m) => {
                 let queue = last_queue(channel, m.queue)?;
+                let allowed = self.guard.grant().may_configure(Kind::Queue, &queue);
+                self.permit(allowed, || format!("queue '{queue}'"))?;
                 let n = self
                     .router
                     .delete_queue(&queue, self.id, m.if_unused, m.if_empty)?;
@@ -1171,6 +1260,15 @@ impl Connection {
                     ));
                 }
                 self.check_publishable(&m.exchange)?;
+                let allowed = self
+                    .guard
+                    .grant()
+                    .may_publish_via(&m.exchange, &m.routing_key);
+                self.permit(allowed, || match m.exchange.as_str() {
+                    "amq.topic" => format!("topic '{}' in exchange 'amq.topic'", m.routing_key),
+                    "" => "exchange 'amq.default'".into(),
+                    name => format!("exchange '{name}'"),
+                })?;
                 channel.content = Some(Content {
                     publish: m,
                     header: None,
@@ -1181,7 +1279,10 @@ impl Connection {
                 Ok(())
             }
             Method::BasicGet(m) => {
-                let queue = self.router.queue(&last_queue(channel, m.queue)?, self.id)?;
+                let name = last_queue(channel, m.queue)?;
+                let allowed = self.guard.grant().may_consume(Kind::Queue, &name);
+                self.permit(allowed, || format!("queue '{name}'"))?;
+                let queue = self.router.queue(&name, self.id)?;
                 match self.router.get(&queue, now) {
                     None => self.send(
                         ch,
@@ -1387,6 +1488,14 @@ impl Connection {
 
     /// Declares a queue; returns its name (the server's for an empty one).
     fn queue_declare(&mut self, ch: u16, m: QueueDeclare, now: Now) -> Result<String, Fault> {
+        // A server-named queue's name starts `amq.gen-` (a `queue:amq.gen-*` rule).
+        let name = if m.queue.is_empty() {
+            "amq.gen-"
+        } else {
+            &m.queue
+        };
+        let allowed = m.passive || self.guard.grant().may_configure(Kind::Queue, name);
+        self.permit(allowed, || format!("queue '{name}'"))?;
         let args = queue_args(&m.queue, &m.arguments)?;
         let spec = QueueSpec {
             durable: m.durable,
@@ -1432,8 +1541,10 @@ impl Connection {
             channel.reply_queue = Some(name);
             queue
         } else {
-            self.router
-                .queue(&last_queue(channel, m.queue.clone())?, self.id)?
+            let name = last_queue(channel, m.queue.clone())?;
+            let allowed = self.guard.grant().may_consume(Kind::Queue, &name);
+            self.permit(allowed, || format!("queue '{name}'"))?;
+            self.router.queue(&name, self.id)?
         };
         let tag = if m.consumer_tag.is_empty() {
             format!("amq.ctag-{}", random_token())

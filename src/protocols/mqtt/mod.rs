@@ -26,10 +26,12 @@ pub(crate) use registry::Registry;
 use registry::{Handoff, Prior, SessionState};
 use session::{Connection, Exit};
 
+use crate::access::{Grant, Guard, Login, Refused};
 use crate::protocols::acks;
 use crate::protocols::frames::FrameReader;
 use crate::protocols::pressure::Pressure;
 use crate::protocols::socket;
+use crate::router::Subject;
 use crate::server::Context;
 use crate::transport::{Duplex, Goodbye, ReadHalf, WriteHalf};
 
@@ -212,6 +214,8 @@ async fn handshake<R: ReadHalf, W: WriteHalf>(
     *reader.decoder_mut() = codec;
 
     let refuse = |code| [session::refusal_connack(code)];
+    let mut connect = connect;
+    let (username, password) = (connect.username.take(), connect.password.take());
     let accepted = match session::accept_connect(connect, limits, || ctx.assign_client_id()) {
         Ok(a) => a,
         Err(refusal) => {
@@ -226,6 +230,23 @@ async fn handshake<R: ReadHalf, W: WriteHalf>(
             )
             .await;
             warn!(%peer, code = %refusal.code, why = refusal.why, "mqtt: CONNECT refused");
+            return None;
+        }
+    };
+    let grant = match log_in(
+        ctx,
+        peer,
+        username.as_deref(),
+        password.as_deref(),
+        &accepted,
+    )
+    .await
+    {
+        Ok(grant) => grant,
+        Err((code, why)) => {
+            let bye = goodbye(Some(code), why);
+            farewell(reader, writer, &mut wbuf, version, &refuse(code), bye).await;
+            warn!(%peer, client_id = %accepted.client_id, %code, why, "mqtt: CONNECT refused");
             return None;
         }
     };
@@ -289,6 +310,7 @@ async fn handshake<R: ReadHalf, W: WriteHalf>(
         conn_id,
         ctx.router.clone(),
         limits,
+        Guard::new(grant),
     );
     info!(%peer, client_id = %client_id, ?version, keep_alive, session_present, "mqtt: client connected");
 
@@ -305,6 +327,46 @@ async fn handshake<R: ReadHalf, W: WriteHalf>(
         wbuf,
         kick: kick_rx,
     })
+}
+
+/// Authenticates a CONNECT's user name and password (ignored while the broker has
+/// no users, as mosquitto without a password file) and checks that the user may
+/// publish its will; the CONNACK code and why if not.
+async fn log_in(
+    ctx: &Context,
+    peer: SocketAddr,
+    username: Option<&str>,
+    password: Option<&[u8]>,
+    accepted: &session::Accepted,
+) -> Result<Grant, (ReasonCode, &'static str)> {
+    let login = match username {
+        Some(user) if !ctx.access.is_open() => Login::Password {
+            user,
+            password: password.unwrap_or_default(),
+        },
+        _ => Login::Anonymous,
+    };
+    let grant =
+        ctx.access
+            .authenticate(peer.ip(), login)
+            .await
+            .map_err(|refused| match refused {
+                Refused::BadCredentials => (
+                    ReasonCode::BAD_USER_NAME_OR_PASSWORD,
+                    "bad user name or password",
+                ),
+                Refused::NotAuthorized => (ReasonCode::NOT_AUTHORIZED, "not authorized"),
+            })?;
+    if let Some(topic) = accepted.will_topic() {
+        let allowed = Subject::from_mqtt_topic(topic).is_ok_and(|s| grant.may_publish(&s));
+        if !allowed {
+            return Err((
+                ReasonCode::NOT_AUTHORIZED,
+                "not authorized to publish the will",
+            ));
+        }
+    }
+    Ok(grant)
 }
 
 /// Writes the last packets of a connection and closes it (see `socket::farewell`).

@@ -21,10 +21,11 @@ use dwbroker_codecs::mqtt::{
 use super::alias;
 use super::registry::{OutFlight, PendingWill, SessionState, StateKey};
 use super::translate;
+use crate::access::{FilterVerdict, Guard};
 use crate::config::Limits;
 use crate::protocols::acks::Deferred;
 use crate::router::{
-    ConnId, Delivery, Dispatch, LastSubject, Now, Router, StoreFailure, SubOptions, Ticket,
+    ConnId, Delivery, Dispatch, Filter, LastSubject, Now, Router, StoreFailure, SubOptions, Ticket,
 };
 
 /// Roughly how many payload bytes one write gathers before the shell writes them
@@ -234,6 +235,13 @@ pub(crate) fn accept_connect(
     })
 }
 
+impl Accepted {
+    /// The will's topic, if the CONNECT has a will.
+    pub(crate) fn will_topic(&self) -> Option<&str> {
+        self.will.as_ref().map(|w| w.publish.topic.as_str())
+    }
+}
+
 /// The CONNACK refusing a CONNECT (3.1.1 clients get the matching return code).
 pub(crate) fn refusal_connack(code: ReasonCode) -> Packet {
     Packet::ConnAck(ConnAck {
@@ -280,6 +288,8 @@ pub(crate) struct Connection {
     /// The client has published (only publishers are held back under memory
     /// pressure).
     pub(crate) publisher: bool,
+    /// What the client's user may do.
+    guard: Guard,
 }
 
 impl Connection {
@@ -293,6 +303,7 @@ impl Connection {
         conn_id: ConnId,
         router: Arc<Router>,
         limits: &Limits,
+        guard: Guard,
     ) -> Connection {
         state.session.set_connection(conn_id);
         let mut properties = Properties::default();
@@ -342,6 +353,7 @@ impl Connection {
                 properties,
             })],
             publisher: false,
+            guard,
         };
         // Every PUBLISH still unacknowledged was sent on an earlier connection: pump
         // resends them first, within the new client's Receive Maximum. PUBRELs are
@@ -514,6 +526,20 @@ impl Connection {
         let message =
             translate::message_from_publish(&mut self.last_subject, &p, self.conn_id, now)
                 .map_err(|code| Exit::protocol(code, "invalid topic name or response topic"))?;
+        if !self.guard.may_publish(&message.subject) {
+            tracing::info!(client_id = %self.client_id, topic = %p.topic, "mqtt: publish not authorized, dropped");
+            // MQTT 5 says why; a 3.1.1 client has no way to hear it, so its message
+            // is acknowledged (else it would resend forever) and dropped.
+            if v5 {
+                self.push_publish_ack(&p, ReasonCode::NOT_AUTHORIZED, Ticket::default());
+            } else {
+                if p.qos == QoS::ExactlyOnce {
+                    self.state.awaiting_rel.insert(p.packet_id);
+                }
+                self.push_publish_ack(&p, ReasonCode::SUCCESS, Ticket::default());
+            }
+            return Ok(());
+        }
         let mut routed = self.router.publish(message, now);
         let code = if routed.matched == 0 && v5 {
             ReasonCode::NO_MATCHING_SUBSCRIBERS
@@ -679,6 +705,15 @@ impl Connection {
                 codes.push(ReasonCode::TOPIC_FILTER_INVALID);
                 continue;
             };
+            let withheld: Option<Arc<[Filter]>> = match self.guard.grant().may_subscribe(&tf.filter)
+            {
+                FilterVerdict::Allowed => None,
+                FilterVerdict::AllowedExcept(denied) => Some(Arc::from(denied)),
+                FilterVerdict::Denied => {
+                    codes.push(ReasonCode::NOT_AUTHORIZED);
+                    continue;
+                }
+            };
             let session = self.state.session.id();
             let group = tf.share_group.as_deref();
             if !self
@@ -694,6 +729,7 @@ impl Connection {
                 retain_as_published: v5 && opts.retain_as_published,
                 subscription_id,
                 share_group: tf.share_group.clone(),
+                withheld: withheld.clone(),
             };
             let replaced = self
                 .router
@@ -710,6 +746,10 @@ impl Connection {
             if send_retained {
                 for message in self.router.retained(&tf.filter, now) {
                     if v5 && opts.no_local && message.origin == self.conn_id {
+                        continue;
+                    }
+                    let withheld: &[Filter] = withheld.as_deref().unwrap_or_default();
+                    if withheld.iter().any(|f| f.matches(&message.subject)) {
                         continue;
                     }
                     let qos = message.qos.min(translate::delivery(opts.qos));

@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 
 use session::{Connection, Exit};
 
+use crate::access::{Grant, Login};
 use crate::config::{ClientAuth, NatsTls};
 use crate::protocols::acks;
 use crate::protocols::frames::FrameReader;
@@ -158,7 +159,7 @@ async fn serve_after<S: Duplex>(
         info,
     );
     info!(%peer, conn = conn_id, "nats: connection opened");
-    let exit = match run(&mut conn, &mut reader, &mut writer, &ctx).await {
+    let exit = match run(&mut conn, &mut reader, &mut writer, peer, &ctx).await {
         Ok(never) => match never {},
         Err(exit) => exit,
     };
@@ -203,6 +204,7 @@ async fn run<R: ReadHalf, W: WriteHalf>(
     conn: &mut Connection,
     reader: &mut FrameReader<R, ServerCodec>,
     writer: &mut W,
+    peer: SocketAddr,
     ctx: &Context,
 ) -> Result<std::convert::Infallible, Exit> {
     let session = conn.session().clone();
@@ -240,6 +242,11 @@ async fn run<R: ReadHalf, W: WriteHalf>(
                 None => return Err(Exit::Network("closed by the client".into())),
                 Some(Err(e)) => return Err(decode_exit(e)),
                 Some(Ok(op)) => {
+                    // CONNECT comes first (anything else before it is refused),
+                    // so it is always the op read here, never a buffered one.
+                    if let (ClientOp::Connect(json), false) = (&op, conn.is_connected()) {
+                        conn.authorize(log_in(ctx, peer, json).await?);
+                    }
                     let now = crate::protocols::now();
                     // What was delivered to this connection before an op was read
                     // goes out before the op takes effect (clients flush with PING
@@ -274,6 +281,32 @@ async fn run<R: ReadHalf, W: WriteHalf>(
     }
 }
 
+/// The credentials of a CONNECT (the session reads the other options).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct Credentials {
+    user: Option<String>,
+    pass: Option<String>,
+}
+
+/// Authenticates a CONNECT's user and password (ignored while the broker has no
+/// users, as nats-server without authorization); a CONNECT that is not JSON is
+/// left to the session to refuse.
+async fn log_in(ctx: &Context, peer: SocketAddr, json: &[u8]) -> Result<Grant, Exit> {
+    let creds: Credentials = serde_json::from_slice(json).unwrap_or_default();
+    let login = match &creds.user {
+        Some(user) if !ctx.access.is_open() => Login::Password {
+            user,
+            password: creds.pass.as_deref().unwrap_or_default().as_bytes(),
+        },
+        _ => Login::Anonymous,
+    };
+    ctx.access
+        .authenticate(peer.ip(), login)
+        .await
+        .map_err(|_| Exit::Err("Authorization Violation"))
+}
+
 /// The exit for input the codec refused, with nats-server's -ERR text.
 fn decode_exit(e: DecodeError) -> Exit {
     match e {
@@ -304,6 +337,9 @@ fn info_json(
         "client_id": conn_id,
         "client_ip": peer.ip().to_string(),
     });
+    if !ctx.access.is_open() {
+        info["auth_required"] = true.into();
+    }
     let verify = ctx
         .config
         .tls

@@ -14,6 +14,7 @@ use foldhash::fast::RandomState as FastHash;
 use serde::Deserialize;
 
 use super::{jetstream, translate};
+use crate::access::{FilterVerdict, Grant, Guard};
 use crate::protocols::acks::Deferred;
 use crate::router::streams::Appended;
 use crate::router::{
@@ -123,6 +124,10 @@ pub(crate) struct Connection {
     pub(crate) publisher: bool,
     /// CONNECT was accepted; before it, no other op is.
     connected: bool,
+    /// What the shell's authentication of the coming CONNECT granted.
+    authorized: Option<Grant>,
+    /// What the client's user may do (nothing before CONNECT).
+    guard: Guard,
 }
 
 impl Connection {
@@ -156,6 +161,8 @@ impl Connection {
             out: BytesMut::new(),
             publisher: false,
             connected: false,
+            authorized: None,
+            guard: Guard::new(Grant::nothing()),
         };
         if let Some(info) = info {
             conn.send(&ServerOp::Info(info));
@@ -177,6 +184,11 @@ impl Connection {
         if self.opts.verbose {
             self.send(&ServerOp::Ok);
         }
+    }
+
+    /// Lets the next CONNECT in with `grant` (the shell has authenticated it).
+    pub(crate) fn authorize(&mut self, grant: Grant) {
+        self.authorized = Some(grant);
     }
 
     /// Whether CONNECT was accepted.
@@ -249,6 +261,13 @@ impl Connection {
         if opts.no_responders && !opts.headers {
             return Err(Exit::Err("no responders requires headers support"));
         }
+        if !self.connected {
+            let grant = self
+                .authorized
+                .take()
+                .ok_or(Exit::Err("Authorization Violation"))?;
+            self.guard = Guard::new(grant);
+        }
         tracing::info!(
             conn = self.conn_id,
             name = opts.name.as_deref().unwrap_or(""),
@@ -292,6 +311,18 @@ impl Connection {
             self.ok();
             return;
         };
+        if !self.guard.may_publish(&message.subject) {
+            tracing::info!(
+                conn = self.conn_id,
+                subject,
+                "nats: publish not authorized, dropped"
+            );
+            // nats-server's answer; the connection stays open.
+            self.send(&ServerOp::Err(format!(
+                "Permissions Violation for Publish to \"{subject}\""
+            )));
+            return;
+        }
         let reply = message.reply_to.clone();
         let routed = self.router.publish(message, now);
         match (reply, routed.appended.into_iter().next()) {
@@ -370,6 +401,21 @@ impl Connection {
             self.send(&ServerOp::Err("Invalid Subject".into()));
             return;
         };
+        let withheld: Option<Arc<[Filter]>> = match self.guard.grant().may_subscribe(&filter) {
+            FilterVerdict::Allowed => None,
+            FilterVerdict::AllowedExcept(denied) => Some(Arc::from(denied)),
+            FilterVerdict::Denied => {
+                tracing::info!(
+                    conn = self.conn_id,
+                    subject,
+                    "nats: subscription not authorized"
+                );
+                self.send(&ServerOp::Err(format!(
+                    "Permissions Violation for Subscription to \"{subject}\""
+                )));
+                return;
+            }
+        };
         if self.subs.contains_key(&sid) {
             self.remove_sub(&sid);
         } else if self.subs.len() >= self.max_subscriptions {
@@ -394,6 +440,7 @@ impl Connection {
                         retain_as_published: false,
                         subscription_id: Some(key),
                         share_group: group.clone(),
+                        withheld,
                     },
                 );
                 self.keys.insert((filter.clone(), group.clone()), key);

@@ -10,13 +10,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dwbroker_codecs::stomp::{
-    encode_heartbeat, Received, StompCodec, StompError, StompLimits, Version,
+    encode_heartbeat, Command, Frame, Received, StompCodec, StompError, StompLimits, Version,
 };
 use futures_util::StreamExt;
 use tracing::{debug, info, warn};
 
 use session::{Connection, Exit, Offer};
 
+use crate::access::{Grant, Login};
 use crate::protocols::acks;
 use crate::protocols::delivery::{write_pending, Deliveries};
 use crate::protocols::frames::FrameReader;
@@ -61,7 +62,7 @@ pub(crate) async fn serve<S: Duplex>(stream: S, peer: SocketAddr, ctx: Arc<Conte
     let mut conn = Connection::new(conn_id, ctx.router.clone(), offer, session, OUTLET_MAX);
     let mut reader = FrameReader::new(Watched::new(reader), codec);
     debug!(%peer, conn = conn_id, "stomp: connection opened");
-    let mut end = run(&mut conn, &mut reader, &mut writer, &ctx).await;
+    let mut end = run(&mut conn, &mut reader, &mut writer, peer, &ctx).await;
     if let End::Session(Exit::Disconnect) = end {
         // The receipts of earlier SENDs still waiting for storage go out before
         // DISCONNECT's own, and before the connection closes.
@@ -101,6 +102,7 @@ async fn run<R: ReadHalf, W: WriteHalf>(
     conn: &mut Connection,
     reader: &mut FrameReader<Watched<R>, StompCodec>,
     writer: &mut W,
+    peer: SocketAddr,
     ctx: &Context,
 ) -> End {
     let outlet = conn.outlet.clone();
@@ -161,6 +163,12 @@ async fn run<R: ReadHalf, W: WriteHalf>(
                 Some(Ok(Received::Heartbeat)) => {}
                 Some(Ok(Received::Frame(frame))) => {
                     let connecting = conn.version().is_none();
+                    if connecting && matches!(frame.command, Command::Connect | Command::Stomp) {
+                        match log_in(ctx, peer, &frame).await {
+                            Ok(grant) => conn.authorize(grant),
+                            Err(exit) => return End::Session(exit),
+                        }
+                    }
                     if let Err(exit) = conn.handle(frame, now()) {
                         return End::Session(exit);
                     }
@@ -179,6 +187,22 @@ async fn run<R: ReadHalf, W: WriteHalf>(
         }
         conn.pump(now());
     }
+}
+
+/// Authenticates a CONNECT's `login` and `passcode` (none: an anonymous client).
+async fn log_in(ctx: &Context, peer: SocketAddr, frame: &Frame) -> Result<Grant, Exit> {
+    let login = match frame.header("login") {
+        Some(user) => Login::Password {
+            user,
+            password: frame.header("passcode").unwrap_or_default().as_bytes(),
+        },
+        None => Login::Anonymous,
+    };
+    let user = frame.header("login").unwrap_or_default();
+    ctx.access
+        .authenticate(peer.ip(), login)
+        .await
+        .map_err(|_| session::refused_login(user))
 }
 
 /// Waits (bounded) for every receipt still waiting for storage.

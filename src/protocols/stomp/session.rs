@@ -14,6 +14,7 @@ use super::translate::{
     invalid_destination, message_from_send, parse_destination, shown_destination, shown_reply_to,
     write_error, write_message, Delivered, Destination, ReplyTo, VALID_DESTINATIONS,
 };
+use crate::access::{Grant, Guard, Kind};
 use crate::protocols::acks::Deferred;
 use crate::protocols::delivery::Deliveries;
 use crate::router::{
@@ -57,6 +58,11 @@ fn error(message: impl Into<String>, detail: impl Into<String>) -> Exit {
         detail: detail.into(),
         receipt: None,
     }
+}
+
+/// RabbitMQ's ERROR for a CONNECT whose login is refused.
+pub(super) fn refused_login(login: &str) -> Exit {
+    error("Bad CONNECT", format!("Access refused for user '{login}'"))
 }
 
 /// RabbitMQ's ERROR for a required header that is absent.
@@ -199,6 +205,10 @@ pub(super) struct Connection {
     /// Receipts waiting for storage (a persistent SEND's, a COMMIT's), and those
     /// asked for after them: receipts go out in order.
     deferred: Deferred<String>,
+    /// What the shell's authentication of the coming CONNECT granted.
+    authorized: Option<Grant>,
+    /// What the client's user may do (nothing before CONNECT).
+    guard: Guard,
 }
 
 impl Connection {
@@ -229,7 +239,14 @@ impl Connection {
             tx_bytes,
             temp_queues: HashMap::new(),
             deferred: Deferred::default(),
+            authorized: None,
+            guard: Guard::new(Grant::nothing()),
         }
+    }
+
+    /// Lets the CONNECT in with `grant` (the shell has authenticated it).
+    pub(super) fn authorize(&mut self, grant: Grant) {
+        self.authorized = Some(grant);
     }
 
     /// Whether a delivery to this connection awaits its ACK or NACK.
@@ -346,16 +363,13 @@ impl Connection {
                 "Supported versions are 1.0,1.1,1.2\n",
             ));
         };
-        // guest/guest, or no login at all, until authentication is configured;
-        // `host` names no vhost here (stomp.py sends the socket's host).
-        if let Some(login) = frame.header("login") {
-            if login != "guest" || frame.header("passcode") != Some("guest") {
-                return Err(error(
-                    "Bad CONNECT",
-                    format!("Access refused for user '{login}'"),
-                ));
-            }
-        }
+        // The shell authenticated `login` and `passcode`; `host` names no vhost
+        // here (stomp.py sends the socket's host).
+        let grant = self.authorized.take().ok_or_else(|| {
+            let login = frame.header("login").unwrap_or_default();
+            refused_login(login)
+        })?;
+        self.guard = Guard::new(grant);
         let (cx, cy) = match frame.header("heart-beat") {
             None => (0, 0),
             Some(hb) => parse_heart_beat(hb).ok_or_else(|| {
@@ -483,6 +497,9 @@ impl Connection {
             Some(Destination::Exchange(exchange, key)) => (exchange, key),
             Some(Destination::TempQueue(_)) | None => return Err(unknown_destination(destination)),
         };
+        self.permit(self.guard.grant().may_publish_via(exchange, key), || {
+            format!("destination '{destination}'")
+        })?;
         let routed = self
             .router
             .publish_to_exchange(exchange, key, msg, now)
@@ -541,6 +558,10 @@ impl Connection {
             Err(VhostError::NotFound { .. }) => {}
             Err(e) => return Err(vhost_error(e)),
         }
+        // Declaring on use is configuring.
+        self.permit(self.guard.grant().may_configure(Kind::Queue, name), || {
+            format!("queue '{name}'")
+        })?;
         let args = QueueArgs::parse(|arg| {
             frame.header(arg).map(|v| ArgValue {
                 int: v.parse().ok(),
@@ -664,6 +685,27 @@ impl Connection {
         };
         // Only subscriptions to an exchange have a queue of their own to keep.
         let mut durable = None;
+        // A durable subscription's queue is declared, so configured.
+        let durable_queue = durable_subscription(frame, id, destination);
+        let grant = self.guard.grant();
+        let durable_ok = || {
+            durable_queue
+                .as_ref()
+                .is_none_or(|q| grant.may_configure(Kind::Queue, q))
+        };
+        let allowed = match parse_destination(destination) {
+            Some(Destination::Queue(name) | Destination::AmqQueue(name)) => {
+                grant.may_consume(Kind::Queue, name)
+            }
+            Some(Destination::Topic(pattern)) => {
+                grant.may_bind("amq.topic", pattern) && durable_ok()
+            }
+            Some(Destination::Exchange(exchange, key)) => {
+                grant.may_bind(exchange, key) && durable_ok()
+            }
+            _ => true,
+        };
+        self.permit(allowed, || format!("destination '{destination}'"))?;
         let queue = match parse_destination(destination) {
             None => return Err(unknown_destination(destination)),
             Some(Destination::Queue(name)) => self.queue_for(name, frame, now)?,
@@ -671,7 +713,7 @@ impl Connection {
                 self.router.queue(name, self.id).map_err(vhost_error)?
             }
             Some(Destination::Topic(pattern)) => {
-                durable = durable_subscription(frame, id, destination);
+                durable = durable_queue.clone();
                 self.bound_queue(
                     "amq.topic",
                     Some(pattern),
@@ -681,7 +723,7 @@ impl Connection {
                 )?
             }
             Some(Destination::Exchange(exchange, key)) => {
-                durable = durable_subscription(frame, id, destination);
+                durable = durable_queue.clone();
                 self.bound_queue(
                     exchange,
                     Some(key),
@@ -702,6 +744,21 @@ impl Connection {
             sub.durable = durable.is_some();
         }
         Ok(())
+    }
+
+    /// RabbitMQ's ERROR unless `allowed` (the connection then closes).
+    fn permit(&self, allowed: bool, what: impl FnOnce() -> String) -> Result<(), Exit> {
+        if allowed {
+            return Ok(());
+        }
+        let user = self.guard.grant().user().unwrap_or("anonymous");
+        Err(error(
+            "access_refused",
+            format!(
+                "ACCESS_REFUSED - access to {} in vhost '/' refused for user '{user}'\n",
+                what()
+            ),
+        ))
     }
 
     /// Refuses a subscription beyond the configured number per connection.

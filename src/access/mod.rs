@@ -1,0 +1,605 @@
+//! Who a client is and what it may do: one user store and one set of permissions
+//! for every front (see "Transports and access" in the design).
+//!
+//! Owns: authentication ([`Access::authenticate`]: a password checked against the
+//! password file or the configuration's users, anonymous clients by the `[auth]
+//! anonymous` rule, failed logins logged, counted and delayed per address) and the
+//! [`Grant`] a connection holds afterwards, which answers the fronts' permission
+//! questions.
+//! Refuses: each protocol's way of saying no (fronts turn [`Refused`] and a `false`
+//! into CONNACK codes, 403s, ERROR frames and `-ERR`s).
+//!
+//! Without users (no password file and no `[auth.users]`) the broker is open, as
+//! before: anonymous clients may do everything, and the only password is RabbitMQ's
+//! guest/guest for the protocols that always send one (AMQP, STOMP).
+
+pub(crate) mod passwords;
+pub(crate) mod rules;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use crate::config::{Anonymous, Auth};
+use crate::router::{Filter, Subject};
+use rules::Rules;
+pub(crate) use rules::{FilterVerdict, Kind};
+
+/// The user an open broker accepts from clients that must send a password.
+const GUEST: (&str, &[u8]) = ("guest", b"guest");
+/// Failed logins from one address are forgotten after this long without another.
+const FAILURE_MEMORY: Duration = Duration::from_secs(60);
+/// The delay after the first failed login from an address; it doubles with each
+/// further one up to [`MAX_DELAY`].
+const FIRST_DELAY: Duration = Duration::from_millis(100);
+const MAX_DELAY: Duration = Duration::from_secs(5);
+/// Addresses whose failures are remembered at once; beyond it the oldest are
+/// forgotten first (memory stays bounded whoever guesses).
+const MAX_REMEMBERED: usize = 10_000;
+
+/// What a client presented.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Login<'a> {
+    /// No credentials.
+    Anonymous,
+    /// A user name and password.
+    Password {
+        /// The user.
+        user: &'a str,
+        /// The password, as sent.
+        password: &'a [u8],
+    },
+}
+
+/// Why a client was not let in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// Unknown user or wrong password.
+    BadCredentials,
+    /// No credentials, and anonymous clients are not let in.
+    NotAuthorized,
+}
+
+/// Publish, subscribe and configure rules of one user.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Permissions {
+    publish: Rules,
+    subscribe: Rules,
+    configure: Rules,
+}
+
+impl Permissions {
+    /// The rules of one `[auth.permissions.<user>]` table.
+    pub(crate) fn parse(spec: &crate::config::PermissionSpec) -> Result<Permissions, String> {
+        Ok(Permissions {
+            publish: Rules::parse(&spec.publish, &spec.deny_publish)?,
+            subscribe: Rules::parse(&spec.subscribe, &spec.deny_subscribe)?,
+            configure: Rules::parse(&spec.configure, &spec.deny_configure)?,
+        })
+    }
+}
+
+/// What an authenticated connection may do. Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct Grant {
+    user: Option<Arc<str>>,
+    /// `None`: everything.
+    permissions: Option<Arc<Permissions>>,
+}
+
+impl Grant {
+    /// Everything, as an open broker grants.
+    pub(crate) fn everything() -> Grant {
+        Grant {
+            user: None,
+            permissions: None,
+        }
+    }
+
+    /// Nothing at all (a connection not yet authenticated).
+    pub(crate) fn nothing() -> Grant {
+        Grant {
+            user: None,
+            permissions: Some(Arc::default()),
+        }
+    }
+
+    /// The user the connection authenticated as, if any.
+    pub(crate) fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    /// Whether nothing is restricted (fronts skip their checks).
+    pub(crate) fn unrestricted(&self) -> bool {
+        self.permissions.is_none()
+    }
+
+    /// Whether messages may be published to `subject`.
+    pub(crate) fn may_publish(&self, subject: &Subject) -> bool {
+        self.permissions
+            .as_ref()
+            .is_none_or(|p| p.publish.subject(subject))
+    }
+
+    /// Whether messages may be published to the exchange (or other named
+    /// destination) `name`.
+    pub(crate) fn may_publish_to(&self, kind: Kind, name: &str) -> bool {
+        self.permissions
+            .as_ref()
+            .is_none_or(|p| p.publish.name(kind, name))
+    }
+
+    /// Whether a message may be published through the AMQP exchange `exchange`
+    /// with `routing_key` (also STOMP's `/topic/`, `/queue/` and `/exchange/`
+    /// destinations): on `amq.topic` the routing key is the subject, as one rule
+    /// covers every protocol; the default exchange is `exchange:amq.default`, as
+    /// RabbitMQ names it; any other exchange by its name.
+    pub(crate) fn may_publish_via(&self, exchange: &str, routing_key: &str) -> bool {
+        match exchange {
+            "amq.topic" => Subject::new(routing_key).is_ok_and(|s| self.may_publish(&s)),
+            "" => self.may_publish_to(Kind::Exchange, "amq.default"),
+            name => self.may_publish_to(Kind::Exchange, name),
+        }
+    }
+
+    /// Whether a queue may be bound to `exchange` with `key` (a queue bound to an
+    /// exchange reads from it): on `amq.topic` the binding key, as a subject
+    /// filter, must lie wholly inside the subscribe rules (a binding cannot leave
+    /// out denied subjects as a subscription does); any other exchange needs
+    /// `exchange:<name>` among them.
+    pub(crate) fn may_bind(&self, exchange: &str, key: &str) -> bool {
+        match exchange {
+            "amq.topic" => Filter::amqp_topic(key)
+                .is_ok_and(|f| self.may_subscribe(&f) == FilterVerdict::Allowed),
+            name => self.may_consume(Kind::Exchange, name),
+        }
+    }
+
+    /// Whether `filter` may be subscribed to.
+    pub(crate) fn may_subscribe(&self, filter: &Filter) -> FilterVerdict {
+        match &self.permissions {
+            None => FilterVerdict::Allowed,
+            Some(p) => p.subscribe.filter(filter),
+        }
+    }
+
+    /// Whether the queue or stream `name` may be consumed from.
+    pub(crate) fn may_consume(&self, kind: Kind, name: &str) -> bool {
+        self.permissions
+            .as_ref()
+            .is_none_or(|p| p.subscribe.name(kind, name))
+    }
+
+    /// Whether the queue, exchange or stream `name` may be declared, deleted or
+    /// bound.
+    pub(crate) fn may_configure(&self, kind: Kind, name: &str) -> bool {
+        self.permissions
+            .as_ref()
+            .is_none_or(|p| p.configure.name(kind, name))
+    }
+}
+
+/// A connection's grant with its recent publish decisions: a publisher sends to
+/// few subjects, each checked against every rule once.
+#[derive(Debug)]
+pub(crate) struct Guard {
+    grant: Grant,
+    published: HashMap<Subject, bool, foldhash::fast::RandomState>,
+}
+
+/// Publish decisions a connection remembers; beyond it they are forgotten (a
+/// publisher to ever new subjects pays the rule check each time, no more memory).
+const REMEMBERED_SUBJECTS: usize = 256;
+
+impl Guard {
+    /// A guard for `grant`.
+    pub(crate) fn new(grant: Grant) -> Guard {
+        Guard {
+            grant,
+            published: HashMap::default(),
+        }
+    }
+
+    /// The grant.
+    pub(crate) fn grant(&self) -> &Grant {
+        &self.grant
+    }
+
+    /// Whether messages may be published to `subject`.
+    pub(crate) fn may_publish(&mut self, subject: &Subject) -> bool {
+        if self.grant.unrestricted() {
+            return true;
+        }
+        if let Some(&known) = self.published.get(subject) {
+            return known;
+        }
+        let allowed = self.grant.may_publish(subject);
+        if self.published.len() >= REMEMBERED_SUBJECTS {
+            self.published.clear();
+        }
+        self.published.insert(subject.clone(), allowed);
+        allowed
+    }
+}
+
+/// The users and permissions in force (replaced whole on reload).
+#[derive(Debug, Default)]
+struct Policy {
+    users: BTreeMap<String, String>,
+    /// `None`: no permissions configured, every user may do everything.
+    permissions: Option<HashMap<String, Arc<Permissions>>>,
+    anonymous: Anonymous,
+}
+
+impl Policy {
+    fn load(auth: &Auth) -> Result<Policy, String> {
+        let mut users = match &auth.password_file {
+            Some(path) => passwords::read(path)?,
+            None => BTreeMap::new(),
+        };
+        for (user, hash) in &auth.users {
+            if !passwords::valid_user(user) {
+                return Err(format!("[auth.users]: `{user}` is not a valid user name"));
+            }
+            passwords::check_hash(hash).map_err(|e| format!("[auth.users.{user}]: {e}"))?;
+            users.insert(user.clone(), hash.clone());
+        }
+        let permissions = if auth.permissions.is_empty() {
+            None
+        } else {
+            let mut all = HashMap::new();
+            for (user, spec) in &auth.permissions {
+                let p = Permissions::parse(spec)
+                    .map_err(|e| format!("[auth.permissions.{user}]: {e}"))?;
+                all.insert(user.clone(), Arc::new(p));
+            }
+            Some(all)
+        };
+        if let Anonymous::As(user) = &auth.anonymous {
+            let known = users.contains_key(user)
+                || permissions.as_ref().is_some_and(|p| p.contains_key(user));
+            if !known {
+                return Err(format!(
+                    "[auth] anonymous = \"{user}\": no such user and no permissions for it"
+                ));
+            }
+        }
+        Ok(Policy {
+            users,
+            permissions,
+            anonymous: auth.anonymous.clone(),
+        })
+    }
+
+    fn open(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    fn grant(&self, user: &str) -> Grant {
+        Grant {
+            user: Some(user.into()),
+            permissions: self.permissions.as_ref().map(|all| {
+                // With permissions configured, a user without any may do nothing.
+                all.get(user).cloned().unwrap_or_default()
+            }),
+        }
+    }
+}
+
+/// Failed logins from one address.
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    last: Instant,
+}
+
+/// The user store and permissions every front authenticates against.
+#[derive(Debug)]
+pub(crate) struct Access {
+    config: Auth,
+    policy: RwLock<Arc<Policy>>,
+    failures: Mutex<HashMap<IpAddr, Failures>>,
+}
+
+impl Access {
+    /// Reads the password file and checks the configuration's users and rules.
+    pub(crate) fn load(config: &Auth) -> Result<Access, String> {
+        let policy = Policy::load(config)?;
+        if !policy.open() {
+            info!(
+                users = policy.users.len(),
+                permissions = policy.permissions.as_ref().map_or(0, HashMap::len),
+                "authentication required"
+            );
+        }
+        Ok(Access {
+            config: config.clone(),
+            policy: RwLock::new(Arc::new(policy)),
+            failures: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Reads the password file and rules again (SIGHUP). On an error the users and
+    /// permissions in force stay.
+    pub(crate) fn reload(&self) -> Result<(), String> {
+        let policy = Policy::load(&self.config)?;
+        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
+        Ok(())
+    }
+
+    fn policy(&self) -> Arc<Policy> {
+        self.policy
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether no users are configured: MQTT and NATS then ignore credentials, as
+    /// mosquitto and nats-server do without a user store.
+    pub(crate) fn is_open(&self) -> bool {
+        self.policy().open()
+    }
+
+    /// Authenticates a client from `peer`. The password hash is checked on the
+    /// blocking pool (argon2 takes tens of milliseconds by design); a refusal is
+    /// logged and returned only after the address's failure delay.
+    pub(crate) async fn authenticate(
+        &self,
+        peer: IpAddr,
+        login: Login<'_>,
+    ) -> Result<Grant, Refused> {
+        let policy = self.policy();
+        let outcome = match login {
+            Login::Anonymous => match (&policy.anonymous, policy.open()) {
+                (_, true) => Ok(Grant::everything()),
+                (Anonymous::As(user), false) => Ok(policy.grant(user)),
+                (Anonymous::Refused, false) => Err(Refused::NotAuthorized),
+            },
+            Login::Password { user, password } if policy.open() => {
+                if (user, password) == GUEST {
+                    Ok(Grant {
+                        user: Some(user.into()),
+                        permissions: None,
+                    })
+                } else {
+                    Err(Refused::BadCredentials)
+                }
+            }
+            Login::Password { user, password } => {
+                // An unknown user costs as much as a wrong password: the time to
+                // answer does not tell which users exist.
+                let hash = policy
+                    .users
+                    .get(user)
+                    .cloned()
+                    .unwrap_or_else(|| decoy_hash().to_owned());
+                let known = policy.users.contains_key(user);
+                let password = password.to_vec();
+                let matched =
+                    tokio::task::spawn_blocking(move || passwords::verify(&hash, &password))
+                        .await
+                        .unwrap_or(false);
+                if known && matched {
+                    Ok(policy.grant(user))
+                } else {
+                    Err(Refused::BadCredentials)
+                }
+            }
+        };
+        match outcome {
+            Ok(grant) => {
+                self.forget_failures(peer);
+                Ok(grant)
+            }
+            Err(refused) => {
+                let (count, delay) = self.count_failure(peer);
+                let user = match login {
+                    Login::Password { user, .. } => user,
+                    Login::Anonymous => "",
+                };
+                warn!(%peer, user, failures = count, ?refused, "login refused");
+                tokio::time::sleep(delay).await;
+                Err(refused)
+            }
+        }
+    }
+
+    fn count_failure(&self, peer: IpAddr) -> (u32, Duration) {
+        let now = Instant::now();
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if failures.len() >= MAX_REMEMBERED && !failures.contains_key(&peer) {
+            failures.retain(|_, f| now.duration_since(f.last) < FAILURE_MEMORY);
+            if failures.len() >= MAX_REMEMBERED {
+                if let Some(oldest) = failures.iter().min_by_key(|(_, f)| f.last).map(|(a, _)| *a) {
+                    failures.remove(&oldest);
+                }
+            }
+        }
+        let entry = failures.entry(peer).or_insert(Failures {
+            count: 0,
+            last: now,
+        });
+        if now.duration_since(entry.last) >= FAILURE_MEMORY {
+            entry.count = 0;
+        }
+        entry.count = entry.count.saturating_add(1);
+        entry.last = now;
+        let doublings = entry.count.saturating_sub(1).min(16);
+        (
+            entry.count,
+            (FIRST_DELAY * 2u32.pow(doublings)).min(MAX_DELAY),
+        )
+    }
+
+    fn forget_failures(&self, peer: IpAddr) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        failures.remove(&peer);
+    }
+}
+
+/// A hash no password is checked against successfully, for unknown users.
+fn decoy_hash() -> &'static str {
+    static DECOY: OnceLock<String> = OnceLock::new();
+    DECOY.get_or_init(|| passwords::hash(b"dwbroker decoy").unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PermissionSpec;
+
+    fn auth_with(users: &[(&str, &str)]) -> Auth {
+        let mut auth = Auth::default();
+        for (user, password) in users {
+            auth.users.insert(
+                user.to_string(),
+                passwords::hash(password.as_bytes()).unwrap(),
+            );
+        }
+        auth
+    }
+
+    fn peer() -> IpAddr {
+        IpAddr::from([127, 0, 0, 1])
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_open_broker_lets_anonymous_clients_and_guest_in() {
+        let access = Access::load(&Auth::default()).unwrap();
+        assert!(access.is_open());
+        let anonymous = access.authenticate(peer(), Login::Anonymous).await.unwrap();
+        assert!(anonymous.unrestricted());
+        let guest = Login::Password {
+            user: "guest",
+            password: b"guest",
+        };
+        assert_eq!(
+            access.authenticate(peer(), guest).await.unwrap().user(),
+            Some("guest")
+        );
+        let other = Login::Password {
+            user: "guest",
+            password: b"nope",
+        };
+        assert_eq!(
+            access.authenticate(peer(), other).await.unwrap_err(),
+            Refused::BadCredentials
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn users_need_their_password_and_anonymous_clients_their_rule() {
+        let mut auth = auth_with(&[("alice", "secret")]);
+        let access = Access::load(&auth).unwrap();
+        let good = Login::Password {
+            user: "alice",
+            password: b"secret",
+        };
+        let grant = access.authenticate(peer(), good).await.unwrap();
+        assert_eq!(grant.user(), Some("alice"));
+        assert!(
+            grant.unrestricted(),
+            "no permissions configured: everything"
+        );
+        for bad in [
+            Login::Password {
+                user: "alice",
+                password: b"Secret",
+            },
+            Login::Password {
+                user: "mallory",
+                password: b"secret",
+            },
+        ] {
+            assert_eq!(
+                access.authenticate(peer(), bad).await.unwrap_err(),
+                Refused::BadCredentials
+            );
+        }
+        assert_eq!(
+            access
+                .authenticate(peer(), Login::Anonymous)
+                .await
+                .unwrap_err(),
+            Refused::NotAuthorized
+        );
+        auth.anonymous = Anonymous::As("alice".into());
+        let access = Access::load(&auth).unwrap();
+        let grant = access.authenticate(peer(), Login::Anonymous).await.unwrap();
+        assert_eq!(grant.user(), Some("alice"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_are_delayed_more_each_time_and_forgotten_on_success() {
+        let access = Access::load(&auth_with(&[("alice", "secret")])).unwrap();
+        let bad = Login::Password {
+            user: "alice",
+            password: b"guess",
+        };
+        let mut delays = Vec::new();
+        for _ in 0..3 {
+            let started = tokio::time::Instant::now();
+            access.authenticate(peer(), bad).await.unwrap_err();
+            delays.push(started.elapsed());
+        }
+        assert!(
+            delays[0] >= FIRST_DELAY
+                && delays[1] >= 2 * FIRST_DELAY
+                && delays[2] >= 4 * FIRST_DELAY,
+            "{delays:?}"
+        );
+        let good = Login::Password {
+            user: "alice",
+            password: b"secret",
+        };
+        access.authenticate(peer(), good).await.unwrap();
+        assert_eq!(access.count_failure(peer()).0, 1);
+    }
+
+    #[test]
+    fn permissions_restrict_users_and_users_without_any_get_nothing() {
+        let mut auth = auth_with(&[("alice", "a"), ("bob", "b")]);
+        auth.permissions.insert(
+            "alice".into(),
+            PermissionSpec {
+                publish: vec!["sensors.>".into()],
+                subscribe: vec!["sensors.>".into()],
+                configure: vec!["queue:orders.*".into()],
+                ..PermissionSpec::default()
+            },
+        );
+        let policy = Policy::load(&auth).unwrap();
+        let alice = policy.grant("alice");
+        assert!(alice.may_publish(&Subject::new("sensors.a").unwrap()));
+        assert!(!alice.may_publish(&Subject::new("orders.a").unwrap()));
+        assert!(alice.may_configure(Kind::Queue, "orders.eu"));
+        assert!(!alice.may_consume(Kind::Queue, "orders.eu"));
+        let bob = policy.grant("bob");
+        assert!(!bob.unrestricted());
+        assert!(!bob.may_publish(&Subject::new("sensors.a").unwrap()));
+        let mut guard = Guard::new(alice);
+        for _ in 0..2 {
+            assert!(guard.may_publish(&Subject::new("sensors.a").unwrap()));
+            assert!(!guard.may_publish(&Subject::new("x").unwrap()));
+        }
+    }
+
+    #[test]
+    fn a_bad_rule_or_an_unknown_anonymous_user_stops_the_load() {
+        let mut auth = auth_with(&[("alice", "a")]);
+        auth.permissions.insert(
+            "alice".into(),
+            PermissionSpec {
+                publish: vec!["a..b".into()],
+                ..PermissionSpec::default()
+            },
+        );
+        assert!(Policy::load(&auth).unwrap_err().contains("alice"));
+        let mut auth = auth_with(&[("alice", "a")]);
+        auth.anonymous = Anonymous::As("nobody".into());
+        assert!(Policy::load(&auth).unwrap_err().contains("nobody"));
+    }
+}
