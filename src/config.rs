@@ -486,8 +486,8 @@ impl Default for Config {
 pub struct Auth {
     /// The password file `dwbroker passwd` writes (`user:argon2id-hash` lines).
     pub password_file: Option<PathBuf>,
-    /// Users declared in the configuration, by name: their argon2id PHC hashes.
-    pub users: BTreeMap<String, String>,
+    /// Users declared in the configuration, by name.
+    pub users: BTreeMap<String, UserSpec>,
     /// What anonymous clients get once users exist.
     pub anonymous: Anonymous,
     /// Permissions by user. None at all: every user may do everything; otherwise
@@ -500,6 +500,20 @@ impl Auth {
     pub fn has_users(&self) -> bool {
         self.password_file.is_some() || !self.users.is_empty()
     }
+}
+
+/// A user declared in the configuration (`[auth.users.<name>]`): any of a
+/// password hash, a NATS nkey and a NATS token hash.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserSpec {
+    /// An argon2id PHC string (`dwbroker passwd` writes them).
+    pub password_hash: Option<String>,
+    /// A NATS user nkey (public, `U...`): the client signs the INFO nonce with its
+    /// seed, as with nats-server.
+    pub nkey: Option<String>,
+    /// An argon2id PHC string of a NATS `auth_token` that logs in as this user.
+    pub token_hash: Option<String>,
 }
 
 /// What anonymous clients get once users exist (`[auth] anonymous`).
@@ -611,7 +625,7 @@ struct FileAuth {
     password_file: Option<PathBuf>,
     anonymous: Option<FileAnonymous>,
     #[serde(default)]
-    users: BTreeMap<String, FileUser>,
+    users: BTreeMap<String, UserSpec>,
     #[serde(default)]
     permissions: BTreeMap<String, PermissionSpec>,
 }
@@ -622,12 +636,6 @@ struct FileAuth {
 enum FileAnonymous {
     Allowed(bool),
     As(String),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileUser {
-    password_hash: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -912,11 +920,7 @@ impl Config {
             )),
             Some(FileAnonymous::As(user)) => auth.anonymous = Anonymous::As(user),
         }
-        auth.users.extend(
-            file.users
-                .into_iter()
-                .map(|(name, u)| (name, u.password_hash)),
-        );
+        auth.users.extend(file.users);
         auth.permissions.extend(file.permissions);
         Ok(())
     }
@@ -1104,7 +1108,8 @@ mod tests {
         .unwrap();
         assert_eq!(c.auth.password_file, Some(PathBuf::from("users.pw")));
         assert_eq!(c.auth.anonymous, Anonymous::As("visitor".into()));
-        assert!(c.auth.users["visitor"].starts_with("$argon2id$"));
+        let visitor = c.auth.users["visitor"].password_hash.as_deref();
+        assert!(visitor.is_some_and(|h| h.starts_with("$argon2id$")));
         assert_eq!(c.auth.permissions["alice"].configure, ["queue:orders.*"]);
         assert_eq!(
             c.auth.permissions["bob"].deny_subscribe,

@@ -47,6 +47,8 @@ pub(crate) struct Context {
     connections: AtomicUsize,
     nats_slow_consumers: AtomicU64,
     server_id: String,
+    /// Keys the NATS nonces (random per process).
+    nonce_key: std::collections::hash_map::RandomState,
 }
 
 /// A data directory created for one run and removed when the broker stops.
@@ -160,6 +162,7 @@ impl Context {
             next_conn: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
             nats_slow_consumers: AtomicU64::new(0),
+            nonce_key: std::collections::hash_map::RandomState::new(),
             server_id: {
                 use std::hash::{BuildHasher, Hasher};
                 let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -192,6 +195,19 @@ impl Context {
     /// Counts a NATS client closed as a slow consumer; returns the total so far.
     pub(crate) fn count_nats_slow_consumer(&self) -> u64 {
         self.nats_slow_consumers.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The nonce NATS INFO sends connection `conn_id` for an nkey to sign: unique
+    /// per connection (a signed CONNECT cannot be replayed on another) and
+    /// unpredictable (keyed per process).
+    pub(crate) fn nats_nonce(&self, conn_id: u64) -> String {
+        use base64::Engine;
+        use std::hash::BuildHasher;
+        let mut bytes = [0u8; 16];
+        for (half, chunk) in bytes.chunks_mut(8).enumerate() {
+            chunk.copy_from_slice(&self.nonce_key.hash_one((conn_id, half)).to_le_bytes());
+        }
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     }
 
     /// This broker's id, as NATS clients see it in INFO: stable for the process.

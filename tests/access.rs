@@ -41,9 +41,9 @@ fn rules(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
-/// A broker with alice, bob and carol: alice may use `sensors.>` and the orders
-/// queues, bob may read `sensors.>` but not `sensors.secret.>`, carol has no
-/// permissions (so may do nothing).
+/// A broker with alice, bob, carol and svc: alice may use `sensors.>` and the
+/// orders queues, bob may read `sensors.>` but not `sensors.secret.>`, carol has no
+/// permissions (so may do nothing), svc may only read `svc.>` (and answer requests).
 async fn secured(dir: &Path, anonymous: Anonymous) -> Broker {
     let file = password_file(
         dir,
@@ -51,6 +51,7 @@ async fn secured(dir: &Path, anonymous: Anonymous) -> Broker {
             ("alice", "alice-pw"),
             ("bob", "bob-pw"),
             ("carol", "carol-pw"),
+            ("svc", "svc-pw"),
         ],
     );
     let (broker, _) = start_with(|c| {
@@ -59,7 +60,7 @@ async fn secured(dir: &Path, anonymous: Anonymous) -> Broker {
         c.auth.permissions.insert(
             "alice".into(),
             PermissionSpec {
-                publish: rules(&["sensors.>", "exchange:orders"]),
+                publish: rules(&["sensors.>", "exchange:orders", "svc.>"]),
                 subscribe: rules(&["sensors.>", "queue:orders.*", "_INBOX.>"]),
                 configure: rules(&["queue:orders.*"]),
                 ..PermissionSpec::default()
@@ -70,6 +71,13 @@ async fn secured(dir: &Path, anonymous: Anonymous) -> Broker {
             PermissionSpec {
                 subscribe: rules(&["sensors.>"]),
                 deny_subscribe: rules(&["sensors.secret.>"]),
+                ..PermissionSpec::default()
+            },
+        );
+        c.auth.permissions.insert(
+            "svc".into(),
+            PermissionSpec {
+                subscribe: rules(&["svc.>"]),
                 ..PermissionSpec::default()
             },
         );
@@ -585,4 +593,109 @@ async fn amqp_and_stomp_permissions_refuse_with_403_and_error() {
     let error = raw.next().await;
     assert_eq!(error.header("message"), Some("access_refused"), "{error:?}");
     broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_service_may_answer_each_request_once_without_a_publish_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = secured(dir.path(), Anonymous::Refused).await;
+    let addr = broker.nats_addr().unwrap();
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    next_line(&mut lines).await; // INFO
+    write
+        .write_all(b"CONNECT {\"verbose\":false,\"user\":\"svc\",\"pass\":\"svc-pw\"}\r\nSUB svc.time 1\r\nPING\r\n")
+        .await
+        .unwrap();
+    assert_eq!(next_line(&mut lines).await, "PONG");
+    let alice = async_nats::ConnectOptions::new()
+        .user_and_password("alice".into(), "alice-pw".into())
+        .connect(format!("nats://{addr}"))
+        .await
+        .unwrap();
+    let request = tokio::spawn(async move { alice.request("svc.time", "now?".into()).await });
+    let msg = next_line(&mut lines).await;
+    let reply = msg
+        .split(' ')
+        .nth(3)
+        .expect("MSG svc.time 1 <reply> <size>")
+        .to_owned();
+    assert_eq!(next_line(&mut lines).await, "now?");
+    // The first answer is allowed, a second is not, and an unrelated subject never.
+    write
+        .write_all(format!("PUB {reply} 4\r\nnoon\r\nPUB {reply} 4\r\nlate\r\nPUB _INBOX.other 1\r\nx\r\nPING\r\n").as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(
+        next_line(&mut lines).await,
+        format!("-ERR 'Permissions Violation for Publish to \"{reply}\"'")
+    );
+    assert_eq!(
+        next_line(&mut lines).await,
+        "-ERR 'Permissions Violation for Publish to \"_INBOX.other\"'"
+    );
+    assert_eq!(next_line(&mut lines).await, "PONG");
+    let answer = request.await.unwrap().expect("the request is answered");
+    assert_eq!(&answer.payload[..], b"noon");
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn nats_nkeys_sign_the_nonce_and_tokens_name_a_user() {
+    use dwbroker::config::UserSpec;
+    let dir = tempfile::tempdir().unwrap();
+    // A token hash as `dwbroker passwd` writes it.
+    let file = password_file(dir.path(), &[("robot", "t0ken")]);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let token_hash = text.trim().split_once(':').unwrap().1.to_owned();
+    let device = nkeys::KeyPair::new_user();
+    let stranger = nkeys::KeyPair::new_user();
+    let (broker, _) = start_with(|c| {
+        c.auth.users.insert(
+            "device".into(),
+            UserSpec {
+                nkey: Some(device.public_key()),
+                ..UserSpec::default()
+            },
+        );
+        c.auth.users.insert(
+            "robot".into(),
+            UserSpec {
+                token_hash: Some(token_hash),
+                ..UserSpec::default()
+            },
+        );
+    })
+    .await;
+    let url = format!("nats://{}", broker.nats_addr().unwrap());
+    let signed = async_nats::ConnectOptions::with_nkey(device.seed().unwrap())
+        .connect(&url)
+        .await
+        .expect("the device's nkey logs in");
+    signed.publish("x", "y".into()).await.unwrap();
+    signed.flush().await.unwrap();
+    let unknown = async_nats::ConnectOptions::with_nkey(stranger.seed().unwrap())
+        .connect(&url)
+        .await;
+    assert!(unknown.is_err(), "an nkey of no user is refused");
+    async_nats::ConnectOptions::with_token("t0ken".into())
+        .connect(&url)
+        .await
+        .expect("the token logs in");
+    let wrong = async_nats::ConnectOptions::with_token("guess".into())
+        .connect(&url)
+        .await;
+    assert!(wrong.is_err(), "a wrong token is refused");
+    broker.shutdown().await;
+}
+
+async fn next_line(
+    lines: &mut tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>,
+) -> String {
+    tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("a line in time")
+        .expect("reads")
+        .expect("not closed")
 }

@@ -52,6 +52,29 @@ pub(crate) enum Login<'a> {
         /// The password, as sent.
         password: &'a [u8],
     },
+    /// A NATS token (CONNECT `auth_token`).
+    Token(&'a str),
+    /// A NATS nkey: the public key and its signature of the nonce INFO sent.
+    Nkey {
+        /// The user's public nkey (`U...`).
+        key: &'a str,
+        /// The nonce the server sent.
+        nonce: &'a str,
+        /// The client's signature of the nonce, base64 (URL alphabet, as the
+        /// NATS clients send it, or standard).
+        signature: &'a str,
+    },
+}
+
+impl Login<'_> {
+    /// Who the log line names: the user, the nkey, or nothing (never a secret).
+    fn shown(&self) -> &str {
+        match self {
+            Login::Password { user, .. } => user,
+            Login::Nkey { key, .. } => key,
+            Login::Anonymous | Login::Token(_) => "",
+        }
+    }
 }
 
 /// Why a client was not let in.
@@ -182,17 +205,26 @@ impl Grant {
     }
 }
 
-/// A connection's grant with its recent publish decisions: a publisher sends to
-/// few subjects, each checked against every rule once.
+/// A connection's grant with its recent publish decisions (a publisher sends to
+/// few subjects, each checked against every rule once) and the reply subjects it
+/// may answer.
 #[derive(Debug)]
 pub(crate) struct Guard {
     grant: Grant,
     published: HashMap<Subject, bool, foldhash::fast::RandomState>,
+    /// Reply subjects of requests delivered to the connection, with when the
+    /// permission to answer lapses (Unix ms).
+    responses: HashMap<Subject, u64, foldhash::fast::RandomState>,
 }
 
 /// Publish decisions a connection remembers; beyond it they are forgotten (a
 /// publisher to ever new subjects pays the rule check each time, no more memory).
 const REMEMBERED_SUBJECTS: usize = 256;
+/// How long a request's reply subject may be answered, and how many such subjects
+/// a connection holds at once (nats-server's `allow_responses` defaults: one
+/// response within two minutes).
+const RESPONSE_WINDOW_MS: u64 = 120_000;
+const MAX_RESPONSES: usize = 4096;
 
 impl Guard {
     /// A guard for `grant`.
@@ -200,6 +232,7 @@ impl Guard {
         Guard {
             grant,
             published: HashMap::default(),
+            responses: HashMap::default(),
         }
     }
 
@@ -208,27 +241,58 @@ impl Guard {
         &self.grant
     }
 
-    /// Whether messages may be published to `subject`.
-    pub(crate) fn may_publish(&mut self, subject: &Subject) -> bool {
+    /// Whether a message may be published to `subject` at `now_ms`: by the rules,
+    /// or as the one response to a request delivered to this connection.
+    pub(crate) fn may_publish(&mut self, subject: &Subject, now_ms: u64) -> bool {
         if self.grant.unrestricted() {
             return true;
         }
-        if let Some(&known) = self.published.get(subject) {
-            return known;
-        }
-        let allowed = self.grant.may_publish(subject);
-        if self.published.len() >= REMEMBERED_SUBJECTS {
-            self.published.clear();
-        }
-        self.published.insert(subject.clone(), allowed);
+        let allowed = match self.published.get(subject) {
+            Some(&known) => known,
+            None => {
+                let allowed = self.grant.may_publish(subject);
+                if self.published.len() >= REMEMBERED_SUBJECTS {
+                    self.published.clear();
+                }
+                self.published.insert(subject.clone(), allowed);
+                allowed
+            }
+        };
         allowed
+            || self
+                .responses
+                .remove(subject)
+                .is_some_and(|until| now_ms <= until)
+    }
+
+    /// Notes that a request with reply subject `reply` was delivered at `now_ms`:
+    /// one response to it is allowed whatever the publish rules say (as
+    /// nats-server's `allow_responses`), so that a service needs no publish rule
+    /// for its callers' inboxes.
+    pub(crate) fn expect_response(&mut self, reply: &Subject, now_ms: u64) {
+        if self.grant.unrestricted() {
+            return;
+        }
+        if self.responses.len() >= MAX_RESPONSES {
+            self.responses.retain(|_, until| now_ms <= *until);
+            if self.responses.len() >= MAX_RESPONSES {
+                return;
+            }
+        }
+        self.responses
+            .insert(reply.clone(), now_ms.saturating_add(RESPONSE_WINDOW_MS));
     }
 }
 
 /// The users and permissions in force (replaced whole on reload).
 #[derive(Debug, Default)]
 struct Policy {
+    /// Password hashes by user.
     users: BTreeMap<String, String>,
+    /// Users by public nkey.
+    nkeys: HashMap<String, String>,
+    /// (user, token hash).
+    tokens: Vec<(String, String)>,
     /// `None`: no permissions configured, every user may do everything.
     permissions: Option<HashMap<String, Arc<Permissions>>>,
     anonymous: Anonymous,
@@ -240,12 +304,32 @@ impl Policy {
             Some(path) => passwords::read(path)?,
             None => BTreeMap::new(),
         };
-        for (user, hash) in &auth.users {
+        let mut nkeys = HashMap::new();
+        let mut tokens = Vec::new();
+        for (user, spec) in &auth.users {
             if !passwords::valid_user(user) {
                 return Err(format!("[auth.users]: `{user}` is not a valid user name"));
             }
-            passwords::check_hash(hash).map_err(|e| format!("[auth.users.{user}]: {e}"))?;
-            users.insert(user.clone(), hash.clone());
+            let bad = |e: String| format!("[auth.users.{user}]: {e}");
+            if let Some(hash) = &spec.password_hash {
+                passwords::check_hash(hash).map_err(bad)?;
+                users.insert(user.clone(), hash.clone());
+            }
+            if let Some(key) = &spec.nkey {
+                if !key.starts_with('U') || nkeys::from_public_key(key).is_err() {
+                    return Err(bad(format!("`{key}` is not a user nkey (U...)")));
+                }
+                if let Some(other) = nkeys.insert(key.clone(), user.clone()) {
+                    return Err(bad(format!("the nkey is also {other}'s")));
+                }
+            }
+            if let Some(hash) = &spec.token_hash {
+                passwords::check_hash(hash).map_err(bad)?;
+                tokens.push((user.clone(), hash.clone()));
+            }
+            if spec.password_hash.is_none() && spec.nkey.is_none() && spec.token_hash.is_none() {
+                return Err(bad("no password_hash, nkey or token_hash".into()));
+            }
         }
         let permissions = if auth.permissions.is_empty() {
             None
@@ -260,6 +344,7 @@ impl Policy {
         };
         if let Anonymous::As(user) = &auth.anonymous {
             let known = users.contains_key(user)
+                || auth.users.contains_key(user)
                 || permissions.as_ref().is_some_and(|p| p.contains_key(user));
             if !known {
                 return Err(format!(
@@ -269,13 +354,54 @@ impl Policy {
         }
         Ok(Policy {
             users,
+            nkeys,
+            tokens,
             permissions,
             anonymous: auth.anonymous.clone(),
         })
     }
 
     fn open(&self) -> bool {
-        self.users.is_empty()
+        self.users.is_empty() && self.nkeys.is_empty() && self.tokens.is_empty()
+    }
+
+    /// Checks credentials against the users (argon2 on the blocking pool).
+    async fn check(&self, login: Login<'_>) -> Result<Grant, Refused> {
+        match login {
+            Login::Anonymous => Err(Refused::NotAuthorized),
+            Login::Password { user, password } => {
+                // An unknown user costs as much as a wrong password: the time to
+                // answer does not tell which users exist.
+                let known = self.users.get(user);
+                let hash = known.cloned().unwrap_or_else(|| decoy_hash().to_owned());
+                let password = password.to_vec();
+                let matched = blocking(move || passwords::verify(&hash, &password)).await;
+                match (known, matched) {
+                    (Some(_), true) => Ok(self.grant(user)),
+                    _ => Err(Refused::BadCredentials),
+                }
+            }
+            Login::Token(token) => {
+                let hashes = self.tokens.clone();
+                let token = token.as_bytes().to_vec();
+                let user = blocking(move || {
+                    hashes
+                        .into_iter()
+                        .find(|(_, hash)| passwords::verify(hash, &token))
+                        .map(|(user, _)| user)
+                })
+                .await;
+                user.map(|u| self.grant(&u)).ok_or(Refused::BadCredentials)
+            }
+            Login::Nkey {
+                key,
+                nonce,
+                signature,
+            } => match self.nkeys.get(key) {
+                Some(user) if verify_nkey(key, nonce, signature) => Ok(self.grant(user)),
+                _ => Err(Refused::BadCredentials),
+            },
+        }
     }
 
     fn grant(&self, user: &str) -> Grant {
@@ -343,6 +469,11 @@ impl Access {
         self.policy().open()
     }
 
+    /// Whether some user logs in with an nkey (NATS INFO then carries a nonce).
+    pub(crate) fn has_nkeys(&self) -> bool {
+        !self.policy().nkeys.is_empty()
+    }
+
     /// Authenticates a client from `peer`. The password hash is checked on the
     /// blocking pool (argon2 takes tens of milliseconds by design); a refusal is
     /// logged and returned only after the address's failure delay.
@@ -368,26 +499,8 @@ impl Access {
                     Err(Refused::BadCredentials)
                 }
             }
-            Login::Password { user, password } => {
-                // An unknown user costs as much as a wrong password: the time to
-                // answer does not tell which users exist.
-                let hash = policy
-                    .users
-                    .get(user)
-                    .cloned()
-                    .unwrap_or_else(|| decoy_hash().to_owned());
-                let known = policy.users.contains_key(user);
-                let password = password.to_vec();
-                let matched =
-                    tokio::task::spawn_blocking(move || passwords::verify(&hash, &password))
-                        .await
-                        .unwrap_or(false);
-                if known && matched {
-                    Ok(policy.grant(user))
-                } else {
-                    Err(Refused::BadCredentials)
-                }
-            }
+            _ if policy.open() => Err(Refused::BadCredentials),
+            login => policy.check(login).await,
         };
         match outcome {
             Ok(grant) => {
@@ -396,10 +509,7 @@ impl Access {
             }
             Err(refused) => {
                 let (count, delay) = self.count_failure(peer);
-                let user = match login {
-                    Login::Password { user, .. } => user,
-                    Login::Anonymous => "",
-                };
+                let user = login.shown();
                 warn!(%peer, user, failures = count, ?refused, "login refused");
                 tokio::time::sleep(delay).await;
                 Err(refused)
@@ -440,6 +550,26 @@ impl Access {
     }
 }
 
+/// Runs a password check on the blocking pool (argon2 takes tens of
+/// milliseconds by design); a check that could not run counts as failed.
+async fn blocking<T: Default + Send + 'static>(check: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(check).await.unwrap_or_default()
+}
+
+/// Whether `signature` (base64) is `key`'s ed25519 signature of `nonce`.
+fn verify_nkey(key: &str, nonce: &str, signature: &str) -> bool {
+    use base64::Engine;
+    let engines = [
+        base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        base64::engine::general_purpose::STANDARD_NO_PAD,
+    ];
+    let trimmed = signature.trim_end_matches('=');
+    let Some(bytes) = engines.iter().find_map(|e| e.decode(trimmed).ok()) else {
+        return false;
+    };
+    nkeys::KeyPair::from_public_key(key).is_ok_and(|k| k.verify(nonce.as_bytes(), &bytes).is_ok())
+}
+
 /// A hash no password is checked against successfully, for unknown users.
 fn decoy_hash() -> &'static str {
     static DECOY: OnceLock<String> = OnceLock::new();
@@ -454,10 +584,11 @@ mod tests {
     fn auth_with(users: &[(&str, &str)]) -> Auth {
         let mut auth = Auth::default();
         for (user, password) in users {
-            auth.users.insert(
-                user.to_string(),
-                passwords::hash(password.as_bytes()).unwrap(),
-            );
+            let spec = crate::config::UserSpec {
+                password_hash: Some(passwords::hash(password.as_bytes()).unwrap()),
+                ..Default::default()
+            };
+            auth.users.insert(user.to_string(), spec);
         }
         auth
     }
@@ -582,9 +713,32 @@ mod tests {
         assert!(!bob.may_publish(&Subject::new("sensors.a").unwrap()));
         let mut guard = Guard::new(alice);
         for _ in 0..2 {
-            assert!(guard.may_publish(&Subject::new("sensors.a").unwrap()));
-            assert!(!guard.may_publish(&Subject::new("x").unwrap()));
+            assert!(guard.may_publish(&Subject::new("sensors.a").unwrap(), 0));
+            assert!(!guard.may_publish(&Subject::new("x").unwrap(), 0));
         }
+    }
+
+    #[test]
+    fn a_delivered_request_may_be_answered_once_within_the_window() {
+        let mut auth = auth_with(&[("svc", "s")]);
+        auth.permissions.insert(
+            "svc".into(),
+            PermissionSpec {
+                subscribe: vec!["svc.>".into()],
+                ..PermissionSpec::default()
+            },
+        );
+        let mut guard = Guard::new(Policy::load(&auth).unwrap().grant("svc"));
+        let inbox = Subject::new("_INBOX.abc.1").unwrap();
+        assert!(!guard.may_publish(&inbox, 0));
+        guard.expect_response(&inbox, 1_000);
+        assert!(guard.may_publish(&inbox, 2_000));
+        assert!(!guard.may_publish(&inbox, 2_001), "one response only");
+        guard.expect_response(&inbox, 1_000);
+        assert!(
+            !guard.may_publish(&inbox, 1_000 + RESPONSE_WINDOW_MS + 1),
+            "too late"
+        );
     }
 
     #[test]

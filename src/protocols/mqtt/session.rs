@@ -526,7 +526,7 @@ impl Connection {
         let message =
             translate::message_from_publish(&mut self.last_subject, &p, self.conn_id, now)
                 .map_err(|code| Exit::protocol(code, "invalid topic name or response topic"))?;
-        if !self.guard.may_publish(&message.subject) {
+        if !self.guard.may_publish(&message.subject, now.unix_ms) {
             tracing::info!(client_id = %self.client_id, topic = %p.topic, "mqtt: publish not authorized, dropped");
             // MQTT 5 says why; a 3.1.1 client has no way to hear it, so its message
             // is acknowledged (else it would resend forever) and dropped.
@@ -895,6 +895,10 @@ impl Connection {
     /// restart, it must carry the id the client may already hold.
     fn send(&mut self, dispatch: &Dispatch, packet_id: u16, dup: bool, now: Now) -> Option<usize> {
         let mut publish = translate::publish_from_dispatch(dispatch, now)?;
+        // MQTT 5 request/response: the receiver may answer on the Response Topic.
+        if let Some(reply) = &dispatch.message.reply_to {
+            self.guard.expect_response(reply, now.unix_ms);
+        }
         publish.packet_id = packet_id;
         publish.dup = dup;
         let new_alias = self.outbound_aliases.apply(&mut publish);

@@ -159,7 +159,7 @@ async fn serve_after<S: Duplex>(
         info,
     );
     info!(%peer, conn = conn_id, "nats: connection opened");
-    let exit = match run(&mut conn, &mut reader, &mut writer, peer, &ctx).await {
+    let exit = match run(&mut conn, &mut reader, &mut writer, (peer, conn_id), &ctx).await {
         Ok(never) => match never {},
         Err(exit) => exit,
     };
@@ -204,7 +204,7 @@ async fn run<R: ReadHalf, W: WriteHalf>(
     conn: &mut Connection,
     reader: &mut FrameReader<R, ServerCodec>,
     writer: &mut W,
-    peer: SocketAddr,
+    (peer, conn_id): (SocketAddr, u64),
     ctx: &Context,
 ) -> Result<std::convert::Infallible, Exit> {
     let session = conn.session().clone();
@@ -245,7 +245,7 @@ async fn run<R: ReadHalf, W: WriteHalf>(
                     // CONNECT comes first (anything else before it is refused),
                     // so it is always the op read here, never a buffered one.
                     if let (ClientOp::Connect(json), false) = (&op, conn.is_connected()) {
-                        conn.authorize(log_in(ctx, peer, json).await?);
+                        conn.authorize(log_in(ctx, peer, conn_id, json).await?);
                     }
                     let now = crate::protocols::now();
                     // What was delivered to this connection before an op was read
@@ -287,18 +287,36 @@ async fn run<R: ReadHalf, W: WriteHalf>(
 struct Credentials {
     user: Option<String>,
     pass: Option<String>,
+    auth_token: Option<String>,
+    nkey: Option<String>,
+    sig: Option<String>,
 }
 
-/// Authenticates a CONNECT's user and password (ignored while the broker has no
-/// users, as nats-server without authorization); a CONNECT that is not JSON is
-/// left to the session to refuse.
-async fn log_in(ctx: &Context, peer: SocketAddr, json: &[u8]) -> Result<Grant, Exit> {
+/// Authenticates a CONNECT's nkey and signature of the nonce, user and password,
+/// or token (all ignored while the broker has no users, as nats-server without
+/// authorization); a CONNECT that is not JSON is left to the session to refuse.
+async fn log_in(ctx: &Context, peer: SocketAddr, conn_id: u64, json: &[u8]) -> Result<Grant, Exit> {
     let creds: Credentials = serde_json::from_slice(json).unwrap_or_default();
-    let login = match &creds.user {
-        Some(user) if !ctx.access.is_open() => Login::Password {
+    let nonce = ctx.nats_nonce(conn_id);
+    let login = match &creds {
+        _ if ctx.access.is_open() => Login::Anonymous,
+        Credentials {
+            nkey: Some(key), ..
+        } => Login::Nkey {
+            key,
+            nonce: &nonce,
+            signature: creds.sig.as_deref().unwrap_or_default(),
+        },
+        Credentials {
+            user: Some(user), ..
+        } => Login::Password {
             user,
             password: creds.pass.as_deref().unwrap_or_default().as_bytes(),
         },
+        Credentials {
+            auth_token: Some(token),
+            ..
+        } => Login::Token(token),
         _ => Login::Anonymous,
     };
     ctx.access
@@ -339,6 +357,9 @@ fn info_json(
     });
     if !ctx.access.is_open() {
         info["auth_required"] = true.into();
+    }
+    if ctx.access.has_nkeys() {
+        info["nonce"] = ctx.nats_nonce(conn_id).into();
     }
     let verify = ctx
         .config

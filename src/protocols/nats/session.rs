@@ -311,7 +311,7 @@ impl Connection {
             self.ok();
             return;
         };
-        if !self.guard.may_publish(&message.subject) {
+        if !self.guard.may_publish(&message.subject, now.unix_ms) {
             tracing::info!(
                 conn = self.conn_id,
                 subject,
@@ -525,6 +525,9 @@ impl Connection {
             } else {
                 None
             };
+            if let Some(reply) = &message.reply_to {
+                self.guard.expect_response(reply, now.unix_ms);
+            }
             let reply_to = message.reply_to.as_ref().map(Subject::as_str);
             let mut finished = Vec::new();
             for key in &dispatch.subscription_ids {
