@@ -113,8 +113,9 @@ variants=(
     "nats-pubsub --size 64 --subs 1 --tls"
     "nats-pubsub --size 64 --subs 10 --tls"
 )
-# No reference broker speaks these (there is no Kafka REST proxy on this machine): dwbroker
-# alone, absolute figures and the broker's CPU per record.
+# No reference broker speaks these (there is no Kafka REST proxy on this machine), or
+# they measure dwbroker against itself (access control: 100 rules per user, beside the
+# rows without): dwbroker alone, absolute figures and the broker's CPU per record.
 dw_only=(
     "kafka-produce --size 64 --batch 1"
     "kafka-produce --size 64 --batch 1 --publishers 4"
@@ -125,6 +126,8 @@ dw_only=(
     "kafka-consume --size 64"
     "kafka-consume --size 1024"
     "kafka-consume --size 64 --avro"
+    "mqtt-qos0 --size 64 --subs 1 --acl 100"
+    "nats-pubsub --size 64 --subs 1 --acl 100"
 )
 dw_common=(--broker dwbroker --messages "$MESSAGES" --seconds "$RUN_SECONDS")
 if [ "$PIN" = 1 ]; then dw_common+=(--pin); fi

@@ -33,6 +33,34 @@ const TLS_NATS_SERVER: u16 = 24223;
 /// dwbroker's per-session queue limits, raised to what the reference mosquitto is given
 /// (max_queued_messages 1000000, max_queued_bytes unlimited) so that neither drops
 /// what the other would hold.
+/// The user `--acl` logs the clients in as.
+const ACL_USER: &str = "load";
+const ACL_PASSWORD: &str = "load-password";
+
+/// The `[auth]` part of dwbroker's configuration for `--acl n`: a password file
+/// with [`ACL_USER`] (written by `dwbroker passwd`) and n publish and n subscribe
+/// rules, the one that allows the scenarios' `load.>` subjects last, so that a
+/// decision not yet cached goes through all of them.
+fn acl_config(bin: &Path, n: usize) -> Res<String> {
+    let file = std::env::temp_dir().join(format!("dwbroker-load-{}.pw", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let status = Command::new(bin)
+        .arg("passwd")
+        .arg(&file)
+        .args([ACL_USER, "--password", ACL_PASSWORD])
+        .status()?;
+    if !status.success() {
+        return Err(format!("dwbroker passwd failed: {status}").into());
+    }
+    let mut rules: Vec<String> = (1..n).map(|i| format!("\"other.{i}.>\"")).collect();
+    rules.push("\"load.>\"".into());
+    let rules = rules.join(", ");
+    Ok(format!(
+        "\n[auth]\npassword_file = \"{}\"\n[auth.permissions.{ACL_USER}]\npublish = [{rules}]\nsubscribe = [{rules}]\n",
+        file.display()
+    ))
+}
+
 const DW_CONFIG: &str = "\
 # written by benches/load: per-session queue limits like the reference mosquitto's
 [limits]
@@ -70,6 +98,8 @@ pub struct Target {
     pub amqp: SocketAddr,
     /// Set when `addr` is a TLS listener.
     pub tls: Option<TlsClient>,
+    /// User and password the clients log in with (`--acl`).
+    pub login: Option<(String, String)>,
 }
 
 /// What a client needs to reach the TLS listeners: trust in the harness's CA.
@@ -175,17 +205,27 @@ pub struct Dwbroker {
     kafka_rest: SocketAddr,
     /// With `--tls`: its MQTT-over-TLS listener; NATS then requires TLS.
     tls: Option<(SocketAddr, TlsClient)>,
+    /// With `--acl`: the user the clients log in as.
+    login: Option<(String, String)>,
 }
 
 impl Dwbroker {
     /// Starts dwbroker on a data dir of its own, removed when it stops; with `tls`,
     /// MQTT on `--mqtts` and NATS with `--nats-tls` (required) using its certificate.
-    pub fn start(bin: &Path, tls: Option<&Pki>) -> Res<Dwbroker> {
+    pub fn start(bin: &Path, tls: Option<&Pki>, acl: usize) -> Res<Dwbroker> {
         let data_dir =
             std::env::temp_dir().join(format!("dwbroker-load-data-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data_dir);
-        let mut b = Dwbroker::start_with_config(bin, &data_dir, DW_CONFIG, tls)?;
+        let mut config = DW_CONFIG.to_owned();
+        let login = if acl > 0 {
+            config.push_str(&acl_config(bin, acl)?);
+            Some((ACL_USER.to_owned(), ACL_PASSWORD.to_owned()))
+        } else {
+            None
+        };
+        let mut b = Dwbroker::start_with_config(bin, &data_dir, &config, tls)?;
         b.own_data_dir = true;
+        b.login = login;
         Ok(b)
     }
 
@@ -283,6 +323,7 @@ impl Dwbroker {
             nats,
             kafka_rest,
             tls: tls.map(|pki| (mqtts, TlsClient::new(pki))),
+            login: None,
         })
     }
 
@@ -307,6 +348,7 @@ impl Dwbroker {
             tls: tls
                 .filter(|_| matches!(protocol, Protocol::Mqtt | Protocol::Nats))
                 .map(|(_, client)| client.clone()),
+            login: self.login.clone(),
         }
     }
 
@@ -446,6 +488,7 @@ impl PrivateMosquitto {
             addr: self.addr,
             amqp: loopback(RABBIT_AMQP),
             tls: self.tls.clone(),
+            login: None,
         }
     }
 }
@@ -515,6 +558,7 @@ impl TlsReference {
                 addr: self.nats_addr,
                 amqp: loopback(RABBIT_AMQP),
                 tls: Some(self.tls.clone()),
+                login: None,
             }),
             _ => Err("--tls runs cover MQTT and NATS".into()),
         }
@@ -589,6 +633,7 @@ impl Reference {
             addr,
             amqp: loopback(RABBIT_AMQP),
             tls: None,
+            login: None,
         })
     }
 }

@@ -230,9 +230,10 @@ impl Scenario {
     }
 
     /// The protocol the scenario speaks.
-    /// Whether `--tls` can run it: the MQTT and NATS scenarios whose clients take a
-    /// TLS configuration (mqtt-idle's raw sockets and JetStream's client do not).
-    pub fn over_tls(self) -> bool {
+    /// Whether `--tls` and `--acl` can run it: the MQTT and NATS scenarios whose
+    /// clients take a TLS configuration and credentials (mqtt-idle's raw sockets and
+    /// JetStream's client do not).
+    pub fn configurable_clients(self) -> bool {
         matches!(
             self,
             Scenario::MqttQos0
@@ -395,6 +396,12 @@ pub struct Cli {
     /// the harness's own with TLS listeners (reference configuration otherwise).
     #[arg(long)]
     pub tls: bool,
+
+    /// MQTT and NATS scenarios with access control: dwbroker with a password file
+    /// and N publish and N subscribe rules for the clients' user (the one that
+    /// allows the scenario's subjects last), the clients logging in; 0: none.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub acl: usize,
 
     /// Seconds without a new delivery after which a run stops waiting for the rest.
     #[arg(long, default_value_t = 2.0, value_name = "S")]

@@ -354,7 +354,7 @@ async fn run(cli: Cli, plan: Vec<Params>) -> ExitCode {
     let pki = cli.tls.then(pki::Pki::new);
     let mut dw = None;
     if use_dw {
-        match Dwbroker::start(&cli.dwbroker_bin, pki.as_ref()) {
+        match Dwbroker::start(&cli.dwbroker_bin, pki.as_ref(), cli.acl) {
             Ok(d) => dw = Some(d),
             Err(e) => {
                 eprintln!("load: {e}");
@@ -425,7 +425,7 @@ async fn run(cli: Cli, plan: Vec<Params>) -> ExitCode {
                 let target = match (kind, fresh) {
                     (Kind::Dwbroker, true) => {
                         drop(dw.take());
-                        Dwbroker::start(&cli.dwbroker_bin, pki.as_ref()).and_then(|d| {
+                        Dwbroker::start(&cli.dwbroker_bin, pki.as_ref(), cli.acl).and_then(|d| {
                             if cli.pin {
                                 brokers::pin(d.pid(), "1")?;
                             }
@@ -502,13 +502,17 @@ fn main() -> ExitCode {
     // which rustls cannot pick itself when two are compiled in.
     let _ = tokio_rustls::rustls::crypto::aws_lc_rs::default_provider().install_default();
     let mut plan = plan(&cli);
-    if cli.tls && cli.scenario == Scenario::All {
-        plan.retain(|p| p.scenario.over_tls());
+    let options = cli.tls || cli.acl > 0;
+    if options && cli.scenario == Scenario::All {
+        plan.retain(|p| p.scenario.configurable_clients());
     }
-    if let Some(p) = plan.iter().find(|p| cli.tls && !p.scenario.over_tls()) {
+    if let Some(p) = plan
+        .iter()
+        .find(|p| options && !p.scenario.configurable_clients())
+    {
         eprintln!(
-            "load: --tls runs mqtt-qos0, mqtt-qos1, mqtt-reqrep, mqtt-session, nats-pubsub, \
-             nats-queue and nats-reqrep, not {}",
+            "load: --tls and --acl run mqtt-qos0, mqtt-qos1, mqtt-reqrep, mqtt-session, \
+             nats-pubsub, nats-queue and nats-reqrep, not {}",
             p.scenario.name()
         );
         return ExitCode::FAILURE;

@@ -247,7 +247,7 @@ async fn nats_publisher(
     size: usize,
     counts: Arc<Counts>,
 ) -> Res<JoinHandle<Result<(), String>>> {
-    let client = nats::connect(broker.target(Protocol::Nats).addr, None).await?;
+    let client = nats::connect(broker.target(Protocol::Nats).addr, None, None).await?;
     Ok(tokio::spawn(async move {
         let body = bytes::Bytes::from(vec![2u8; size]);
         for _ in 0..messages {

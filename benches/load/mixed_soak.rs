@@ -330,7 +330,7 @@ fn churn_load(
     }));
     let (c, s) = (churn.clone(), stop.clone());
     tasks.push(tokio::spawn(async move {
-        let Ok(client) = nats::connect(nats_addr, None).await else {
+        let Ok(client) = nats::connect(nats_addr, None, None).await else {
             return;
         };
         let Ok(mut sub) = client.subscribe("soak.nats").await else {

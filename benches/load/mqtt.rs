@@ -41,6 +41,9 @@ fn client_with(
             tls.config.clone(),
         )));
     }
+    if let Some((user, password)) = &t.login {
+        o.set_credentials(user, password);
+    }
     o.set_keep_alive(Duration::from_secs(60));
     o.set_clean_session(clean);
     o.set_max_packet_size(size + 4096, size + 4096);

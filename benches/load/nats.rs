@@ -12,9 +12,16 @@ use crate::procstat::Meter;
 use crate::stats::{payload, round_trips, run_id, Pacer, Receivers, Tasks};
 use crate::{Outcome, Params, Res, SETUP};
 
-pub async fn connect(addr: SocketAddr, tls: Option<&TlsClient>) -> Res<Client> {
+pub async fn connect(
+    addr: SocketAddr,
+    tls: Option<&TlsClient>,
+    login: Option<&(String, String)>,
+) -> Res<Client> {
     // Messages a slow subscriber may hold in the client before it drops them.
     let mut options = ConnectOptions::new().subscription_capacity(1 << 20);
+    if let Some((user, password)) = login {
+        options = options.user_and_password(user.clone(), password.clone());
+    }
     if let Some(tls) = tls {
         options = options
             .add_root_certificates(tls.ca_file.clone())
@@ -34,7 +41,7 @@ pub async fn pubsub(p: &Params, t: &Target, meter: &mut Meter, queue: bool) -> R
     let mut clients = Vec::new();
     let mut tasks = Tasks::default();
     for rec in &rx.list {
-        let c = connect(t.addr, t.tls.as_ref()).await?;
+        let c = connect(t.addr, t.tls.as_ref(), t.login.as_ref()).await?;
         let mut sub = if queue {
             c.queue_subscribe(subject.clone(), "load".into()).await?
         } else {
@@ -49,7 +56,7 @@ pub async fn pubsub(p: &Params, t: &Target, meter: &mut Meter, queue: bool) -> R
         }));
         clients.push(c);
     }
-    let pc = connect(t.addr, t.tls.as_ref()).await?;
+    let pc = connect(t.addr, t.tls.as_ref(), t.login.as_ref()).await?;
 
     meter.start();
     let mut pacer = Pacer::new(p);
@@ -78,7 +85,7 @@ pub async fn pubsub(p: &Params, t: &Target, meter: &mut Meter, queue: bool) -> R
 pub async fn reqrep(p: &Params, t: &Target, meter: &mut Meter) -> Res<Outcome> {
     let id = run_id();
     let subject = Subject::from(format!("load.{id}.rpc"));
-    let responder = connect(t.addr, t.tls.as_ref()).await?;
+    let responder = connect(t.addr, t.tls.as_ref(), t.login.as_ref()).await?;
     let mut sub = responder.subscribe(subject.clone()).await?;
     responder.flush().await?;
     let r = responder.clone();
@@ -92,7 +99,7 @@ pub async fn reqrep(p: &Params, t: &Target, meter: &mut Meter) -> Res<Outcome> {
             }
         }
     }));
-    let requester = connect(t.addr, t.tls.as_ref()).await?;
+    let requester = connect(t.addr, t.tls.as_ref(), t.login.as_ref()).await?;
     // The first request sets up the requester's reply subscription.
     timeout(
         SETUP,
