@@ -699,3 +699,59 @@ async fn next_line(
         .expect("reads")
         .expect("not closed")
 }
+
+#[tokio::test]
+async fn jetstream_requests_need_the_streams_permission() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = password_file(dir.path(), &[("js", "js-pw")]);
+    let (broker, _) = start_with(|c| {
+        c.auth.password_file = Some(file);
+        c.auth.permissions.insert(
+            "js".into(),
+            PermissionSpec {
+                publish: rules(&["$JS.API.>", "orders.>"]),
+                subscribe: rules(&["_INBOX.>"]),
+                configure: rules(&["stream:ORDERS"]),
+                ..PermissionSpec::default()
+            },
+        );
+    })
+    .await;
+    let addr = broker.nats_addr().unwrap();
+    let create = |name: &str| {
+        let body = format!(r#"{{"name":"{name}","subjects":["orders.{name}"]}}"#);
+        format!(
+            "SUB _INBOX.js 1\r\nPUB $JS.API.STREAM.CREATE.{name} _INBOX.js {}\r\n{body}\r\n",
+            body.len()
+        )
+    };
+    let login = r#"{"verbose":false,"user":"js","pass":"js-pw"}"#;
+    let got = nats_conversation(addr, login, &create("OTHER")).await;
+    assert_eq!(
+        got,
+        [
+            "-ERR 'Permissions Violation for Publish to \"$JS.API.STREAM.CREATE.OTHER\"'",
+            "PONG"
+        ]
+    );
+    let client = async_nats::ConnectOptions::with_user_and_password("js".into(), "js-pw".into())
+        .connect(format!("nats://{addr}"))
+        .await
+        .unwrap();
+    async_nats::jetstream::new(client)
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "ORDERS".into(),
+            subjects: vec!["orders.>".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("configure stream:ORDERS allows creating it");
+    // Reading the stream needs subscribe on stream:ORDERS, which js lacks.
+    let next = "PUB $JS.API.CONSUMER.MSG.NEXT.ORDERS.c1 _INBOX.js 1\r\n1\r\n";
+    let got = nats_conversation(addr, login, next).await;
+    assert_eq!(
+        got[0],
+        "-ERR 'Permissions Violation for Publish to \"$JS.API.CONSUMER.MSG.NEXT.ORDERS.c1\"'"
+    );
+    broker.shutdown().await;
+}

@@ -1,8 +1,8 @@
 //! WebSocket listeners: MQTT on `/mqtt` and STOMP on `/ws` (RabbitMQ Web-STOMP) with
 //! packets split across messages and several in one, pings answered, close frames
 //! sent with the protocol's reason, the upgrade refused for a wrong path (404), an
-//! unknown subprotocol (400) and a foreign Origin (403), and the secure variant
-//! over TLS.
+//! unknown subprotocol (400) and a foreign Origin (403), the secure variant over
+//! TLS, and rumqttc's WebSocket transport against a rumqttc TCP client.
 
 mod common;
 
@@ -337,4 +337,79 @@ async fn nats_over_websocket_as_nats_server() {
     let msg = String::from_utf8(read_bytes(&mut ws, 24).await).unwrap();
     assert_eq!(msg, "MSG ws.b 1 8\r\nfrom tcp\r\n");
     broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn rumqttc_over_websocket_exchanges_messages_with_a_tcp_client() {
+    let broker = start(|_| {}).await;
+    let ws = broker.mqtt_ws_addr().expect("mqtt-ws listener");
+    let tcp = broker.mqtt_addr().expect("mqtt listener");
+    let mut o = rumqttc::MqttOptions::new("rumqttc-ws", format!("ws://{ws}/mqtt"), ws.port());
+    o.set_transport(rumqttc::Transport::Ws);
+    o.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(o, 10);
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(event) = eventloop.poll().await {
+            if tx.send(event).is_err() {
+                return;
+            }
+        }
+    });
+    client
+        .subscribe("ws/in", rumqttc::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    loop {
+        if let Some(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) =
+            next_event(&mut events).await
+        {
+            break;
+        }
+    }
+    let (mut tcp_client, _) = common::v4(
+        tcp,
+        |o| {
+            o.set_max_packet_size(1 << 20, 1 << 20);
+        },
+        "rumqttc-tcp",
+    )
+    .await;
+    tcp_client
+        .subscribe("ws/out", rumqttc::QoS::AtLeastOnce)
+        .await;
+    let big = vec![7u8; 200_000];
+    tcp_client
+        .client
+        .publish("ws/in", rumqttc::QoS::AtLeastOnce, false, big.clone())
+        .await
+        .unwrap();
+    let got = loop {
+        if let Some(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) =
+            next_event(&mut events).await
+        {
+            break p;
+        }
+    };
+    assert_eq!(got.topic, "ws/in");
+    assert_eq!(
+        got.payload.len(),
+        big.len(),
+        "a message larger than a WebSocket frame"
+    );
+    client
+        .publish("ws/out", rumqttc::QoS::AtLeastOnce, false, "from ws")
+        .await
+        .unwrap();
+    let back = tcp_client.publish().await;
+    assert_eq!(&back.payload[..], b"from ws");
+    broker.shutdown().await;
+}
+
+async fn next_event(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<rumqttc::Event>,
+) -> Option<rumqttc::Event> {
+    tokio::time::timeout(WAIT, events.recv())
+        .await
+        .expect("an event in time")
 }

@@ -14,7 +14,7 @@ use foldhash::fast::RandomState as FastHash;
 use serde::Deserialize;
 
 use super::{jetstream, translate};
-use crate::access::{FilterVerdict, Grant, Guard};
+use crate::access::{FilterVerdict, Grant, Guard, Kind};
 use crate::protocols::acks::Deferred;
 use crate::router::streams::Appended;
 use crate::router::{
@@ -311,7 +311,7 @@ impl Connection {
             self.ok();
             return;
         };
-        if !self.guard.may_publish(&message.subject, now.unix_ms) {
+        if !self.guard.may_publish(&message.subject, now.unix_ms) || !self.may_use_stream(subject) {
             tracing::info!(
                 conn = self.conn_id,
                 subject,
@@ -341,6 +341,22 @@ impl Connection {
             _ => {}
         }
         self.ok();
+    }
+
+    /// Whether the user may do what a JetStream API request on `subject` does to
+    /// its stream.
+    fn may_use_stream(&self, subject: &str) -> bool {
+        let grant = self.guard.grant();
+        if grant.unrestricted() {
+            return true;
+        }
+        match jetstream::stream_use(subject) {
+            None => true,
+            Some(jetstream::StreamUse::Configure(stream)) => {
+                grant.may_configure(Kind::Stream, stream)
+            }
+            Some(jetstream::StreamUse::Read(stream)) => grant.may_consume(Kind::Stream, stream),
+        }
     }
 
     fn send_pub_ack(

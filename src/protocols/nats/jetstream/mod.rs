@@ -40,6 +40,34 @@ pub(crate) const ACK_PREFIX: &str = "$JS.ACK.";
 /// The subjects push consumers' flow control requests are answered on.
 pub(crate) const FC_PREFIX: &str = "$JS.FC.";
 
+/// What a JetStream API request does with a stream, for the permission it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StreamUse<'a> {
+    /// Creates, changes or deletes the stream or one of its consumers, or its
+    /// messages (`configure` on `stream:<name>`).
+    Configure(&'a str),
+    /// Reads its messages (`subscribe` on `stream:<name>`).
+    Read(&'a str),
+}
+
+/// The stream an API request on `subject` configures or reads, if any (account
+/// and stream info and the name lists need only the publish rule on the subject).
+pub(crate) fn stream_use(subject: &str) -> Option<StreamUse<'_>> {
+    let rest = subject.strip_prefix(API_PREFIX)?;
+    let tokens: Vec<&str> = rest.split('.').collect();
+    match tokens.as_slice() {
+        ["STREAM", "CREATE" | "UPDATE" | "DELETE" | "PURGE", name]
+        | ["STREAM", "MSG", "DELETE", name]
+        | ["CONSUMER", "CREATE", name, ..]
+        | ["CONSUMER", "DURABLE", "CREATE", name, _]
+        | ["CONSUMER", "DELETE", name, _] => Some(StreamUse::Configure(name)),
+        ["STREAM", "MSG", "GET", name] | ["CONSUMER", "MSG", "NEXT", name, _] => {
+            Some(StreamUse::Read(name))
+        }
+        _ => None,
+    }
+}
+
 /// Requests and acks queued for the service before the router drops them (a
 /// client then times out, as with a lost request).
 const INBOX_LIMITS: OutboxLimits = OutboxLimits {

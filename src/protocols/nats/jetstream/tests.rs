@@ -352,3 +352,31 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn api_subjects_name_the_stream_they_configure_or_read() {
+    use super::{stream_use, StreamUse};
+    assert_eq!(
+        stream_use("$JS.API.STREAM.CREATE.ORDERS"),
+        Some(StreamUse::Configure("ORDERS"))
+    );
+    assert_eq!(
+        stream_use("$JS.API.CONSUMER.CREATE.ORDERS.c1.orders.>"),
+        Some(StreamUse::Configure("ORDERS"))
+    );
+    assert_eq!(
+        stream_use("$JS.API.CONSUMER.DURABLE.CREATE.ORDERS.c1"),
+        Some(StreamUse::Configure("ORDERS"))
+    );
+    assert_eq!(
+        stream_use("$JS.API.CONSUMER.MSG.NEXT.ORDERS.c1"),
+        Some(StreamUse::Read("ORDERS"))
+    );
+    assert_eq!(
+        stream_use("$JS.API.STREAM.MSG.GET.ORDERS"),
+        Some(StreamUse::Read("ORDERS"))
+    );
+    assert_eq!(stream_use("$JS.API.STREAM.INFO.ORDERS"), None);
+    assert_eq!(stream_use("$JS.API.INFO"), None);
+    assert_eq!(stream_use("orders.new"), None);
+}
