@@ -36,6 +36,8 @@ const FAILURE_MEMORY: Duration = Duration::from_secs(60);
 /// further one up to [`MAX_DELAY`].
 const FIRST_DELAY: Duration = Duration::from_millis(100);
 const MAX_DELAY: Duration = Duration::from_secs(5);
+/// Password checks (argon2) that run at once.
+const CONCURRENT_CHECKS: usize = 4;
 /// Addresses whose failures are remembered at once; beyond it the oldest are
 /// forgotten first (memory stays bounded whoever guesses).
 const MAX_REMEMBERED: usize = 10_000;
@@ -428,6 +430,10 @@ pub(crate) struct Access {
     config: Auth,
     policy: RwLock<Arc<Policy>>,
     failures: Mutex<HashMap<IpAddr, Failures>>,
+    /// Password checks running at once: argon2 takes 19 MiB and tens of
+    /// milliseconds each, so a storm of logins waits here instead of filling the
+    /// blocking pool and memory.
+    checks: tokio::sync::Semaphore,
 }
 
 impl Access {
@@ -445,6 +451,7 @@ impl Access {
             config: config.clone(),
             policy: RwLock::new(Arc::new(policy)),
             failures: Mutex::new(HashMap::new()),
+            checks: tokio::sync::Semaphore::new(CONCURRENT_CHECKS),
         })
     }
 
@@ -500,7 +507,11 @@ impl Access {
                 }
             }
             _ if policy.open() => Err(Refused::BadCredentials),
-            login => policy.check(login).await,
+            login => {
+                // Closed only if the Access is dropped, which outlives every login.
+                let _permit = self.checks.acquire().await;
+                policy.check(login).await
+            }
         };
         match outcome {
             Ok(grant) => {

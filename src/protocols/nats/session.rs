@@ -312,15 +312,7 @@ impl Connection {
             return;
         };
         if !self.guard.may_publish(&message.subject, now.unix_ms) || !self.may_use_stream(subject) {
-            tracing::info!(
-                conn = self.conn_id,
-                subject,
-                "nats: publish not authorized, dropped"
-            );
-            // nats-server's answer; the connection stays open.
-            self.send(&ServerOp::Err(format!(
-                "Permissions Violation for Publish to \"{subject}\""
-            )));
+            self.violation("Publish to", subject);
             return;
         }
         let reply = message.reply_to.clone();
@@ -341,6 +333,15 @@ impl Connection {
             _ => {}
         }
         self.ok();
+    }
+
+    /// nats-server's answer to a publish or subscription the user may not make
+    /// (`what`: "Publish to" or "Subscription to"); the connection stays open.
+    fn violation(&mut self, what: &str, subject: &str) {
+        tracing::info!(conn = self.conn_id, subject, what, "nats: not authorized");
+        self.send(&ServerOp::Err(format!(
+            "Permissions Violation for {what} \"{subject}\""
+        )));
     }
 
     /// Whether the user may do what a JetStream API request on `subject` does to
@@ -421,14 +422,7 @@ impl Connection {
             FilterVerdict::Allowed => None,
             FilterVerdict::AllowedExcept(denied) => Some(Arc::from(denied)),
             FilterVerdict::Denied => {
-                tracing::info!(
-                    conn = self.conn_id,
-                    subject,
-                    "nats: subscription not authorized"
-                );
-                self.send(&ServerOp::Err(format!(
-                    "Permissions Violation for Subscription to \"{subject}\""
-                )));
+                self.violation("Subscription to", subject);
                 return;
             }
         };
