@@ -755,3 +755,44 @@ async fn jetstream_requests_need_the_streams_permission() {
     );
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_session_resumed_by_another_user_delivers_only_what_that_user_may_read() {
+    use rumqttc::QoS;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = secured(dir.path(), Anonymous::Refused).await;
+    let addr = broker.mqtt_addr().unwrap();
+    let persistent = |user: &'static str, password: &'static str| {
+        move |o: &mut rumqttc::MqttOptions| {
+            o.set_credentials(user, password);
+            o.set_clean_session(false);
+        }
+    };
+    // alice (no deny rule) subscribes in a persistent session, then leaves.
+    let (mut alice, _) = v4(addr, persistent("alice", "alice-pw"), "shared-id").await;
+    alice.subscribe("sensors/#", QoS::AtLeastOnce).await;
+    alice.client.disconnect().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // bob resumes it: the subscription is alice's, the rules are bob's.
+    let (mut bob, ack) = v4(addr, persistent("bob", "bob-pw"), "shared-id").await;
+    assert!(ack.session_present);
+    let (publisher, _) = v4(
+        addr,
+        |o| {
+            o.set_credentials("alice", "alice-pw");
+        },
+        "publisher",
+    )
+    .await;
+    for (topic, body) in [("sensors/secret/key", "hidden"), ("sensors/hall", "open")] {
+        publisher
+            .client
+            .publish(topic, QoS::AtLeastOnce, false, body)
+            .await
+            .unwrap();
+    }
+    let got = bob.publish().await;
+    assert_eq!(got.topic, "sensors/hall");
+    bob.no_publish(Duration::from_millis(300)).await;
+    broker.shutdown().await;
+}

@@ -183,6 +183,14 @@ impl Grant {
         }
     }
 
+    /// Whether a message on `subject` may be delivered to this user: its
+    /// subscribe rules match the subject.
+    pub(crate) fn may_receive(&self, subject: &Subject) -> bool {
+        self.permissions
+            .as_ref()
+            .is_none_or(|p| p.subscribe.subject(subject))
+    }
+
     /// Whether `filter` may be subscribed to.
     pub(crate) fn may_subscribe(&self, filter: &Filter) -> FilterVerdict {
         match &self.permissions {
@@ -214,6 +222,7 @@ impl Grant {
 pub(crate) struct Guard {
     grant: Grant,
     published: HashMap<Subject, bool, foldhash::fast::RandomState>,
+    received: HashMap<Subject, bool, foldhash::fast::RandomState>,
     /// Reply subjects of requests delivered to the connection, with when the
     /// permission to answer lapses (Unix ms).
     responses: HashMap<Subject, u64, foldhash::fast::RandomState>,
@@ -234,6 +243,7 @@ impl Guard {
         Guard {
             grant,
             published: HashMap::default(),
+            received: HashMap::default(),
             responses: HashMap::default(),
         }
     }
@@ -265,6 +275,25 @@ impl Guard {
                 .responses
                 .remove(subject)
                 .is_some_and(|until| now_ms <= until)
+    }
+
+    /// Whether a message on `subject` may be delivered: checked per delivery where
+    /// a subscription can outlive the rules it was checked against (an MQTT
+    /// persistent session resumed under another user or restored after a restart,
+    /// whose subscriptions were made by someone else).
+    pub(crate) fn may_receive(&mut self, subject: &Subject) -> bool {
+        if self.grant.unrestricted() {
+            return true;
+        }
+        if let Some(&known) = self.received.get(subject) {
+            return known;
+        }
+        let allowed = self.grant.may_receive(subject);
+        if self.received.len() >= REMEMBERED_SUBJECTS {
+            self.received.clear();
+        }
+        self.received.insert(subject.clone(), allowed);
+        allowed
     }
 
     /// Notes that a request with reply subject `reply` was delivered at `now_ms`:

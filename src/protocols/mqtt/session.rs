@@ -894,6 +894,10 @@ impl Connection {
     /// QoS 2 message goes out once its packet id is recorded: resent after a
     /// restart, it must carry the id the client may already hold.
     fn send(&mut self, dispatch: &Dispatch, packet_id: u16, dup: bool, now: Now) -> Option<usize> {
+        if !self.guard.may_receive(&dispatch.message.subject) {
+            tracing::debug!(client_id = %self.client_id, "message on a subject the user may not read dropped");
+            return None;
+        }
         let mut publish = translate::publish_from_dispatch(dispatch, now)?;
         // MQTT 5 request/response: the receiver may answer on the Response Topic.
         if let Some(reply) = &dispatch.message.reply_to {
