@@ -221,16 +221,35 @@ impl Grant {
 #[derive(Debug)]
 pub(crate) struct Guard {
     grant: Grant,
-    published: HashMap<Subject, bool, foldhash::fast::RandomState>,
-    received: HashMap<Subject, bool, foldhash::fast::RandomState>,
+    published: Decisions,
+    received: Decisions,
     /// Reply subjects of requests delivered to the connection, with when the
     /// permission to answer lapses (Unix ms).
     responses: HashMap<Subject, u64, foldhash::fast::RandomState>,
 }
 
-/// Publish decisions a connection remembers; beyond it they are forgotten (a
-/// publisher to ever new subjects pays the rule check each time, no more memory).
+/// Decisions a connection remembers per kind; beyond it they are forgotten (a
+/// client of ever new subjects pays the rule check each time, no more memory).
 const REMEMBERED_SUBJECTS: usize = 256;
+
+/// One kind of decision (may publish, may receive) by subject, bounded.
+#[derive(Debug, Default)]
+struct Decisions(HashMap<Subject, bool, foldhash::fast::RandomState>);
+
+impl Decisions {
+    /// The remembered decision for `subject`, or `decide`'s, remembered.
+    fn get_or(&mut self, subject: &Subject, decide: impl FnOnce() -> bool) -> bool {
+        if let Some(&known) = self.0.get(subject) {
+            return known;
+        }
+        let allowed = decide();
+        if self.0.len() >= REMEMBERED_SUBJECTS {
+            self.0.clear();
+        }
+        self.0.insert(subject.clone(), allowed);
+        allowed
+    }
+}
 /// How long a request's reply subject may be answered, and how many such subjects
 /// a connection holds at once (nats-server's `allow_responses` defaults: one
 /// response within two minutes).
@@ -242,8 +261,8 @@ impl Guard {
     pub(crate) fn new(grant: Grant) -> Guard {
         Guard {
             grant,
-            published: HashMap::default(),
-            received: HashMap::default(),
+            published: Decisions::default(),
+            received: Decisions::default(),
             responses: HashMap::default(),
         }
     }
@@ -259,18 +278,9 @@ impl Guard {
         if self.grant.unrestricted() {
             return true;
         }
-        let allowed = match self.published.get(subject) {
-            Some(&known) => known,
-            None => {
-                let allowed = self.grant.may_publish(subject);
-                if self.published.len() >= REMEMBERED_SUBJECTS {
-                    self.published.clear();
-                }
-                self.published.insert(subject.clone(), allowed);
-                allowed
-            }
-        };
-        allowed
+        let grant = &self.grant;
+        self.published
+            .get_or(subject, || grant.may_publish(subject))
             || self
                 .responses
                 .remove(subject)
@@ -285,15 +295,8 @@ impl Guard {
         if self.grant.unrestricted() {
             return true;
         }
-        if let Some(&known) = self.received.get(subject) {
-            return known;
-        }
-        let allowed = self.grant.may_receive(subject);
-        if self.received.len() >= REMEMBERED_SUBJECTS {
-            self.received.clear();
-        }
-        self.received.insert(subject.clone(), allowed);
-        allowed
+        let grant = &self.grant;
+        self.received.get_or(subject, || grant.may_receive(subject))
     }
 
     /// Notes that a request with reply subject `reply` was delivered at `now_ms`:
@@ -503,6 +506,22 @@ impl Access {
     /// mosquitto and nats-server do without a user store.
     pub(crate) fn is_open(&self) -> bool {
         self.policy().open()
+    }
+
+    /// [`Access::authenticate`] for protocols whose credentials are optional (MQTT,
+    /// NATS): while the broker has no users they are ignored, as mosquitto and
+    /// nats-server without a user store ignore them.
+    pub(crate) async fn authenticate_optional(
+        &self,
+        peer: IpAddr,
+        login: Login<'_>,
+    ) -> Result<Grant, Refused> {
+        let login = if self.is_open() {
+            Login::Anonymous
+        } else {
+            login
+        };
+        self.authenticate(peer, login).await
     }
 
     /// Whether some user logs in with an nkey (NATS INFO then carries a nonce).

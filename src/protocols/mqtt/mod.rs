@@ -340,23 +340,23 @@ async fn log_in(
     accepted: &session::Accepted,
 ) -> Result<Grant, (ReasonCode, &'static str)> {
     let login = match username {
-        Some(user) if !ctx.access.is_open() => Login::Password {
+        Some(user) => Login::Password {
             user,
             password: password.unwrap_or_default(),
         },
-        _ => Login::Anonymous,
+        None => Login::Anonymous,
     };
-    let grant =
-        ctx.access
-            .authenticate(peer.ip(), login)
-            .await
-            .map_err(|refused| match refused {
-                Refused::BadCredentials => (
-                    ReasonCode::BAD_USER_NAME_OR_PASSWORD,
-                    "bad user name or password",
-                ),
-                Refused::NotAuthorized => (ReasonCode::NOT_AUTHORIZED, "not authorized"),
-            })?;
+    let grant = ctx
+        .access
+        .authenticate_optional(peer.ip(), login)
+        .await
+        .map_err(|refused| match refused {
+            Refused::BadCredentials => (
+                ReasonCode::BAD_USER_NAME_OR_PASSWORD,
+                "bad user name or password",
+            ),
+            Refused::NotAuthorized => (ReasonCode::NOT_AUTHORIZED, "not authorized"),
+        })?;
     if let Some(topic) = accepted.will_topic() {
         let allowed = Subject::from_mqtt_topic(topic).is_ok_and(|s| grant.may_publish(&s));
         if !allowed {

@@ -297,14 +297,13 @@ struct Credentials {
 /// authorization); a CONNECT that is not JSON is left to the session to refuse.
 async fn log_in(ctx: &Context, peer: SocketAddr, conn_id: u64, json: &[u8]) -> Result<Grant, Exit> {
     let creds: Credentials = serde_json::from_slice(json).unwrap_or_default();
-    let nonce = ctx.nats_nonce(conn_id);
+    let nonce = creds.nkey.as_ref().map(|_| ctx.nats_nonce(conn_id));
     let login = match &creds {
-        _ if ctx.access.is_open() => Login::Anonymous,
         Credentials {
             nkey: Some(key), ..
         } => Login::Nkey {
             key,
-            nonce: &nonce,
+            nonce: nonce.as_deref().unwrap_or_default(),
             signature: creds.sig.as_deref().unwrap_or_default(),
         },
         Credentials {
@@ -320,7 +319,7 @@ async fn log_in(ctx: &Context, peer: SocketAddr, conn_id: u64, json: &[u8]) -> R
         _ => Login::Anonymous,
     };
     ctx.access
-        .authenticate(peer.ip(), login)
+        .authenticate_optional(peer.ip(), login)
         .await
         .map_err(|_| Exit::Err("Authorization Violation"))
 }

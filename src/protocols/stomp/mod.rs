@@ -191,18 +191,18 @@ async fn run<R: ReadHalf, W: WriteHalf>(
 
 /// Authenticates a CONNECT's `login` and `passcode` (none: an anonymous client).
 async fn log_in(ctx: &Context, peer: SocketAddr, frame: &Frame) -> Result<Grant, Exit> {
-    let login = match frame.header("login") {
+    let user = frame.header("login");
+    let login = match user {
         Some(user) => Login::Password {
             user,
             password: frame.header("passcode").unwrap_or_default().as_bytes(),
         },
         None => Login::Anonymous,
     };
-    let user = frame.header("login").unwrap_or_default();
     ctx.access
         .authenticate(peer.ip(), login)
         .await
-        .map_err(|_| session::refused_login(user))
+        .map_err(|_| session::refused_login(user.unwrap_or_default()))
 }
 
 /// Waits (bounded) for every receipt still waiting for storage.
