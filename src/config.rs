@@ -493,6 +493,9 @@ pub struct Auth {
     /// Permissions by user. None at all: every user may do everything; otherwise
     /// a user without an entry may do nothing.
     pub permissions: BTreeMap<String, PermissionSpec>,
+    /// The configuration file whose `[auth]` users, anonymous rule and
+    /// permissions a reload (SIGHUP) reads again.
+    pub reload_from: Option<PathBuf>,
 }
 
 impl Auth {
@@ -686,6 +689,7 @@ struct FileLimits {
 impl Config {
     /// Applies a TOML configuration file on top of `self`.
     pub fn merge_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        self.auth.reload_from = Some(path.to_owned());
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: shown.clone(),

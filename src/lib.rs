@@ -180,8 +180,11 @@ impl Broker {
         }
     }
 
-    /// Reads the password file and permissions again (what SIGHUP does): new
-    /// logins use them. On an error the users and permissions in force stay.
+    /// Reads the password file and the configuration file's `[auth]` again (what
+    /// SIGHUP does): new logins use them, and open connections are checked again
+    /// (a removed user, or a changed password, is disconnected; subscriptions no
+    /// longer allowed are ended in each protocol's way). On an error the users and
+    /// permissions in force stay.
     pub fn reload_access(&self) -> Result<(), Error> {
         self.ctx
             .access

@@ -5,12 +5,13 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::amqp_raw::AmqpRaw;
 use common::stomp_raw::StompRaw;
+use common::users::{password_file, rules};
 use common::{start_with, v4, v5, WAIT};
 use dwbroker::config::{Anonymous, PermissionSpec};
 use dwbroker::Broker;
@@ -19,27 +20,6 @@ use dwbroker_codecs::stomp::{Command, Frame};
 use rumqttc::v5::mqttbytes::v5::{PubAckReason, SubscribeReasonCode};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-
-/// Writes `users` into a new password file with the `dwbroker passwd` command.
-fn password_file(dir: &Path, users: &[(&str, &str)]) -> PathBuf {
-    let file = dir.join("users.pw");
-    for (user, password) in users {
-        let status = std::process::Command::new(env!("CARGO_BIN_EXE_dwbroker"))
-            .arg("passwd")
-            .arg(&file)
-            .arg(user)
-            .arg("--password")
-            .arg(password)
-            .status()
-            .expect("dwbroker passwd runs");
-        assert!(status.success(), "dwbroker passwd {user}: {status}");
-    }
-    file
-}
-
-fn rules(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
-}
 
 /// A broker with alice, bob, carol and svc: alice may use `sensors.>` and the
 /// orders queues, bob may read `sensors.>` but not `sensors.secret.>`, carol has no

@@ -94,6 +94,10 @@ pub(crate) struct Permissions {
     publish: Rules,
     subscribe: Rules,
     configure: Rules,
+    /// Whether the user has a permissions table at all: one without it may not
+    /// even open the virtual host (as RabbitMQ refuses a user with no permissions
+    /// on it).
+    listed: bool,
 }
 
 impl Permissions {
@@ -103,6 +107,7 @@ impl Permissions {
             publish: Rules::parse(&spec.publish, &spec.deny_publish)?,
             subscribe: Rules::parse(&spec.subscribe, &spec.deny_subscribe)?,
             configure: Rules::parse(&spec.configure, &spec.deny_configure)?,
+            listed: true,
         })
     }
 }
@@ -113,6 +118,22 @@ pub(crate) struct Grant {
     user: Option<Arc<str>>,
     /// `None`: everything.
     permissions: Option<Arc<Permissions>>,
+    /// How it was granted, so that a reload can grant it again or take it back.
+    origin: Origin,
+}
+
+/// How a [`Grant`] came about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Origin {
+    /// Not authenticated (yet).
+    Nobody,
+    /// The open broker let the client in (anonymous, or guest/guest).
+    Open,
+    /// No credentials, by the `[auth] anonymous` rule.
+    Anonymous,
+    /// The user's credential that matched (its password or token hash, or its
+    /// nkey): a reload that changes it takes the grant back.
+    Credential(Arc<str>),
 }
 
 impl Grant {
@@ -121,6 +142,7 @@ impl Grant {
         Grant {
             user: None,
             permissions: None,
+            origin: Origin::Open,
         }
     }
 
@@ -129,6 +151,7 @@ impl Grant {
         Grant {
             user: None,
             permissions: Some(Arc::default()),
+            origin: Origin::Nobody,
         }
     }
 
@@ -140,6 +163,11 @@ impl Grant {
     /// Whether nothing is restricted (fronts skip their checks).
     pub(crate) fn unrestricted(&self) -> bool {
         self.permissions.is_none()
+    }
+
+    /// Whether the virtual host may be opened at all (AMQP connection.open).
+    pub(crate) fn may_open_vhost(&self) -> bool {
+        self.permissions.as_ref().is_none_or(|p| p.listed)
     }
 
     /// Whether messages may be published to `subject`.
@@ -411,40 +439,79 @@ impl Policy {
                 let password = password.to_vec();
                 let matched = blocking(move || passwords::verify(&hash, &password)).await;
                 match (known, matched) {
-                    (Some(_), true) => Ok(self.grant(user)),
+                    (Some(hash), true) => {
+                        Ok(self.grant(user, Origin::Credential(hash.as_str().into())))
+                    }
                     _ => Err(Refused::BadCredentials),
                 }
             }
             Login::Token(token) => {
                 let hashes = self.tokens.clone();
                 let token = token.as_bytes().to_vec();
-                let user = blocking(move || {
+                let found = blocking(move || {
                     hashes
                         .into_iter()
                         .find(|(_, hash)| passwords::verify(hash, &token))
-                        .map(|(user, _)| user)
                 })
                 .await;
-                user.map(|u| self.grant(&u)).ok_or(Refused::BadCredentials)
+                found
+                    .map(|(user, hash)| self.grant(&user, Origin::Credential(hash.into())))
+                    .ok_or(Refused::BadCredentials)
             }
             Login::Nkey {
                 key,
                 nonce,
                 signature,
             } => match self.nkeys.get(key) {
-                Some(user) if verify_nkey(key, nonce, signature) => Ok(self.grant(user)),
+                Some(user) if verify_nkey(key, nonce, signature) => {
+                    Ok(self.grant(user, Origin::Credential(key.into())))
+                }
                 _ => Err(Refused::BadCredentials),
             },
         }
     }
 
-    fn grant(&self, user: &str) -> Grant {
+    fn grant(&self, user: &str, origin: Origin) -> Grant {
         Grant {
             user: Some(user.into()),
             permissions: self.permissions.as_ref().map(|all| {
                 // With permissions configured, a user without any may do nothing.
                 all.get(user).cloned().unwrap_or_default()
             }),
+            origin,
+        }
+    }
+
+    /// Whether `credential` is still one of `user`'s.
+    fn holds(&self, user: &str, credential: &str) -> bool {
+        self.users.get(user).is_some_and(|hash| hash == credential)
+            || self.nkeys.get(credential).is_some_and(|u| u == user)
+            || self
+                .tokens
+                .iter()
+                .any(|(u, hash)| u == user && hash == credential)
+    }
+
+    /// What `grant` becomes under this policy: its user's permissions now, or
+    /// `None` if the user, its credential or anonymous access is gone.
+    fn regrant(&self, grant: &Grant) -> Option<Grant> {
+        match &grant.origin {
+            Origin::Nobody => Some(grant.clone()),
+            Origin::Open => self.open().then(|| grant.clone()),
+            _ if self.open() => Some(Grant {
+                permissions: None,
+                origin: Origin::Open,
+                ..grant.clone()
+            }),
+            Origin::Anonymous => match &self.anonymous {
+                Anonymous::As(user) => Some(self.grant(user, Origin::Anonymous)),
+                Anonymous::Refused => None,
+            },
+            Origin::Credential(credential) => {
+                let user = grant.user.as_deref()?;
+                self.holds(user, credential)
+                    .then(|| self.grant(user, grant.origin.clone()))
+            }
         }
     }
 }
@@ -466,6 +533,8 @@ pub(crate) struct Access {
     /// milliseconds each, so a storm of logins waits here instead of filling the
     /// blocking pool and memory.
     checks: tokio::sync::Semaphore,
+    /// Counts reloads; connections watch it to have their grants checked again.
+    reloads: tokio::sync::watch::Sender<u64>,
 }
 
 impl Access {
@@ -484,15 +553,45 @@ impl Access {
             policy: RwLock::new(Arc::new(policy)),
             failures: Mutex::new(HashMap::new()),
             checks: tokio::sync::Semaphore::new(CONCURRENT_CHECKS),
+            reloads: tokio::sync::watch::Sender::new(0),
         })
     }
 
     /// Reads the password file and rules again (SIGHUP). On an error the users and
     /// permissions in force stay.
     pub(crate) fn reload(&self) -> Result<(), String> {
-        let policy = Policy::load(&self.config)?;
+        let policy = Policy::load(&self.reread()?)?;
         *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
+        self.reloads.send_modify(|n| *n += 1);
         Ok(())
+    }
+
+    /// The `[auth]` section of the configuration file again (the users,
+    /// anonymous rule and permissions in it may have changed); the password file
+    /// stays the one the broker started with, which a flag may have named.
+    fn reread(&self) -> Result<Auth, String> {
+        let Some(path) = &self.config.reload_from else {
+            return Ok(self.config.clone());
+        };
+        let mut fresh = crate::config::Config::default();
+        fresh.merge_file(path).map_err(|e| e.to_string())?;
+        Ok(Auth {
+            password_file: self.config.password_file.clone(),
+            ..fresh.auth
+        })
+    }
+
+    /// Changes on every reload: a connection waits on it, then asks
+    /// [`Access::regrant`] what its user may do now.
+    pub(crate) fn reloads(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.reloads.subscribe()
+    }
+
+    /// What `grant` becomes under the users and permissions now in force: `None`
+    /// if its user was removed or its credential changed (or anonymous clients
+    /// are no longer let in), and the connection must close.
+    pub(crate) fn regrant(&self, grant: &Grant) -> Option<Grant> {
+        self.policy().regrant(grant)
     }
 
     fn policy(&self) -> Arc<Policy> {
@@ -541,7 +640,7 @@ impl Access {
         let outcome = match login {
             Login::Anonymous => match (&policy.anonymous, policy.open()) {
                 (_, true) => Ok(Grant::everything()),
-                (Anonymous::As(user), false) => Ok(policy.grant(user)),
+                (Anonymous::As(user), false) => Ok(policy.grant(user, Origin::Anonymous)),
                 (Anonymous::Refused, false) => Err(Refused::NotAuthorized),
             },
             Login::Password { user, password } if policy.open() => {
@@ -549,6 +648,7 @@ impl Access {
                     Ok(Grant {
                         user: Some(user.into()),
                         permissions: None,
+                        origin: Origin::Open,
                     })
                 } else {
                     Err(Refused::BadCredentials)
@@ -762,12 +862,12 @@ mod tests {
             },
         );
         let policy = Policy::load(&auth).unwrap();
-        let alice = policy.grant("alice");
+        let alice = policy.grant("alice", Origin::Anonymous);
         assert!(alice.may_publish(&Subject::new("sensors.a").unwrap()));
         assert!(!alice.may_publish(&Subject::new("orders.a").unwrap()));
         assert!(alice.may_configure(Kind::Queue, "orders.eu"));
         assert!(!alice.may_consume(Kind::Queue, "orders.eu"));
-        let bob = policy.grant("bob");
+        let bob = policy.grant("bob", Origin::Anonymous);
         assert!(!bob.unrestricted());
         assert!(!bob.may_publish(&Subject::new("sensors.a").unwrap()));
         let mut guard = Guard::new(alice);
@@ -787,7 +887,7 @@ mod tests {
                 ..PermissionSpec::default()
             },
         );
-        let mut guard = Guard::new(Policy::load(&auth).unwrap().grant("svc"));
+        let mut guard = Guard::new(Policy::load(&auth).unwrap().grant("svc", Origin::Anonymous));
         let inbox = Subject::new("_INBOX.abc.1").unwrap();
         assert!(!guard.may_publish(&inbox, 0));
         guard.expect_response(&inbox, 1_000);
@@ -798,6 +898,55 @@ mod tests {
             !guard.may_publish(&inbox, 1_000 + RESPONSE_WINDOW_MS + 1),
             "too late"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_regrants_new_permissions_and_takes_back_removed_credentials() {
+        let mut auth = auth_with(&[("alice", "a"), ("bob", "b")]);
+        let only = |subject: &str| PermissionSpec {
+            publish: vec![subject.into()],
+            ..PermissionSpec::default()
+        };
+        auth.permissions.insert("alice".into(), only("a.>"));
+        let before = Policy::load(&auth).unwrap();
+        let log_in = |user, password| Login::Password { user, password };
+        let alice = before.check(log_in("alice", b"a")).await.unwrap();
+        let bob = before.check(log_in("bob", b"b")).await.unwrap();
+        assert!(alice.may_open_vhost() && !bob.may_open_vhost());
+
+        auth.permissions.insert("alice".into(), only("b.>"));
+        auth.users.remove("bob");
+        let after = Policy::load(&auth).unwrap();
+        let regranted = after.regrant(&alice).unwrap();
+        assert!(regranted.may_publish(&Subject::new("b.x").unwrap()));
+        assert!(!regranted.may_publish(&Subject::new("a.x").unwrap()));
+        assert!(after.regrant(&bob).is_none(), "bob was removed");
+        assert!(after
+            .regrant(&Grant::nothing())
+            .is_some_and(|g| !g.may_open_vhost()));
+        assert!(
+            after.regrant(&Grant::everything()).is_none(),
+            "no longer open"
+        );
+
+        let changed = auth_with(&[("alice", "new")])
+            .users
+            .remove("alice")
+            .unwrap();
+        auth.users.insert("alice".into(), changed);
+        assert!(
+            Policy::load(&auth).unwrap().regrant(&alice).is_none(),
+            "new password"
+        );
+
+        auth.anonymous = Anonymous::As("alice".into());
+        let anonymous = Policy::load(&auth)
+            .unwrap()
+            .grant("alice", Origin::Anonymous);
+        auth.anonymous = Anonymous::Refused;
+        assert!(Policy::load(&auth).unwrap().regrant(&anonymous).is_none());
+        let open = Policy::load(&Auth::default()).unwrap();
+        assert!(open.regrant(&anonymous).is_some_and(|g| g.unrestricted()));
     }
 
     #[test]

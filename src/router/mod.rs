@@ -599,6 +599,15 @@ impl Router {
         self.read().sessions.len()
     }
 
+    /// The filters (with their share groups) `session` is subscribed to.
+    pub(crate) fn subscriptions_of(&self, session: SessionId) -> Vec<(Filter, Option<String>)> {
+        self.read()
+            .sessions
+            .get(&session)
+            .map(|r| r.subs.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// How many subscriptions exist (group memberships included).
     pub fn subscription_count(&self) -> usize {
         self.read().subscriptions

@@ -7,6 +7,7 @@ pub mod amqp_raw;
 pub mod process;
 pub mod stomp_raw;
 pub mod tls;
+pub mod users;
 
 use std::net::SocketAddr;
 use std::time::Duration;

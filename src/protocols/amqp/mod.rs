@@ -116,6 +116,7 @@ async fn run<R: ReadHalf, W: WriteHalf>(
     let mut last_write = Instant::now();
     let opened = Instant::now();
     let mut pressure = Pressure::new(ctx.router.memory());
+    let mut reloads = ctx.access.reloads();
     loop {
         match write_pending(writer, conn, ctx.router.memory()).await {
             Ok(true) => last_write = Instant::now(),
@@ -140,6 +141,13 @@ async fn run<R: ReadHalf, W: WriteHalf>(
                 class_id: 0,
                 method_id: 0,
             },
+            // Before the client's input: what it sends after a reload is judged by
+            // the new rules.
+            Ok(()) = reloads.changed() => {
+                if let Err(exit) = conn.reauthorize(ctx.access.regrant(conn.grant()), now()) {
+                    return exit;
+                }
+            }
             _ = tick.tick() => {
                 if !reading {
                     // Unread input is not silence: its heartbeats wait in the socket.

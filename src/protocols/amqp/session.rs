@@ -403,6 +403,18 @@ impl Connection {
                         method_id,
                     });
                 }
+                if !self.guard.grant().may_open_vhost() {
+                    tracing::info!(conn = self.id, user = %self.user, "amqp: no access to the vhost");
+                    return Err(Exit::Close {
+                        code: ReplyCode::NotAllowed,
+                        text: format!(
+                            "NOT_ALLOWED - access to vhost '/' refused for user '{}'",
+                            self.user
+                        ),
+                        class_id,
+                        method_id,
+                    });
+                }
                 self.send(
                     0,
                     ConnectionOpenOk {
@@ -490,6 +502,55 @@ impl Connection {
             },
         );
         self.state = State::TuneOk;
+        Ok(())
+    }
+
+    /// What the client's user may do.
+    pub(crate) fn grant(&self) -> &Grant {
+        self.guard.grant()
+    }
+
+    /// Applies the user's permissions after a reload. A user that is gone (or
+    /// has lost the vhost) is disconnected with 320 CONNECTION_FORCED; a channel
+    /// consuming from a queue the user may no longer consume from is closed with
+    /// 403 ACCESS_REFUSED, as its next basic.consume would be.
+    pub(super) fn reauthorize(&mut self, grant: Option<Grant>, now: Now) -> Result<(), Exit> {
+        let grant = grant
+            .filter(Grant::may_open_vhost)
+            .ok_or_else(|| Exit::Close {
+                code: ReplyCode::ConnectionForced,
+                text: format!(
+                    "CONNECTION_FORCED - access to vhost '/' withdrawn for user '{}'",
+                    self.user
+                ),
+                class_id: 0,
+                method_id: 0,
+            })?;
+        self.guard = Guard::new(grant);
+        let mut refused: Vec<(u16, String)> = self
+            .channels
+            .iter()
+            .filter_map(|(ch, channel)| {
+                let queue = channel
+                    .consumers
+                    .values()
+                    .map(|c| c.queue.name())
+                    .find(|q| !self.guard.grant().may_consume(Kind::Queue, q))?;
+                Some((*ch, queue.to_owned()))
+            })
+            .collect();
+        refused.sort_unstable();
+        for (ch, queue) in refused {
+            let Some(channel) = self.channels.remove(&ch) else {
+                continue;
+            };
+            let text = format!(
+                "access to queue '{queue}' in vhost '/' refused for user '{}'",
+                self.user
+            );
+            tracing::info!(conn = self.id, channel = ch, "amqp: {text}");
+            self.fail_channel(ch, channel, (ReplyCode::AccessRefused, text), (0, 0), now);
+        }
         Ok(())
     }
 

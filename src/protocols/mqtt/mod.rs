@@ -424,6 +424,7 @@ async fn run<R: ReadHalf, W: WriteHalf>(
     let mut writes = socket::Pace::default();
     let mut pressure = Pressure::new(ctx.router.memory());
     let mut was_held_back = false;
+    let mut reloads = ctx.access.reloads();
     loop {
         if !wbuf.is_empty() {
             // An idle client does not keep the packet list its few packets
@@ -469,6 +470,9 @@ async fn run<R: ReadHalf, W: WriteHalf>(
                 }
                 return Err(Exit::TakenOver(handoff));
             },
+            // Before the client's input: what it sends after a reload is judged by
+            // the new rules.
+            Ok(()) = reloads.changed() => conn.reauthorize(ctx.access.regrant(conn.grant()))?,
             // Under memory pressure a publisher is not read from: its packets
             // wait in the socket and its in-flight window (Receive Maximum) fills.
             frame = reader.next(), if !held_back => {

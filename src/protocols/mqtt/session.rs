@@ -21,7 +21,7 @@ use dwbroker_codecs::mqtt::{
 use super::alias;
 use super::registry::{OutFlight, PendingWill, SessionState, StateKey};
 use super::translate;
-use crate::access::{FilterVerdict, Guard};
+use crate::access::{FilterVerdict, Grant, Guard};
 use crate::config::Limits;
 use crate::protocols::acks::Deferred;
 use crate::router::{
@@ -770,6 +770,34 @@ impl Connection {
             properties: Properties::default(),
             codes,
         }));
+        Ok(())
+    }
+
+    /// What the client's user may do.
+    pub(crate) fn grant(&self) -> &Grant {
+        self.guard.grant()
+    }
+
+    /// Applies the user's permissions after a reload (`None`: the user is gone,
+    /// and the client is disconnected with Not Authorized). Subscriptions no
+    /// longer allowed at all are dropped (MQTT has no way to tell the client);
+    /// deliveries are checked against the new rules, so partly allowed ones
+    /// deliver only what is still allowed.
+    pub(crate) fn reauthorize(&mut self, grant: Option<Grant>) -> Result<(), Exit> {
+        let grant = grant.ok_or_else(|| {
+            Exit::protocol(
+                ReasonCode::NOT_AUTHORIZED,
+                "the user's access was withdrawn",
+            )
+        })?;
+        self.guard = Guard::new(grant);
+        let session = self.state.session.id();
+        for (filter, group) in self.router.subscriptions_of(session) {
+            if self.guard.grant().may_subscribe(&filter) == FilterVerdict::Denied {
+                tracing::info!(conn = self.conn_id, %filter, "mqtt: subscription withdrawn");
+                self.router.unsubscribe(session, &filter, group.as_deref());
+            }
+        }
         Ok(())
     }
 

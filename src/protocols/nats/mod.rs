@@ -215,6 +215,7 @@ async fn run<R: ReadHalf, W: WriteHalf>(
     let mut pressure = Pressure::new(ctx.router.memory());
     let connect_deadline = tokio::time::sleep(ctx.config.limits.connect_timeout);
     tokio::pin!(connect_deadline);
+    let mut reloads = ctx.access.reloads();
     loop {
         if !conn.out.is_empty() {
             let written = socket::write(writer, &conn.out, ctx.router.memory()).await;
@@ -238,6 +239,9 @@ async fn run<R: ReadHalf, W: WriteHalf>(
         tokio::select! {
             biased;
             _ = ctx.shutdown.cancelled() => return Err(Exit::Shutdown),
+            // Before the client's input: what it sends after a reload is judged by
+            // the new rules.
+            Ok(()) = reloads.changed() => conn.reauthorize(ctx.access.regrant(conn.grant()))?,
             op = reader.next(), if !held_back => match op {
                 None => return Err(Exit::Network("closed by the client".into())),
                 Some(Err(e)) => return Err(decode_exit(e)),

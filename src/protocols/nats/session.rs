@@ -191,6 +191,63 @@ impl Connection {
         self.authorized = Some(grant);
     }
 
+    /// What the client's user may do.
+    pub(crate) fn grant(&self) -> &Grant {
+        self.guard.grant()
+    }
+
+    /// Applies the user's permissions after a reload (`None`: the user is gone):
+    /// subscriptions no longer allowed are removed with a permissions violation
+    /// each, and partly allowed ones leave out what is now denied, as nats-server
+    /// does on a configuration reload.
+    pub(crate) fn reauthorize(&mut self, grant: Option<Grant>) -> Result<(), Exit> {
+        let grant = grant.ok_or(Exit::Err("Authorization Violation"))?;
+        self.guard = Guard::new(grant);
+        let mut keys: Vec<u32> = self.router_subs.keys().copied().collect();
+        keys.sort_unstable();
+        for key in keys {
+            let Some(rs) = self.router_subs.get(&key) else {
+                continue;
+            };
+            let withheld: Option<Arc<[Filter]>> = match self.guard.grant().may_subscribe(&rs.filter)
+            {
+                FilterVerdict::Allowed => None,
+                FilterVerdict::AllowedExcept(denied) => Some(Arc::from(denied)),
+                FilterVerdict::Denied => {
+                    let canonical = rs.filter.canonical();
+                    let subject = canonical.trim_start_matches("nats:").to_owned();
+                    for sid in rs.sids.clone() {
+                        self.violation("Subscription to", &subject);
+                        self.remove_sub(&sid);
+                    }
+                    continue;
+                }
+            };
+            self.router.subscribe(
+                self.session.id(),
+                rs.filter.clone(),
+                self.sub_options(key, rs.group.clone(), withheld),
+            );
+        }
+        Ok(())
+    }
+
+    fn sub_options(
+        &self,
+        key: u32,
+        group: Option<String>,
+        withheld: Option<Arc<[Filter]>>,
+    ) -> SubOptions {
+        SubOptions {
+            qos: Delivery::AtMostOnce,
+            no_local: !self.opts.echo,
+            retain_as_published: false,
+            subscription_id: Some(key),
+            share_group: group,
+            withheld,
+        }
+    }
+
     /// Whether CONNECT was accepted.
     pub(crate) fn is_connected(&self) -> bool {
         self.connected
@@ -444,14 +501,7 @@ impl Connection {
                 self.router.subscribe(
                     self.session.id(),
                     filter.clone(),
-                    SubOptions {
-                        qos: Delivery::AtMostOnce,
-                        no_local: !self.opts.echo,
-                        retain_as_published: false,
-                        subscription_id: Some(key),
-                        share_group: group.clone(),
-                        withheld,
-                    },
+                    self.sub_options(key, group.clone(), withheld),
                 );
                 self.keys.insert((filter.clone(), group.clone()), key);
                 self.router_subs.insert(

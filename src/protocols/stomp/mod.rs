@@ -111,6 +111,7 @@ async fn run<R: ReadHalf, W: WriteHalf>(
     let mut last_write = Instant::now();
     let opened = Instant::now();
     let mut pressure = Pressure::new(ctx.router.memory());
+    let mut reloads = ctx.access.reloads();
     loop {
         match write_pending(writer, conn, ctx.router.memory()).await {
             Ok(true) => last_write = Instant::now(),
@@ -129,6 +130,13 @@ async fn run<R: ReadHalf, W: WriteHalf>(
                 detail: "The broker is shutting down.".into(),
                 receipt: None,
             }),
+            // Before the client's input: what it sends after a reload is judged by
+            // the new rules.
+            Ok(()) = reloads.changed() => {
+                if let Err(exit) = conn.reauthorize(ctx.access.regrant(conn.grant())) {
+                    return End::Session(exit);
+                }
+            }
             _ = tick.tick() => {
                 if conn.version().is_none() && opened.elapsed() > ctx.config.limits.connect_timeout {
                     return End::Closed("no CONNECT in time".into());

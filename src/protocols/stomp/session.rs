@@ -249,6 +249,34 @@ impl Connection {
         self.authorized = Some(grant);
     }
 
+    /// What the client's user may do.
+    pub(super) fn grant(&self) -> &Grant {
+        self.guard.grant()
+    }
+
+    /// Applies the user's permissions after a reload: a user that is gone, or a
+    /// subscription the user may no longer read, ends the connection with an
+    /// ERROR (STOMP's only way to refuse), as the SUBSCRIBE would be refused now.
+    pub(super) fn reauthorize(&mut self, grant: Option<Grant>) -> Result<(), Exit> {
+        let Some(grant) = grant else {
+            return self.permit(false, || "vhost '/'".into());
+        };
+        self.guard = Guard::new(grant);
+        let mut destinations: Vec<&str> = self
+            .subscriptions
+            .values()
+            .map(|s| s.destination.as_str())
+            .collect();
+        destinations.sort_unstable();
+        match destinations
+            .into_iter()
+            .find(|d| !may_read(self.guard.grant(), d))
+        {
+            Some(refused) => self.permit(false, || format!("destination '{refused}'")),
+            None => Ok(()),
+        }
+    }
+
     /// Whether a delivery to this connection awaits its ACK or NACK.
     pub(super) fn awaiting_acks(&self) -> bool {
         !self.pending.is_empty()
@@ -688,23 +716,15 @@ impl Connection {
         // A durable subscription's queue is declared, so configured.
         let durable_queue = durable_subscription(frame, id, destination);
         let grant = self.guard.grant();
-        let durable_ok = || {
-            durable_queue
+        let binds = matches!(
+            parse_destination(destination),
+            Some(Destination::Topic(_) | Destination::Exchange(..))
+        );
+        let durable_ok = !binds
+            || durable_queue
                 .as_ref()
-                .is_none_or(|q| grant.may_configure(Kind::Queue, q))
-        };
-        let allowed = match parse_destination(destination) {
-            Some(Destination::Queue(name) | Destination::AmqQueue(name)) => {
-                grant.may_consume(Kind::Queue, name)
-            }
-            Some(Destination::Topic(pattern)) => {
-                grant.may_bind("amq.topic", pattern) && durable_ok()
-            }
-            Some(Destination::Exchange(exchange, key)) => {
-                grant.may_bind(exchange, key) && durable_ok()
-            }
-            _ => true,
-        };
+                .is_none_or(|q| grant.may_configure(Kind::Queue, q));
+        let allowed = may_read(grant, destination) && durable_ok;
         self.permit(allowed, || format!("destination '{destination}'"))?;
         let queue = match parse_destination(destination) {
             None => return Err(unknown_destination(destination)),
@@ -1087,6 +1107,19 @@ fn wants_durable(frame: &Frame) -> bool {
 /// `auto-delete:true`): `x-queue-name`, else one named after the subscription's
 /// id and destination (as RabbitMQ, so that two subscriptions sharing an id do
 /// not share a queue).
+/// Whether `grant` lets a subscription read `destination`: consume its queue,
+/// or bind to its exchange with its key.
+fn may_read(grant: &Grant, destination: &str) -> bool {
+    match parse_destination(destination) {
+        Some(Destination::Queue(name) | Destination::AmqQueue(name)) => {
+            grant.may_consume(Kind::Queue, name)
+        }
+        Some(Destination::Topic(pattern)) => grant.may_bind("amq.topic", pattern),
+        Some(Destination::Exchange(exchange, key)) => grant.may_bind(exchange, key),
+        _ => true,
+    }
+}
+
 fn durable_subscription(frame: &Frame, id: &str, destination: &str) -> Option<String> {
     if !wants_durable(frame) || frame.header("auto-delete") == Some("true") {
         return None;

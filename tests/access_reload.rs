@@ -1,0 +1,236 @@
+//! A reload of users and permissions (SIGHUP's) as open connections see it: a
+//! removed user is disconnected, and subscriptions the new rules refuse end in
+//! each protocol's way, while what is still allowed keeps flowing.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::stomp_raw::StompRaw;
+use common::users::password_file;
+use common::{start_with, v5, WAIT};
+use dwbroker::router::{Message, Subject};
+use dwbroker_codecs::stomp::{Command, Frame};
+use rumqttc::v5::mqttbytes::v5::SubscribeReasonCode;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+/// A NATS client speaking raw protocol lines.
+struct Nats {
+    lines: Lines<BufReader<OwnedReadHalf>>,
+    write: OwnedWriteHalf,
+}
+
+impl Nats {
+    /// Connects as `user` and sends `ops`, then waits for the PONG after them.
+    async fn connect(addr: SocketAddr, user: &str, ops: &str) -> Nats {
+        let (read, write) = TcpStream::connect(addr).await.unwrap().into_split();
+        let mut nats = Nats {
+            lines: BufReader::new(read).lines(),
+            write,
+        };
+        nats.line().await.expect("INFO");
+        let connect =
+            format!("CONNECT {{\"user\":\"{user}\",\"pass\":\"{user}-pw\",\"verbose\":false}}\r\n");
+        nats.send(&format!("{connect}{ops}")).await;
+        assert_eq!(nats.until_pong().await, Vec::<String>::new());
+        nats
+    }
+
+    async fn send(&mut self, ops: &str) {
+        self.write
+            .write_all(format!("{ops}PING\r\n").as_bytes())
+            .await
+            .unwrap();
+    }
+
+    async fn line(&mut self) -> Option<String> {
+        tokio::time::timeout(WAIT, self.lines.next_line())
+            .await
+            .expect("a line in time")
+            .ok()
+            .flatten()
+    }
+
+    /// The lines before the next PONG (PINGs from the server left out).
+    async fn until_pong(&mut self) -> Vec<String> {
+        let mut got = Vec::new();
+        loop {
+            match self.line().await.as_deref() {
+                Some("PONG") => return got,
+                Some("PING") => {}
+                Some(line) => got.push(line.to_owned()),
+                None => panic!("closed before PONG; read {got:?}"),
+            }
+        }
+    }
+}
+
+fn write_config(path: &Path, users: &Path, alice_subscribe: &str) {
+    let text = format!(
+        "[auth]\npassword_file = {users:?}\n\n\
+         [auth.permissions.alice]\n{alice_subscribe}\nconfigure = [\"queue:orders.*\"]\n\n\
+         [auth.permissions.bob]\nsubscribe = [\"sensors.>\"]\n"
+    );
+    std::fs::write(path, text).unwrap();
+}
+
+fn message(subject: &str) -> Message {
+    Message {
+        subject: Subject::new(subject).unwrap(),
+        payload: Bytes::copy_from_slice(subject.as_bytes()),
+        ..Message::default()
+    }
+}
+
+#[tokio::test]
+async fn a_reload_disconnects_removed_users_and_ends_refused_subscriptions() {
+    use lapin::options::*;
+    use lapin::types::FieldTable;
+    use rumqttc::v5::mqttbytes::QoS;
+    let dir = tempfile::tempdir().unwrap();
+    let users = password_file(dir.path(), &[("alice", "alice-pw"), ("bob", "bob-pw")]);
+    let config = dir.path().join("dwbroker.toml");
+    write_config(
+        &config,
+        &users,
+        "subscribe = [\"sensors.>\", \"alerts.>\", \"queue:orders.*\"]",
+    );
+    let (broker, mqtt) = start_with(|c| c.merge_file(&config).unwrap()).await;
+    let nats = broker.nats_addr().unwrap();
+
+    let mut alice = Nats::connect(nats, "alice", "SUB sensors.> 1\r\nSUB alerts.> 2\r\n").await;
+    let mut bob = Nats::connect(nats, "bob", "SUB sensors.> 1\r\n").await;
+    let (mut alice_mqtt, _) = v5(
+        mqtt,
+        |o| {
+            o.set_credentials("alice", "alice-pw");
+        },
+        "alice",
+    )
+    .await;
+    alice_mqtt.subscribe("alerts/#", QoS::AtMostOnce).await;
+    alice_mqtt.subscribe("sensors/#", QoS::AtMostOnce).await;
+    let uri = format!("amqp://alice:alice-pw@{}/%2f", broker.amqp_addr().unwrap());
+    let amqp = lapin::Connection::connect(&uri, Default::default())
+        .await
+        .unwrap();
+    let channel = amqp.create_channel().await.unwrap();
+    channel
+        .queue_declare(
+            "orders.eu".into(),
+            Default::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let _consumer = channel
+        .basic_consume(
+            "orders.eu".into(),
+            "c1".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let connect = Frame::new(Command::Connect)
+        .with("accept-version", "1.2")
+        .with("login", "alice")
+        .with("passcode", "alice-pw");
+    let (mut stomp, _) = StompRaw::handshake(broker.stomp_addr().unwrap(), connect).await;
+    stomp
+        .send_frame(
+            &Frame::new(Command::Subscribe)
+                .with("destination", "/queue/orders.eu")
+                .with("id", "1")
+                .with("receipt", "subscribed"),
+        )
+        .await;
+    assert_eq!(stomp.next().await.command, Command::Receipt);
+
+    // alice loses alerts.>, sensors.secret.> and the orders queues; bob is removed.
+    write_config(
+        &config,
+        &users,
+        "subscribe = [\"sensors.>\"]\ndeny_subscribe = [\"sensors.secret.>\"]",
+    );
+    let kept: String = std::fs::read_to_string(&users)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("bob:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&users, kept).unwrap();
+    broker.reload_access().unwrap();
+
+    assert_eq!(
+        alice.line().await.as_deref(),
+        Some("-ERR 'Permissions Violation for Subscription to \"alerts.>\"'")
+    );
+    assert_eq!(
+        bob.line().await.as_deref(),
+        Some("-ERR 'Authorization Violation'")
+    );
+    assert_eq!(bob.line().await, None, "bob's connection is closed");
+    let error = stomp.next().await;
+    assert_eq!(error.command, Command::Error, "{error:?}");
+    assert_eq!(error.header("message"), Some("access_refused"));
+    let closed = channel
+        .queue_declare(
+            "orders.eu".into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect_err("the consuming channel is closed");
+    assert!(closed.to_string().contains("ACCESS_REFUSED"), "{closed}");
+    assert!(amqp.status().connected(), "only the channel is closed");
+    // A connection takes a reload before its next input: this SUBSCRIBE is
+    // judged by the new rules, and what follows is delivered under them.
+    let refused = alice_mqtt.subscribe("alerts/new", QoS::AtMostOnce).await;
+    assert_eq!(refused.return_codes, [SubscribeReasonCode::NotAuthorized]);
+
+    for subject in ["alerts.fire", "sensors.secret.key", "sensors.kitchen"] {
+        broker.publish(message(subject));
+    }
+    alice.send("").await;
+    assert_eq!(
+        alice.until_pong().await,
+        ["MSG sensors.kitchen 1 15", "sensors.kitchen"]
+    );
+    assert_eq!(&alice_mqtt.publish().await.topic[..], b"sensors/kitchen");
+    alice_mqtt.no_publish(Duration::from_millis(300)).await;
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn amqp_users_without_permissions_may_not_open_the_vhost() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = password_file(dir.path(), &[("alice", "alice-pw"), ("carol", "carol-pw")]);
+    let config = dir.path().join("dwbroker.toml");
+    write_config(&config, &users, "subscribe = [\"sensors.>\"]");
+    let (broker, _) = start_with(|c| c.merge_file(&config).unwrap()).await;
+    let addr = broker.amqp_addr().unwrap();
+    let uri = format!("amqp://alice:alice-pw@{addr}/%2f");
+    lapin::Connection::connect(&uri, Default::default())
+        .await
+        .expect("alice has permissions on the vhost");
+    let uri = format!("amqp://carol:carol-pw@{addr}/%2f");
+    let refused = lapin::Connection::connect(&uri, Default::default())
+        .await
+        .expect_err("carol has no permissions at all");
+    assert!(
+        refused
+            .to_string()
+            .contains("access to vhost '/' refused for user 'carol'"),
+        "{refused}"
+    );
+    broker.shutdown().await;
+}
