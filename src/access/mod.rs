@@ -581,6 +581,12 @@ impl Access {
         })
     }
 
+    /// How many reloads there have been (a grant made under an earlier one may
+    /// have changed).
+    pub(crate) fn generation(&self) -> u64 {
+        *self.reloads.borrow()
+    }
+
     /// Changes on every reload: a connection waits on it, then asks
     /// [`Access::regrant`] what its user may do now.
     pub(crate) fn reloads(&self) -> tokio::sync::watch::Receiver<u64> {

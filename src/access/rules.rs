@@ -1,7 +1,7 @@
 //! Permission rules: allow and deny patterns over subjects and names, deny wins.
 //!
 //! Owns: the pattern syntax (a NATS subject filter such as `sensors.>`, or a name
-//! `queue:<glob>`, `exchange:<glob>`, `stream:<glob>` where `*` matches any run of
+//! `queue:<glob>`, `exchange:<glob>`, `stream:<glob>`, `schema:<glob>` where `*` matches any run of
 //! characters) and the three questions a front asks: may this subject be used, may
 //! this subscription filter be taken (every subject it can match must be allowed;
 //! deny patterns it only overlaps are excluded from its deliveries, as nats-server
@@ -22,6 +22,8 @@ pub(crate) enum Kind {
     Exchange,
     /// A stream (JetStream, Kafka topic): `stream:<name>`.
     Stream,
+    /// A schema registry subject: `schema:<name>`.
+    Schema,
 }
 
 impl Kind {
@@ -30,6 +32,7 @@ impl Kind {
             Kind::Queue => "queue:",
             Kind::Exchange => "exchange:",
             Kind::Stream => "stream:",
+            Kind::Schema => "schema:",
         }
     }
 }
@@ -43,7 +46,7 @@ enum Pattern {
 
 impl Pattern {
     fn parse(text: &str) -> Result<Pattern, String> {
-        for kind in [Kind::Queue, Kind::Exchange, Kind::Stream] {
+        for kind in [Kind::Queue, Kind::Exchange, Kind::Stream, Kind::Schema] {
             if let Some(glob) = text.strip_prefix(kind.prefix()) {
                 if glob.is_empty() {
                     return Err(format!("`{text}`: an empty name"));
@@ -53,7 +56,7 @@ impl Pattern {
         }
         Filter::nats(text)
             .map(Pattern::Subject)
-            .map_err(|e| format!("`{text}` is neither a NATS subject filter ({e}) nor queue:, exchange: or stream: a name"))
+            .map_err(|e| format!("`{text}` is neither a NATS subject filter ({e}) nor queue:, exchange:, stream: or schema: a name"))
     }
 }
 

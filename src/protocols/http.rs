@@ -1,19 +1,24 @@
 //! The shell of the HTTP fronts (Kafka REST, the schema registry): one HTTP/1.1
 //! connection served by hyper with a front's axum routes, ended gracefully when
-//! the broker stops. The fronts own their routes; nothing here knows them.
+//! the broker stops, each request authenticated by its Basic credentials (the
+//! [`Grant`] is in its extensions for the routes to check). The fronts own their
+//! routes; nothing here knows them.
 
 use std::net::SocketAddr;
 
 use axum::body::Bytes;
-use axum::extract::Request;
-use axum::http::header;
-use std::sync::Arc;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tracing::debug;
 
+use crate::access::{Grant, Login};
 use crate::server::Context;
 use crate::transport::Duplex;
 
@@ -64,6 +69,12 @@ pub(crate) async fn serve<S: Duplex>(
     ctx: Arc<Context>,
     routes: axum::Router,
 ) {
+    let door = Door {
+        ctx: ctx.clone(),
+        peer,
+        known: Arc::default(),
+    };
+    let routes = routes.layer(axum::middleware::from_fn_with_state(door, log_in));
     let service = TowerToHyperService::new(routes);
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -90,10 +101,126 @@ pub(crate) async fn serve<S: Duplex>(
     }
 }
 
+/// An HTTP connection's logins: the credentials it last sent and what they
+/// were granted, so that a client sending the same Authorization on every
+/// request pays for one password check (argon2 takes tens of milliseconds), not
+/// one per request.
+#[derive(Clone)]
+struct Door {
+    ctx: Arc<Context>,
+    peer: SocketAddr,
+    known: Arc<Mutex<Option<Known>>>,
+}
+
+struct Known {
+    authorization: Option<HeaderValue>,
+    /// The reload the grant was made under: after another, it is checked again.
+    generation: u64,
+    grant: Grant,
+}
+
+/// Authenticates a request's Basic credentials (none: an anonymous client,
+/// ignored while the broker has no users) and hands its grant to the routes;
+/// a refusal is 401 with a Basic challenge, in the fronts' error shape.
+async fn log_in(State(door): State<Door>, mut request: Request, next: Next) -> Response {
+    let authorization = request.headers().get(header::AUTHORIZATION).cloned();
+    let generation = door.ctx.access.generation();
+    let cached = door
+        .known
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .filter(|k| k.generation == generation && k.authorization == authorization)
+        .map(|k| k.grant.clone());
+    let grant = match cached {
+        Some(grant) => grant,
+        None => {
+            let credentials = authorization.as_ref().map(basic_credentials);
+            let login = match &credentials {
+                None => Login::Anonymous,
+                // Another scheme, or Basic that does not decode, names nobody.
+                Some(creds) => {
+                    let (user, password) = creds
+                        .as_ref()
+                        .map_or(("", &[][..]), |(u, p)| (u.as_str(), p.as_slice()));
+                    Login::Password { user, password }
+                }
+            };
+            let Ok(grant) = door
+                .ctx
+                .access
+                .authenticate_optional(door.peer.ip(), login)
+                .await
+            else {
+                return unauthorized();
+            };
+            *door.known.lock().unwrap_or_else(|p| p.into_inner()) = Some(Known {
+                authorization,
+                generation,
+                grant: grant.clone(),
+            });
+            grant
+        }
+    };
+    request.extensions_mut().insert(grant);
+    next.run(request).await
+}
+
+/// The user and password of `Basic <base64(user:password)>`.
+fn basic_credentials(value: &HeaderValue) -> Option<(String, Vec<u8>)> {
+    use base64::Engine;
+    let text = value.to_str().ok()?;
+    let (scheme, encoded) = text.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let colon = decoded.iter().position(|&b| b == b':')?;
+    let user = String::from_utf8(decoded[..colon].to_vec()).ok()?;
+    Some((user, decoded[colon + 1..].to_vec()))
+}
+
+fn unauthorized() -> Response {
+    let body = serde_json::json!({ "error_code": 40101, "message": "Unauthorized" });
+    (
+        StatusCode::UNAUTHORIZED,
+        [
+            (header::WWW_AUTHENTICATE, "Basic realm=\"dwbroker\""),
+            (header::CONTENT_TYPE, "application/json"),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use axum::body::Body;
+
+    #[test]
+    fn basic_credentials_are_read_from_the_header() {
+        let header = |s: &str| HeaderValue::from_str(s).unwrap();
+        // "alice:pa:ss" in base64: the password may hold colons.
+        assert_eq!(
+            basic_credentials(&header("Basic YWxpY2U6cGE6c3M=")),
+            Some(("alice".into(), b"pa:ss".to_vec()))
+        );
+        assert_eq!(
+            basic_credentials(&header("basic YWxpY2U6")),
+            Some(("alice".into(), Vec::new()))
+        );
+        for bad in [
+            "Bearer YWxpY2U6cGE=",
+            "Basic !!!",
+            "Basic YWxpY2U=",
+            "Basic",
+        ] {
+            assert_eq!(basic_credentials(&header(bad)), None, "{bad}");
+        }
+    }
 
     #[tokio::test]
     async fn a_body_is_bounded_in_size_and_in_time() {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,6 +18,7 @@ use super::groups::{self, InstanceConfig, Reset, TopicPartition};
 use super::media::{self, Format};
 use super::topics::{self, RouterTopics};
 use super::translate::{self, ProduceRequest};
+use crate::access::{Grant, Kind};
 use crate::config::Retention;
 use crate::protocols::http::BODY_READ_TIMEOUT;
 use crate::protocols::pressure::Pressure;
@@ -204,17 +205,64 @@ async fn brokers(headers: HeaderMap) -> Answer {
     ok(&headers, &json!({ "brokers": [0] }))
 }
 
-async fn produce_to_topic(State(ctx): Ctx, Path(name): Path<String>, request: Request) -> Answer {
+async fn produce_to_topic(
+    State(ctx): Ctx,
+    Extension(grant): Extension<Grant>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Answer {
+    may_produce(&ctx, &grant, &name)?;
     produce(&ctx, &name, None, request).await
 }
 
 async fn produce_to_partition(
     State(ctx): Ctx,
+    Extension(grant): Extension<Grant>,
     Path((name, p)): Path<(String, String)>,
     request: Request,
 ) -> Answer {
+    may_produce(&ctx, &grant, &name)?;
     let p = partition_number(&p)?;
     produce(&ctx, &name, Some(p), request).await
+}
+
+fn not_authorized(topics: &[&str]) -> RestError {
+    RestError::forbidden(format!(
+        "Not authorized to access topics: [{}]",
+        topics.join(", ")
+    ))
+}
+
+/// Records produced to topic `t` are messages on subject `t`: producing needs
+/// the publish rule on it, and a produce that creates the topic (as Kafka's
+/// auto.create.topics.enable) also configure on `stream:<t>`.
+fn may_produce(ctx: &Context, grant: &Grant, name: &str) -> Result<(), RestError> {
+    if grant.unrestricted() {
+        return Ok(());
+    }
+    // A name that is no subject is refused as a bad topic name further on.
+    let Ok(subject) = Subject::new(name) else {
+        return Ok(());
+    };
+    let creates = topics::find(&ctx.router, name).is_none();
+    if !grant.may_publish(&subject) || (creates && !grant.may_configure(Kind::Stream, name)) {
+        return Err(not_authorized(&[name]));
+    }
+    Ok(())
+}
+
+/// Reading topic `t` needs the subscribe rule on `stream:<t>`, as reading a
+/// JetStream stream does.
+fn may_read(grant: &Grant, names: &[&str]) -> Result<(), RestError> {
+    let refused: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|t| !grant.may_consume(Kind::Stream, t))
+        .collect();
+    match refused.is_empty() {
+        true => Ok(()),
+        false => Err(not_authorized(&refused)),
+    }
 }
 
 /// One record's answer in a produce response.
@@ -533,10 +581,17 @@ struct SubscribeRequest {
 
 async fn subscribe(
     State(ctx): Ctx,
+    Extension(grant): Extension<Grant>,
     Path((group, instance)): Path<(String, String)>,
     request: Request,
 ) -> Answer {
     let req: SubscribeRequest = required_json(&ctx, request).await?;
+    if let Some(topics) = &req.topics {
+        may_read(
+            &grant,
+            &topics.iter().map(String::as_str).collect::<Vec<_>>(),
+        )?;
+    }
     let now = Instant::now();
     let pattern = match (&req.topics, &req.topic_pattern) {
         (None, Some(p)) => Some(groups::pattern(p)?),
@@ -607,10 +662,13 @@ fn partitions_json(tps: &[TopicPartition]) -> Value {
 
 async fn assign(
     State(ctx): Ctx,
+    Extension(grant): Extension<Grant>,
     Path((group, instance)): Path<(String, String)>,
     request: Request,
 ) -> Answer {
     let req: PartitionsRequest = required_json(&ctx, request).await?;
+    let topics: Vec<&str> = req.partitions.iter().map(|p| p.topic.as_str()).collect();
+    may_read(&grant, &topics)?;
     ctx.kafka
         .groups()
         .assign(&group, &instance, req.into_list(), Instant::now())?;
@@ -771,10 +829,13 @@ const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 /// to `budget` bytes. The positions are read under the groups lock, the records
 /// read and rendered without it, and the positions move afterwards only where
 /// nothing moved them meanwhile (a seek wins over a read in flight).
+/// Every topic read must be readable by the requester's `grant` (an instance is
+/// shared by whoever knows its URL, and a pattern subscription picks up topics
+/// as they appear).
 fn fetch_pass(
     ctx: &Context,
-    group: &str,
-    instance: &str,
+    (group, instance): (&str, &str),
+    grant: &Grant,
     format: Format,
     budget: u64,
 ) -> Result<(Vec<Value>, u64), RestError> {
@@ -783,6 +844,12 @@ fn fetch_pass(
         .kafka
         .groups()
         .positions(group, instance, &topics, Instant::now())?;
+    if !grant.unrestricted() {
+        let mut names: Vec<&str> = positions.iter().map(|(tp, _)| tp.topic.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        may_read(grant, &names)?;
+    }
     let mut records = Vec::new();
     let mut bytes = 0u64;
     let mut moved = Vec::new();
@@ -821,6 +888,7 @@ fn fetch_pass(
 
 async fn records(
     State(ctx): Ctx,
+    Extension(grant): Extension<Grant>,
     Path((group, instance)): Path<(String, String)>,
     Query(q): Query<RecordsQuery>,
     headers: HeaderMap,
@@ -857,8 +925,13 @@ async fn records(
     let mut bytes = 0u64;
     loop {
         changes.borrow_and_update();
-        let (records, read) =
-            fetch_pass(&ctx, &group, &instance, config.format, max_bytes - bytes)?;
+        let (records, read) = fetch_pass(
+            &ctx,
+            (&group, &instance),
+            &grant,
+            config.format,
+            max_bytes - bytes,
+        )?;
         out.extend(records);
         bytes += read;
         // The proxy waits for fetch.min.bytes or the timeout; without a minimum,

@@ -28,6 +28,11 @@ impl RestError {
         }
     }
 
+    /// 403: the user may not use these topics (or schema subjects).
+    pub(crate) fn forbidden(message: impl Into<String>) -> RestError {
+        RestError::new(StatusCode::FORBIDDEN, 40301, message)
+    }
+
     pub(crate) fn topic_not_found() -> RestError {
         RestError::new(StatusCode::NOT_FOUND, 40401, "Topic not found.")
     }

@@ -3,8 +3,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Extension, FromRequestParts, Path, Query, RawPathParams, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router as Routes;
@@ -13,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::schema::{Compatibility, SchemaType};
 use super::state::{self, Candidate, Reference, SubjectVersion, Which};
+use crate::access::{Grant, Kind};
 use crate::protocols::kafka_rest::RestError;
 use crate::router::Ticket;
 use crate::server::Context;
@@ -75,11 +77,57 @@ pub(crate) fn routes(ctx: Arc<Context>, root: bool) -> Routes {
             "/compatibility/subjects/{subject}/versions",
             post(compatibility_all),
         )
-        .route("/mode", get(mode));
+        .route("/mode", get(mode))
+        .route_layer(axum::middleware::from_fn(may_use_subject));
     if root {
         r = r.route("/", get(|| async { ok(&json!({})) }));
     }
     r.with_state(ctx)
+}
+
+/// Requests that name a subject need the user's rules on `schema:<subject>`:
+/// reading it (versions, lookup, compatibility checks) subscribe, changing it
+/// (register, delete, its config) configure; changing the global config needs
+/// configure on `schema:*`. Schemas by id are for every user who logged in.
+async fn may_use_subject(request: Request, next: Next) -> Response {
+    let grant = request
+        .extensions()
+        .get::<Grant>()
+        .cloned()
+        .unwrap_or_else(Grant::nothing);
+    if grant.unrestricted() {
+        return next.run(request).await;
+    }
+    let (mut parts, body) = request.into_parts();
+    let params = RawPathParams::from_request_parts(&mut parts, &())
+        .await
+        .ok();
+    let subject = params.as_ref().and_then(|p| {
+        p.iter()
+            .find(|(k, _)| *k == "subject")
+            .map(|(_, v)| v.to_owned())
+    });
+    let path = parts.uri.path();
+    let writes = match parts.method {
+        axum::http::Method::GET | axum::http::Method::HEAD => false,
+        axum::http::Method::POST => path.starts_with("/subjects/") && path.ends_with("/versions"),
+        _ => true,
+    };
+    let allowed = match (&subject, writes) {
+        (None, false) => true,
+        (None, true) => grant.may_configure(Kind::Schema, "*"),
+        (Some(s), false) => grant.may_consume(Kind::Schema, s),
+        (Some(s), true) => grant.may_configure(Kind::Schema, s),
+    };
+    if !allowed {
+        let operation = if writes { "Write" } else { "Read" };
+        let name = subject.as_deref().unwrap_or("*");
+        return RestError::forbidden(format!(
+            "User is denied operation {operation} on Subject: {name}"
+        ))
+        .into_response_as(V1_JSON);
+    }
+    next.run(Request::from_parts(parts, body)).await
 }
 
 fn ok(body: &Value) -> Answer {
@@ -263,8 +311,15 @@ async fn subjects_of_id(State(ctx): Ctx, Path(id): Path<String>) -> Answer {
     }))
 }
 
-async fn subjects(State(ctx): Ctx, Query(params): Params) -> Answer {
-    ok(&json!(ctx.registry.subjects(flag(&params, "deleted"))))
+/// The subjects the user may read.
+async fn subjects(
+    State(ctx): Ctx,
+    Extension(grant): Extension<Grant>,
+    Query(params): Params,
+) -> Answer {
+    let mut subjects = ctx.registry.subjects(flag(&params, "deleted"));
+    subjects.retain(|s| grant.may_consume(Kind::Schema, s));
+    ok(&json!(subjects))
 }
 
 #[derive(Debug, Deserialize)]
