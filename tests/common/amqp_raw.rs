@@ -267,6 +267,35 @@ impl AmqpRaw {
         encode_content_header(channel, 60, body_size, &BasicProperties::default(), b);
     }
 
+    /// Publishes `body` through `exchange` with `routing_key`.
+    pub async fn publish_to(
+        &mut self,
+        channel: u16,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+    ) {
+        let mut b = BytesMut::new();
+        encode_method(
+            channel,
+            &Method::BasicPublish(BasicPublish {
+                exchange: exchange.into(),
+                routing_key: routing_key.into(),
+                ..BasicPublish::default()
+            }),
+            &mut b,
+        );
+        encode_content_header(
+            channel,
+            60,
+            body.len() as u64,
+            &BasicProperties::default(),
+            &mut b,
+        );
+        encode_body(channel, body, FRAME_MAX, &mut b);
+        self.send(&b).await;
+    }
+
     pub async fn publish(&mut self, channel: u16, routing_key: &str, body: &[u8]) {
         let mut b = BytesMut::new();
         AmqpRaw::publish_frames(channel, routing_key, body.len() as u64, &mut b);

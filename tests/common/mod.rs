@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod amqp_raw;
+pub mod nats_lines;
 pub mod process;
 pub mod stomp_raw;
 pub mod tls;
