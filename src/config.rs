@@ -496,6 +496,8 @@ pub struct Auth {
     /// The configuration file whose `[auth]` users, anonymous rule and
     /// permissions a reload (SIGHUP) reads again.
     pub reload_from: Option<PathBuf>,
+    /// Which name of a client certificate is its user.
+    pub certificate_identity: CertificateIdentity,
 }
 
 impl Auth {
@@ -517,6 +519,26 @@ pub struct UserSpec {
     pub nkey: Option<String>,
     /// An argon2id PHC string of a NATS `auth_token` that logs in as this user.
     pub token_hash: Option<String>,
+    /// The SCRAM-SHA-256 verifier of the user's password (MQTT 5 enhanced
+    /// authentication), as `dwbroker passwd` writes it after the hash.
+    pub scram_sha_256: Option<String>,
+    /// The user may log in with a client certificate (verified against
+    /// `[tls] client_ca`) that names it (see [`Auth::certificate_identity`]).
+    #[serde(default)]
+    pub certificate: bool,
+}
+
+/// Which name of a client certificate is its user (`[auth] certificate_identity`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CertificateIdentity {
+    /// The subject's common name (`cn`, the default; RabbitMQ's and
+    /// mosquitto's choice).
+    #[default]
+    Cn,
+    /// The first subject alternative name: a DNS name, an e-mail address or a
+    /// URI (`san`).
+    San,
 }
 
 /// What anonymous clients get once users exist (`[auth] anonymous`).
@@ -627,6 +649,7 @@ struct FileTls {
 struct FileAuth {
     password_file: Option<PathBuf>,
     anonymous: Option<FileAnonymous>,
+    certificate_identity: Option<CertificateIdentity>,
     #[serde(default)]
     users: BTreeMap<String, UserSpec>,
     #[serde(default)]
@@ -924,6 +947,9 @@ impl Config {
             )),
             Some(FileAnonymous::As(user)) => auth.anonymous = Anonymous::As(user),
         }
+        if let Some(identity) = file.certificate_identity {
+            auth.certificate_identity = identity;
+        }
         auth.users.extend(file.users);
         auth.permissions.extend(file.permissions);
         Ok(())
@@ -1098,8 +1124,11 @@ mod tests {
             [auth]
             password_file = "users.pw"
             anonymous = "visitor"
+            certificate_identity = "san"
             [auth.users.visitor]
             password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA"
+            [auth.users."sensor-7.example"]
+            certificate = true
             [auth.permissions.alice]
             publish = ["sensors.>", "exchange:orders"]
             subscribe = ["sensors.>", "queue:orders.*", "_INBOX.>"]
@@ -1114,6 +1143,8 @@ mod tests {
         assert_eq!(c.auth.anonymous, Anonymous::As("visitor".into()));
         let visitor = c.auth.users["visitor"].password_hash.as_deref();
         assert!(visitor.is_some_and(|h| h.starts_with("$argon2id$")));
+        assert!(c.auth.users["sensor-7.example"].certificate);
+        assert_eq!(c.auth.certificate_identity, CertificateIdentity::San);
         assert_eq!(c.auth.permissions["alice"].configure, ["queue:orders.*"]);
         assert_eq!(
             c.auth.permissions["bob"].deny_subscribe,

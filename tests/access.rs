@@ -625,10 +625,12 @@ async fn a_service_may_answer_each_request_once_without_a_publish_rule() {
 async fn nats_nkeys_sign_the_nonce_and_tokens_name_a_user() {
     use dwbroker::config::UserSpec;
     let dir = tempfile::tempdir().unwrap();
-    // A token hash as `dwbroker passwd` writes it.
+    // A token hash as `dwbroker passwd` writes it (the argon2id hash, before
+    // the SCRAM verifier).
     let file = password_file(dir.path(), &[("robot", "t0ken")]);
     let text = std::fs::read_to_string(&file).unwrap();
-    let token_hash = text.trim().split_once(':').unwrap().1.to_owned();
+    let (_, stored) = text.trim().split_once(':').unwrap();
+    let token_hash = stored.split_whitespace().next().unwrap().to_owned();
     let device = nkeys::KeyPair::new_user();
     let stranger = nkeys::KeyPair::new_user();
     let (broker, _) = start_with(|c| {

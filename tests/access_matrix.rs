@@ -75,6 +75,7 @@ async fn broker(dir: &std::path::Path, device: &nkeys::KeyPair) -> Broker {
     let robot_hash = text
         .lines()
         .find_map(|l| l.strip_prefix("robot:"))
+        .and_then(|stored| stored.split_whitespace().next())
         .unwrap()
         .to_owned();
     let alice = PermissionSpec {

@@ -630,3 +630,68 @@ fn sighup_reloads_the_certificates_of_the_running_binary() {
         assert_mqtt_served(addr, pki.client()).await;
     });
 }
+
+#[tokio::test]
+async fn a_client_certificate_logs_in_as_the_user_it_names_and_amqp_external_uses_it() {
+    use bytes::Bytes;
+    use common::amqp_raw::AmqpRaw;
+    use dwbroker::config::{ClientAuth, PermissionSpec, UserSpec};
+    use dwbroker_codecs::amqp::{Method, PROTOCOL_HEADER};
+    let pki = Pki::new();
+    let broker = start_with(&pki, |c| {
+        c.tls = Some(pki.config_with_clients(ClientAuth::Optional));
+        c.auth.users.insert(
+            "sensor-7".into(),
+            UserSpec {
+                certificate: true,
+                ..UserSpec::default()
+            },
+        );
+        c.auth.permissions.insert(
+            "sensor-7".into(),
+            PermissionSpec {
+                publish: vec!["sensors.>".into()],
+                ..PermissionSpec::default()
+            },
+        );
+    })
+    .await;
+    let mqtts = broker.mqtts_addr().unwrap();
+    // No user name: the certificate's common name is the user (3.1.1 CONNACK 0).
+    let mut tls = tls_connect(mqtts, pki.client_with_certificate("sensor-7"))
+        .await
+        .unwrap();
+    assert_eq!(mqtt_connack(&mut tls).await.unwrap(), [0x20, 2, 0, 0]);
+    // A certificate naming no certificate user: bad user name or password (4);
+    // no certificate and no user name: not authorized (5).
+    let mut tls = tls_connect(mqtts, pki.client_with_certificate("sensor-8"))
+        .await
+        .unwrap();
+    assert_eq!(mqtt_connack(&mut tls).await.unwrap(), [0x20, 2, 0, 4]);
+    let mut tls = tls_connect(mqtts, pki.client()).await.unwrap();
+    assert_eq!(mqtt_connack(&mut tls).await.unwrap(), [0x20, 2, 0, 5]);
+
+    // AMQP offers EXTERNAL to a client with a certificate, and it logs in.
+    let amqps = broker.amqps_addr().unwrap();
+    let external = |client| async move {
+        let tls = tls_connect(amqps, client).await.unwrap();
+        let mut raw = AmqpRaw::over(tls);
+        raw.send(&PROTOCOL_HEADER).await;
+        let Some((0, Method::ConnectionStart(start))) = raw.recv_method().await else {
+            panic!("no connection.start");
+        };
+        let mechanisms = String::from_utf8(start.mechanisms.to_vec()).unwrap();
+        raw.start_ok("EXTERNAL", Bytes::new()).await;
+        (mechanisms, raw.recv_method().await)
+    };
+    let (mechanisms, answer) = external(pki.client_with_certificate("sensor-7")).await;
+    assert_eq!(mechanisms, "PLAIN AMQPLAIN EXTERNAL");
+    assert!(
+        matches!(answer, Some((0, Method::ConnectionTune(_)))),
+        "{answer:?}"
+    );
+    let (mechanisms, answer) = external(pki.client()).await;
+    assert_eq!(mechanisms, "PLAIN AMQPLAIN", "no certificate, no EXTERNAL");
+    assert_eq!(answer, None, "a mechanism not offered: closed");
+    broker.shutdown().await;
+}

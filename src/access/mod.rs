@@ -13,17 +13,19 @@
 //! before: anonymous clients may do everything, and the only password is RabbitMQ's
 //! guest/guest for the protocols that always send one (AMQP, STOMP).
 
+mod certificates;
 pub(crate) mod passwords;
 pub(crate) mod rules;
+pub(crate) mod scram;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use crate::config::{Anonymous, Auth};
+use crate::config::{Anonymous, Auth, CertificateIdentity};
 use crate::router::{Filter, Subject};
 use rules::Rules;
 pub(crate) use rules::{FilterVerdict, Kind};
@@ -66,15 +68,28 @@ pub(crate) enum Login<'a> {
         /// NATS clients send it, or standard).
         signature: &'a str,
     },
+    /// The user a verified client certificate names (AMQP EXTERNAL, or no
+    /// credentials over TLS with a client certificate).
+    Certificate(&'a str),
 }
 
-impl Login<'_> {
+impl<'a> Login<'a> {
     /// Who the log line names: the user, the nkey, or nothing (never a secret).
     fn shown(&self) -> &str {
         match self {
-            Login::Password { user, .. } => user,
+            Login::Password { user, .. } | Login::Certificate(user) => user,
             Login::Nkey { key, .. } => key,
             Login::Anonymous | Login::Token(_) => "",
+        }
+    }
+
+    /// This login, or, if the client sent no credentials, the user its
+    /// certificate names (as mosquitto's `use_identity_as_username` and
+    /// nats-server's `verify_and_map`).
+    pub(crate) fn or_certificate(self, certificate_user: Option<&'a str>) -> Login<'a> {
+        match (self, certificate_user) {
+            (Login::Anonymous, Some(user)) => Login::Certificate(user),
+            (login, _) => login,
         }
     }
 }
@@ -134,6 +149,8 @@ enum Origin {
     /// The user's credential that matched (its password or token hash, or its
     /// nkey): a reload that changes it takes the grant back.
     Credential(Arc<str>),
+    /// A client certificate naming the user.
+    Certificate,
 }
 
 impl Grant {
@@ -351,10 +368,15 @@ impl Guard {
 struct Policy {
     /// Password hashes by user.
     users: BTreeMap<String, String>,
+    /// SCRAM-SHA-256 verifiers by user.
+    scram: HashMap<String, String>,
     /// Users by public nkey.
     nkeys: HashMap<String, String>,
     /// (user, token hash).
     tokens: Vec<(String, String)>,
+    /// Users who may log in with a client certificate naming them.
+    certificates: HashSet<String>,
+    certificate_identity: CertificateIdentity,
     /// `None`: no permissions configured, every user may do everything.
     permissions: Option<HashMap<String, Arc<Permissions>>>,
     anonymous: Anonymous,
@@ -362,12 +384,19 @@ struct Policy {
 
 impl Policy {
     fn load(auth: &Auth) -> Result<Policy, String> {
-        let mut users = match &auth.password_file {
+        let stored = match &auth.password_file {
             Some(path) => passwords::read(path)?,
             None => BTreeMap::new(),
         };
+        let mut scram: HashMap<String, String> = stored
+            .iter()
+            .filter_map(|(user, s)| Some((user.clone(), s.scram.clone()?)))
+            .collect();
+        let mut users: BTreeMap<String, String> =
+            stored.into_iter().map(|(user, s)| (user, s.hash)).collect();
         let mut nkeys = HashMap::new();
         let mut tokens = Vec::new();
+        let mut certificates = HashSet::new();
         for (user, spec) in &auth.users {
             if !passwords::valid_user(user) {
                 return Err(format!("[auth.users]: `{user}` is not a valid user name"));
@@ -389,8 +418,23 @@ impl Policy {
                 passwords::check_hash(hash).map_err(bad)?;
                 tokens.push((user.clone(), hash.clone()));
             }
-            if spec.password_hash.is_none() && spec.nkey.is_none() && spec.token_hash.is_none() {
-                return Err(bad("no password_hash, nkey or token_hash".into()));
+            if spec.certificate {
+                certificates.insert(user.clone());
+            }
+            if let Some(verifier) = &spec.scram_sha_256 {
+                scram::Verifier::parse(verifier).map_err(bad)?;
+                scram.insert(user.clone(), verifier.clone());
+            }
+            let credentials = [
+                &spec.password_hash,
+                &spec.nkey,
+                &spec.token_hash,
+                &spec.scram_sha_256,
+            ];
+            if credentials.iter().all(|c| c.is_none()) && !spec.certificate {
+                return Err(bad(
+                    "no password_hash, nkey, token_hash, scram_sha_256 or certificate".into(),
+                ));
             }
         }
         let permissions = if auth.permissions.is_empty() {
@@ -416,15 +460,21 @@ impl Policy {
         }
         Ok(Policy {
             users,
+            scram,
             nkeys,
             tokens,
+            certificates,
+            certificate_identity: auth.certificate_identity,
             permissions,
             anonymous: auth.anonymous.clone(),
         })
     }
 
     fn open(&self) -> bool {
-        self.users.is_empty() && self.nkeys.is_empty() && self.tokens.is_empty()
+        self.users.is_empty()
+            && self.nkeys.is_empty()
+            && self.tokens.is_empty()
+            && self.certificates.is_empty()
     }
 
     /// Checks credentials against the users (argon2 on the blocking pool).
@@ -468,6 +518,10 @@ impl Policy {
                 }
                 _ => Err(Refused::BadCredentials),
             },
+            Login::Certificate(user) if self.certificates.contains(user) => {
+                Ok(self.grant(user, Origin::Certificate))
+            }
+            Login::Certificate(_) => Err(Refused::BadCredentials),
         }
     }
 
@@ -485,6 +539,7 @@ impl Policy {
     /// Whether `credential` is still one of `user`'s.
     fn holds(&self, user: &str, credential: &str) -> bool {
         self.users.get(user).is_some_and(|hash| hash == credential)
+            || self.scram.get(user).is_some_and(|v| v == credential)
             || self.nkeys.get(credential).is_some_and(|u| u == user)
             || self
                 .tokens
@@ -512,6 +567,12 @@ impl Policy {
                 self.holds(user, credential)
                     .then(|| self.grant(user, grant.origin.clone()))
             }
+            Origin::Certificate => {
+                let user = grant.user.as_deref()?;
+                self.certificates
+                    .contains(user)
+                    .then(|| self.grant(user, Origin::Certificate))
+            }
         }
     }
 }
@@ -535,6 +596,9 @@ pub(crate) struct Access {
     checks: tokio::sync::Semaphore,
     /// Counts reloads; connections watch it to have their grants checked again.
     reloads: tokio::sync::watch::Sender<u64>,
+    /// Makes the SCRAM salt an unknown user is answered with stable for the
+    /// process (the same user asked twice gets the same salt, as a real one would).
+    scram_secret: [u8; 32],
 }
 
 impl Access {
@@ -554,6 +618,12 @@ impl Access {
             failures: Mutex::new(HashMap::new()),
             checks: tokio::sync::Semaphore::new(CONCURRENT_CHECKS),
             reloads: tokio::sync::watch::Sender::new(0),
+            scram_secret: {
+                use argon2::password_hash::rand_core::{OsRng, RngCore};
+                let mut secret = [0u8; 32];
+                OsRng.fill_bytes(&mut secret);
+                secret
+            },
         })
     }
 
@@ -629,6 +699,13 @@ impl Access {
         self.authenticate(peer, login).await
     }
 
+    /// The user the DER client certificate `der` names (by the configured
+    /// identity), if any; whether that user may log in with it is for
+    /// [`Access::authenticate`].
+    pub(crate) fn certificate_user(&self, der: Option<&[u8]>) -> Option<String> {
+        certificates::identity(der?, self.policy().certificate_identity)
+    }
+
     /// Whether some user logs in with an nkey (NATS INFO then carries a nonce).
     pub(crate) fn has_nkeys(&self) -> bool {
         !self.policy().nkeys.is_empty()
@@ -643,6 +720,7 @@ impl Access {
         login: Login<'_>,
     ) -> Result<Grant, Refused> {
         let policy = self.policy();
+        let shown = login.shown();
         let outcome = match login {
             Login::Anonymous => match (&policy.anonymous, policy.open()) {
                 (_, true) => Ok(Grant::everything()),
@@ -667,6 +745,53 @@ impl Access {
                 policy.check(login).await
             }
         };
+        self.settle(peer, shown, outcome).await
+    }
+
+    /// Starts a SCRAM-SHA-256 exchange with the client's first message; `None`
+    /// if it is malformed.
+    pub(crate) fn scram_start(&self, client_first: &[u8]) -> Option<scram::Exchange> {
+        let policy = self.policy();
+        let verifier = |user: &str| {
+            let text = policy.scram.get(user)?;
+            scram::Verifier::parse(text).ok()
+        };
+        scram::Exchange::start(client_first, verifier, &self.scram_secret)
+    }
+
+    /// Checks the client's final message of `exchange`: the grant and the
+    /// server's final message, or a refusal (logged, counted and delayed as any
+    /// failed login).
+    pub(crate) async fn scram_finish(
+        &self,
+        peer: IpAddr,
+        exchange: &scram::Exchange,
+        client_final: &[u8],
+    ) -> Result<(Grant, String), Refused> {
+        let policy = self.policy();
+        let user = exchange.user();
+        let checked = exchange.finish(client_final).and_then(|(_, server_final)| {
+            // The verifier in force now (a reload may have changed it meanwhile).
+            let credential = policy.scram.get(user)?;
+            let grant = policy.grant(user, Origin::Credential(credential.as_str().into()));
+            Some((grant, server_final))
+        });
+        let outcome = checked
+            .as_ref()
+            .map(|(grant, _)| grant.clone())
+            .ok_or(Refused::BadCredentials);
+        self.settle(peer, user, outcome).await?;
+        checked.ok_or(Refused::BadCredentials)
+    }
+
+    /// A login's outcome: a success forgets the address's failures; a refusal
+    /// is logged (the user, never the password) and answered after its delay.
+    async fn settle(
+        &self,
+        peer: IpAddr,
+        user: &str,
+        outcome: Result<Grant, Refused>,
+    ) -> Result<Grant, Refused> {
         match outcome {
             Ok(grant) => {
                 self.forget_failures(peer);
@@ -674,7 +799,6 @@ impl Access {
             }
             Err(refused) => {
                 let (count, delay) = self.count_failure(peer);
-                let user = login.shown();
                 warn!(%peer, user, failures = count, ?refused, "login refused");
                 tokio::time::sleep(delay).await;
                 Err(refused)

@@ -50,28 +50,57 @@ pub(crate) fn check_hash(hash: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// What a password file keeps of one user's password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Stored {
+    /// The argon2id PHC string (PLAIN-style logins).
+    pub(crate) hash: String,
+    /// The SCRAM-SHA-256 verifier (MQTT 5 enhanced authentication), if the
+    /// line has one.
+    pub(crate) scram: Option<String>,
+}
+
 /// The users of a password file, by name.
-pub(crate) fn read(path: &Path) -> Result<BTreeMap<String, String>, String> {
+pub(crate) fn read(path: &Path) -> Result<BTreeMap<String, Stored>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read the password file {}: {e}", path.display()))?;
     parse(&text).map_err(|e| format!("password file {}: {e}", path.display()))
 }
 
-fn parse(text: &str) -> Result<BTreeMap<String, String>, String> {
+/// Lines are `user:<argon2id PHC string>`, optionally followed by a space and the
+/// SCRAM-SHA-256 verifier of the same password.
+fn parse(text: &str) -> Result<BTreeMap<String, Stored>, String> {
     let mut users = BTreeMap::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let Some((user, hash)) = line.split_once(':') else {
+        let Some((user, rest)) = line.split_once(':') else {
             return Err(format!("line {}: not `user:hash`", n + 1));
         };
         if !valid_user(user) {
             return Err(format!("line {}: not a valid user name", n + 1));
         }
+        let mut fields = rest.split_whitespace();
+        let hash = fields.next().unwrap_or_default();
         check_hash(hash).map_err(|e| format!("line {} ({user}): {e}", n + 1))?;
-        if users.insert(user.to_owned(), hash.to_owned()).is_some() {
+        let scram = fields.next().map(str::to_owned);
+        if let Some(verifier) = &scram {
+            super::scram::Verifier::parse(verifier)
+                .map_err(|e| format!("line {} ({user}): {e}", n + 1))?;
+        }
+        if fields.next().is_some() {
+            return Err(format!(
+                "line {} ({user}): more than a hash and a verifier",
+                n + 1
+            ));
+        }
+        let stored = Stored {
+            hash: hash.to_owned(),
+            scram,
+        };
+        if users.insert(user.to_owned(), stored).is_some() {
             return Err(format!("line {}: {user} appears twice", n + 1));
         }
     }
@@ -92,7 +121,8 @@ pub(crate) fn set(path: &Path, user: &str, password: &[u8]) -> Result<(), String
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
     parse(&old).map_err(|e| format!("{}: {e}", path.display()))?;
-    let line = format!("{user}:{}", hash(password)?);
+    let scram = super::scram::Verifier::new(password);
+    let line = format!("{user}:{} {scram}", hash(password)?);
     let mut replaced = false;
     let mut lines: Vec<String> = old
         .lines()
@@ -136,10 +166,15 @@ mod tests {
         set(&path, "alice", b"second").unwrap();
         let users = read(&path).unwrap();
         assert_eq!(users.len(), 2);
-        assert!(verify(&users["alice"], b"second"));
-        assert!(!verify(&users["alice"], b"first"));
-        assert!(verify(&users["bob"], b"bobs"));
-        assert!(users["alice"].starts_with("$argon2id$"));
+        assert!(verify(&users["alice"].hash, b"second"));
+        assert!(!verify(&users["alice"].hash, b"first"));
+        assert!(verify(&users["bob"].hash, b"bobs"));
+        assert!(users["alice"].hash.starts_with("$argon2id$"));
+        let scram = users["alice"].scram.as_deref().unwrap();
+        assert!(scram.starts_with("SCRAM-SHA-256$4096:"), "{scram}");
+        // A file written before verifiers were kept still reads.
+        let old = format!("carol:{}\n", hash(b"c").unwrap());
+        assert_eq!(parse(&old).unwrap()["carol"].scram, None);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -70,6 +70,10 @@ pub(crate) async fn serve<S: Duplex>(
     routes: axum::Router,
 ) {
     let door = Door {
+        certificate_user: ctx
+            .access
+            .certificate_user(stream.client_certificate())
+            .map(Arc::from),
         ctx: ctx.clone(),
         peer,
         known: Arc::default(),
@@ -109,6 +113,9 @@ pub(crate) async fn serve<S: Duplex>(
 struct Door {
     ctx: Arc<Context>,
     peer: SocketAddr,
+    /// The user the client's TLS certificate names, for requests without
+    /// credentials.
+    certificate_user: Option<Arc<str>>,
     known: Arc<Mutex<Option<Known>>>,
 }
 
@@ -119,8 +126,9 @@ struct Known {
     grant: Grant,
 }
 
-/// Authenticates a request's Basic credentials (none: an anonymous client,
-/// ignored while the broker has no users) and hands its grant to the routes;
+/// Authenticates a request's Basic credentials (none: the client certificate's
+/// user, or an anonymous client; ignored while the broker has no users) and
+/// hands its grant to the routes;
 /// a refusal is 401 with a Basic challenge, in the fronts' error shape.
 async fn log_in(State(door): State<Door>, mut request: Request, next: Next) -> Response {
     let authorization = request.headers().get(header::AUTHORIZATION).cloned();
@@ -146,6 +154,7 @@ async fn log_in(State(door): State<Door>, mut request: Request, next: Next) -> R
                     Login::Password { user, password }
                 }
             };
+            let login = login.or_certificate(door.certificate_user.as_deref());
             let Ok(grant) = door
                 .ctx
                 .access

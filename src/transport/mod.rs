@@ -50,6 +50,12 @@ pub(crate) trait Duplex: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     type Write: WriteHalf;
     /// Splits the stream in two.
     fn halves(self) -> (Self::Read, Self::Write);
+
+    /// The client's certificate (DER), verified in the TLS handshake; none
+    /// without TLS or when the client sent none.
+    fn client_certificate(&self) -> Option<&[u8]> {
+        None
+    }
 }
 
 impl Duplex for TcpStream {

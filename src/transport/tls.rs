@@ -173,4 +173,9 @@ impl Duplex for TlsStream<TcpStream> {
     fn halves(self) -> (Self::Read, Self::Write) {
         tokio::io::split(self)
     }
+
+    fn client_certificate(&self) -> Option<&[u8]> {
+        let (_, session) = self.get_ref();
+        session.peer_certificates()?.first().map(|c| c.as_ref())
+    }
 }

@@ -89,9 +89,10 @@ pub(crate) async fn accept<S: Duplex>(
         .write_buffer_size(0)
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message));
+    let certificate = stream.client_certificate().map(<[u8]>::to_vec);
     let upgrade = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(config));
     match tokio::time::timeout(timeout, upgrade).await {
-        Ok(Ok(ws)) => Ok(WsStream::new(ws)),
+        Ok(Ok(ws)) => Ok(WsStream::new(ws, certificate)),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("no WebSocket upgrade in time".into()),
     }
@@ -160,12 +161,15 @@ fn check(
 pub(crate) struct WsStream<S> {
     read: WsRead<S>,
     write: WsWrite<S>,
+    /// The TLS client certificate under the WebSocket, if any.
+    certificate: Option<Vec<u8>>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
-    fn new(ws: WebSocketStream<S>) -> WsStream<S> {
+    fn new(ws: WebSocketStream<S>, certificate: Option<Vec<u8>>) -> WsStream<S> {
         let (sink, messages) = ws.split();
         WsStream {
+            certificate,
             read: WsRead {
                 messages,
                 unread: Bytes::new(),
@@ -315,6 +319,10 @@ impl<S: Duplex> Duplex for WsStream<S> {
 
     fn halves(self) -> (Self::Read, Self::Write) {
         (self.read, self.write)
+    }
+
+    fn client_certificate(&self) -> Option<&[u8]> {
+        self.certificate.as_deref()
     }
 }
 

@@ -15,8 +15,12 @@ use super::WAIT;
 
 pub const FRAME_MAX: u32 = 131_072;
 
+/// A byte stream to the broker: TCP, or TLS over it.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
 pub struct AmqpRaw {
-    pub stream: TcpStream,
+    pub stream: Box<dyn Io>,
     buf: BytesMut,
     codec: AmqpCodec,
 }
@@ -27,8 +31,13 @@ impl AmqpRaw {
             .await
             .expect("connects in time")
             .expect("connects");
+        AmqpRaw::over(stream)
+    }
+
+    /// A client on an open byte stream (a TLS connection, say).
+    pub fn over(stream: impl Io + 'static) -> AmqpRaw {
         AmqpRaw {
-            stream,
+            stream: Box::new(stream),
             buf: BytesMut::new(),
             codec: AmqpCodec::new(0),
         }

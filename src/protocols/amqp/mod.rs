@@ -37,6 +37,7 @@ const TICK: Duration = Duration::from_millis(250);
 /// Serves one AMQP connection, over any byte stream, until it ends.
 pub(crate) async fn serve<S: Duplex>(stream: S, peer: SocketAddr, ctx: Arc<Context>) {
     let limits = &ctx.config.limits;
+    let certificate_user = ctx.access.certificate_user(stream.client_certificate());
     let (mut read_half, writer) = stream.halves();
     let mut header = [0u8; 8];
     match tokio::time::timeout(limits.connect_timeout, read_half.read_exact(&mut header)).await {
@@ -61,6 +62,7 @@ pub(crate) async fn serve<S: Duplex>(stream: S, peer: SocketAddr, ctx: Arc<Conte
     };
     let conn_id = ctx.next_conn_id();
     let mut conn = Connection::new(conn_id, ctx.router.clone(), offer, OUTLET_MAX);
+    conn.offer_external(certificate_user);
     conn.start();
     let mut reader = FrameReader::new(Watched::new(read_half), AmqpCodec::new(offer.frame_max));
     let mut writer = writer;
@@ -199,11 +201,15 @@ async fn run<R: ReadHalf, W: WriteHalf>(
     }
 }
 
-/// Authenticates start-ok's user and password; `None` if refused.
+/// Authenticates start-ok's user and password, or with EXTERNAL the user the
+/// client's certificate names; `None` if refused.
 async fn log_in(ctx: &Context, peer: SocketAddr, login: &PendingLogin) -> Option<Grant> {
-    let login = Login::Password {
-        user: &login.user,
-        password: login.password.as_bytes(),
+    let login = match login.mechanism.as_str() {
+        "EXTERNAL" => Login::Certificate(&login.user),
+        _ => Login::Password {
+            user: &login.user,
+            password: login.password.as_bytes(),
+        },
     };
     ctx.access.authenticate(peer.ip(), login).await.ok()
 }

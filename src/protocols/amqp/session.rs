@@ -266,6 +266,8 @@ pub(super) struct Connection {
     next_epoch: u64,
     /// start-ok's credentials, until the shell has authenticated them.
     login: Option<PendingLogin>,
+    /// The user the client's TLS certificate names: EXTERNAL is offered for it.
+    certificate_user: Option<String>,
     /// What the client's user may do (nothing before the login).
     guard: Guard,
 }
@@ -301,6 +303,7 @@ impl Connection {
             deferred: Deferred::default(),
             next_epoch: 1,
             login: None,
+            certificate_user: None,
             guard: Guard::new(Grant::nothing()),
         }
     }
@@ -311,6 +314,12 @@ impl Connection {
 
     fn send(&mut self, channel: u16, method: impl Into<Method>) {
         encode_method(channel, &method.into(), &mut self.out);
+    }
+
+    /// Offers EXTERNAL for `user`, whom the client's certificate names (before
+    /// [`Connection::start`]).
+    pub(super) fn offer_external(&mut self, user: Option<String>) {
+        self.certificate_user = user;
     }
 
     /// Writes connection.start.
@@ -347,7 +356,10 @@ impl Connection {
                 version_major: 0,
                 version_minor: 9,
                 server_properties: props,
-                mechanisms: Bytes::from_static(b"PLAIN AMQPLAIN"),
+                mechanisms: match self.certificate_user {
+                    Some(_) => Bytes::from_static(b"PLAIN AMQPLAIN EXTERNAL"),
+                    None => Bytes::from_static(b"PLAIN AMQPLAIN"),
+                },
                 locales: Bytes::from_static(b"en_US"),
             },
         );
@@ -460,6 +472,11 @@ impl Connection {
         let credentials = match m.mechanism.as_str() {
             "PLAIN" => plain_credentials(&m.response),
             "AMQPLAIN" => amqplain_credentials(&m.response),
+            // The certificate is the credential (RabbitMQ's rabbitmq_auth_mechanism_ssl).
+            "EXTERNAL" if self.certificate_user.is_some() => self
+                .certificate_user
+                .clone()
+                .map(|user| (user, String::new())),
             // Rule start-ok/mechanism/validity: close without sending data.
             other => return Err(Exit::Silent(format!("mechanism {other} not offered"))),
         };
@@ -491,7 +508,9 @@ impl Connection {
         let Some(grant) = grant else {
             return Err(self.login_refused(&login.mechanism));
         };
-        self.user = login.user.clone();
+        self.user = grant
+            .user()
+            .map_or_else(|| login.user.clone(), str::to_owned);
         self.guard = Guard::new(grant);
         self.send(
             0,

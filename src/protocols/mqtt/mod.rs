@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use dwbroker_codecs::mqtt::{
-    Codec, DecodeError, Disconnect, Packet, Properties, ProtocolVersion, ReasonCode,
+    Auth, Codec, DecodeError, Disconnect, Packet, Properties, ProtocolVersion, ReasonCode,
 };
 use futures_util::StreamExt;
 use tokio::sync::oneshot;
@@ -26,7 +26,7 @@ pub(crate) use registry::Registry;
 use registry::{Handoff, Prior, SessionState};
 use session::{Connection, Exit};
 
-use crate::access::{Grant, Guard, Login, Refused};
+use crate::access::{scram, Grant, Guard, Login, Refused};
 use crate::protocols::acks;
 use crate::protocols::frames::FrameReader;
 use crate::protocols::pressure::Pressure;
@@ -68,6 +68,7 @@ struct Connected<R, W> {
 
 /// Serves one MQTT connection, over any byte stream, until it ends.
 pub(crate) async fn serve<S: Duplex>(stream: S, peer: SocketAddr, ctx: Arc<Context>) {
+    let certificate_user = ctx.access.certificate_user(stream.client_certificate());
     let (reader, writer) = stream.halves();
     // Boxed, as every step that runs once: the task keeps only what the connected
     // loop needs, which is what an idle client costs.
@@ -77,7 +78,7 @@ pub(crate) async fn serve<S: Duplex>(stream: S, peer: SocketAddr, ctx: Arc<Conte
         mut writer,
         mut wbuf,
         kick,
-    }) = Box::pin(handshake(reader, writer, peer, &ctx)).await
+    }) = Box::pin(handshake(reader, writer, (peer, certificate_user), &ctx)).await
     else {
         return;
     };
@@ -146,10 +147,11 @@ pub(crate) async fn serve<S: Duplex>(stream: S, peer: SocketAddr, ctx: Arc<Conte
 
 /// Reads and answers CONNECT, takes over or resumes the session; `None` once the
 /// connection was refused or lost.
+/// `peer`: the client's address and the user its certificate names, if any.
 async fn handshake<R: ReadHalf, W: WriteHalf>(
     read_half: R,
-    writer: W,
-    peer: SocketAddr,
+    mut writer: W,
+    (peer, certificate_user): (SocketAddr, Option<String>),
     ctx: &Arc<Context>,
 ) -> Option<Connected<R, W>> {
     let conn_id = ctx.next_conn_id();
@@ -216,7 +218,7 @@ async fn handshake<R: ReadHalf, W: WriteHalf>(
     let refuse = |code| [session::refusal_connack(code)];
     let mut connect = connect;
     let (username, password) = (connect.username.take(), connect.password.take());
-    let accepted = match session::accept_connect(connect, limits, || ctx.assign_client_id()) {
+    let mut accepted = match session::accept_connect(connect, limits, || ctx.assign_client_id()) {
         Ok(a) => a,
         Err(refusal) => {
             let bye = goodbye(Some(refusal.code), refusal.why);
@@ -233,15 +235,22 @@ async fn handshake<R: ReadHalf, W: WriteHalf>(
             return None;
         }
     };
-    let grant = match log_in(
-        ctx,
-        peer,
-        username.as_deref(),
-        password.as_deref(),
-        &accepted,
-    )
-    .await
-    {
+    let login = match username.as_deref() {
+        Some(user) => Login::Password {
+            user,
+            password: password.as_deref().unwrap_or_default(),
+        },
+        None => Login::Anonymous,
+    };
+    let login = login.or_certificate(certificate_user.as_deref());
+    let logged_in = match accepted.scram_first.take() {
+        Some(first) => {
+            let io = (&mut reader, &mut writer, &mut wbuf);
+            scram_log_in(ctx, peer, io, first, &mut accepted).await
+        }
+        None => log_in(ctx, peer, login, &accepted).await,
+    };
+    let grant = match logged_in {
         Ok(grant) => grant,
         Err((code, why)) => {
             let bye = goodbye(Some(code), why);
@@ -329,23 +338,16 @@ async fn handshake<R: ReadHalf, W: WriteHalf>(
     })
 }
 
-/// Authenticates a CONNECT's user name and password (ignored while the broker has
-/// no users, as mosquitto without a password file) and checks that the user may
-/// publish its will; the CONNACK code and why if not.
+/// Authenticates a CONNECT's user name and password, or the client certificate's
+/// user (ignored while the broker has no users, as mosquitto without a password
+/// file) and checks that the user may publish its will; the CONNACK code and why
+/// if not.
 async fn log_in(
     ctx: &Context,
     peer: SocketAddr,
-    username: Option<&str>,
-    password: Option<&[u8]>,
+    login: Login<'_>,
     accepted: &session::Accepted,
 ) -> Result<Grant, (ReasonCode, &'static str)> {
-    let login = match username {
-        Some(user) => Login::Password {
-            user,
-            password: password.unwrap_or_default(),
-        },
-        None => Login::Anonymous,
-    };
     let grant = ctx
         .access
         .authenticate_optional(peer.ip(), login)
@@ -357,15 +359,91 @@ async fn log_in(
             ),
             Refused::NotAuthorized => (ReasonCode::NOT_AUTHORIZED, "not authorized"),
         })?;
-    if let Some(topic) = accepted.will_topic() {
-        let allowed = Subject::from_mqtt_topic(topic).is_ok_and(|s| grant.may_publish(&s));
-        if !allowed {
-            return Err((
+    may_publish_will(&grant, accepted)?;
+    Ok(grant)
+}
+
+/// Whether the user may publish the CONNECT's will (CONNACK 0x87 if not).
+fn may_publish_will(
+    grant: &Grant,
+    accepted: &session::Accepted,
+) -> Result<(), (ReasonCode, &'static str)> {
+    match accepted.will_topic() {
+        Some(topic) if !Subject::from_mqtt_topic(topic).is_ok_and(|s| grant.may_publish(&s)) => {
+            Err((
                 ReasonCode::NOT_AUTHORIZED,
                 "not authorized to publish the will",
-            ));
+            ))
         }
+        _ => Ok(()),
     }
+}
+
+/// MQTT 5 enhanced authentication with SCRAM-SHA-256 (§4.12), the CONNECT having
+/// carried the client's first message: AUTH (Continue) with the server's first
+/// message, the client's AUTH with its final one, then the grant; CONNACK will
+/// carry the server's final message. Bounded by the connect timeout.
+async fn scram_log_in<R: ReadHalf, W: WriteHalf>(
+    ctx: &Context,
+    peer: SocketAddr,
+    (reader, writer, wbuf): (&mut FrameReader<R, Codec>, &mut W, &mut BytesMut),
+    client_first: bytes::Bytes,
+    accepted: &mut session::Accepted,
+) -> Result<Grant, (ReasonCode, &'static str)> {
+    if ctx.access.is_open() {
+        // Without users there is nobody to authenticate (mosquitto without an
+        // authentication plugin answers the same).
+        return Err((
+            ReasonCode::BAD_AUTHENTICATION_METHOD,
+            "no users: no authentication method is configured",
+        ));
+    }
+    let refused = (
+        ReasonCode::BAD_USER_NAME_OR_PASSWORD,
+        "SCRAM-SHA-256 refused",
+    );
+    let exchange = ctx.access.scram_start(&client_first).ok_or(refused)?;
+    let challenge = Packet::Auth(Auth {
+        code: ReasonCode::CONTINUE_AUTHENTICATION,
+        properties: Properties {
+            authentication_method: Some(scram::METHOD.into()),
+            authentication_data: Some(exchange.server_first().to_owned().into()),
+            ..Properties::default()
+        },
+    });
+    encode_packets(wbuf, ProtocolVersion::V5, &[challenge]);
+    let written = socket::write(writer, wbuf, ctx.router.memory()).await;
+    wbuf.clear();
+    written.map_err(|_| {
+        (
+            ReasonCode::UNSPECIFIED_ERROR,
+            "closed during authentication",
+        )
+    })?;
+    let answer = tokio::time::timeout(ctx.config.limits.connect_timeout, reader.next()).await;
+    let client_final = match answer {
+        Ok(Some(Ok(Packet::Auth(auth))))
+            if auth.code == ReasonCode::CONTINUE_AUTHENTICATION
+                && auth.properties.authentication_method.as_deref() == Some(scram::METHOD) =>
+        {
+            auth.properties.authentication_data.unwrap_or_default()
+        }
+        Ok(Some(Ok(_))) => {
+            return Err((
+                ReasonCode::PROTOCOL_ERROR,
+                "expected AUTH continuing SCRAM-SHA-256",
+            ))
+        }
+        Ok(_) => return Err((ReasonCode::PROTOCOL_ERROR, "no AUTH after the challenge")),
+        Err(_) => return Err((ReasonCode::NOT_AUTHORIZED, "no AUTH in time")),
+    };
+    let (grant, server_final) = ctx
+        .access
+        .scram_finish(peer.ip(), &exchange, &client_final)
+        .await
+        .map_err(|_| refused)?;
+    accepted.scram_succeeded(server_final);
+    may_publish_will(&grant, accepted)?;
     Ok(grant)
 }
 

@@ -13,6 +13,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use dwbroker_codecs::mqtt::{
     Ack, ConnAck, Connect, Disconnect, Packet, Properties, ProtocolVersion, Publish, QoS,
     ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe,
@@ -21,7 +22,7 @@ use dwbroker_codecs::mqtt::{
 use super::alias;
 use super::registry::{OutFlight, PendingWill, SessionState, StateKey};
 use super::translate;
-use crate::access::{FilterVerdict, Grant, Guard};
+use crate::access::{scram, FilterVerdict, Grant, Guard};
 use crate::config::Limits;
 use crate::protocols::acks::Deferred;
 use crate::router::{
@@ -113,6 +114,11 @@ pub(crate) struct Accepted {
     client_max_packet: u32,
     client_topic_alias_max: u16,
     wants_response_information: bool,
+    /// The client's first SCRAM-SHA-256 message, when CONNECT names that
+    /// method (the shell carries on the exchange).
+    pub(crate) scram_first: Option<Bytes>,
+    /// The server's final SCRAM message, for CONNACK's Authentication Data.
+    scram_final: Option<String>,
 }
 
 /// Validates a CONNECT against the protocol and the server's limits.
@@ -131,13 +137,17 @@ pub(crate) fn accept_connect(
             why: "authentication data without an authentication method",
         });
     }
-    if props.authentication_method.is_some() {
-        // No enhanced authentication method is configured (MQTT 5 §4.12).
-        return Err(Refusal {
-            code: ReasonCode::BAD_AUTHENTICATION_METHOD,
-            why: "no authentication method is configured",
-        });
-    }
+    let scram_first = match props.authentication_method.as_deref() {
+        None => None,
+        Some(scram::METHOD) => Some(props.authentication_data.clone().unwrap_or_default()),
+        // The only enhanced authentication method there is (MQTT 5 §4.12).
+        Some(_) => {
+            return Err(Refusal {
+                code: ReasonCode::BAD_AUTHENTICATION_METHOD,
+                why: "the only authentication method is SCRAM-SHA-256",
+            })
+        }
+    };
     let (client_id, assigned_id) = if connect.client_id.is_empty() {
         // [MQTT-3.1.3-8] (3.1.1) A zero-byte ClientId with CleanSession 0 MUST be
         // answered with return code 0x02 (Identifier rejected).
@@ -232,10 +242,17 @@ pub(crate) fn accept_connect(
         client_max_packet: props.maximum_packet_size.unwrap_or(u32::MAX),
         client_topic_alias_max: props.topic_alias_maximum.unwrap_or(0),
         wants_response_information: props.request_response_information == Some(1),
+        scram_first,
+        scram_final: None,
     })
 }
 
 impl Accepted {
+    /// Notes the server's final SCRAM message, which CONNACK carries.
+    pub(crate) fn scram_succeeded(&mut self, server_final: String) {
+        self.scram_final = Some(server_final);
+    }
+
     /// The will's topic, if the CONNECT has a will.
     pub(crate) fn will_topic(&self) -> Option<&str> {
         self.will.as_ref().map(|w| w.publish.topic.as_str())
@@ -290,6 +307,8 @@ pub(crate) struct Connection {
     pub(crate) publisher: bool,
     /// What the client's user may do.
     guard: Guard,
+    /// The client logged in with an enhanced authentication method.
+    enhanced_auth: bool,
 }
 
 impl Connection {
@@ -326,6 +345,10 @@ impl Connection {
                 // MQTT 5 §4.10: the basis the client builds its response topics on.
                 properties.response_information = Some(response_information(&accepted.client_id));
             }
+            if let Some(server_final) = &accepted.scram_final {
+                properties.authentication_method = Some(scram::METHOD.into());
+                properties.authentication_data = Some(Bytes::from(server_final.clone()));
+            }
         }
         let mut conn = Connection {
             version: accepted.version,
@@ -354,6 +377,7 @@ impl Connection {
             })],
             publisher: false,
             guard,
+            enhanced_auth: accepted.scram_final.is_some(),
         };
         // Every PUBLISH still unacknowledged was sent on an earlier connection: pump
         // resends them first, within the new client's Receive Maximum. PUBRELs are
@@ -467,9 +491,15 @@ impl Connection {
             Packet::Connect(_) => Err(Exit::protocol(ReasonCode::PROTOCOL_ERROR, "second CONNECT")),
             // MQTT 5 §4.12: AUTH without an authentication method in CONNECT is a
             // Protocol Error.
-            Packet::Auth(_) => Err(Exit::protocol(
+            Packet::Auth(_) if !self.enhanced_auth => Err(Exit::protocol(
                 ReasonCode::PROTOCOL_ERROR,
                 "AUTH without an authentication method",
+            )),
+            // §4.12.1: a failed re-authentication ends the connection; this
+            // broker does not re-authenticate a connection it has let in.
+            Packet::Auth(_) => Err(Exit::protocol(
+                ReasonCode::BAD_AUTHENTICATION_METHOD,
+                "re-authentication is not supported",
             )),
             other => Err(Exit::protocol(
                 ReasonCode::PROTOCOL_ERROR,

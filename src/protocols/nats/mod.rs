@@ -136,6 +136,7 @@ async fn serve_after<S: Duplex>(
     info: Option<Bytes>,
     ctx: Arc<Context>,
 ) {
+    let certificate_user = ctx.access.certificate_user(stream.client_certificate());
     let (read_half, mut writer) = stream.halves();
     let limits = &ctx.config.limits;
     let mut reader = FrameReader::new(
@@ -159,7 +160,8 @@ async fn serve_after<S: Duplex>(
         info,
     );
     info!(%peer, conn = conn_id, "nats: connection opened");
-    let exit = match run(&mut conn, &mut reader, &mut writer, (peer, conn_id), &ctx).await {
+    let client = (peer, conn_id, certificate_user.as_deref());
+    let exit = match run(&mut conn, &mut reader, &mut writer, client, &ctx).await {
         Ok(never) => match never {},
         Err(exit) => exit,
     };
@@ -204,7 +206,7 @@ async fn run<R: ReadHalf, W: WriteHalf>(
     conn: &mut Connection,
     reader: &mut FrameReader<R, ServerCodec>,
     writer: &mut W,
-    (peer, conn_id): (SocketAddr, u64),
+    (peer, conn_id, certificate_user): (SocketAddr, u64, Option<&str>),
     ctx: &Context,
 ) -> Result<std::convert::Infallible, Exit> {
     let session = conn.session().clone();
@@ -249,7 +251,8 @@ async fn run<R: ReadHalf, W: WriteHalf>(
                     // CONNECT comes first (anything else before it is refused),
                     // so it is always the op read here, never a buffered one.
                     if let (ClientOp::Connect(json), false) = (&op, conn.is_connected()) {
-                        conn.authorize(log_in(ctx, peer, conn_id, json).await?);
+                        let client = (peer, conn_id, certificate_user);
+                        conn.authorize(log_in(ctx, client, json).await?);
                     }
                     let now = crate::protocols::now();
                     // What was delivered to this connection before an op was read
@@ -297,9 +300,14 @@ struct Credentials {
 }
 
 /// Authenticates a CONNECT's nkey and signature of the nonce, user and password,
-/// or token (all ignored while the broker has no users, as nats-server without
-/// authorization); a CONNECT that is not JSON is left to the session to refuse.
-async fn log_in(ctx: &Context, peer: SocketAddr, conn_id: u64, json: &[u8]) -> Result<Grant, Exit> {
+/// or token, or the client certificate's user (all ignored while the broker has no
+/// users, as nats-server without authorization); a CONNECT that is not JSON is
+/// left to the session to refuse.
+async fn log_in(
+    ctx: &Context,
+    (peer, conn_id, certificate_user): (SocketAddr, u64, Option<&str>),
+    json: &[u8],
+) -> Result<Grant, Exit> {
     let creds: Credentials = serde_json::from_slice(json).unwrap_or_default();
     let nonce = creds.nkey.as_ref().map(|_| ctx.nats_nonce(conn_id));
     let login = match &creds {
@@ -323,7 +331,7 @@ async fn log_in(ctx: &Context, peer: SocketAddr, conn_id: u64, json: &[u8]) -> R
         _ => Login::Anonymous,
     };
     ctx.access
-        .authenticate_optional(peer.ip(), login)
+        .authenticate_optional(peer.ip(), login.or_certificate(certificate_user))
         .await
         .map_err(|_| Exit::Err("Authorization Violation"))
 }

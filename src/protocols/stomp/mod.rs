@@ -46,6 +46,7 @@ enum End {
 
 /// Serves one STOMP connection, over any byte stream, until it ends.
 pub(crate) async fn serve<S: Duplex>(stream: S, peer: SocketAddr, ctx: Arc<Context>) {
+    let certificate_user = ctx.access.certificate_user(stream.client_certificate());
     let (reader, mut writer) = stream.halves();
     let limits = &ctx.config.limits;
     let codec = StompCodec::new(StompLimits {
@@ -62,7 +63,8 @@ pub(crate) async fn serve<S: Duplex>(stream: S, peer: SocketAddr, ctx: Arc<Conte
     let mut conn = Connection::new(conn_id, ctx.router.clone(), offer, session, OUTLET_MAX);
     let mut reader = FrameReader::new(Watched::new(reader), codec);
     debug!(%peer, conn = conn_id, "stomp: connection opened");
-    let mut end = run(&mut conn, &mut reader, &mut writer, peer, &ctx).await;
+    let client = (peer, certificate_user.as_deref());
+    let mut end = run(&mut conn, &mut reader, &mut writer, client, &ctx).await;
     if let End::Session(Exit::Disconnect) = end {
         // The receipts of earlier SENDs still waiting for storage go out before
         // DISCONNECT's own, and before the connection closes.
@@ -102,7 +104,7 @@ async fn run<R: ReadHalf, W: WriteHalf>(
     conn: &mut Connection,
     reader: &mut FrameReader<Watched<R>, StompCodec>,
     writer: &mut W,
-    peer: SocketAddr,
+    client: (SocketAddr, Option<&str>),
     ctx: &Context,
 ) -> End {
     let outlet = conn.outlet.clone();
@@ -172,7 +174,7 @@ async fn run<R: ReadHalf, W: WriteHalf>(
                 Some(Ok(Received::Frame(frame))) => {
                     let connecting = conn.version().is_none();
                     if connecting && matches!(frame.command, Command::Connect | Command::Stomp) {
-                        match log_in(ctx, peer, &frame).await {
+                        match log_in(ctx, client, &frame).await {
                             Ok(grant) => conn.authorize(grant),
                             Err(exit) => return End::Session(exit),
                         }
@@ -197,8 +199,13 @@ async fn run<R: ReadHalf, W: WriteHalf>(
     }
 }
 
-/// Authenticates a CONNECT's `login` and `passcode` (none: an anonymous client).
-async fn log_in(ctx: &Context, peer: SocketAddr, frame: &Frame) -> Result<Grant, Exit> {
+/// Authenticates a CONNECT's `login` and `passcode` (none: the client
+/// certificate's user, or an anonymous client).
+async fn log_in(
+    ctx: &Context,
+    (peer, certificate_user): (SocketAddr, Option<&str>),
+    frame: &Frame,
+) -> Result<Grant, Exit> {
     let user = frame.header("login");
     let login = match user {
         Some(user) => Login::Password {
@@ -208,7 +215,7 @@ async fn log_in(ctx: &Context, peer: SocketAddr, frame: &Frame) -> Result<Grant,
         None => Login::Anonymous,
     };
     ctx.access
-        .authenticate(peer.ip(), login)
+        .authenticate(peer.ip(), login.or_certificate(certificate_user))
         .await
         .map_err(|_| session::refused_login(user.unwrap_or_default()))
 }
