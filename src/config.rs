@@ -482,7 +482,7 @@ impl Default for Config {
 }
 
 /// Users and permissions (`[auth]`): see "Transports and access" in the design.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Auth {
     /// The password file `dwbroker passwd` writes (`user:argon2id-hash` lines).
     pub password_file: Option<PathBuf>,
@@ -498,6 +498,27 @@ pub struct Auth {
     pub reload_from: Option<PathBuf>,
     /// Which name of a client certificate is its user.
     pub certificate_identity: CertificateIdentity,
+    /// The MQTT 5 SUBACK reason code of a subscription the rules refuse: 0x87
+    /// Not authorized (the default), or 0x80 Unspecified error for clients
+    /// that know no other failure (`[auth] mqtt5_refused_subscription = 128`).
+    pub mqtt5_refused_subscription: u8,
+}
+
+/// SUBACK's Not authorized.
+const NOT_AUTHORIZED: u8 = 0x87;
+
+impl Default for Auth {
+    fn default() -> Auth {
+        Auth {
+            password_file: None,
+            users: BTreeMap::new(),
+            anonymous: Anonymous::default(),
+            permissions: BTreeMap::new(),
+            reload_from: None,
+            certificate_identity: CertificateIdentity::default(),
+            mqtt5_refused_subscription: NOT_AUTHORIZED,
+        }
+    }
 }
 
 impl Auth {
@@ -650,6 +671,7 @@ struct FileAuth {
     password_file: Option<PathBuf>,
     anonymous: Option<FileAnonymous>,
     certificate_identity: Option<CertificateIdentity>,
+    mqtt5_refused_subscription: Option<u8>,
     #[serde(default)]
     users: BTreeMap<String, UserSpec>,
     #[serde(default)]
@@ -950,6 +972,16 @@ impl Config {
         if let Some(identity) = file.certificate_identity {
             auth.certificate_identity = identity;
         }
+        match file.mqtt5_refused_subscription {
+            None => {}
+            Some(code @ (0x80 | NOT_AUTHORIZED)) => auth.mqtt5_refused_subscription = code,
+            Some(other) => {
+                return Err(ConfigError::Invalid(format!(
+                    "[auth] mqtt5_refused_subscription = {other}: 128 (0x80, Unspecified error) \
+                     or 135 (0x87, Not authorized)"
+                )))
+            }
+        }
         auth.users.extend(file.users);
         auth.permissions.extend(file.permissions);
         Ok(())
@@ -1125,6 +1157,7 @@ mod tests {
             password_file = "users.pw"
             anonymous = "visitor"
             certificate_identity = "san"
+            mqtt5_refused_subscription = 128
             [auth.users.visitor]
             password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA"
             [auth.users."sensor-7.example"]
@@ -1145,6 +1178,12 @@ mod tests {
         assert!(visitor.is_some_and(|h| h.starts_with("$argon2id$")));
         assert!(c.auth.users["sensor-7.example"].certificate);
         assert_eq!(c.auth.certificate_identity, CertificateIdentity::San);
+        assert_eq!(c.auth.mqtt5_refused_subscription, 0x80);
+        assert_eq!(Config::default().auth.mqtt5_refused_subscription, 0x87);
+        let err = Config::default()
+            .merge_toml("[auth]\nmqtt5_refused_subscription = 5\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("128"), "{err}");
         assert_eq!(c.auth.permissions["alice"].configure, ["queue:orders.*"]);
         assert_eq!(
             c.auth.permissions["bob"].deny_subscribe,

@@ -312,7 +312,7 @@ async fn handshake<R: ReadHalf, W: WriteHalf>(
         None => (SessionState::open(&ctx.router, &client_id, expiry), false),
     };
     let keep_alive = accepted.keep_alive;
-    let conn = Connection::start(
+    let mut conn = Connection::start(
         accepted,
         state,
         session_present,
@@ -321,6 +321,7 @@ async fn handshake<R: ReadHalf, W: WriteHalf>(
         limits,
         Guard::new(grant),
     );
+    conn.refuse_subscriptions_with(ReasonCode(ctx.config.auth.mqtt5_refused_subscription));
     info!(%peer, client_id = %client_id, ?version, keep_alive, session_present, "mqtt: client connected");
 
     if session_present {

@@ -309,6 +309,8 @@ pub(crate) struct Connection {
     guard: Guard,
     /// The client logged in with an enhanced authentication method.
     enhanced_auth: bool,
+    /// SUBACK's code for a filter the rules refuse (MQTT 5; 3.1.1 has 0x80 only).
+    refused_subscription: ReasonCode,
 }
 
 impl Connection {
@@ -378,6 +380,7 @@ impl Connection {
             publisher: false,
             guard,
             enhanced_auth: accepted.scram_final.is_some(),
+            refused_subscription: ReasonCode::NOT_AUTHORIZED,
         };
         // Every PUBLISH still unacknowledged was sent on an earlier connection: pump
         // resends them first, within the new client's Receive Maximum. PUBRELs are
@@ -740,7 +743,7 @@ impl Connection {
                 FilterVerdict::Allowed => None,
                 FilterVerdict::AllowedExcept(denied) => Some(Arc::from(denied)),
                 FilterVerdict::Denied => {
-                    codes.push(ReasonCode::NOT_AUTHORIZED);
+                    codes.push(self.refused_subscription);
                     continue;
                 }
             };
@@ -801,6 +804,12 @@ impl Connection {
             codes,
         }));
         Ok(())
+    }
+
+    /// Answers filters the rules refuse with `code` in SUBACK instead of Not
+    /// authorized (`[auth] mqtt5_refused_subscription`).
+    pub(crate) fn refuse_subscriptions_with(&mut self, code: ReasonCode) {
+        self.refused_subscription = code;
     }
 
     /// What the client's user may do.
