@@ -778,3 +778,49 @@ async fn a_session_resumed_by_another_user_delivers_only_what_that_user_may_read
     bob.no_publish(Duration::from_millis(300)).await;
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn refused_subscriptions_may_be_answered_with_0x80() {
+    use dwbroker_codecs::mqtt::{
+        Packet, ProtocolVersion, QoS, RetainHandling, Subscribe, SubscriptionOptions,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = password_file(dir.path(), &[("alice", "alice-pw")]);
+    let (broker, addr) = start_with(|c| {
+        c.auth.password_file = Some(file);
+        c.auth.anonymous = Anonymous::As("alice".into());
+        c.auth.mqtt5_refused_subscription = 0x80;
+        c.auth.permissions.insert(
+            "alice".into(),
+            PermissionSpec {
+                subscribe: rules(&[">"]),
+                deny_subscribe: rules(&["test.nosubscribe"]),
+                ..PermissionSpec::default()
+            },
+        );
+    })
+    .await;
+    let (mut raw, _) =
+        common::Raw::connected(addr, common::connect(ProtocolVersion::V5, "paho-like")).await;
+    let options = SubscriptionOptions {
+        qos: QoS::AtLeastOnce,
+        no_local: false,
+        retain_as_published: false,
+        retain_handling: RetainHandling::SendAtSubscribe,
+    };
+    raw.send_packet(Packet::Subscribe(Subscribe {
+        packet_id: 1,
+        properties: Default::default(),
+        filters: vec![
+            ("test/nosubscribe".into(), options),
+            ("test/other".into(), options),
+        ],
+    }))
+    .await;
+    let Some(Packet::SubAck(ack)) = raw.recv().await else {
+        panic!("no SUBACK");
+    };
+    let codes: Vec<u8> = ack.codes.iter().map(|c| c.0).collect();
+    assert_eq!(codes, [0x80, 0x01]);
+    broker.shutdown().await;
+}
