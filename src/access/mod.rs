@@ -2,10 +2,12 @@
 //! for every front (see "Transports and access" in the design).
 //!
 //! Owns: authentication ([`Access::authenticate`]: a password checked against the
-//! password file or the configuration's users, anonymous clients by the `[auth]
-//! anonymous` rule, failed logins logged, counted and delayed per address) and the
-//! [`Grant`] a connection holds afterwards, which answers the fronts' permission
-//! questions.
+//! password file or the configuration's users, a NATS token or nkey, a client
+//! certificate's user, a SCRAM-SHA-256 exchange ([`Access::scram_start`]),
+//! anonymous clients by the `[auth] anonymous` rule; failed logins logged, counted
+//! and delayed per address), the [`Grant`] a connection holds afterwards, which
+//! answers the fronts' permission questions, and reloads: [`Access::reloads`]
+//! tells open connections, [`Access::regrant`] what each may do now.
 //! Refuses: each protocol's way of saying no (fronts turn [`Refused`] and a `false`
 //! into CONNACK codes, 403s, ERROR frames and `-ERR`s).
 //!
