@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::amqp_raw::AmqpRaw;
+use common::nats_lines::NatsLines;
 use common::stomp_raw::StompRaw;
 use common::users::{password_file, rules};
 use common::{start_with, v4, v5, WAIT};
@@ -328,28 +329,16 @@ async fn a_will_the_user_may_not_publish_refuses_the_connect() {
 /// A raw NATS connection: sends `ops` after CONNECT with `connect` and returns the
 /// server's lines up to the PONG answering the final PING (or the close).
 async fn nats_conversation(addr: SocketAddr, connect: &str, ops: &str) -> Vec<String> {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read).lines();
-    let info = tokio::time::timeout(WAIT, lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert!(info.contains("\"auth_required\":true"), "{info}");
-    write
-        .write_all(format!("CONNECT {connect}\r\n{ops}PING\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut got = Vec::new();
-    while let Ok(Ok(Some(line))) = tokio::time::timeout(WAIT * 2, lines.next_line()).await {
-        let done = line == "PONG";
-        got.push(line);
-        if done {
-            break;
+    let mut nats = NatsLines::open(addr).await;
+    assert_eq!(nats.info["auth_required"], true, "{}", nats.info);
+    nats.send(&format!("CONNECT {connect}\r\n{ops}")).await;
+    match nats.until_pong().await {
+        Ok(mut lines) => {
+            lines.push("PONG".into());
+            lines
         }
+        Err(lines) => lines,
     }
-    got
 }
 
 #[tokio::test]
