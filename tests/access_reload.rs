@@ -8,11 +8,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::amqp_raw::AmqpRaw;
 use common::nats_lines::NatsLines as Nats;
 use common::stomp_raw::StompRaw;
 use common::users::password_file;
 use common::{start_with, v5};
 use dwbroker::router::{Message, Subject};
+use dwbroker_codecs::amqp::{BasicConsume, Method, QueueDeclare, ReplyCode};
 use dwbroker_codecs::stomp::{Command, Frame};
 use rumqttc::v5::mqttbytes::v5::SubscribeReasonCode;
 
@@ -35,8 +37,6 @@ fn message(subject: &str) -> Message {
 
 #[tokio::test]
 async fn a_reload_disconnects_removed_users_and_ends_refused_subscriptions() {
-    use lapin::options::*;
-    use lapin::types::FieldTable;
     use rumqttc::v5::mqttbytes::QoS;
     let dir = tempfile::tempdir().unwrap();
     let users = password_file(dir.path(), &[("alice", "alice-pw"), ("bob", "bob-pw")]);
@@ -61,28 +61,32 @@ async fn a_reload_disconnects_removed_users_and_ends_refused_subscriptions() {
     .await;
     alice_mqtt.subscribe("alerts/#", QoS::AtMostOnce).await;
     alice_mqtt.subscribe("sensors/#", QoS::AtMostOnce).await;
-    let uri = format!("amqp://alice:alice-pw@{}/%2f", broker.amqp_addr().unwrap());
-    let amqp = lapin::Connection::connect(&uri, Default::default())
-        .await
-        .unwrap();
-    let channel = amqp.create_channel().await.unwrap();
-    channel
-        .queue_declare(
-            "orders.eu".into(),
-            Default::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let _consumer = channel
-        .basic_consume(
-            "orders.eu".into(),
-            "c1".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut amqp = AmqpRaw::logged_in(broker.amqp_addr().unwrap(), "alice", "alice-pw").await;
+    amqp.send_method(
+        1,
+        QueueDeclare {
+            queue: "orders.eu".into(),
+            ..QueueDeclare::default()
+        },
+    )
+    .await;
+    assert!(matches!(
+        amqp.recv_method().await,
+        Some((1, Method::QueueDeclareOk(_)))
+    ));
+    amqp.send_method(
+        1,
+        BasicConsume {
+            queue: "orders.eu".into(),
+            consumer_tag: "c1".into(),
+            ..BasicConsume::default()
+        },
+    )
+    .await;
+    assert!(matches!(
+        amqp.recv_method().await,
+        Some((1, Method::BasicConsumeOk(_)))
+    ));
     let connect = Frame::new(Command::Connect)
         .with("accept-version", "1.2")
         .with("login", "alice")
@@ -125,19 +129,10 @@ async fn a_reload_disconnects_removed_users_and_ends_refused_subscriptions() {
     let error = stomp.next().await;
     assert_eq!(error.command, Command::Error, "{error:?}");
     assert_eq!(error.header("message"), Some("access_refused"));
-    let closed = channel
-        .queue_declare(
-            "orders.eu".into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect_err("the consuming channel is closed");
-    assert!(closed.to_string().contains("ACCESS_REFUSED"), "{closed}");
-    assert!(amqp.status().connected(), "only the channel is closed");
+    let why = amqp.expect_channel_close(1, ReplyCode::AccessRefused).await;
+    assert!(why.contains("queue 'orders.eu'"), "{why}");
+    // Only the channel is closed: the connection opens another.
+    amqp.open_channel(2).await;
     // A connection takes a reload before its next input: this SUBSCRIBE is
     // judged by the new rules, and what follows is delivered under them.
     let refused = alice_mqtt.subscribe("alerts/new", QoS::AtMostOnce).await;

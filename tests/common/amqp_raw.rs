@@ -148,6 +148,31 @@ impl AmqpRaw {
         raw
     }
 
+    /// A full handshake logging in as `user` with PLAIN, then channel 1 opened.
+    pub async fn logged_in(addr: SocketAddr, user: &str, password: &str) -> AmqpRaw {
+        let (mut raw, _) = AmqpRaw::start(addr).await;
+        let response = format!("\0{user}\0{password}");
+        raw.start_ok("PLAIN", Bytes::from(response)).await;
+        let Some((0, Method::ConnectionTune(tune))) = raw.recv_method().await else {
+            panic!("{user} is not logged in");
+        };
+        raw.send_method(
+            0,
+            ConnectionTuneOk {
+                channel_max: tune.channel_max,
+                frame_max: FRAME_MAX,
+                heartbeat: 0,
+            },
+        )
+        .await;
+        raw.open_vhost("/").await;
+        let Some((0, Method::ConnectionOpenOk(_))) = raw.recv_method().await else {
+            panic!("no connection.open-ok");
+        };
+        raw.open_channel(1).await;
+        raw
+    }
+
     pub async fn handshake(addr: SocketAddr) -> AmqpRaw {
         AmqpRaw::handshake_with(
             addr,
