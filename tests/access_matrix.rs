@@ -502,37 +502,9 @@ impl Watchers {
         }))
         .await;
         assert!(matches!(mqtt.recv().await, Some(Packet::SubAck(_))));
-        let (mut amqp, _) = AmqpRaw::start(broker.amqp_addr().unwrap()).await;
-        amqp.start_ok("PLAIN", Bytes::from_static(b"\0watch\0watch-pw"))
-            .await;
-        let Some((0, Method::ConnectionTune(_))) = amqp.recv_method().await else {
-            panic!("watch logs in");
-        };
-        amqp.send_method(
-            0,
-            dwbroker_codecs::amqp::ConnectionTuneOk {
-                channel_max: 16,
-                frame_max: 131072,
-                heartbeat: 0,
-            },
-        )
-        .await;
-        amqp.open_vhost("/").await;
-        amqp.recv_method().await;
-        amqp.open_channel(1).await;
+        let mut amqp = AmqpRaw::logged_in(broker.amqp_addr().unwrap(), "watch", "watch-pw").await;
         for queue in ["watch.q", "matrix.ok.q", "other.q"] {
-            amqp.send_method(
-                1,
-                QueueDeclare {
-                    queue: queue.into(),
-                    ..QueueDeclare::default()
-                },
-            )
-            .await;
-            assert!(matches!(
-                amqp.recv_method().await,
-                Some((1, Method::QueueDeclareOk(_)))
-            ));
+            amqp.declare(1, queue).await;
         }
         amqp.send_method(
             1,

@@ -14,7 +14,7 @@ use common::stomp_raw::StompRaw;
 use common::users::password_file;
 use common::{start_with, v5};
 use dwbroker::router::{Message, Subject};
-use dwbroker_codecs::amqp::{BasicConsume, Method, QueueDeclare, ReplyCode};
+use dwbroker_codecs::amqp::{BasicConsume, Method, ReplyCode};
 use dwbroker_codecs::stomp::{Command, Frame};
 use rumqttc::v5::mqttbytes::v5::SubscribeReasonCode;
 
@@ -62,18 +62,7 @@ async fn a_reload_disconnects_removed_users_and_ends_refused_subscriptions() {
     alice_mqtt.subscribe("alerts/#", QoS::AtMostOnce).await;
     alice_mqtt.subscribe("sensors/#", QoS::AtMostOnce).await;
     let mut amqp = AmqpRaw::logged_in(broker.amqp_addr().unwrap(), "alice", "alice-pw").await;
-    amqp.send_method(
-        1,
-        QueueDeclare {
-            queue: "orders.eu".into(),
-            ..QueueDeclare::default()
-        },
-    )
-    .await;
-    assert!(matches!(
-        amqp.recv_method().await,
-        Some((1, Method::QueueDeclareOk(_)))
-    ));
+    amqp.declare(1, "orders.eu").await;
     amqp.send_method(
         1,
         BasicConsume {

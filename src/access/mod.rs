@@ -86,6 +86,15 @@ impl<'a> Login<'a> {
         }
     }
 
+    /// A user name and password if the client sent a user name, else anonymous
+    /// (a password without a user name names nobody).
+    pub(crate) fn password(user: Option<&'a str>, password: &'a [u8]) -> Login<'a> {
+        match user {
+            Some(user) => Login::Password { user, password },
+            None => Login::Anonymous,
+        }
+    }
+
     /// This login, or, if the client sent no credentials, the user its
     /// certificate names (as mosquitto's `use_identity_as_username` and
     /// nats-server's `verify_and_map`).
@@ -519,26 +528,22 @@ impl Access {
             let grant = policy.grant(user, Origin::Credential(credential.as_str().into()));
             Some((grant, server_final))
         });
-        let outcome = checked
-            .as_ref()
-            .map(|(grant, _)| grant.clone())
-            .ok_or(Refused::BadCredentials);
-        self.settle(peer, user, outcome).await?;
-        checked.ok_or(Refused::BadCredentials)
+        self.settle(peer, user, checked.ok_or(Refused::BadCredentials))
+            .await
     }
 
     /// A login's outcome: a success forgets the address's failures; a refusal
     /// is logged (the user, never the password) and answered after its delay.
-    async fn settle(
+    async fn settle<T>(
         &self,
         peer: IpAddr,
         user: &str,
-        outcome: Result<Grant, Refused>,
-    ) -> Result<Grant, Refused> {
+        outcome: Result<T, Refused>,
+    ) -> Result<T, Refused> {
         match outcome {
-            Ok(grant) => {
+            Ok(granted) => {
                 self.forget_failures(peer);
-                Ok(grant)
+                Ok(granted)
             }
             Err(refused) => {
                 let (count, delay) = self.count_failure(peer);

@@ -79,6 +79,18 @@ pub(crate) enum FilterVerdict {
     Denied,
 }
 
+impl FilterVerdict {
+    /// What a subscription allowed by this verdict leaves out of its deliveries
+    /// (`SubOptions::withheld`), or `None` if it is denied.
+    pub(crate) fn withheld(self) -> Option<Option<std::sync::Arc<[Filter]>>> {
+        match self {
+            FilterVerdict::Allowed => Some(None),
+            FilterVerdict::AllowedExcept(denied) => Some(Some(denied.into())),
+            FilterVerdict::Denied => None,
+        }
+    }
+}
+
 impl Rules {
     /// Rules from the configuration's pattern lists.
     pub(crate) fn parse(allow: &[String], deny: &[String]) -> Result<Rules, String> {

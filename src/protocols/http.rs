@@ -143,16 +143,13 @@ async fn log_in(State(door): State<Door>, mut request: Request, next: Next) -> R
     let grant = match cached {
         Some(grant) => grant,
         None => {
-            let credentials = authorization.as_ref().map(basic_credentials);
+            // Another scheme, or Basic that does not decode, names nobody.
+            let credentials = authorization
+                .as_ref()
+                .map(|value| basic_credentials(value).unwrap_or_default());
             let login = match &credentials {
+                Some((user, password)) => Login::Password { user, password },
                 None => Login::Anonymous,
-                // Another scheme, or Basic that does not decode, names nobody.
-                Some(creds) => {
-                    let (user, password) = creds
-                        .as_ref()
-                        .map_or(("", &[][..]), |(u, p)| (u.as_str(), p.as_slice()));
-                    Login::Password { user, password }
-                }
             };
             let login = login.or_certificate(door.certificate_user.as_deref());
             let Ok(grant) = door

@@ -452,12 +452,23 @@ impl Filter {
     /// `mqtt:a/+/#`, `nats:a.*.>`, `amqp:a.*.#`. Distinct filters give distinct
     /// strings.
     pub fn canonical(&self) -> String {
-        let (marker, sep, one, rest) = match self.dialect {
-            Dialect::Mqtt => ("mqtt:", '/', "+", "#"),
-            Dialect::Nats => ("nats:", '.', "*", ">"),
-            Dialect::AmqpTopic => ("amqp:", '.', "*", "#"),
+        let marker = match self.dialect {
+            Dialect::Mqtt => "mqtt:",
+            Dialect::Nats => "nats:",
+            Dialect::AmqpTopic => "amqp:",
         };
-        let mut out = String::from(marker);
+        format!("{marker}{}", self.syntax())
+    }
+
+    /// The filter as its dialect writes it (`a/+/#`, `a.*.>`, `a.*.#`): what a
+    /// client of that protocol subscribed with.
+    pub fn syntax(&self) -> String {
+        let (sep, one, rest) = match self.dialect {
+            Dialect::Mqtt => ('/', "+", "#"),
+            Dialect::Nats => ('.', "*", ">"),
+            Dialect::AmqpTopic => ('.', "*", "#"),
+        };
+        let mut out = String::new();
         for (i, t) in self.tokens.iter().enumerate() {
             if i > 0 {
                 out.push(sep);

@@ -274,6 +274,23 @@ impl AmqpRaw {
         }
     }
 
+    /// Declares the queue `name` (durable false, not exclusive) and expects its
+    /// declare-ok.
+    pub async fn declare(&mut self, channel: u16, name: &str) {
+        self.send_method(
+            channel,
+            QueueDeclare {
+                queue: name.into(),
+                ..QueueDeclare::default()
+            },
+        )
+        .await;
+        match self.recv_method().await {
+            Some((ch, Method::QueueDeclareOk(_))) if ch == channel => {}
+            other => panic!("{name} not declared: {other:?}"),
+        }
+    }
+
     pub async fn declare_queue(&mut self, channel: u16) -> String {
         self.send_method(
             channel,

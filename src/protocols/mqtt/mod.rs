@@ -235,20 +235,17 @@ async fn handshake<R: ReadHalf, W: WriteHalf>(
             return None;
         }
     };
-    let login = match username.as_deref() {
-        Some(user) => Login::Password {
-            user,
-            password: password.as_deref().unwrap_or_default(),
-        },
-        None => Login::Anonymous,
-    };
-    let login = login.or_certificate(certificate_user.as_deref());
     let logged_in = match accepted.scram_first.take() {
         Some(first) => {
             let io = (&mut reader, &mut writer, &mut wbuf);
             scram_log_in(ctx, peer, io, first, &mut accepted).await
         }
-        None => log_in(ctx, peer, login, &accepted).await,
+        None => {
+            let login =
+                Login::password(username.as_deref(), password.as_deref().unwrap_or_default())
+                    .or_certificate(certificate_user.as_deref());
+            log_in(ctx, peer, login, &accepted).await
+        }
     };
     let grant = match logged_in {
         Ok(grant) => grant,

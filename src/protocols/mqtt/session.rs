@@ -738,14 +738,9 @@ impl Connection {
                 codes.push(ReasonCode::TOPIC_FILTER_INVALID);
                 continue;
             };
-            let withheld: Option<Arc<[Filter]>> = match self.guard.grant().may_subscribe(&tf.filter)
-            {
-                FilterVerdict::Allowed => None,
-                FilterVerdict::AllowedExcept(denied) => Some(Arc::from(denied)),
-                FilterVerdict::Denied => {
-                    codes.push(self.refused_subscription);
-                    continue;
-                }
+            let Some(withheld) = self.guard.grant().may_subscribe(&tf.filter).withheld() else {
+                codes.push(self.refused_subscription);
+                continue;
             };
             let session = self.state.session.id();
             let group = tf.share_group.as_deref();

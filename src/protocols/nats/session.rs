@@ -14,7 +14,7 @@ use foldhash::fast::RandomState as FastHash;
 use serde::Deserialize;
 
 use super::{jetstream, translate};
-use crate::access::{FilterVerdict, Grant, Guard, Kind};
+use crate::access::{Grant, Guard, Kind};
 use crate::protocols::acks::Deferred;
 use crate::router::streams::Appended;
 use crate::router::{
@@ -209,19 +209,13 @@ impl Connection {
             let Some(rs) = self.router_subs.get(&key) else {
                 continue;
             };
-            let withheld: Option<Arc<[Filter]>> = match self.guard.grant().may_subscribe(&rs.filter)
-            {
-                FilterVerdict::Allowed => None,
-                FilterVerdict::AllowedExcept(denied) => Some(Arc::from(denied)),
-                FilterVerdict::Denied => {
-                    let canonical = rs.filter.canonical();
-                    let subject = canonical.trim_start_matches("nats:").to_owned();
-                    for sid in rs.sids.clone() {
-                        self.violation("Subscription to", &subject);
-                        self.remove_sub(&sid);
-                    }
-                    continue;
+            let Some(withheld) = self.guard.grant().may_subscribe(&rs.filter).withheld() else {
+                let subject = rs.filter.syntax();
+                for sid in rs.sids.clone() {
+                    self.violation("Subscription to", &subject);
+                    self.remove_sub(&sid);
                 }
+                continue;
             };
             self.router.subscribe(
                 self.session.id(),
@@ -475,13 +469,9 @@ impl Connection {
             self.send(&ServerOp::Err("Invalid Subject".into()));
             return;
         };
-        let withheld: Option<Arc<[Filter]>> = match self.guard.grant().may_subscribe(&filter) {
-            FilterVerdict::Allowed => None,
-            FilterVerdict::AllowedExcept(denied) => Some(Arc::from(denied)),
-            FilterVerdict::Denied => {
-                self.violation("Subscription to", subject);
-                return;
-            }
+        let Some(withheld) = self.guard.grant().may_subscribe(&filter).withheld() else {
+            self.violation("Subscription to", subject);
+            return;
         };
         if self.subs.contains_key(&sid) {
             self.remove_sub(&sid);

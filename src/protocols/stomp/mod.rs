@@ -207,13 +207,8 @@ async fn log_in(
     frame: &Frame,
 ) -> Result<Grant, Exit> {
     let user = frame.header("login");
-    let login = match user {
-        Some(user) => Login::Password {
-            user,
-            password: frame.header("passcode").unwrap_or_default().as_bytes(),
-        },
-        None => Login::Anonymous,
-    };
+    let passcode = frame.header("passcode").unwrap_or_default();
+    let login = Login::password(user, passcode.as_bytes());
     ctx.access
         .authenticate(peer.ip(), login.or_certificate(certificate_user))
         .await
