@@ -82,16 +82,25 @@ window.dwConnect = async function (ports, uid) {
   }
   // A service the test's Python NATS client calls through the bus.
   const svc = n.subscribe(`browser.${uid}.upper`);
-  (async () => { for await (const msg of svc) { msg.respond(sc.encode(text(msg.data).toUpperCase())); } })();
+  // The page stays until the service has answered: the test's request may arrive
+  // after every other expected message.
+  let answered;
+  const served = new Promise((resolve) => { answered = resolve; });
+  (async () => {
+    for await (const msg of svc) {
+      msg.respond(sc.encode(text(msg.data).toUpperCase()));
+      answered();
+    }
+  })();
   await n.flush();
 
-  clients = { m, s, n, uid };
+  clients = { m, s, n, uid, served };
   document.getElementById("state").textContent = "connected";
   return "connected";
 };
 
 window.dwExchange = async function (inLength) {
-  const { m, s, n, uid } = clients;
+  const { m, s, n, uid, served } = clients;
   const results = [];
   // Each client publishes to another protocol's subscriber and to the test's MQTT client.
   m.publish(`browser/${uid}/to-nats`, "from MQTT.js", { qos: 1 });
@@ -119,6 +128,7 @@ window.dwExchange = async function (inLength) {
     results.push(`ok ${key} ${bytes.length} bytes`);
   }
 
+  await withTimeout(served, "nats.ws service answered the request");
   await m.endAsync();
   await s.deactivate();
   await n.drain();
