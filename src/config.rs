@@ -25,6 +25,10 @@ pub const DEFAULT_NATS_ADDR: &str = "127.0.0.1:4222";
 pub const DEFAULT_KAFKA_REST_ADDR: &str = "127.0.0.1:8082";
 /// Default MQTT-over-WebSocket listener (mosquitto's and EMQX's customary 8083).
 pub const DEFAULT_MQTT_WS_ADDR: &str = "127.0.0.1:8083";
+/// Health, metrics, the JSON API, the dashboard and the HTTP bus.
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
+/// nats-server's monitoring endpoints, where its `-m 8222` serves them.
+pub const DEFAULT_NATS_MONITOR_ADDR: &str = "127.0.0.1:8222";
 /// Default STOMP-over-WebSocket listener (RabbitMQ Web-STOMP's 15674).
 pub const DEFAULT_STOMP_WS_ADDR: &str = "127.0.0.1:15674";
 
@@ -191,6 +195,10 @@ pub struct Listeners {
     pub nats_ws: Listen,
     /// NATS over secure WebSocket (off by default).
     pub nats_wss: Listen,
+    /// Health, metrics, the JSON API and the dashboard ([`DEFAULT_HTTP_ADDR`]).
+    pub http: Listen,
+    /// nats-server's monitoring endpoints ([`DEFAULT_NATS_MONITOR_ADDR`]).
+    pub nats_monitor: Listen,
 }
 
 /// The server's certificate and key for the TLS listeners.
@@ -391,7 +399,8 @@ pub struct Config {
     pub tls: Option<Tls>,
     /// How the NATS listener offers TLS.
     pub nats_tls: NatsTls,
-    /// The HTTP listeners (Kafka REST, schema registry) serve HTTPS only.
+    /// The HTTP listeners (Kafka REST, schema registry, HTTP, NATS monitoring)
+    /// serve HTTPS only.
     pub http_tls: bool,
     /// Origins of the browser pages that may open WebSocket connections (`*`:
     /// any); empty: pages of the host the client connected to.
@@ -464,6 +473,8 @@ impl Default for Config {
                 stomp_wss: Listen::Off,
                 nats_ws: Listen::Off,
                 nats_wss: Listen::Off,
+                http: at(DEFAULT_HTTP_ADDR),
+                nats_monitor: at(DEFAULT_NATS_MONITOR_ADDR),
             },
             allow_anonymous: false,
             log: None,
@@ -595,6 +606,10 @@ pub struct PermissionSpec {
     /// Exceptions to `configure`.
     #[serde(default)]
     pub deny_configure: Vec<String>,
+    /// The operator's HTTP views and actions (`/metrics`, `/api/...`, the
+    /// dashboard, nats-server's monitoring endpoints).
+    #[serde(default)]
+    pub admin: bool,
 }
 
 /// A configuration that cannot be used.
@@ -640,6 +655,7 @@ struct FileConfig {
     stomp_wss: Option<String>,
     nats_ws: Option<String>,
     nats_wss: Option<String>,
+    nats_monitor: Option<String>,
     tls: Option<FileTls>,
     http: Option<FileHttp>,
     websocket: Option<FileWebSocket>,
@@ -695,6 +711,8 @@ struct FileWebSocket {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileHttp {
+    /// The `--http` listener.
+    listen: Option<String>,
     tls: Option<bool>,
 }
 
@@ -771,6 +789,11 @@ impl Config {
             (&mut self.listeners.stomp_wss, file.stomp_wss),
             (&mut self.listeners.nats_ws, file.nats_ws),
             (&mut self.listeners.nats_wss, file.nats_wss),
+            (&mut self.listeners.nats_monitor, file.nats_monitor),
+            (
+                &mut self.listeners.http,
+                file.http.as_ref().and_then(|h| h.listen.clone()),
+            ),
         ];
         for (slot, value) in listeners {
             if let Some(text) = value {
@@ -988,7 +1011,7 @@ impl Config {
     }
 
     /// The listeners with their protocol names, in a fixed order.
-    pub fn listener_list(&self) -> [(&'static str, Listen); 15] {
+    pub fn listener_list(&self) -> [(&'static str, Listen); 17] {
         let l = &self.listeners;
         [
             ("mqtt", l.mqtt),
@@ -1006,6 +1029,8 @@ impl Config {
             ("stomp-wss", l.stomp_wss),
             ("nats-ws", l.nats_ws),
             ("nats-wss", l.nats_wss),
+            ("http", l.http),
+            ("nats-monitor", l.nats_monitor),
         ]
     }
 
@@ -1013,7 +1038,11 @@ impl Config {
     /// clients only (from the first byte).
     pub fn is_tls_listener(&self, name: &str) -> bool {
         Self::is_dedicated_tls(name)
-            || self.http_tls && matches!(name, "kafka-rest" | "schema-registry")
+            || self.http_tls
+                && matches!(
+                    name,
+                    "kafka-rest" | "schema-registry" | "http" | "nats-monitor"
+                )
     }
 
     /// The listeners that exist for TLS only.

@@ -39,6 +39,8 @@
 
 pub(crate) mod access;
 pub mod config;
+pub(crate) mod connections;
+pub(crate) mod operations;
 pub(crate) mod protocols;
 pub mod router;
 pub mod server;
@@ -125,6 +127,17 @@ impl Broker {
     /// The address the schema registry listener is bound to, if it runs.
     pub fn schema_registry_addr(&self) -> Option<SocketAddr> {
         self.listeners.addr("schema-registry")
+    }
+
+    /// The address the HTTP listener (health, metrics, API, dashboard) is bound
+    /// to, if it runs.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.listeners.addr("http")
+    }
+
+    /// The address nats-server's monitoring endpoints are served on, if they are.
+    pub fn nats_monitor_addr(&self) -> Option<SocketAddr> {
+        self.listeners.addr("nats-monitor")
     }
 
     /// The address the MQTT-over-WebSocket listener is bound to, if it runs.

@@ -68,6 +68,14 @@ struct Cli {
     /// NATS over secure WebSocket [default: off].
     #[arg(long = "nats-wss", value_name = "ADDR")]
     nats_wss: Option<String>,
+    /// Health (/healthz, /readyz), Prometheus /metrics, the JSON API (/api/...)
+    /// and the dashboard (/) [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
+    /// nats-server's monitoring endpoints (/varz, /connz, /subsz, /jsz,
+    /// /healthz) [default: 127.0.0.1:8222].
+    #[arg(long = "nats-monitor", value_name = "ADDR")]
+    nats_monitor: Option<String>,
     /// PEM certificate chain the TLS listeners present (the server's first).
     #[arg(long = "tls-cert", value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -88,7 +96,8 @@ struct Cli {
     /// alone: required].
     #[arg(long = "nats-tls", value_name = "MODE", num_args = 0..=1, default_missing_value = "required")]
     nats_tls: Option<String>,
-    /// The HTTP listeners (Kafka REST, schema registry) serve HTTPS only.
+    /// The HTTP listeners (Kafka REST, schema registry, HTTP, NATS monitoring)
+    /// serve HTTPS only.
     #[arg(long = "http-tls")]
     http_tls: bool,
     /// Accept anonymous clients on listeners that are not on loopback.
@@ -174,6 +183,8 @@ fn build_config(cli: Cli) -> Result<Config, dwbroker::config::ConfigError> {
         (&mut config.listeners.stomp_wss, cli.stomp_wss),
         (&mut config.listeners.nats_ws, cli.nats_ws),
         (&mut config.listeners.nats_wss, cli.nats_wss),
+        (&mut config.listeners.http, cli.http),
+        (&mut config.listeners.nats_monitor, cli.nats_monitor),
     ];
     for (slot, value) in flags {
         if let Some(text) = value {

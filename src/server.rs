@@ -15,6 +15,8 @@ use tracing::{debug, info, warn};
 
 use crate::access::Access;
 use crate::config::{Config, DataDir, Listen, NatsTls};
+use crate::connections::{Connections, Protocol, Registration};
+use crate::operations;
 use crate::protocols::{amqp, kafka_rest, mqtt, nats, schema_registry, stomp};
 use crate::router::{Now, OutboxLimits, RetainedLimits, Router};
 use crate::storage::Storage;
@@ -44,7 +46,18 @@ pub(crate) struct Context {
     /// Users and permissions.
     pub(crate) access: Access,
     next_conn: AtomicU64,
-    connections: AtomicUsize,
+    /// Accepted sockets open now (what `max_connections` bounds).
+    sockets: AtomicUsize,
+    /// The wire fronts' connections, for the operator's view.
+    pub(crate) clients: Arc<Connections>,
+    /// Sockets refused at `max_connections`, per wire protocol.
+    refused: [AtomicU64; 4],
+    /// Set once every listener is bound and serving (`/readyz`).
+    ready: std::sync::atomic::AtomicBool,
+    /// When the broker started (`/varz`, `/api/overview`).
+    pub(crate) started: std::time::SystemTime,
+    /// Each running listener's name and bound address, once all are bound.
+    bound: std::sync::OnceLock<Vec<(&'static str, SocketAddr)>>,
     nats_slow_consumers: AtomicU64,
     server_id: String,
     /// Keys the NATS nonces (random per process).
@@ -160,7 +173,12 @@ impl Context {
             tls,
             access,
             next_conn: AtomicU64::new(1),
-            connections: AtomicUsize::new(0),
+            sockets: AtomicUsize::new(0),
+            clients: Arc::default(),
+            refused: Default::default(),
+            ready: Default::default(),
+            started: std::time::SystemTime::now(),
+            bound: std::sync::OnceLock::new(),
             nats_slow_consumers: AtomicU64::new(0),
             nonce_key: std::collections::hash_map::RandomState::new(),
             server_id: {
@@ -197,6 +215,41 @@ impl Context {
         self.nats_slow_consumers.fetch_add(1, Ordering::Relaxed) + 1
     }
 
+    /// NATS clients closed as slow consumers so far.
+    pub(crate) fn nats_slow_consumers(&self) -> u64 {
+        self.nats_slow_consumers.load(Ordering::Relaxed)
+    }
+
+    /// Sockets of `protocol` refused at `max_connections` so far.
+    pub(crate) fn refused(&self, protocol: Protocol) -> u64 {
+        self.refused[protocol as usize].load(Ordering::Relaxed)
+    }
+
+    /// Whether storage is recovered and every listener bound and serving, and
+    /// the broker is not stopping.
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed) && !self.shutdown.is_cancelled()
+    }
+
+    /// The running listeners and their bound addresses.
+    pub(crate) fn listening(&self) -> &[(&'static str, SocketAddr)] {
+        self.bound.get().map_or(&[], Vec::as_slice)
+    }
+
+    /// The bound address of the listener named `name`, if it runs.
+    pub(crate) fn listening_on(&self, name: &str) -> Option<SocketAddr> {
+        self.listening()
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, at)| *at)
+    }
+
+    /// Registers a wire front's connection (its id is the front's `conn_id`).
+    pub(crate) fn register(&self, protocol: Protocol, peer: SocketAddr) -> Registration {
+        self.clients
+            .register(self.next_conn_id(), protocol, peer, &self.shutdown)
+    }
+
     /// The nonce NATS INFO sends connection `conn_id` for an nkey to sign: unique
     /// per connection (a signed CONNECT cannot be replayed on another) and
     /// unpredictable (keyed per process).
@@ -230,7 +283,7 @@ struct ConnectionSlot(Arc<Context>);
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+        self.0.sockets.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -243,6 +296,23 @@ enum Front {
     Nats,
     KafkaRest,
     SchemaRegistry,
+    /// Health, metrics, the JSON API and the dashboard.
+    Http,
+    /// nats-server's monitoring endpoints.
+    NatsMonitor,
+}
+
+impl Front {
+    /// The wire protocol it speaks, if it is a wire front.
+    fn protocol(self) -> Option<Protocol> {
+        match self {
+            Front::Mqtt => Some(Protocol::Mqtt),
+            Front::Amqp => Some(Protocol::Amqp),
+            Front::Stomp => Some(Protocol::Stomp),
+            Front::Nats => Some(Protocol::Nats),
+            _ => None,
+        }
+    }
 }
 
 /// The running listeners.
@@ -282,6 +352,8 @@ pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
             "nats" | "nats-ws" | "nats-wss" => Front::Nats,
             "kafka-rest" => Front::KafkaRest,
             "schema-registry" => Front::SchemaRegistry,
+            "http" => Front::Http,
+            "nats-monitor" => Front::NatsMonitor,
             other => {
                 debug!(protocol = other, %addr, "listener not started: no such front");
                 continue;
@@ -298,6 +370,7 @@ pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
         bound.push((name, at));
         listeners.push((name, at, front, transport, listener));
     }
+    let _ = ctx.bound.set(bound.clone());
     let tracker = TaskTracker::new();
     for (name, at, front, transport, listener) in listeners {
         info!(protocol = %name, addr = %at, "listening");
@@ -308,10 +381,12 @@ pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
     tracker.spawn(housekeeping(ctx.clone()));
     tracker.spawn(queue_housekeeping(ctx.clone()));
     tracker.spawn(kafka_rest::expire_instances(ctx.clone()));
+    tracker.spawn(operations::sample_rates(ctx.clone()));
     tracker.spawn(nats::jetstream::serve(
         ctx.router.clone(),
         ctx.shutdown.clone(),
     ));
+    ctx.ready.store(true, Ordering::Relaxed);
     Ok(Listeners { bound, tracker })
 }
 
@@ -371,9 +446,12 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
-                let count = ctx.connections.fetch_add(1, Ordering::Relaxed);
+                let count = ctx.sockets.fetch_add(1, Ordering::Relaxed);
                 let slot = ConnectionSlot(ctx.clone());
                 if count >= ctx.config.limits.max_connections {
+                    if let Some(protocol) = front.protocol() {
+                        ctx.refused[protocol as usize].fetch_add(1, Ordering::Relaxed);
+                    }
                     warn!(%peer, max = ctx.config.limits.max_connections, "connection refused: max_connections reached");
                     continue;
                 }
@@ -499,6 +577,8 @@ fn serve_over<S: Duplex>(
         Front::Nats => Box::pin(nats::serve(stream, peer, local, ctx)),
         Front::KafkaRest => Box::pin(kafka_rest::serve(stream, peer, ctx)),
         Front::SchemaRegistry => Box::pin(schema_registry::serve(stream, peer, ctx)),
+        Front::Http => Box::pin(operations::serve(stream, peer, ctx)),
+        Front::NatsMonitor => Box::pin(operations::nats_monitor::serve(stream, peer, ctx)),
     }
 }
 

@@ -608,6 +608,10 @@ async fn a_corrupt_data_dir_is_a_clear_startup_error() {
             "off",
             "--stomp-ws",
             "off",
+            "--http",
+            "off",
+            "--nats-monitor",
+            "off",
         ])
         .arg("--data-dir")
         .arg(dir.path())

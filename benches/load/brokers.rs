@@ -188,6 +188,9 @@ fn optional_args(bin: &Path, data_dir: &Path) -> Vec<std::ffi::OsString> {
     if help.contains("--mqtt-ws") {
         args.extend(["--mqtt-ws", "off", "--stomp-ws", "off"].map(Into::into));
     }
+    if help.contains("--nats-monitor") {
+        args.extend(["--http", "off", "--nats-monitor", "off"].map(Into::into));
+    }
     args
 }
 

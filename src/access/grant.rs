@@ -23,6 +23,8 @@ pub(crate) struct Permissions {
     /// even open the virtual host (as RabbitMQ refuses a user with no permissions
     /// on it).
     listed: bool,
+    /// The operator's views and actions over HTTP.
+    admin: bool,
 }
 
 impl Permissions {
@@ -33,6 +35,7 @@ impl Permissions {
             subscribe: Rules::parse(&spec.subscribe, &spec.deny_subscribe)?,
             configure: Rules::parse(&spec.configure, &spec.deny_configure)?,
             listed: true,
+            admin: spec.admin,
         })
     }
 }
@@ -90,6 +93,12 @@ impl Grant {
     /// Whether nothing is restricted (fronts skip their checks).
     pub(crate) fn unrestricted(&self) -> bool {
         self.permissions.is_none()
+    }
+
+    /// Whether the user may use the operator's views and actions (everybody
+    /// while no permissions are configured).
+    pub(crate) fn is_admin(&self) -> bool {
+        self.permissions.as_ref().is_none_or(|p| p.admin)
     }
 
     /// Whether the virtual host may be opened at all (AMQP connection.open).

@@ -342,6 +342,8 @@ pub(crate) struct Access {
     config: Auth,
     policy: RwLock<Arc<Policy>>,
     failures: Mutex<HashMap<IpAddr, Failures>>,
+    /// Logins refused since the start (`/metrics`).
+    refused_logins: std::sync::atomic::AtomicU64,
     /// Password checks running at once: argon2 takes 19 MiB and tens of
     /// milliseconds each, so a storm of logins waits here instead of filling the
     /// blocking pool and memory.
@@ -368,6 +370,7 @@ impl Access {
             config: config.clone(),
             policy: RwLock::new(Arc::new(policy)),
             failures: Mutex::new(HashMap::new()),
+            refused_logins: Default::default(),
             checks: tokio::sync::Semaphore::new(CONCURRENT_CHECKS),
             reloads: tokio::sync::watch::Sender::new(0),
             scram_secret: {
@@ -546,12 +549,20 @@ impl Access {
                 Ok(granted)
             }
             Err(refused) => {
+                self.refused_logins
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let (count, delay) = self.count_failure(peer);
                 warn!(%peer, user, failures = count, ?refused, "login refused");
                 tokio::time::sleep(delay).await;
                 Err(refused)
             }
         }
+    }
+
+    /// Logins refused since the start.
+    pub(crate) fn refused_logins(&self) -> u64 {
+        self.refused_logins
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn count_failure(&self, peer: IpAddr) -> (u32, Duration) {

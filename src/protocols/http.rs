@@ -1,4 +1,5 @@
-//! The shell of the HTTP fronts (Kafka REST, the schema registry): one HTTP/1.1
+//! The shell of the HTTP fronts (Kafka REST, the schema registry, the operator's
+//! listeners): one HTTP/1.1
 //! connection served by hyper with a front's axum routes, ended gracefully when
 //! the broker stops, each request authenticated by its Basic credentials (the
 //! [`Grant`] is in its extensions for the routes to check). The fronts own their
@@ -62,12 +63,14 @@ pub(crate) async fn read_body(
 /// one read's overshoot, under twice this); bodies stream through it.
 const MAX_HEAD: usize = 64 * 1024;
 
-/// Serves one HTTP connection with `routes` until it ends or the broker stops.
+/// Serves one HTTP connection with `routes` (behind the login) and `public`
+/// (answered without one: health checks) until it ends or the broker stops.
 pub(crate) async fn serve<S: Duplex>(
     stream: S,
     peer: SocketAddr,
     ctx: Arc<Context>,
     routes: axum::Router,
+    public: axum::Router,
 ) {
     let door = Door {
         certificate_user: ctx
@@ -78,7 +81,9 @@ pub(crate) async fn serve<S: Duplex>(
         peer,
         known: Arc::default(),
     };
-    let routes = routes.layer(axum::middleware::from_fn_with_state(door, log_in));
+    let routes = routes
+        .layer(axum::middleware::from_fn_with_state(door, log_in))
+        .merge(public);
     let service = TowerToHyperService::new(routes);
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())

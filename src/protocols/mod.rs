@@ -5,7 +5,7 @@ mod acks;
 pub(crate) mod amqp;
 mod delivery;
 mod frames;
-mod http;
+pub(crate) mod http;
 pub(crate) mod kafka_rest;
 pub(crate) mod mqtt;
 pub(crate) mod nats;

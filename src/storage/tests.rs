@@ -365,6 +365,8 @@ async fn a_failed_write_refuses_durable_publishes_and_the_broker_keeps_serving()
     config.listeners.kafka_rest = Listen::Off;
     config.listeners.mqtt_ws = Listen::Off;
     config.listeners.stomp_ws = Listen::Off;
+    config.listeners.http = Listen::Off;
+    config.listeners.nats_monitor = Listen::Off;
     config.data_dir = DataDir::Temporary;
     let broker = crate::Broker::start(config).await.unwrap();
     let uri = format!("amqp://guest:guest@{}/%2f", broker.amqp_addr().unwrap());

@@ -37,6 +37,8 @@ pub fn config() -> Config {
     // WebSocket listeners default to fixed ports; tests that need them ask.
     c.listeners.mqtt_ws = Listen::Off;
     c.listeners.stomp_ws = Listen::Off;
+    c.listeners.http = Listen::parse("127.0.0.1:0").unwrap();
+    c.listeners.nats_monitor = Listen::parse("127.0.0.1:0").unwrap();
     // A fresh data dir per broker, removed when it stops: never the default.
     c.data_dir = DataDir::Temporary;
     c

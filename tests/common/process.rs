@@ -47,6 +47,7 @@ impl Process {
             .args(["--stomp", "127.0.0.1:0", "--nats", "127.0.0.1:0"])
             .args(["--kafka-rest", "127.0.0.1:0", "--log", "info"])
             .args(["--mqtt-ws", "off", "--stomp-ws", "off"])
+            .args(["--http", "127.0.0.1:0", "--nats-monitor", "off"])
             .arg("--data-dir")
             .arg(data_dir)
             .args(args)

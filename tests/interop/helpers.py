@@ -145,6 +145,7 @@ class Broker:
                 "--stomp", "127.0.0.1:0" if self.stomp else "off",
                 "--nats", "127.0.0.1:0" if self.nats else "off", "--kafka-rest", "127.0.0.1:0" if self.kafka_rest else "off", "--log", self.log_level,
                 "--mqtt-ws", "127.0.0.1:0", "--stomp-ws", "127.0.0.1:0", "--nats-ws", "127.0.0.1:0",
+                "--http", "127.0.0.1:0", "--nats-monitor", "127.0.0.1:0",
                 "--data-dir", self.data_dir]
         if self.config:
             args += ["--config", self.config]

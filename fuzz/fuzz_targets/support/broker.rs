@@ -51,6 +51,8 @@ pub fn broker() -> &'static Running {
         c.listeners.stomp = Listen::Off;
         c.listeners.mqtt_ws = Listen::Off;
         c.listeners.stomp_ws = Listen::Off;
+        c.listeners.http = Listen::Off;
+        c.listeners.nats_monitor = Listen::Off;
         c.listeners.nats = Listen::parse("127.0.0.1:0").expect("addr");
         c.listeners.kafka_rest = Listen::parse("127.0.0.1:0").expect("addr");
         c.data_dir = DataDir::Temporary;

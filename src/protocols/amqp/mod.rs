@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 use session::{Connection, Exit, Offer, PendingLogin};
 
 use crate::access::{Grant, Login};
+use crate::connections::{Protocol, Registration};
 use crate::protocols::acks;
 use crate::protocols::delivery::{write_pending, Deliveries};
 use crate::protocols::frames::FrameReader;
@@ -60,14 +61,23 @@ pub(crate) async fn serve<S: Duplex>(stream: S, peer: SocketAddr, ctx: Arc<Conte
         max_tx_bytes: limits.max_queued_bytes,
         consumer_timeout: Some(limits.amqp_consumer_timeout).filter(|t| !t.is_zero()),
     };
-    let conn_id = ctx.next_conn_id();
+    let registration = ctx.register(Protocol::Amqp, peer);
+    let conn_id = registration.id();
     let mut conn = Connection::new(conn_id, ctx.router.clone(), offer, OUTLET_MAX);
     conn.offer_external(certificate_user);
     conn.start();
     let mut reader = FrameReader::new(Watched::new(read_half), AmqpCodec::new(offer.frame_max));
     let mut writer = writer;
     info!(%peer, conn = conn_id, "amqp: connection opened");
-    let exit = run(&mut conn, &mut reader, &mut writer, peer, &ctx).await;
+    let exit = run(
+        &mut conn,
+        &mut reader,
+        &mut writer,
+        peer,
+        (&registration, &ctx),
+    )
+    .await;
+    registration.record(conn.counts);
     conn.end(now());
     match exit {
         Exit::Closed(why) => {
@@ -110,7 +120,7 @@ async fn run<R: ReadHalf, W: WriteHalf>(
     reader: &mut FrameReader<Watched<R>, AmqpCodec>,
     writer: &mut W,
     peer: SocketAddr,
-    ctx: &Context,
+    (registration, ctx): (&Registration, &Context),
 ) -> Exit {
     let outlet = conn.outlet.clone();
     let mut tick = tokio::time::interval(TICK);
@@ -137,9 +147,14 @@ async fn run<R: ReadHalf, W: WriteHalf>(
         let deferred = conn.deferred_head();
         tokio::select! {
             biased;
-            _ = ctx.shutdown.cancelled() => return Exit::Close {
+            _ = registration.closing().cancelled() => return Exit::Close {
                 code: ReplyCode::ConnectionForced,
-                text: "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'".into(),
+                // RabbitMQ's texts for a shutdown and for its management UI's close.
+                text: if registration.closed_by_operator(&ctx.shutdown) {
+                    "CONNECTION_FORCED - Closed via management plugin".into()
+                } else {
+                    "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'".into()
+                },
                 class_id: 0,
                 method_id: 0,
             },
@@ -185,6 +200,7 @@ async fn run<R: ReadHalf, W: WriteHalf>(
                         if let Err(exit) = conn.logged_in(&login, grant) {
                             return exit;
                         }
+                        registration.identify(conn.identity.clone());
                     }
                     if reader.decoder().max_frame_size() != conn.frame_max {
                         reader.decoder_mut().set_max_frame_size(conn.frame_max);
@@ -198,6 +214,8 @@ async fn run<R: ReadHalf, W: WriteHalf>(
             return exit;
         }
         conn.pump(now());
+        registration.record(conn.counts);
+        registration.set_subscriptions(conn.consumer_count());
     }
 }
 

@@ -17,6 +17,7 @@ use dwbroker_codecs::amqp::*;
 
 use super::translate;
 use crate::access::{Grant, Guard, Kind};
+use crate::connections::{Counts, Identity};
 use crate::protocols::acks::Deferred;
 use crate::protocols::delivery::Deliveries;
 use crate::router::{
@@ -270,6 +271,10 @@ pub(super) struct Connection {
     certificate_user: Option<String>,
     /// What the client's user may do (nothing before the login).
     guard: Guard,
+    /// Who the client says it is (start-ok's client properties) and its user.
+    pub(super) identity: Identity,
+    /// Messages and payload bytes in and out, for the operator's view.
+    pub(super) counts: Counts,
 }
 
 /// The credentials of connection.start-ok.
@@ -305,6 +310,8 @@ impl Connection {
             login: None,
             certificate_user: None,
             guard: Guard::new(Grant::nothing()),
+            identity: Identity::default(),
+            counts: Counts::default(),
         }
     }
 
@@ -461,6 +468,18 @@ impl Connection {
     }
 
     fn start_ok(&mut self, m: ConnectionStartOk) -> Result<(), Exit> {
+        let property = |k: &str| {
+            m.client_properties
+                .get(k)
+                .and_then(FieldValue::as_str)
+                .map(str::to_owned)
+        };
+        self.identity = Identity {
+            user: None,
+            name: property("connection_name"),
+            lang: property("product"),
+            version: property("version"),
+        };
         if let Some(FieldValue::Table(caps)) = m.client_properties.get("capabilities") {
             let has = |k: &str| caps.get(k).and_then(FieldValue::as_bool).unwrap_or(false);
             self.caps = ClientCaps {
@@ -511,6 +530,7 @@ impl Connection {
         self.user = grant
             .user()
             .map_or_else(|| login.user.clone(), str::to_owned);
+        self.identity.user = Some(self.user.clone());
         self.guard = Guard::new(grant);
         self.send(
             0,
@@ -522,6 +542,11 @@ impl Connection {
         );
         self.state = State::TuneOk;
         Ok(())
+    }
+
+    /// Its consumers, on every channel.
+    pub(super) fn consumer_count(&self) -> usize {
+        self.consumers.len()
     }
 
     /// What the client's user may do.
@@ -1003,6 +1028,7 @@ impl Connection {
             message,
         };
         self.publisher = true;
+        self.counts.received(out.message.payload.len());
         match &mut channel.mode {
             Mode::Tx(tx) => {
                 let size = out.message.weight();
@@ -1384,6 +1410,7 @@ impl Connection {
                             },
                         );
                         self.write_content(ch, &entry.message, now);
+                        self.counts.delivered(entry.message.payload.len());
                         if m.no_ack {
                             self.router.ack(&queue, entry, now);
                         } else {
@@ -1810,6 +1837,7 @@ impl Connection {
             );
         }
         self.write_content(ch, &message, now);
+        self.counts.delivered(message.payload.len());
     }
 
     /// Whether a delivery to this connection awaits its acknowledgement.

@@ -43,7 +43,7 @@ impl State {
 /// Serves one HTTP connection until it ends or the broker stops.
 pub(crate) async fn serve<S: Duplex>(stream: S, peer: SocketAddr, ctx: Arc<Context>) {
     let routes = api::routes(ctx.clone());
-    super::http::serve(stream, peer, ctx, routes).await;
+    super::http::serve(stream, peer, ctx, routes, axum::Router::new()).await;
 }
 
 /// Creates the topics the configuration declares (those that exist are kept as

@@ -27,6 +27,7 @@ use registry::{Handoff, Prior, SessionState};
 use session::{Connection, Exit};
 
 use crate::access::{scram, Grant, Guard, Login, Refused};
+use crate::connections::{Identity, Protocol, Registration};
 use crate::protocols::acks;
 use crate::protocols::frames::FrameReader;
 use crate::protocols::pressure::Pressure;
@@ -70,18 +71,33 @@ struct Connected<R, W> {
 pub(crate) async fn serve<S: Duplex>(stream: S, peer: SocketAddr, ctx: Arc<Context>) {
     let certificate_user = ctx.access.certificate_user(stream.client_certificate());
     let (reader, writer) = stream.halves();
+    let registration = ctx.register(Protocol::Mqtt, peer);
     // Boxed, as every step that runs once: the task keeps only what the connected
     // loop needs, which is what an idle client costs.
+    let client = (peer, certificate_user, registration.id());
     let Some(Connected {
         mut conn,
         mut reader,
         mut writer,
         mut wbuf,
         kick,
-    }) = Box::pin(handshake(reader, writer, (peer, certificate_user), &ctx)).await
+    }) = Box::pin(handshake(reader, writer, client, &ctx)).await
     else {
         return;
     };
+    registration.set_session(conn.session().id());
+    registration.identify(Identity {
+        user: conn.grant().user().map(str::to_owned),
+        name: Some(conn.client_id.clone()),
+        lang: None,
+        version: Some(
+            match conn.version {
+                ProtocolVersion::V5 => "MQTT 5.0",
+                _ => "MQTT 3.1.1",
+            }
+            .into(),
+        ),
+    });
     let mut kick = Some(kick);
     let exit = match run(
         &mut conn,
@@ -89,19 +105,20 @@ pub(crate) async fn serve<S: Duplex>(stream: S, peer: SocketAddr, ctx: Arc<Conte
         &mut writer,
         &mut wbuf,
         &mut kick,
-        &ctx,
+        (&registration, &ctx),
     )
     .await
     {
         Ok(never) => match never {},
         Err(exit) => exit,
     };
+    registration.record(conn.counts);
     let client_id = &conn.client_id;
     match &exit {
         Exit::ClientDisconnect(code) => {
             info!(%peer, client_id = %client_id, %code, "mqtt: client disconnected")
         }
-        Exit::Normal | Exit::TakenOver(_) | Exit::ServerShutdown => {
+        Exit::Normal | Exit::TakenOver(_) | Exit::ServerShutdown | Exit::Administrative => {
             info!(%peer, client_id = %client_id, ?exit, "mqtt: client disconnected")
         }
         Exit::Network(why) => {
@@ -151,10 +168,9 @@ pub(crate) async fn serve<S: Duplex>(stream: S, peer: SocketAddr, ctx: Arc<Conte
 async fn handshake<R: ReadHalf, W: WriteHalf>(
     read_half: R,
     mut writer: W,
-    (peer, certificate_user): (SocketAddr, Option<String>),
+    (peer, certificate_user, conn_id): (SocketAddr, Option<String>, u64),
     ctx: &Arc<Context>,
 ) -> Option<Connected<R, W>> {
-    let conn_id = ctx.next_conn_id();
     let limits = &ctx.config.limits;
     let pre_connect_max = limits.max_message_size.min(MAX_CONNECT_PACKET);
     let mut reader = FrameReader::new(read_half, Codec::server(pre_connect_max));
@@ -490,7 +506,7 @@ async fn run<R: ReadHalf, W: WriteHalf>(
     writer: &mut W,
     wbuf: &mut BytesMut,
     kick: &mut Option<oneshot::Receiver<Handoff>>,
-    ctx: &Context,
+    (registration, ctx): (&Registration, &Context),
 ) -> Result<std::convert::Infallible, Exit> {
     let session = conn.session().clone();
     let mut deadline = conn.keep_alive_deadline(Instant::now());
@@ -532,7 +548,13 @@ async fn run<R: ReadHalf, W: WriteHalf>(
         was_held_back = held_back;
         tokio::select! {
             biased;
-            _ = ctx.shutdown.cancelled() => return Err(Exit::ServerShutdown),
+            _ = registration.closing().cancelled() => {
+                return Err(if registration.closed_by_operator(&ctx.shutdown) {
+                    Exit::Administrative
+                } else {
+                    Exit::ServerShutdown
+                });
+            }
             handoff = kicked(kick) => if let Some(handoff) = handoff {
                 // What the client sent before the new connection arrived counts
                 // first: a DISCONNECT there means no will (a single-threaded broker
@@ -578,6 +600,7 @@ async fn run<R: ReadHalf, W: WriteHalf>(
         }
         conn.release_deferred()?;
         more = pump(conn, wbuf);
+        registration.record(conn.counts);
     }
 }
 

@@ -24,6 +24,7 @@ use super::registry::{OutFlight, PendingWill, SessionState, StateKey};
 use super::translate;
 use crate::access::{scram, FilterVerdict, Grant, Guard};
 use crate::config::Limits;
+use crate::connections::Counts;
 use crate::protocols::acks::Deferred;
 use crate::router::{
     ConnId, Delivery, Dispatch, Filter, LastSubject, Now, Router, StoreFailure, SubOptions, Ticket,
@@ -50,6 +51,8 @@ pub(crate) enum Exit {
     TakenOver(super::registry::Handoff),
     /// The broker is stopping.
     ServerShutdown,
+    /// An operator closed the connection.
+    Administrative,
 }
 
 impl Exit {
@@ -64,6 +67,7 @@ impl Exit {
             Exit::KeepAliveTimeout => Some(ReasonCode::KEEP_ALIVE_TIMEOUT),
             Exit::TakenOver(_) => Some(ReasonCode::SESSION_TAKEN_OVER),
             Exit::ServerShutdown => Some(ReasonCode::SERVER_SHUTTING_DOWN),
+            Exit::Administrative => Some(ReasonCode::ADMINISTRATIVE_ACTION),
             Exit::Normal | Exit::ClientDisconnect(_) | Exit::Network(_) => None,
         }
     }
@@ -76,6 +80,7 @@ impl Exit {
             | Exit::Network(_)
             | Exit::KeepAliveTimeout
             | Exit::Protocol(..)
+            | Exit::Administrative
             | Exit::TakenOver(_) => true,
         }
     }
@@ -311,6 +316,8 @@ pub(crate) struct Connection {
     enhanced_auth: bool,
     /// SUBACK's code for a filter the rules refuse (MQTT 5; 3.1.1 has 0x80 only).
     refused_subscription: ReasonCode,
+    /// Messages and payload bytes in and out, for the operator's view.
+    pub(crate) counts: Counts,
 }
 
 impl Connection {
@@ -381,6 +388,7 @@ impl Connection {
             guard,
             enhanced_auth: accepted.scram_final.is_some(),
             refused_subscription: ReasonCode::NOT_AUTHORIZED,
+            counts: Counts::default(),
         };
         // Every PUBLISH still unacknowledged was sent on an earlier connection: pump
         // resends them first, within the new client's Receive Maximum. PUBRELs are
@@ -513,6 +521,7 @@ impl Connection {
 
     fn on_publish(&mut self, mut p: Publish, now: Now) -> Result<(), Exit> {
         self.publisher = true;
+        self.counts.received(p.payload.len());
         let v5 = self.version == ProtocolVersion::V5;
         self.inbound_aliases
             .resolve(&mut p)
@@ -988,6 +997,7 @@ impl Connection {
             Ticket::default()
         };
         self.send_when(ticket, packet);
+        self.counts.delivered(dispatch.message.payload.len());
         Some(dispatch.message.payload.len())
     }
 

@@ -19,6 +19,7 @@ use session::{Connection, Exit};
 
 use crate::access::{Grant, Login};
 use crate::config::{ClientAuth, NatsTls};
+use crate::connections::{Identity, Protocol, Registration};
 use crate::protocols::acks;
 use crate::protocols::frames::FrameReader;
 use crate::protocols::pressure::Pressure;
@@ -34,7 +35,7 @@ const PUMP_BUDGET: usize = 256;
 /// The version announced in INFO. Clients pick features by it (nats-py chooses its
 /// JetStream consumer API for 2.9 and later), so it names the nats-server protocol
 /// level dwbroker speaks, not dwbroker's own version.
-const PROTOCOL_VERSION: &str = "2.10.0";
+pub(crate) const PROTOCOL_VERSION: &str = "2.10.0";
 /// A rough per-message overhead, to turn the pending-bytes limit into a message
 /// count for the outbox.
 const MESSAGE_OVERHEAD: usize = 64;
@@ -47,9 +48,9 @@ pub(crate) async fn serve<S: Duplex>(
     local: Option<SocketAddr>,
     ctx: Arc<Context>,
 ) {
-    let conn_id = ctx.next_conn_id();
-    let info = info_json(&ctx, conn_id, peer, local, TlsOffer::None);
-    serve_after(stream, peer, conn_id, Some(info), ctx).await;
+    let registration = ctx.register(Protocol::Nats, peer);
+    let info = info_json(&ctx, registration.id(), peer, local, TlsOffer::None);
+    serve_after(stream, peer, registration, Some(info), ctx).await;
 }
 
 /// What INFO says of TLS.
@@ -72,14 +73,15 @@ pub(crate) async fn serve_negotiated(
     tls: Arc<Certificates>,
     ctx: Arc<Context>,
 ) {
-    let conn_id = ctx.next_conn_id();
+    let registration = ctx.register(Protocol::Nats, peer);
+    let conn_id = registration.id();
     let timeout = ctx.config.limits.connect_timeout;
     let upgrade = |stream| crate::transport::tls::handshake(&tls, stream, peer, &"nats", timeout);
     let mode = ctx.config.nats_tls;
     if mode == NatsTls::First {
         let info = info_json(&ctx, conn_id, peer, local, TlsOffer::Required);
         if let Some(stream) = upgrade(stream).await {
-            serve_after(stream, peer, conn_id, Some(info), ctx).await;
+            serve_after(stream, peer, registration, Some(info), ctx).await;
         }
         return;
     }
@@ -110,13 +112,13 @@ pub(crate) async fn serve_negotiated(
     };
     if starts_tls {
         if let Some(stream) = upgrade(stream).await {
-            serve_after(stream, peer, conn_id, None, ctx).await;
+            serve_after(stream, peer, registration, None, ctx).await;
         }
     } else if offer == TlsOffer::Required {
         info!(%peer, "nats: a plain-text client on a listener that requires TLS");
         refuse(stream, "Secure Connection - TLS Required").await;
     } else {
-        serve_after(stream, peer, conn_id, None, ctx).await;
+        serve_after(stream, peer, registration, None, ctx).await;
     }
 }
 
@@ -132,10 +134,11 @@ async fn refuse(stream: TcpStream, text: &str) {
 async fn serve_after<S: Duplex>(
     stream: S,
     peer: SocketAddr,
-    conn_id: u64,
+    registration: Registration,
     info: Option<Bytes>,
     ctx: Arc<Context>,
 ) {
+    let conn_id = registration.id();
     let certificate_user = ctx.access.certificate_user(stream.client_certificate());
     let (read_half, mut writer) = stream.halves();
     let limits = &ctx.config.limits;
@@ -160,11 +163,22 @@ async fn serve_after<S: Duplex>(
         info,
     );
     info!(%peer, conn = conn_id, "nats: connection opened");
+    registration.set_session(conn.session().id());
     let client = (peer, conn_id, certificate_user.as_deref());
-    let exit = match run(&mut conn, &mut reader, &mut writer, client, &ctx).await {
+    let exit = match run(
+        &mut conn,
+        &mut reader,
+        &mut writer,
+        client,
+        &registration,
+        &ctx,
+    )
+    .await
+    {
         Ok(never) => match never {},
         Err(exit) => exit,
     };
+    registration.record(conn.counts);
     let name = conn.opts.name.clone().unwrap_or_default();
     let mut last = std::mem::take(&mut conn.out);
     match &exit {
@@ -207,6 +221,7 @@ async fn run<R: ReadHalf, W: WriteHalf>(
     reader: &mut FrameReader<R, ServerCodec>,
     writer: &mut W,
     (peer, conn_id, certificate_user): (SocketAddr, u64, Option<&str>),
+    registration: &Registration,
     ctx: &Context,
 ) -> Result<std::convert::Infallible, Exit> {
     let session = conn.session().clone();
@@ -240,7 +255,7 @@ async fn run<R: ReadHalf, W: WriteHalf>(
         let held_back = pressure.holds(conn.publisher, || false);
         tokio::select! {
             biased;
-            _ = ctx.shutdown.cancelled() => return Err(Exit::Shutdown),
+            _ = registration.closing().cancelled() => return Err(Exit::Shutdown),
             // Before the client's input: what it sends after a reload is judged by
             // the new rules.
             Ok(()) = reloads.changed() => conn.reauthorize(ctx.access.regrant(conn.grant()))?,
@@ -250,7 +265,8 @@ async fn run<R: ReadHalf, W: WriteHalf>(
                 Some(Ok(op)) => {
                     // CONNECT comes first (anything else before it is refused),
                     // so it is always the op read here, never a buffered one.
-                    if let (ClientOp::Connect(json), false) = (&op, conn.is_connected()) {
+                    let connecting = !conn.is_connected();
+                    if let (ClientOp::Connect(json), true) = (&op, connecting) {
                         let client = (peer, conn_id, certificate_user);
                         conn.authorize(log_in(ctx, client, json).await?);
                     }
@@ -267,6 +283,14 @@ async fn run<R: ReadHalf, W: WriteHalf>(
                     };
                     step(op)?;
                     reader.handle_buffered(|op| step(op.map_err(decode_exit)?))?;
+                    if connecting && conn.is_connected() {
+                        registration.identify(Identity {
+                            user: conn.grant().user().map(str::to_owned),
+                            name: conn.opts.name.clone(),
+                            lang: conn.opts.lang.clone(),
+                            version: conn.opts.version.clone(),
+                        });
+                    }
                 }
             },
             // nats-server's auth_timeout: a client that never sends CONNECT
@@ -284,7 +308,10 @@ async fn run<R: ReadHalf, W: WriteHalf>(
         }
         let now = crate::protocols::now();
         conn.release_pub_acks(now);
-        more = conn.pump(now, PUMP_BUDGET)?;
+        let pumped = conn.pump(now, PUMP_BUDGET);
+        registration.record(conn.counts);
+        registration.set_subscriptions(conn.subscription_count());
+        more = pumped?;
     }
 }
 

@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use super::{jetstream, translate};
 use crate::access::{Grant, Guard, Kind};
+use crate::connections::Counts;
 use crate::protocols::acks::Deferred;
 use crate::router::streams::Appended;
 use crate::router::{
@@ -52,8 +53,8 @@ pub(crate) struct ConnectOptions {
     no_responders: bool,
     protocol: u32,
     pub(crate) name: Option<String>,
-    lang: Option<String>,
-    version: Option<String>,
+    pub(crate) lang: Option<String>,
+    pub(crate) version: Option<String>,
 }
 
 impl Default for ConnectOptions {
@@ -128,6 +129,8 @@ pub(crate) struct Connection {
     authorized: Option<Grant>,
     /// What the client's user may do (nothing before CONNECT).
     guard: Guard,
+    /// Messages and payload bytes in and out, for the operator's view.
+    pub(crate) counts: Counts,
 }
 
 impl Connection {
@@ -163,6 +166,7 @@ impl Connection {
             connected: false,
             authorized: None,
             guard: Guard::new(Grant::nothing()),
+            counts: Counts::default(),
         };
         if let Some(info) = info {
             conn.send(&ServerOp::Info(info));
@@ -245,6 +249,11 @@ impl Connection {
     /// Whether CONNECT was accepted.
     pub(crate) fn is_connected(&self) -> bool {
         self.connected
+    }
+
+    /// Its subscriptions (sids).
+    pub(crate) fn subscription_count(&self) -> usize {
+        self.subs.len()
     }
 
     /// Handles one op from the client.
@@ -341,6 +350,7 @@ impl Connection {
         now: Now,
     ) {
         self.publisher = true;
+        self.counts.received(payload.len());
         // nats-server checks publish subjects only in pedantic mode; the error keeps
         // the connection open.
         if self.opts.pedantic && !valid_publish_subject(subject) {
@@ -607,6 +617,7 @@ impl Connection {
                     if self.out.len() > self.max_pending {
                         return Err(Exit::SlowConsumer);
                     }
+                    self.counts.delivered(message.payload.len());
                     if count_delivery(&mut self.subs, sid) {
                         finished.push(sid.clone());
                     }

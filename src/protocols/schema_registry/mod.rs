@@ -21,5 +21,5 @@ use crate::transport::Duplex;
 /// Serves one connection of the registry's own listener.
 pub(crate) async fn serve<S: Duplex>(stream: S, peer: SocketAddr, ctx: Arc<Context>) {
     let routes = api::routes(ctx.clone(), true);
-    super::http::serve(stream, peer, ctx, routes).await;
+    super::http::serve(stream, peer, ctx, routes, axum::Router::new()).await;
 }

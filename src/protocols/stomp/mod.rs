@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 use session::{Connection, Exit, Offer};
 
 use crate::access::{Grant, Login};
+use crate::connections::{Protocol, Registration};
 use crate::protocols::acks;
 use crate::protocols::delivery::{write_pending, Deliveries};
 use crate::protocols::frames::FrameReader;
@@ -58,13 +59,22 @@ pub(crate) async fn serve<S: Duplex>(stream: S, peer: SocketAddr, ctx: Arc<Conte
         max_subscriptions: limits.max_subscriptions_per_session,
         max_tx_bytes: limits.max_queued_bytes,
     };
-    let conn_id = ctx.next_conn_id();
+    let registration = ctx.register(Protocol::Stomp, peer);
+    let conn_id = registration.id();
     let session = format!("session-{}", ctx.assign_client_id());
     let mut conn = Connection::new(conn_id, ctx.router.clone(), offer, session, OUTLET_MAX);
     let mut reader = FrameReader::new(Watched::new(reader), codec);
     debug!(%peer, conn = conn_id, "stomp: connection opened");
     let client = (peer, certificate_user.as_deref());
-    let mut end = run(&mut conn, &mut reader, &mut writer, client, &ctx).await;
+    let mut end = run(
+        &mut conn,
+        &mut reader,
+        &mut writer,
+        client,
+        (&registration, &ctx),
+    )
+    .await;
+    registration.record(conn.counts);
     if let End::Session(Exit::Disconnect) = end {
         // The receipts of earlier SENDs still waiting for storage go out before
         // DISCONNECT's own, and before the connection closes.
@@ -105,7 +115,7 @@ async fn run<R: ReadHalf, W: WriteHalf>(
     reader: &mut FrameReader<Watched<R>, StompCodec>,
     writer: &mut W,
     client: (SocketAddr, Option<&str>),
-    ctx: &Context,
+    (registration, ctx): (&Registration, &Context),
 ) -> End {
     let outlet = conn.outlet.clone();
     let mut tick = tokio::time::interval(TICK);
@@ -127,11 +137,18 @@ async fn run<R: ReadHalf, W: WriteHalf>(
         let deferred = conn.deferred_head();
         tokio::select! {
             biased;
-            _ = ctx.shutdown.cancelled() => return End::Session(Exit::Error {
-                message: "Server shutdown".into(),
-                detail: "The broker is shutting down.".into(),
-                receipt: None,
-            }),
+            _ = registration.closing().cancelled() => {
+                let (message, detail) = if registration.closed_by_operator(&ctx.shutdown) {
+                    ("Connection closed", "An operator closed this connection.")
+                } else {
+                    ("Server shutdown", "The broker is shutting down.")
+                };
+                return End::Session(Exit::Error {
+                    message: message.into(),
+                    detail: detail.into(),
+                    receipt: None,
+                });
+            }
             // Before the client's input: what it sends after a reload is judged by
             // the new rules.
             Ok(()) = reloads.changed() => {
@@ -183,6 +200,7 @@ async fn run<R: ReadHalf, W: WriteHalf>(
                         return End::Session(exit);
                     }
                     if let (true, Some(version)) = (connecting, conn.version()) {
+                        registration.identify(conn.identity.clone());
                         reader.decoder_mut().set_version(version);
                         tick = tokio::time::interval(tick_for(conn.heartbeat));
                         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -196,6 +214,8 @@ async fn run<R: ReadHalf, W: WriteHalf>(
             return End::Session(exit);
         }
         conn.pump(now());
+        registration.record(conn.counts);
+        registration.set_subscriptions(conn.subscription_count());
     }
 }
 

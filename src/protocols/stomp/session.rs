@@ -15,6 +15,7 @@ use super::translate::{
     write_error, write_message, Delivered, Destination, ReplyTo, VALID_DESTINATIONS,
 };
 use crate::access::{Grant, Guard, Kind};
+use crate::connections::{Counts, Identity};
 use crate::protocols::acks::Deferred;
 use crate::protocols::delivery::Deliveries;
 use crate::router::{
@@ -209,6 +210,10 @@ pub(super) struct Connection {
     authorized: Option<Grant>,
     /// What the client's user may do (nothing before CONNECT).
     guard: Guard,
+    /// Who the client said it is at CONNECT, and its user.
+    pub(super) identity: Identity,
+    /// Messages and payload bytes in and out, for the operator's view.
+    pub(super) counts: Counts,
 }
 
 impl Connection {
@@ -241,12 +246,19 @@ impl Connection {
             deferred: Deferred::default(),
             authorized: None,
             guard: Guard::new(Grant::nothing()),
+            identity: Identity::default(),
+            counts: Counts::default(),
         }
     }
 
     /// Lets the CONNECT in with `grant` (the shell has authenticated it).
     pub(super) fn authorize(&mut self, grant: Grant) {
         self.authorized = Some(grant);
+    }
+
+    /// Its subscriptions.
+    pub(super) fn subscription_count(&self) -> usize {
+        self.subscriptions.len()
     }
 
     /// What the client's user may do.
@@ -397,6 +409,12 @@ impl Connection {
             let login = frame.header("login").unwrap_or_default();
             refused_login(login)
         })?;
+        self.identity = Identity {
+            user: grant.user().map(str::to_owned),
+            name: frame.header("client-id").map(str::to_owned),
+            lang: None,
+            version: Some(format!("STOMP {}", version.as_str())),
+        };
         self.guard = Guard::new(grant);
         let (cx, cy) = match frame.header("heart-beat") {
             None => (0, 0),
@@ -454,6 +472,7 @@ impl Connection {
 
     fn send(&mut self, frame: Frame, now: Now) -> Result<Ticket, Exit> {
         self.publisher = true;
+        self.counts.received(frame.body.len());
         // The broker names messages; RabbitMQ refuses a client's message-id.
         if frame.header("message-id").is_some() {
             return Err(error(
@@ -1031,6 +1050,7 @@ impl Connection {
             reply_to: reply_to.as_deref(),
         };
         write_message(&mut self.out, version, &delivered, &entry.message);
+        self.counts.delivered(entry.message.payload.len());
         if acked {
             let pending = Pending {
                 subscription: id.clone(),

@@ -569,4 +569,11 @@ impl Router {
     pub fn queue_count(&self) -> usize {
         self.queues_read().len()
     }
+
+    /// Every declared queue, by name.
+    pub fn queues(&self) -> Vec<Arc<Queue>> {
+        let mut queues: Vec<_> = self.queues_read().values().cloned().collect();
+        queues.sort_by(|a, b| a.name().cmp(b.name()));
+        queues
+    }
 }

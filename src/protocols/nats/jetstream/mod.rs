@@ -20,6 +20,8 @@ mod service;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use api::owned;
+
 use std::sync::Arc;
 
 use bytes::Bytes;

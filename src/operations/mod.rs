@@ -1,0 +1,120 @@
+//! The operator's view of the broker over HTTP (`--http`): health for
+//! orchestrators (`/healthz`, `/readyz`, answered without a login), Prometheus
+//! `/metrics` and the JSON API (`/api/...`), which need the `admin` permission
+//! when permissions are configured; and nats-server's monitoring endpoints on a
+//! listener of their own (`--nats-monitor`).
+//!
+//! Everything here reads the state its owners keep (the connection registry,
+//! the router, access); nothing here is on a message's path.
+
+mod api;
+mod metrics;
+pub(crate) mod nats_monitor;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Json;
+use serde_json::json;
+
+use crate::access::Grant;
+use crate::connections::{Connection, Protocol};
+use crate::server::Context;
+use crate::transport::Duplex;
+
+/// The version `/varz` reports: the nats-server protocol level the NATS front
+/// speaks.
+const NATS_VERSION: &str = crate::protocols::nats::PROTOCOL_VERSION;
+
+/// How often message rates are sampled.
+const RATE_PERIOD: Duration = Duration::from_secs(1);
+
+/// Serves one connection to the HTTP listener.
+pub(crate) async fn serve<S: Duplex>(stream: S, peer: SocketAddr, ctx: Arc<Context>) {
+    let routes = api::routes()
+        .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn(admin_only))
+        .with_state(ctx.clone());
+    let public = axum::Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(ctx.clone());
+    crate::protocols::http::serve(stream, peer, ctx, routes, public).await;
+}
+
+/// Samples the connections' message rates until shutdown.
+pub(crate) async fn sample_rates(ctx: Arc<Context>) {
+    let mut last = std::time::Instant::now();
+    crate::server::every(RATE_PERIOD, &ctx.shutdown, |_| {
+        let now = std::time::Instant::now();
+        ctx.clients.sample((now - last).as_secs_f64());
+        last = now;
+    })
+    .await;
+}
+
+/// The process is up and serving HTTP.
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Storage is recovered and every configured listener bound (503 before, and
+/// while the broker stops).
+async fn readyz(State(ctx): State<Arc<Context>>) -> Response {
+    if ctx.is_ready() {
+        Json(json!({ "status": "ready" })).into_response()
+    } else {
+        let status = if ctx.shutdown.is_cancelled() {
+            "stopping"
+        } else {
+            "starting"
+        };
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": status })),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(ctx): State<Arc<Context>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        metrics::render(&ctx),
+    )
+        .into_response()
+}
+
+/// The subscriptions a connection holds: MQTT's are the router's; the other
+/// fronts record theirs (NATS sids, AMQP consumers, STOMP subscriptions).
+fn subscription_count(ctx: &Context, c: &Connection) -> u64 {
+    match (c.protocol, c.session()) {
+        (Protocol::Mqtt, Some(session)) => ctx.router.subscriptions_of(session).len() as u64,
+        _ => c.recorded_subscriptions(),
+    }
+}
+
+/// An error in the HTTP interfaces' shape: `{"error": "...", "code": N}`.
+pub(crate) fn error(status: StatusCode, text: impl Into<String>) -> Response {
+    let body = json!({ "error": text.into(), "code": status.as_u16() });
+    (status, Json(body)).into_response()
+}
+
+/// Lets through only users with the `admin` permission (everyone while no
+/// permissions are configured).
+async fn admin_only(request: Request, next: Next) -> Response {
+    let admin = request
+        .extensions()
+        .get::<Grant>()
+        .is_some_and(Grant::is_admin);
+    if !admin {
+        return error(StatusCode::FORBIDDEN, "the admin permission is needed");
+    }
+    next.run(request).await
+}
