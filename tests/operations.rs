@@ -351,6 +351,20 @@ async fn the_api_lists_connections_and_queues_and_closes_and_purges() {
         StatusCode::NOT_FOUND
     );
 
+    // The dashboard: one page, nothing fetched from elsewhere.
+    let resp = Client::new().get(format!("{base}/")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let csp = resp.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.starts_with("default-src 'none'"), "{csp}");
+    assert!(resp
+        .text()
+        .await
+        .unwrap()
+        .contains("<title>dwbroker</title>"));
+
     let (status, overview) = get(&base, "/api/overview").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(overview["ready"], true);

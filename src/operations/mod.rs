@@ -1,6 +1,7 @@
 //! The operator's view of the broker over HTTP (`--http`): health for
 //! orchestrators (`/healthz`, `/readyz`, answered without a login), Prometheus
-//! `/metrics` and the JSON API (`/api/...`), which need the `admin` permission
+//! `/metrics`, the JSON API (`/api/...`) and the dashboard (`/`, a page
+//! compiled into the binary that polls the API), which need the `admin` permission
 //! when permissions are configured; and nats-server's monitoring endpoints on a
 //! listener of their own (`--nats-monitor`).
 //!
@@ -38,6 +39,7 @@ const RATE_PERIOD: Duration = Duration::from_secs(1);
 /// Serves one connection to the HTTP listener.
 pub(crate) async fn serve<S: Duplex>(stream: S, peer: SocketAddr, ctx: Arc<Context>) {
     let routes = api::routes()
+        .route("/", get(dashboard))
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn(admin_only))
         .with_state(ctx.clone());
@@ -81,6 +83,24 @@ async fn readyz(State(ctx): State<Arc<Context>>) -> Response {
         )
             .into_response()
     }
+}
+
+/// The dashboard: one self-contained page (styles and script inline, nothing
+/// fetched from elsewhere) that polls the JSON API.
+async fn dashboard() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            // Everything it needs is inline or under /api on this listener.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+                 connect-src 'self'; img-src data:",
+            ),
+        ],
+        include_str!("dashboard.html"),
+    )
+        .into_response()
 }
 
 async fn metrics(State(ctx): State<Arc<Context>>) -> Response {

@@ -134,6 +134,9 @@ pub(crate) async fn serve<S: Duplex>(stream: S, peer: SocketAddr, ctx: Arc<Conte
     if let (ProtocolVersion::V5, Some(code)) = (version, exit.disconnect_code()) {
         let reason_string = match &exit {
             Exit::Protocol(_, why) => Some(why.clone()),
+            // Also what lets paho-mqtt read the reason: it takes a DISCONNECT's
+            // reason code only when properties follow it.
+            Exit::Administrative => Some("closed by an operator".into()),
             _ => None,
         };
         last.push(Packet::Disconnect(Disconnect {
