@@ -105,6 +105,9 @@ pub const DEFAULT_KAFKA_PARTITIONS: u32 = 1;
 /// A Kafka REST consumer instance unused this long is removed (the proxy's
 /// `consumer.instance.timeout.ms`).
 pub const DEFAULT_KAFKA_INSTANCE_TIMEOUT: Duration = Duration::from_secs(300);
+/// An HTTP bus subscription (a GET with `X-Client-Id`) not polled for this long
+/// is removed, with what it held.
+pub const DEFAULT_HTTP_SUBSCRIPTION_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long an AMQP delivery may stay unacknowledged before its channel is closed
 /// with 406 (RabbitMQ's `consumer_timeout`, 30 minutes); zero: never.
 pub const DEFAULT_AMQP_CONSUMER_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -336,6 +339,8 @@ pub struct Limits {
     pub http_max_body: usize,
     /// See [`DEFAULT_KAFKA_INSTANCE_TIMEOUT`].
     pub kafka_instance_timeout: Duration,
+    /// See [`DEFAULT_HTTP_SUBSCRIPTION_TIMEOUT`].
+    pub http_subscription_timeout: Duration,
     /// See [`DEFAULT_AMQP_CONSUMER_TIMEOUT`].
     pub amqp_consumer_timeout: Duration,
 }
@@ -370,6 +375,7 @@ impl Default for Limits {
             memory_high_watermark: DEFAULT_MEMORY_HIGH_WATERMARK,
             http_max_body: DEFAULT_HTTP_MAX_BODY,
             kafka_instance_timeout: DEFAULT_KAFKA_INSTANCE_TIMEOUT,
+            http_subscription_timeout: DEFAULT_HTTP_SUBSCRIPTION_TIMEOUT,
             amqp_consumer_timeout: DEFAULT_AMQP_CONSUMER_TIMEOUT,
         }
     }
@@ -746,6 +752,7 @@ struct FileLimits {
     memory_high_watermark: Option<usize>,
     http_max_body: Option<usize>,
     kafka_instance_timeout_secs: Option<u64>,
+    http_subscription_timeout_secs: Option<u64>,
     amqp_consumer_timeout_ms: Option<u64>,
 }
 
@@ -865,6 +872,10 @@ impl Config {
         set(
             &mut lim.kafka_instance_timeout,
             l.kafka_instance_timeout_secs.map(Duration::from_secs),
+        );
+        set(
+            &mut lim.http_subscription_timeout,
+            l.http_subscription_timeout_secs.map(Duration::from_secs),
         );
         set(
             &mut lim.amqp_consumer_timeout,

@@ -17,7 +17,7 @@ use crate::access::Access;
 use crate::config::{Config, DataDir, Listen, NatsTls};
 use crate::connections::{Connections, Protocol, Registration};
 use crate::operations;
-use crate::protocols::{amqp, kafka_rest, mqtt, nats, schema_registry, stomp};
+use crate::protocols::{amqp, http_bus, kafka_rest, mqtt, nats, schema_registry, stomp};
 use crate::router::{Now, OutboxLimits, RetainedLimits, Router};
 use crate::storage::Storage;
 use crate::transport::tls::Certificates;
@@ -39,6 +39,8 @@ pub(crate) struct Context {
     _temporary: Option<TemporaryDir>,
     pub(crate) mqtt: mqtt::Registry,
     pub(crate) kafka: kafka_rest::State,
+    /// The HTTP bus's held subscriptions.
+    pub(crate) http_bus: http_bus::Subscriptions,
     pub(crate) registry: schema_registry::Registry,
     pub(crate) shutdown: CancellationToken,
     /// What the TLS listeners present, if any is configured.
@@ -168,6 +170,7 @@ impl Context {
             _temporary: temporary,
             mqtt,
             kafka: kafka_rest::State::default(),
+            http_bus: http_bus::Subscriptions::default(),
             registry,
             shutdown: CancellationToken::new(),
             tls,
@@ -382,6 +385,7 @@ pub(crate) async fn start(ctx: &Arc<Context>) -> Result<Listeners, Error> {
     tracker.spawn(queue_housekeeping(ctx.clone()));
     tracker.spawn(kafka_rest::expire_instances(ctx.clone()));
     tracker.spawn(operations::sample_rates(ctx.clone()));
+    tracker.spawn(http_bus::expire_subscriptions(ctx.clone()));
     tracker.spawn(nats::jetstream::serve(
         ctx.router.clone(),
         ctx.shutdown.clone(),

@@ -26,6 +26,7 @@ use serde_json::json;
 
 use crate::access::Grant;
 use crate::connections::{Connection, Protocol};
+use crate::protocols::http_bus;
 use crate::server::Context;
 use crate::transport::Duplex;
 
@@ -38,10 +39,13 @@ const RATE_PERIOD: Duration = Duration::from_secs(1);
 
 /// Serves one connection to the HTTP listener.
 pub(crate) async fn serve<S: Duplex>(stream: S, peer: SocketAddr, ctx: Arc<Context>) {
+    // The bus checks each request against its user's rules; the rest is the
+    // operator's.
     let routes = api::routes()
         .route("/", get(dashboard))
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn(admin_only))
+        .merge(http_bus::routes())
         .with_state(ctx.clone());
     let public = axum::Router::new()
         .route("/healthz", get(healthz))
@@ -120,11 +124,7 @@ fn subscription_count(ctx: &Context, c: &Connection) -> u64 {
     }
 }
 
-/// An error in the HTTP interfaces' shape: `{"error": "...", "code": N}`.
-pub(crate) fn error(status: StatusCode, text: impl Into<String>) -> Response {
-    let body = json!({ "error": text.into(), "code": status.as_u16() });
-    (status, Json(body)).into_response()
-}
+use crate::protocols::http::json_error as error;
 
 /// Lets through only users with the `admin` permission (everyone while no
 /// permissions are configured).

@@ -193,6 +193,12 @@ fn basic_credentials(value: &HeaderValue) -> Option<(String, Vec<u8>)> {
     Some((user, decoded[colon + 1..].to_vec()))
 }
 
+/// An error in the operator's and the bus's shape: `{"error": "...", "code": N}`.
+pub(crate) fn json_error(status: StatusCode, text: impl Into<String>) -> Response {
+    let body = serde_json::json!({ "error": text.into(), "code": status.as_u16() });
+    (status, axum::Json(body)).into_response()
+}
+
 fn unauthorized() -> Response {
     let body = serde_json::json!({ "error_code": 40101, "message": "Unauthorized" });
     (

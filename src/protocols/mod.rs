@@ -6,6 +6,7 @@ pub(crate) mod amqp;
 mod delivery;
 mod frames;
 pub(crate) mod http;
+pub(crate) mod http_bus;
 pub(crate) mod kafka_rest;
 pub(crate) mod mqtt;
 pub(crate) mod nats;

@@ -4,6 +4,8 @@
 
 pub(crate) mod jetstream;
 mod session;
+
+pub(crate) use session::valid_publish_subject;
 mod translate;
 
 use std::net::SocketAddr;

@@ -665,7 +665,7 @@ fn count_delivery(subs: &mut HashMap<String, Sub, FastHash>, sid: &str) -> bool 
 
 /// A subject a message may be published to: tokens non-empty, no wildcards, no
 /// whitespace.
-fn valid_publish_subject(subject: &str) -> bool {
+pub(crate) fn valid_publish_subject(subject: &str) -> bool {
     !subject.is_empty()
         && !subject.chars().any(char::is_whitespace)
         && subject

@@ -1,0 +1,447 @@
+//! The HTTP bus interface on the `--http` listener, with reqwest: POST publishes
+//! to every protocol's subscribers, GET returns what other protocols published
+//! (held between polls for an `X-Client-Id`), PUT makes a NATS request answered by
+//! NATS and MQTT 5 responders, DELETE unsubscribes; errors and permissions.
+
+mod common;
+
+use std::time::Duration;
+
+use common::nats_lines::NatsLines;
+use common::users::{password_file, rules};
+use common::{amqp_channel, amqp_next, nats_client, nats_next, start, start_with, WAIT};
+use dwbroker::config::PermissionSpec;
+use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use reqwest::{Client, StatusCode};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct Http {
+    base: String,
+    client: Client,
+}
+
+impl Http {
+    fn new(broker: &dwbroker::Broker) -> Http {
+        Http {
+            base: format!("http://{}", broker.http_addr().unwrap()),
+            client: Client::new(),
+        }
+    }
+
+    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.base))
+    }
+
+    async fn post(&self, path: &str, body: &'static [u8]) -> (StatusCode, Value) {
+        answer(self.req(reqwest::Method::POST, path).body(body)).await
+    }
+
+    async fn get(&self, path: &str, client_id: Option<&str>) -> (StatusCode, Value) {
+        let mut r = self.req(reqwest::Method::GET, path);
+        if let Some(id) = client_id {
+            r = r.header("X-Client-Id", id);
+        }
+        answer(r).await
+    }
+}
+
+async fn answer(r: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let resp = r.send().await.unwrap();
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test]
+async fn a_post_reaches_subscribers_of_every_protocol() {
+    let (broker, mqtt) = start().await;
+    let http = Http::new(&broker);
+    let nats = nats_client(&broker).await;
+    let mut nats_sub = nats.subscribe("bus.reading").await.unwrap();
+    nats.flush().await.unwrap();
+    let (mut m, _) = common::v4(mqtt, |_| {}, "bus-mqtt").await;
+    m.subscribe("bus/reading", rumqttc::QoS::AtLeastOnce).await;
+    let (_amqp, ch) = amqp_channel(&broker).await;
+    ch.queue_declare(
+        "bus-q".into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch.queue_bind(
+        "bus-q".into(),
+        "amq.topic".into(),
+        "bus.reading".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let mut consumer = ch
+        .basic_consume(
+            "bus-q".into(),
+            "c".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut stomp = tokio::net::TcpStream::connect(broker.stomp_addr().unwrap())
+        .await
+        .unwrap();
+    stomp
+        .write_all(b"CONNECT\naccept-version:1.2\nhost:/\n\n\0SUBSCRIBE\nid:0\ndestination:/topic/bus.reading\nreceipt:r\n\n\0")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("receipt-id:r") {
+        let mut buf = [0u8; 512];
+        let n = tokio::time::timeout(WAIT, stomp.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        seen.extend_from_slice(&buf[..n]);
+    }
+
+    let resp = http
+        .req(reqwest::Method::POST, "/mqtt/bus/reading")
+        .header("X-QoS", "1")
+        .header("Content-Type", "text/plain")
+        .body("21.5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    assert!(body["matched"].as_u64().unwrap() >= 3, "{body}");
+
+    assert_eq!(&nats_next(&mut nats_sub).await.payload[..], b"21.5");
+    let p = m.publish().await;
+    assert_eq!(
+        (p.topic.as_ref(), &p.payload[..]),
+        (&b"bus/reading"[..], &b"21.5"[..])
+    );
+    assert_eq!(&amqp_next(&mut consumer).await.data[..], b"21.5");
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains("21.5") {
+        let mut buf = [0u8; 512];
+        let n = tokio::time::timeout(WAIT, stomp.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&got).starts_with("MESSAGE"));
+
+    // NATS: the same, by subject.
+    let (status, _) = http.post("/nats/bus.reading", b"22").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(&nats_next(&mut nats_sub).await.payload[..], b"22");
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_get_subscription_holds_messages_between_polls_until_deleted() {
+    let (broker, mqtt) = start().await;
+    let http = Http::new(&broker);
+    // The first poll makes the subscription.
+    let (status, first) = http.get("/mqtt/poll/+", Some("poller")).await;
+    assert_eq!((status, first), (StatusCode::OK, serde_json::json!([])));
+    let (m, _) = common::v4(mqtt, |_| {}, "bus-pub").await;
+    m.client
+        .publish("poll/a", rumqttc::QoS::AtLeastOnce, false, "one")
+        .await
+        .unwrap();
+    m.client
+        .publish(
+            "poll/b",
+            rumqttc::QoS::AtMostOnce,
+            false,
+            vec![0xffu8, 0xfe],
+        )
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while got.len() < 2 && tokio::time::Instant::now() < deadline {
+        let (_, batch) = http.get("/mqtt/poll/+?wait_ms=500", Some("poller")).await;
+        got.extend(batch.as_array().unwrap().iter().cloned());
+    }
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0]["topic"], "poll/a");
+    assert_eq!(
+        (got[0]["payload"].as_str(), got[0]["qos"].as_u64()),
+        (Some("one"), Some(1))
+    );
+    assert_eq!(
+        (got[1]["payload"].as_str(), got[1]["encoding"].as_str()),
+        (Some("//4="), Some("base64"))
+    );
+
+    // Another client id has its own subscription, which saw none of it.
+    let (_, other) = http.get("/mqtt/poll/+", Some("someone-else")).await;
+    assert_eq!(other, serde_json::json!([]));
+
+    let delete = |id: &str| {
+        http.req(reqwest::Method::DELETE, "/mqtt/poll/+")
+            .header("X-Client-Id", id)
+            .send()
+    };
+    assert_eq!(
+        delete("poller").await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        delete("poller").await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_long_poll_without_client_id_waits_for_the_next_message_and_retained_come_first() {
+    let (broker, _) = start().await;
+    let http = Http::new(&broker);
+    let nats = nats_client(&broker).await;
+    let publisher = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        nats.publish("wait.here", "late".into()).await.unwrap();
+        nats.flush().await.unwrap();
+    });
+    let (status, got) = http.get("/nats/wait.*?wait_ms=5000", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got[0]["subject"], "wait.here");
+    assert_eq!(got[0]["payload"], "late");
+    publisher.await.unwrap();
+
+    // A retained MQTT message, posted over HTTP, is the first answer of a new
+    // subscription.
+    let resp = http
+        .req(reqwest::Method::POST, "/mqtt/state/door")
+        .header("X-Retain", "1")
+        .body("open")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (_, got) = http.get("/mqtt/state/%23", None).await;
+    assert_eq!(got[0]["topic"], "state/door");
+    assert_eq!(
+        (got[0]["payload"].as_str(), got[0]["retain"].as_bool()),
+        (Some("open"), Some(true))
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_put_is_a_request_answered_by_nats_and_mqtt5_responders() {
+    let (broker, mqtt) = start().await;
+    let http = Http::new(&broker);
+    let nats = nats_client(&broker).await;
+    let mut service = nats.subscribe("svc.upper").await.unwrap();
+    nats.flush().await.unwrap();
+    let responder = tokio::spawn(async move {
+        let m = nats_next(&mut service).await;
+        let text = String::from_utf8_lossy(&m.payload).to_uppercase();
+        nats.publish(m.reply.unwrap(), text.into()).await.unwrap();
+        nats.flush().await.unwrap();
+    });
+    let resp = http
+        .req(reqwest::Method::PUT, "/nats/svc.upper")
+        .body("shout")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.text().await.unwrap(), "SHOUT");
+    responder.await.unwrap();
+
+    // An MQTT 5 responder answers on the request's response topic.
+    let (mut m5, _) = common::v5(mqtt, |_| {}, "bus-responder").await;
+    m5.subscribe("svc/echo", rumqttc::v5::mqttbytes::QoS::AtMostOnce)
+        .await;
+    let http_request = tokio::spawn({
+        let base = http.base.clone();
+        async move {
+            Client::new()
+                .put(format!("{base}/nats/svc.echo?timeout_ms=5000"))
+                .body("ping")
+                .send()
+                .await
+                .unwrap()
+        }
+    });
+    let request = m5.publish().await;
+    let topic = request
+        .properties
+        .as_ref()
+        .unwrap()
+        .response_topic
+        .clone()
+        .unwrap();
+    m5.client
+        .publish(
+            topic,
+            rumqttc::v5::mqttbytes::QoS::AtMostOnce,
+            false,
+            "pong",
+        )
+        .await
+        .unwrap();
+    let resp = http_request.await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.text().await.unwrap(), "pong");
+
+    // Nobody listens: 503; nobody answers in time: 504.
+    let (status, body) = answer(http.req(reqwest::Method::PUT, "/nats/svc.nobody").body("x")).await;
+    assert_eq!(
+        (status, body["code"].as_u64()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some(503))
+    );
+    let mut lines = NatsLines::open(broker.nats_addr().unwrap()).await;
+    lines
+        .send("CONNECT {\"verbose\":false}\r\nSUB svc.silent 1\r\n")
+        .await;
+    assert_eq!(lines.until_pong().await, Ok(Vec::new()));
+    let (status, _) = answer(
+        http.req(reqwest::Method::PUT, "/nats/svc.silent?timeout_ms=200")
+            .body("x"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_json_errors() {
+    let (broker, _) = start_with(|c| c.limits.max_message_size = 1024).await;
+    let http = Http::new(&broker);
+    use reqwest::Method as M;
+    // (method, path, a header, body size, the answer)
+    type Case = (
+        M,
+        &'static str,
+        Option<(&'static str, &'static str)>,
+        usize,
+        StatusCode,
+    );
+    let cases: [Case; 6] = [
+        (M::POST, "/mqtt/a/+", None, 1, StatusCode::BAD_REQUEST),
+        (M::POST, "/nats/a.*", None, 1, StatusCode::BAD_REQUEST),
+        (
+            M::POST,
+            "/mqtt/a",
+            Some(("X-QoS", "3")),
+            1,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            M::POST,
+            "/nats/a",
+            None,
+            2048,
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            M::POST,
+            "/nats/a",
+            Some(("X-Reply-To", "b.>")),
+            1,
+            StatusCode::BAD_REQUEST,
+        ),
+        (M::DELETE, "/nats/a", None, 0, StatusCode::BAD_REQUEST),
+    ];
+    for (method, path, header, size, expected) in cases {
+        let mut r = http.req(method.clone(), path).body(vec![b'x'; size]);
+        if let Some((k, v)) = header {
+            r = r.header(k, v);
+        }
+        let (status, body) = answer(r).await;
+        assert_eq!(status, expected, "{method} {path} {header:?}: {body}");
+        assert_eq!(
+            body["code"].as_u64(),
+            Some(u64::from(expected.as_u16())),
+            "{body}"
+        );
+        assert!(body["error"].is_string(), "{body}");
+    }
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_bus_follows_the_users_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = password_file(dir.path(), &[("app", "app-pw")]);
+    let (broker, _) = start_with(|c| {
+        c.auth.password_file = Some(file);
+        c.auth.permissions.insert(
+            "app".into(),
+            PermissionSpec {
+                publish: rules(&["app.>"]),
+                subscribe: rules(&["app.>"]),
+                ..PermissionSpec::default()
+            },
+        );
+    })
+    .await;
+    let http = Http::new(&broker);
+    let as_app = |method, path: &str| {
+        http.req(method, path)
+            .basic_auth("app", Some("app-pw"))
+            .body("x")
+    };
+    assert_eq!(
+        answer(as_app(reqwest::Method::POST, "/nats/app.ok"))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    for (method, path) in [
+        (reqwest::Method::POST, "/nats/other"),
+        (reqwest::Method::GET, "/nats/other.>"),
+        (reqwest::Method::PUT, "/nats/other"),
+        (reqwest::Method::POST, "/mqtt/other/x"),
+    ] {
+        let (status, body) = answer(as_app(method.clone(), path)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {body}");
+    }
+    // No credentials: 401.
+    assert_eq!(
+        http.post("/nats/app.ok", b"x").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_idle_subscription_expires() {
+    let (broker, _) =
+        start_with(|c| c.limits.http_subscription_timeout = Duration::from_secs(1)).await;
+    let http = Http::new(&broker);
+    http.get("/nats/idle.x", Some("sleepy")).await;
+    let nats = nats_client(&broker).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Published after it expired: a new subscription, which did not hold it.
+    nats.publish("idle.x", "lost".into()).await.unwrap();
+    nats.flush().await.unwrap();
+    let (_, got) = http.get("/nats/idle.x", Some("sleepy")).await;
+    assert_eq!(got, serde_json::json!([]));
+    // The delete finds the new one only.
+    let resp = http
+        .req(reqwest::Method::DELETE, "/nats/idle.x")
+        .header("X-Client-Id", "sleepy")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    broker.shutdown().await;
+}
