@@ -445,3 +445,180 @@ async fn an_idle_subscription_expires() {
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn amqp_rows_declare_bind_publish_get_and_delete() {
+    let (broker, _) = start().await;
+    let http = Http::new(&broker);
+    let call = |method: reqwest::Method, path: &str| http.req(method, path);
+    use reqwest::Method as M;
+    for path in [
+        "/amqp/exchanges/orders?type=topic",
+        "/amqp/queues/orders-q",
+        "/amqp/bindings/orders/orders-q/order.%23",
+    ] {
+        let (status, body) = answer(call(M::PUT, path)).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{path}: {body}");
+    }
+    let resp = call(M::POST, "/amqp/exchanges/orders/order.created")
+        .header("X-Delivery-Mode", "2")
+        .header("X-Correlation-Id", "c-7")
+        .body("o1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.json::<Value>().await.unwrap()["routed"], true);
+    let (status, got) = answer(call(M::GET, "/amqp/queues/orders-q?count=5")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got.as_array().unwrap().len(), 1, "{got}");
+    assert_eq!(got[0]["payload"], "o1");
+    assert_eq!(
+        (got[0]["exchange"].as_str(), got[0]["routing_key"].as_str()),
+        (Some("orders"), Some("order.created"))
+    );
+    assert_eq!(
+        (
+            got[0]["correlation_id"].as_str(),
+            got[0]["redelivered"].as_bool()
+        ),
+        (Some("c-7"), Some(false))
+    );
+    // Acknowledged on return.
+    assert_eq!(
+        answer(call(M::GET, "/amqp/queues/orders-q")).await.1,
+        serde_json::json!([])
+    );
+
+    // The default exchange, and an AMQP client reading what HTTP published.
+    let (_amqp, ch) = amqp_channel(&broker).await;
+    call(M::POST, "/amqp/exchanges/amq.default/orders-q")
+        .body("direct")
+        .send()
+        .await
+        .unwrap();
+    let got = ch
+        .basic_get(
+            "orders-q".into(),
+            lapin::options::BasicGetOptions { no_ack: true },
+        )
+        .await
+        .unwrap()
+        .expect("a message");
+    assert_eq!(&got.delivery.data[..], b"direct");
+
+    // Unbound, nothing is routed; refusals by the model are HTTP errors.
+    assert_eq!(
+        answer(call(M::DELETE, "/amqp/bindings/orders/orders-q/order.%23"))
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    let (_, body) = answer(call(M::POST, "/amqp/exchanges/orders/order.created").body("o2")).await;
+    assert_eq!(body["routed"], false);
+    assert_eq!(
+        answer(call(M::PUT, "/amqp/exchanges/amq.topic?type=direct"))
+            .await
+            .0,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        answer(call(M::PUT, "/amqp/exchanges/x?type=bogus")).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        answer(call(M::DELETE, "/amqp/queues/orders-q")).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        answer(call(M::GET, "/amqp/queues/orders-q")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        answer(call(M::DELETE, "/amqp/exchanges/orders")).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        answer(call(M::POST, "/amqp/exchanges/orders/k").body("x"))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn stomp_rows_send_to_topics_and_queues_and_read_them() {
+    let (broker, _) = start().await;
+    let http = Http::new(&broker);
+    use reqwest::Method as M;
+    let mut stomp = tokio::net::TcpStream::connect(broker.stomp_addr().unwrap())
+        .await
+        .unwrap();
+    stomp
+        .write_all(b"CONNECT\naccept-version:1.2\nhost:/\n\n\0SUBSCRIBE\nid:0\ndestination:/topic/st.x\nreceipt:r\n\n\0")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("receipt-id:r") {
+        let mut buf = [0u8; 512];
+        let n = tokio::time::timeout(WAIT, stomp.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let (status, _) = answer(http.req(M::POST, "/stomp/topic/st.x").body("s1")).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains("s1") {
+        let mut buf = [0u8; 512];
+        let n = tokio::time::timeout(WAIT, stomp.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&got).contains("destination:/topic/st.x"));
+
+    // A /queue/ destination is declared on use, and read back.
+    let (status, _) = answer(
+        http.req(M::POST, "/stomp/queue/st-q")
+            .header("X-Persistent", "true")
+            .body("s2"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, got) = answer(http.req(M::GET, "/stomp/queue/st-q?count=10")).await;
+    assert_eq!(got[0]["payload"], "s2");
+
+    // A held topic subscription gets what a STOMP client sends.
+    http.get("/stomp/topic/st.y", Some("st-poller")).await;
+    stomp
+        .write_all(b"SEND\ndestination:/topic/st.y\n\nfrom stomp\0")
+        .await
+        .unwrap();
+    let (_, got) = http
+        .get("/stomp/topic/st.y?wait_ms=3000", Some("st-poller"))
+        .await;
+    assert_eq!(got[0]["destination"], "/topic/st.y", "{got}");
+    assert_eq!(got[0]["payload"], "from stomp");
+    let resp = http
+        .req(M::DELETE, "/stomp/topic/st.y")
+        .header("X-Client-Id", "st-poller")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    for (method, path) in [
+        (M::GET, "/stomp/exchange/amq.topic/k"),
+        (M::POST, "/stomp/nowhere/x"),
+    ] {
+        assert_eq!(
+            answer(http.req(method, path).body("x")).await.0,
+            StatusCode::BAD_REQUEST,
+            "{path}"
+        );
+    }
+    broker.shutdown().await;
+}

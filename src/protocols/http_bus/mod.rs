@@ -12,9 +12,14 @@
 //! - `PUT /nats/<subject>` makes a request and answers the reply's body (504 on
 //!   timeout, 503 when nobody listens).
 //! - `DELETE` ends an `X-Client-Id` subscription.
+//! - `/amqp/...`: publish to exchanges, get from queues, declare and delete
+//!   exchanges, queues and bindings (`amqp`).
+//! - `/stomp/<destination>`: SEND, and GET from a topic or a queue (`stomp`).
 //!
 //! `translate` turns requests into messages and messages into JSON.
 
+mod amqp;
+mod stomp;
 mod subscriptions;
 mod translate;
 
@@ -67,6 +72,11 @@ pub(crate) fn routes() -> axum::Router<Arc<Context>> {
                 .put(request)
                 .delete(nats_unsubscribe),
         )
+        .route(
+            "/stomp/{*destination}",
+            post(stomp::send).get(stomp::take).delete(stomp::forget),
+        )
+        .merge(amqp::routes())
 }
 
 type Ctx = State<Arc<Context>>;
@@ -125,6 +135,7 @@ fn name_error(dialect: Dialect, name: &str) -> Response {
     let kind = match dialect {
         Dialect::Mqtt => "topic",
         Dialect::Nats => "subject",
+        Dialect::Amqp | Dialect::Stomp => "routing key",
     };
     bad_request(format!("{name:?} is not a valid {kind}"))
 }

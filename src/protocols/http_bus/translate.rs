@@ -16,6 +16,11 @@ pub(super) enum Dialect {
     Mqtt,
     /// `/nats/<subject>`: `a.b.c`, filters with `*` and `>`.
     Nats,
+    /// `/amqp/...`: routing keys (subjects as the amq.topic exchange sees them).
+    Amqp,
+    /// `/stomp/topic/<key>`: amq.topic's routing keys and patterns, as STOMP
+    /// topic subscriptions use them.
+    Stomp,
 }
 
 impl Dialect {
@@ -25,6 +30,7 @@ impl Dialect {
             Dialect::Nats => crate::protocols::nats::valid_publish_subject(name)
                 .then(|| Subject::new(name).ok())
                 .flatten(),
+            Dialect::Amqp | Dialect::Stomp => Subject::new(name).ok(),
         }
     }
 
@@ -32,6 +38,7 @@ impl Dialect {
         match self {
             Dialect::Mqtt => crate::router::Filter::mqtt(name).ok(),
             Dialect::Nats => crate::router::Filter::nats(name).ok(),
+            Dialect::Amqp | Dialect::Stomp => crate::router::Filter::amqp_topic(name).ok(),
         }
     }
 }
@@ -42,6 +49,11 @@ const REPLY_TO: &str = "x-reply-to";
 const CORRELATION_ID: &str = "x-correlation-id";
 const MESSAGE_ID: &str = "x-message-id";
 const HEADER_PREFIX: &str = "x-header-";
+const PRIORITY: &str = "x-priority";
+/// Milliseconds the message may wait to be delivered.
+const EXPIRATION: &str = "x-expiration";
+const DELIVERY_MODE: &str = "x-delivery-mode";
+const PERSISTENT: &str = "x-persistent";
 
 /// The message a POST (or a request's PUT) publishes: `body` on `subject`, its
 /// properties from the headers (a reply-to in the path's dialect), published as
@@ -71,9 +83,38 @@ pub(super) fn message(
         ),
         None => None,
     };
+    let number = |name: &str| -> Result<Option<u64>, String> {
+        text(name)?
+            .map(|t| t.parse().map_err(|_| format!("{name} is not a number")))
+            .transpose()
+    };
+    let priority = number(PRIORITY)?
+        .map(|p| u8::try_from(p).map_err(|_| format!("{PRIORITY} is 0 to 255")))
+        .transpose()?;
+    let expires_at =
+        number(EXPIRATION)?.map(|ms| crate::protocols::now().unix_ms.saturating_add(ms));
+    // AMQP's delivery mode 2 makes a message persistent.
+    // AMQP's delivery mode 2 and STOMP's `persistent:true` make a message
+    // persistent.
+    let qos = match (
+        dialect,
+        number(DELIVERY_MODE)?,
+        text(PERSISTENT)?.as_deref(),
+    ) {
+        (Dialect::Amqp, Some(2), None) | (Dialect::Stomp, None, Some("true")) => {
+            Delivery::AtLeastOnce
+        }
+        (Dialect::Amqp, Some(1) | None, None) | (Dialect::Stomp, None, Some("false") | None) => qos,
+        (Dialect::Mqtt | Dialect::Nats, None, None) => qos,
+        _ => return Err(format!(
+            "{DELIVERY_MODE} (1 or 2) is for AMQP paths, {PERSISTENT} (true or false) for STOMP's"
+        )),
+    };
     let mut message = Message {
         subject,
         payload: body,
+        priority,
+        expires_at,
         content_type: text("content-type")?,
         correlation_id: text(CORRELATION_ID)?.map(Bytes::from),
         message_id: text(MESSAGE_ID)?,
@@ -90,6 +131,16 @@ pub(super) fn message(
     Ok(message)
 }
 
+/// A message taken from an AMQP queue as the bus shows it: with the exchange
+/// and routing key it was published with.
+pub(super) fn entry_json(entry: &crate::router::Entry) -> Value {
+    let mut v = message_json(Dialect::Amqp, &entry.message, entry.message.qos, false);
+    v["exchange"] = json!(entry.exchange.as_ref());
+    v["routing_key"] = json!(entry.routing_key.as_ref());
+    v["redelivered"] = json!(entry.redelivered);
+    v
+}
+
 /// A delivered message as the bus shows it.
 pub(super) fn message_json(
     dialect: Dialect,
@@ -99,8 +150,15 @@ pub(super) fn message_json(
 ) -> Value {
     let mut v = Map::new();
     v.insert("subject".into(), json!(message.subject.as_str()));
-    if dialect == Dialect::Mqtt {
-        v.insert("topic".into(), json!(message.subject.to_mqtt_topic()));
+    match dialect {
+        Dialect::Mqtt => {
+            v.insert("topic".into(), json!(message.subject.to_mqtt_topic()));
+        }
+        Dialect::Stomp => {
+            let destination = format!("/topic/{}", message.subject.as_str());
+            v.insert("destination".into(), json!(destination));
+        }
+        Dialect::Nats | Dialect::Amqp => {}
     }
     match std::str::from_utf8(&message.payload) {
         Ok(text) => {
@@ -130,7 +188,7 @@ pub(super) fn message_json(
     if let Some(r) = &message.reply_to {
         let shown = match dialect {
             Dialect::Mqtt => r.to_mqtt_topic(),
-            Dialect::Nats => r.as_str().to_owned(),
+            Dialect::Nats | Dialect::Amqp | Dialect::Stomp => r.as_str().to_owned(),
         };
         v.insert("reply_to".into(), json!(shown));
     }

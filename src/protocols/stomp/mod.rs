@@ -5,6 +5,8 @@
 mod session;
 mod translate;
 
+pub(crate) use translate::{parse_destination, send_route, Destination};
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -11,8 +11,9 @@ use bytes::BytesMut;
 use dwbroker_codecs::stomp::{Command, Frame, FrameWriter, Version};
 
 use super::translate::{
-    invalid_destination, message_from_send, parse_destination, shown_destination, shown_reply_to,
-    write_error, write_message, Delivered, Destination, ReplyTo, VALID_DESTINATIONS,
+    invalid_destination, message_from_send, parse_destination, send_route, shown_destination,
+    shown_reply_to, write_error, write_message, Delivered, Destination, ReplyTo,
+    VALID_DESTINATIONS,
 };
 use crate::access::{Grant, Guard, Kind};
 use crate::connections::{Counts, Identity};
@@ -534,16 +535,13 @@ impl Connection {
             Some(r) => Some(self.reply_to(r, now)?),
         };
         let msg = message_from_send(frame, reply_to, self.id);
-        let (exchange, key) = match parse_destination(destination) {
-            Some(Destination::Topic(key)) => ("amq.topic", key),
-            Some(Destination::Queue(name)) => {
-                self.queue_for(name, frame, now)?;
-                ("", name)
-            }
-            Some(Destination::AmqQueue(name) | Destination::ReplyQueue(name)) => ("", name),
-            Some(Destination::Exchange(exchange, key)) => (exchange, key),
-            Some(Destination::TempQueue(_)) | None => return Err(unknown_destination(destination)),
+        let Some((exchange, key, declare)) = parse_destination(destination).and_then(send_route)
+        else {
+            return Err(unknown_destination(destination));
         };
+        if declare {
+            self.queue_for(key, frame, now)?;
+        }
         self.permit(self.guard.grant().may_publish_via(exchange, key), || {
             format!("destination '{destination}'")
         })?;

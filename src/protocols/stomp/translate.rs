@@ -28,7 +28,7 @@ use crate::router::{ConnId, Delivery, Message, Subject};
 
 /// A destination, RabbitMQ's way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Destination<'a> {
+pub(crate) enum Destination<'a> {
     /// `/topic/<key>`: `amq.topic`, the shared subject space.
     Topic(&'a str),
     /// `/queue/<name>`: a queue declared on use, reached through the default exchange.
@@ -57,7 +57,7 @@ const REPLY_TO: &str = "stomp.reply-to";
 /// Parses a destination header; `None` if it is none of RabbitMQ's forms, names
 /// nothing, or (as RabbitMQ) has a `/` inside a queue name, a topic or an
 /// exchange destination's routing key, or an empty exchange name.
-pub(super) fn parse_destination(text: &str) -> Option<Destination<'_>> {
+pub(crate) fn parse_destination(text: &str) -> Option<Destination<'_>> {
     const KINDS: [&str; 6] = [
         "/topic/",
         "/queue/",
@@ -87,6 +87,19 @@ pub(super) fn parse_destination(text: &str) -> Option<Destination<'_>> {
             Destination::Exchange(exchange, key)
         }
         _ => return None,
+    })
+}
+
+/// Where a SEND to `destination` is published: the exchange and routing key,
+/// and whether it names a queue declared on use (`/queue/<name>`); `None` for a
+/// destination a SEND cannot name.
+pub(crate) fn send_route(destination: Destination<'_>) -> Option<(&str, &str, bool)> {
+    Some(match destination {
+        Destination::Topic(key) => ("amq.topic", key, false),
+        Destination::Queue(name) => ("", name, true),
+        Destination::AmqQueue(name) | Destination::ReplyQueue(name) => ("", name, false),
+        Destination::Exchange(exchange, key) => (exchange, key, false),
+        Destination::TempQueue(_) => return None,
     })
 }
 
