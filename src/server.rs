@@ -199,6 +199,11 @@ impl Context {
         self.storage.as_ref()
     }
 
+    /// The storage committer's figures, unless the broker runs in memory.
+    pub(crate) fn storage_metrics(&self) -> Option<&crate::storage::CommitMetrics> {
+        self.storage.as_ref().map(Storage::metrics)
+    }
+
     /// Commits what storage still holds and stops it (the end of a shutdown).
     pub(crate) fn close_storage(&self) {
         if let Some(storage) = &self.storage {

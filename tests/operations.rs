@@ -215,6 +215,41 @@ async fn metrics_count_a_known_workload_on_every_protocol() {
     assert!(sample(&m, "dwbroker_memory_high_watermark_bytes", None) > 0.0);
     assert_eq!(sample(&m, "dwbroker_login_failures_total", None), 0.0);
 
+    // A persistent message into a durable queue is fsynced before it is
+    // acknowledged: the storage figures move.
+    let fsyncs = sample(&m, "dwbroker_storage_fsyncs_total", None);
+    ch.queue_declare(
+        "op-durable".into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let resp = Client::new()
+        .post(format!("{base}/amqp/exchanges/amq.default/op-durable"))
+        .header("X-Delivery-Mode", "2")
+        .body("kept")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let m = metrics(&base).await;
+    assert!(sample(&m, "dwbroker_storage_fsyncs_total", None) > fsyncs);
+    let commits = m
+        .samples
+        .iter()
+        .find(|s| s.metric == "dwbroker_storage_commit_seconds")
+        .map(|s| &s.value);
+    match commits {
+        Some(prometheus_parse::Value::Histogram(buckets)) => {
+            assert!(buckets.last().unwrap().count >= 1.0, "{buckets:?}")
+        }
+        other => panic!("commit latency histogram: {other:?}"),
+    }
+
     // Counters are cumulative: a closed connection's messages stay counted.
     drop(nats);
     metrics_until(&base, |m| {

@@ -69,6 +69,19 @@ pub(super) fn render(ctx: &Context) -> String {
     router(&mut registry, ctx);
     queues(&mut registry, ctx);
     streams(&mut registry, ctx);
+    if let Some(storage) = ctx.storage_metrics() {
+        registry.register_with_unit(
+            "storage_commit",
+            "How long a group commit took to write (and fsync, with fsync = always)",
+            Unit::Seconds,
+            storage.latency.clone(),
+        );
+        registry.register(
+            "storage_fsyncs",
+            "fsyncs of the data dir",
+            storage.fsyncs.clone(),
+        );
+    }
     let mut text = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut text, &registry);
@@ -131,6 +144,14 @@ fn connections(registry: &mut Registry, ctx: &Context) {
         "Logins refused (bad credentials or not authorized)",
         ctx.access.refused_logins(),
     );
+    if let Some(tls) = &ctx.tls {
+        counter(
+            registry,
+            "tls_handshake_failures",
+            "TLS handshakes that failed or timed out",
+            tls.failed_handshakes(),
+        );
+    }
     counter(
         registry,
         "slow_consumer_disconnects",

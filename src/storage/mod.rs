@@ -23,6 +23,8 @@
 mod format;
 mod recover;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -191,6 +193,7 @@ impl Reclaim {
 pub struct Storage {
     dir: PathBuf,
     journal: Arc<Journal>,
+    metrics: CommitMetrics,
     committer: Mutex<Option<JoinHandle<()>>>,
     /// Dropped to stop the reclaimer.
     stop_reclaim: Mutex<Option<mpsc::Sender<()>>>,
@@ -260,14 +263,24 @@ impl Storage {
         reclaim
             .live
             .store(recovered.stored_messages(), Ordering::Relaxed);
+        let metrics = CommitMetrics::default();
         let committer = {
             let journal = journal.clone();
             let fail = fail_next_write.clone();
             let reclaim = reclaim.clone();
             let spaces = spaces.clone();
+            let metrics = metrics.clone();
             std::thread::Builder::new()
                 .name("dwbroker-storage".into())
-                .spawn(move || commit_loop(&db, &spaces, &journal, fsync, &fail, &reclaim))
+                .spawn(move || {
+                    let committer = Committer {
+                        db: &db,
+                        spaces: &spaces,
+                        fsync,
+                        metrics: &metrics,
+                    };
+                    commit_loop(&committer, &journal, &fail, &reclaim)
+                })
                 .map_err(|e| engine("starting the committer")(fjall::Error::Io(e)))?
         };
         let (stop_reclaim, stopped) = mpsc::channel();
@@ -279,6 +292,7 @@ impl Storage {
             Storage {
                 dir: dir.to_owned(),
                 journal,
+                metrics,
                 committer: Mutex::new(Some(committer)),
                 stop_reclaim: Mutex::new(Some(stop_reclaim)),
                 reclaimer: Mutex::new(Some(reclaimer)),
@@ -294,6 +308,11 @@ impl Storage {
     #[cfg(test)]
     pub(crate) fn fail_next_write(&self) {
         self.fail_next_write.store(true, Ordering::Release);
+    }
+
+    /// The committer's figures, for `/metrics`.
+    pub(crate) fn metrics(&self) -> &CommitMetrics {
+        &self.metrics
     }
 
     /// The journal the router records into.
@@ -362,16 +381,46 @@ fn reclaim_loop(spaces: &Spaces, reclaim: &Reclaim, stop: &mpsc::Receiver<()>) {
     }
 }
 
+/// How long each group commit took (its write and, with `fsync = always`, its
+/// fsync) and how many fsyncs there were; shared with `/metrics`.
+#[derive(Debug, Clone)]
+pub(crate) struct CommitMetrics {
+    pub(crate) latency: Histogram,
+    pub(crate) fsyncs: Counter,
+}
+
+impl Default for CommitMetrics {
+    fn default() -> Self {
+        CommitMetrics {
+            // 50 µs to about 1.6 s.
+            latency: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            fsyncs: Counter::default(),
+        }
+    }
+}
+
+/// What the committer writes with.
+struct Committer<'a> {
+    db: &'a Database,
+    spaces: &'a Spaces,
+    fsync: Fsync,
+    metrics: &'a CommitMetrics,
+}
+
 /// The committer: takes the journal's records in groups, writes each group as
 /// one atomic batch, persists it, and completes the group's tickets.
 fn commit_loop(
-    db: &Database,
-    spaces: &Spaces,
+    committer: &Committer<'_>,
     journal: &Journal,
-    fsync: Fsync,
     fail_next_write: &AtomicBool,
     reclaim: &Reclaim,
 ) {
+    let Committer {
+        db,
+        spaces,
+        fsync,
+        metrics,
+    } = *committer;
     let mut failed: Option<StoreFailure> = None;
     let mut unsynced_since: Option<Instant> = None;
     // Only batch mode has anything to do while no records come (its fsync).
@@ -383,7 +432,7 @@ fn commit_loop(
         let (records, commit) = match journal.take(idle) {
             Taken::Closed => break,
             Taken::Idle => {
-                sync_due(db, &mut unsynced_since, &mut failed);
+                sync_due(committer, &mut unsynced_since, &mut failed);
                 continue;
             }
             Taken::Batch(records, commit) => (records, commit),
@@ -393,14 +442,22 @@ fn commit_loop(
             None if fail_next_write.swap(false, Ordering::AcqRel) => {
                 Err(StoreFailure("No space left on device (injected)".into()))
             }
-            None => write(db, spaces, &records, fsync, reclaim),
+            None => {
+                let started = Instant::now();
+                let written = write(db, spaces, &records, fsync, reclaim);
+                metrics.latency.observe(started.elapsed().as_secs_f64());
+                if fsync == Fsync::Always && written.is_ok() {
+                    metrics.fsyncs.inc();
+                }
+                written
+            }
         };
         if fsync == Fsync::Batch && outcome.is_ok() && unsynced_since.is_none() {
             unsynced_since = Some(Instant::now());
         }
         complete(&commit, outcome, &mut failed);
         if fsync == Fsync::Batch {
-            sync_due(db, &mut unsynced_since, &mut failed);
+            sync_due(committer, &mut unsynced_since, &mut failed);
         }
     }
     if failed.is_none() {
@@ -429,7 +486,7 @@ fn complete(commit: &Commit, outcome: Result<(), StoreFailure>, failed: &mut Opt
 /// With [`Fsync::Batch`]: fsyncs once the oldest unsynced commit is
 /// [`BATCH_FSYNC_INTERVAL`] old.
 fn sync_due(
-    db: &Database,
+    committer: &Committer<'_>,
     unsynced_since: &mut Option<Instant>,
     failed: &mut Option<StoreFailure>,
 ) {
@@ -440,7 +497,8 @@ fn sync_due(
         return;
     }
     *unsynced_since = None;
-    if let Err(e) = db.persist(PersistMode::SyncAll) {
+    committer.metrics.fsyncs.inc();
+    if let Err(e) = committer.db.persist(PersistMode::SyncAll) {
         if failed.is_none() {
             tracing::error!(error = %e, "storage: periodic fsync failed; durable publishes are refused until the broker restarts");
             *failed = Some(StoreFailure(e.to_string().into()));

@@ -40,14 +40,23 @@ pub struct TlsError {
 pub(crate) struct Certificates {
     files: Tls,
     current: RwLock<Arc<ServerConfig>>,
+    /// Handshakes that failed or timed out, since the start (`/metrics`).
+    failed_handshakes: std::sync::atomic::AtomicU64,
 }
 
 impl Certificates {
+    /// Handshakes that failed or timed out so far.
+    pub(crate) fn failed_handshakes(&self) -> u64 {
+        self.failed_handshakes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Reads the configured files.
     pub(crate) fn load(files: &Tls) -> Result<Certificates, TlsError> {
         Ok(Certificates {
             files: files.clone(),
             current: RwLock::new(Arc::new(server_config(files)?)),
+            failed_handshakes: Default::default(),
         })
     }
 
@@ -132,6 +141,9 @@ pub(crate) async fn handshake(
         Err(_) => "no TLS handshake in time".into(),
     };
     info!(%peer, ?front, why = %why, "TLS handshake failed");
+    certificates
+        .failed_handshakes
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     None
 }
 

@@ -106,9 +106,11 @@ pub(super) fn message(
         }
         (Dialect::Amqp, Some(1) | None, None) | (Dialect::Stomp, None, Some("false") | None) => qos,
         (Dialect::Mqtt | Dialect::Nats, None, None) => qos,
-        _ => return Err(format!(
+        _ => {
+            return Err(format!(
             "{DELIVERY_MODE} (1 or 2) is for AMQP paths, {PERSISTENT} (true or false) for STOMP's"
-        )),
+        ))
+        }
     };
     let mut message = Message {
         subject,
