@@ -213,7 +213,40 @@ async fn metrics_count_a_known_workload_on_every_protocol() {
     .await;
     let m = metrics(&base).await;
     assert!(sample(&m, "dwbroker_memory_high_watermark_bytes", None) > 0.0);
-    assert_eq!(sample(&m, "dwbroker_login_failures_total", None), 0.0);
+    assert_eq!(
+        sample(
+            &m,
+            "dwbroker_login_failures_total",
+            Some(("protocol", "mqtt"))
+        ),
+        0.0
+    );
+
+    // A queue with x-max-length 1 and no dead-letter exchange drops the oldest.
+    let mut args = FieldTable::default();
+    args.insert("x-max-length".into(), lapin::types::AMQPValue::LongInt(1));
+    ch.queue_declare("op-short".into(), QueueDeclareOptions::default(), args)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        ch.basic_publish(
+            "".into(),
+            "op-short".into(),
+            BasicPublishOptions::default(),
+            b"q",
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap();
+    }
+    metrics_until(&base, |m| {
+        sample(
+            m,
+            "dwbroker_messages_dropped_total",
+            Some(("reason", "max_length")),
+        ) == 2.0
+    })
+    .await;
 
     // A persistent message into a durable queue is fsynced before it is
     // acknowledged: the storage figures move.
@@ -576,6 +609,7 @@ async fn metrics_and_the_api_need_the_admin_permission() {
         .text()
         .await
         .unwrap();
-    assert!(sample(&scrape(&text), "dwbroker_login_failures_total", None) >= 1.0);
+    let failures = Some(("protocol", "http"));
+    assert!(sample(&scrape(&text), "dwbroker_login_failures_total", failures) >= 1.0);
     broker.shutdown().await;
 }

@@ -336,14 +336,46 @@ struct Failures {
     last: Instant,
 }
 
+/// The protocols logins come by, for counting refusals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Via {
+    Mqtt,
+    Amqp,
+    Stomp,
+    Nats,
+    Http,
+}
+
+impl Via {
+    pub(crate) const ALL: [Via; 5] = [Via::Mqtt, Via::Amqp, Via::Stomp, Via::Nats, Via::Http];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Via::Mqtt => "mqtt",
+            Via::Amqp => "amqp",
+            Via::Stomp => "stomp",
+            Via::Nats => "nats",
+            Via::Http => "http",
+        }
+    }
+}
+
+/// Who is logging in: the address its failures are counted against, and its
+/// protocol.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer {
+    pub(crate) ip: IpAddr,
+    pub(crate) via: Via,
+}
+
 /// The user store and permissions every front authenticates against.
 #[derive(Debug)]
 pub(crate) struct Access {
     config: Auth,
     policy: RwLock<Arc<Policy>>,
     failures: Mutex<HashMap<IpAddr, Failures>>,
-    /// Logins refused since the start (`/metrics`).
-    refused_logins: std::sync::atomic::AtomicU64,
+    /// Logins refused since the start, by the protocol they came by (`/metrics`).
+    refused_logins: [std::sync::atomic::AtomicU64; 5],
     /// Password checks running at once: argon2 takes 19 MiB and tens of
     /// milliseconds each, so a storm of logins waits here instead of filling the
     /// blocking pool and memory.
@@ -443,7 +475,7 @@ impl Access {
     /// nats-server without a user store ignore them.
     pub(crate) async fn authenticate_optional(
         &self,
-        peer: IpAddr,
+        peer: Peer,
         login: Login<'_>,
     ) -> Result<Grant, Refused> {
         let login = if self.is_open() {
@@ -471,7 +503,7 @@ impl Access {
     /// logged and returned only after the address's failure delay.
     pub(crate) async fn authenticate(
         &self,
-        peer: IpAddr,
+        peer: Peer,
         login: Login<'_>,
     ) -> Result<Grant, Refused> {
         let policy = self.policy();
@@ -519,7 +551,7 @@ impl Access {
     /// failed login).
     pub(crate) async fn scram_finish(
         &self,
-        peer: IpAddr,
+        peer: Peer,
         exchange: &scram::Exchange,
         client_final: &[u8],
     ) -> Result<(Grant, String), Refused> {
@@ -539,7 +571,7 @@ impl Access {
     /// is logged (the user, never the password) and answered after its delay.
     async fn settle<T>(
         &self,
-        peer: IpAddr,
+        Peer { ip: peer, via }: Peer,
         user: &str,
         outcome: Result<T, Refused>,
     ) -> Result<T, Refused> {
@@ -549,7 +581,7 @@ impl Access {
                 Ok(granted)
             }
             Err(refused) => {
-                self.refused_logins
+                self.refused_logins[via as usize]
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let (count, delay) = self.count_failure(peer);
                 warn!(%peer, user, failures = count, ?refused, "login refused");
@@ -559,10 +591,9 @@ impl Access {
         }
     }
 
-    /// Logins refused since the start.
-    pub(crate) fn refused_logins(&self) -> u64 {
-        self.refused_logins
-            .load(std::sync::atomic::Ordering::Relaxed)
+    /// Logins refused since the start by clients of `via`.
+    pub(crate) fn refused_logins(&self, via: Via) -> u64 {
+        self.refused_logins[via as usize].load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn count_failure(&self, peer: IpAddr) -> (u32, Duration) {
@@ -643,8 +674,11 @@ mod tests {
         auth
     }
 
-    fn peer() -> IpAddr {
-        IpAddr::from([127, 0, 0, 1])
+    fn peer() -> Peer {
+        Peer {
+            ip: IpAddr::from([127, 0, 0, 1]),
+            via: Via::Mqtt,
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -737,7 +771,7 @@ mod tests {
             password: b"secret",
         };
         access.authenticate(peer(), good).await.unwrap();
-        assert_eq!(access.count_failure(peer()).0, 1);
+        assert_eq!(access.count_failure(peer().ip).0, 1);
     }
 
     #[test]

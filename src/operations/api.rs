@@ -100,7 +100,10 @@ async fn overview(State(ctx): State<Arc<Context>>) -> Json<Value> {
             "high_watermark_bytes": memory.high_watermark(),
             "blocked": memory.is_blocked(),
         },
-        "login_failures": ctx.access.refused_logins(),
+        "login_failures": crate::access::Via::ALL
+            .into_iter()
+            .map(|via| ctx.access.refused_logins(via))
+            .sum::<u64>(),
         "listeners": listeners,
     }))
 }

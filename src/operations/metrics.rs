@@ -138,12 +138,28 @@ fn connections(registry: &mut Registry, ctx: &Context) {
             .get_or_create(&labels)
             .inc_by(t.counts.out_bytes);
     }
-    counter(
+    let refused_logins = counters(
         registry,
         "login_failures",
         "Logins refused (bad credentials or not authorized)",
-        ctx.access.refused_logins(),
     );
+    for via in crate::access::Via::ALL {
+        let labels = vec![("protocol", via.name().to_owned())];
+        refused_logins
+            .get_or_create(&labels)
+            .inc_by(ctx.access.refused_logins(via));
+    }
+    let dropped = counters(
+        registry,
+        "messages_dropped",
+        "Messages (copies) discarded: a full subscriber outbox, or expired, over a length \
+         limit or rejected in a queue without a dead-letter exchange",
+    );
+    for (reason, n) in ctx.router.drops().counts() {
+        dropped
+            .get_or_create(&vec![("reason", reason.as_str().to_owned())])
+            .inc_by(n);
+    }
     if let Some(tls) = &ctx.tls {
         counter(
             registry,

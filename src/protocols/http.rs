@@ -19,7 +19,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tracing::debug;
 
-use crate::access::{Grant, Login};
+use crate::access::{Grant, Login, Peer, Via};
 use crate::server::Context;
 use crate::transport::Duplex;
 
@@ -160,7 +160,13 @@ async fn log_in(State(door): State<Door>, mut request: Request, next: Next) -> R
             let Ok(grant) = door
                 .ctx
                 .access
-                .authenticate_optional(door.peer.ip(), login)
+                .authenticate_optional(
+                    Peer {
+                        ip: door.peer.ip(),
+                        via: Via::Http,
+                    },
+                    login,
+                )
                 .await
             else {
                 return unauthorized();

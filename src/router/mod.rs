@@ -16,6 +16,7 @@
 //! lock. Locks are `std::sync`, never held across `.await`; the order is written in
 //! docs/locks.md.
 
+mod drops;
 pub mod groups;
 pub mod journal;
 pub mod memory;
@@ -35,6 +36,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+pub use drops::{DropReason, Drops};
 pub use groups::{Group, GroupKey, Member};
 pub use journal::{DestId, Journal, Record, StoreFailure, Ticket};
 pub use memory::{Held, Memory};
@@ -165,6 +167,8 @@ pub struct Router {
     streams: streams::Streams,
     /// Every byte held for messages in queues and outboxes, and the watermark.
     memory: Arc<Memory>,
+    /// Messages discarded, by why.
+    drops: Drops,
 }
 
 impl fmt::Debug for Router {
@@ -193,7 +197,13 @@ impl Router {
             journal: None,
             streams: streams::Streams::default(),
             memory,
+            drops: Drops::default(),
         }
+    }
+
+    /// Messages discarded so far, by why.
+    pub fn drops(&self) -> &Drops {
+        &self.drops
     }
 
     /// The memory ledger: what queues and outboxes hold, and whether publishers
@@ -551,6 +561,8 @@ impl Router {
         }
         drop(plain);
         drop(index);
+        let refused = routed.matched.saturating_sub(routed.queued) as u64;
+        self.drops.count(DropReason::OutboxFull, refused);
         self.pick_partitions(&msg, &mut captured);
         if !captured.is_empty() {
             routed.matched += captured.len();

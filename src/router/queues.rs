@@ -640,12 +640,12 @@ impl Queue {
         st.buckets.iter().rposition(|b| !b.is_empty())
     }
 
+    /// Removes `entry` and hands it to `dead` (dead-lettered, or counted as
+    /// dropped when the queue has no dead-letter exchange).
     fn drop_entry(&self, st: &State, entry: Entry, reason: DeathReason, dead: &mut Dead) {
         self.record_removed(st, &entry);
         self.forget(&entry);
-        if self.dead_letters() {
-            dead.push((entry, reason));
-        }
+        dead.push((entry, reason));
     }
 
     /// Drops (dead-letters) the expired entries at the head of every bucket but

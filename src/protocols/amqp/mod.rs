@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 
 use session::{Connection, Exit, Offer, PendingLogin};
 
-use crate::access::{Grant, Login};
+use crate::access::{Grant, Login, Peer, Via};
 use crate::connections::{Protocol, Registration};
 use crate::protocols::acks;
 use crate::protocols::delivery::{write_pending, Deliveries};
@@ -229,7 +229,11 @@ async fn log_in(ctx: &Context, peer: SocketAddr, login: &PendingLogin) -> Option
             password: login.password.as_bytes(),
         },
     };
-    ctx.access.authenticate(peer.ip(), login).await.ok()
+    let peer = Peer {
+        ip: peer.ip(),
+        via: Via::Amqp,
+    };
+    ctx.access.authenticate(peer, login).await.ok()
 }
 
 /// The exit for input the codec refused.

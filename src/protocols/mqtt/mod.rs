@@ -26,7 +26,7 @@ pub(crate) use registry::Registry;
 use registry::{Handoff, Prior, SessionState};
 use session::{Connection, Exit};
 
-use crate::access::{scram, Grant, Guard, Login, Refused};
+use crate::access::{scram, Grant, Guard, Login, Peer, Refused, Via};
 use crate::connections::{Identity, Protocol, Registration};
 use crate::protocols::acks;
 use crate::protocols::frames::FrameReader;
@@ -367,7 +367,13 @@ async fn log_in(
 ) -> Result<Grant, (ReasonCode, &'static str)> {
     let grant = ctx
         .access
-        .authenticate_optional(peer.ip(), login)
+        .authenticate_optional(
+            Peer {
+                ip: peer.ip(),
+                via: Via::Mqtt,
+            },
+            login,
+        )
         .await
         .map_err(|refused| match refused {
             Refused::BadCredentials => (
@@ -456,7 +462,14 @@ async fn scram_log_in<R: ReadHalf, W: WriteHalf>(
     };
     let (grant, server_final) = ctx
         .access
-        .scram_finish(peer.ip(), &exchange, &client_final)
+        .scram_finish(
+            Peer {
+                ip: peer.ip(),
+                via: Via::Mqtt,
+            },
+            &exchange,
+            &client_final,
+        )
         .await
         .map_err(|_| refused)?;
     accepted.scram_succeeded(server_final);

@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 
 use session::{Connection, Exit};
 
-use crate::access::{Grant, Login};
+use crate::access::{Grant, Login, Peer, Via};
 use crate::config::{ClientAuth, NatsTls};
 use crate::connections::{Identity, Protocol, Registration};
 use crate::protocols::acks;
@@ -360,7 +360,13 @@ async fn log_in(
         _ => Login::Anonymous,
     };
     ctx.access
-        .authenticate_optional(peer.ip(), login.or_certificate(certificate_user))
+        .authenticate_optional(
+            Peer {
+                ip: peer.ip(),
+                via: Via::Nats,
+            },
+            login.or_certificate(certificate_user),
+        )
         .await
         .map_err(|_| Exit::Err("Authorization Violation"))
 }

@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 
 use session::{Connection, Exit, Offer};
 
-use crate::access::{Grant, Login};
+use crate::access::{Grant, Login, Peer, Via};
 use crate::connections::{Protocol, Registration};
 use crate::protocols::acks;
 use crate::protocols::delivery::{write_pending, Deliveries};
@@ -232,7 +232,13 @@ async fn log_in(
     let passcode = frame.header("passcode").unwrap_or_default();
     let login = Login::password(user, passcode.as_bytes());
     ctx.access
-        .authenticate(peer.ip(), login.or_certificate(certificate_user))
+        .authenticate(
+            Peer {
+                ip: peer.ip(),
+                via: Via::Stomp,
+            },
+            login.or_certificate(certificate_user),
+        )
         .await
         .map_err(|_| session::refused_login(user.unwrap_or_default()))
 }

@@ -12,7 +12,7 @@ use crate::router::deaths;
 use crate::router::message::{Message, Now};
 use crate::router::queues::{Dead, Queue};
 use crate::router::subject::Subject;
-use crate::router::{Routed, Router};
+use crate::router::{DeathReason, DropReason, Routed, Router};
 
 /// One routing task of the publish work list.
 struct Job {
@@ -111,10 +111,26 @@ impl Router {
                         routed.rejected += 1;
                     }
                 }
+                self.count_dropped(&q, &dead);
                 dead_letter_jobs(&q, &mut dead, now, &mut jobs);
             }
         }
         routed
+    }
+
+    /// Counts `dead` as dropped if `q` has no dead-letter exchange to take them.
+    fn count_dropped(&self, q: &Queue, dead: &Dead) {
+        if q.spec().args.dead_letter_exchange.is_some() {
+            return;
+        }
+        for (_, reason) in dead {
+            let reason = match reason {
+                DeathReason::Expired => DropReason::Expired,
+                DeathReason::MaxLen => DropReason::MaxLength,
+                DeathReason::Rejected => DropReason::Rejected,
+            };
+            self.drops().count(reason, 1);
+        }
     }
 
     /// Routes `dead` entries of `q` (dead-lettering), through the work list.
@@ -122,6 +138,7 @@ impl Router {
         if dead.is_empty() {
             return;
         }
+        self.count_dropped(q, &dead);
         let mut jobs = VecDeque::new();
         dead_letter_jobs(q, &mut dead, now, &mut jobs);
         for job in jobs {
