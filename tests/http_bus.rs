@@ -57,6 +57,33 @@ async fn answer(r: reqwest::RequestBuilder) -> (StatusCode, Value) {
     )
 }
 
+/// A raw STOMP 1.2 connection subscribed to `destination` (its receipt read).
+async fn stomp_subscribed(addr: std::net::SocketAddr, destination: &str) -> tokio::net::TcpStream {
+    let mut stomp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let frames = format!(
+        "CONNECT\naccept-version:1.2\nhost:/\n\n\0\
+         SUBSCRIBE\nid:0\ndestination:{destination}\nreceipt:r\n\n\0"
+    );
+    stomp.write_all(frames.as_bytes()).await.unwrap();
+    read_until(&mut stomp, "receipt-id:r").await;
+    stomp
+}
+
+/// What `stomp` sends until `needle` has come, within [`WAIT`] for each read.
+async fn read_until(stomp: &mut tokio::net::TcpStream, needle: &str) -> String {
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains(needle) {
+        let mut buf = [0u8; 512];
+        let n = tokio::time::timeout(WAIT, stomp.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed before {needle:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
 #[tokio::test]
 async fn a_post_reaches_subscribers_of_every_protocol() {
     let (broker, mqtt) = start().await;
@@ -95,22 +122,7 @@ async fn a_post_reaches_subscribers_of_every_protocol() {
         )
         .await
         .unwrap();
-    let mut stomp = tokio::net::TcpStream::connect(broker.stomp_addr().unwrap())
-        .await
-        .unwrap();
-    stomp
-        .write_all(b"CONNECT\naccept-version:1.2\nhost:/\n\n\0SUBSCRIBE\nid:0\ndestination:/topic/bus.reading\nreceipt:r\n\n\0")
-        .await
-        .unwrap();
-    let mut seen = Vec::new();
-    while !String::from_utf8_lossy(&seen).contains("receipt-id:r") {
-        let mut buf = [0u8; 512];
-        let n = tokio::time::timeout(WAIT, stomp.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
-        seen.extend_from_slice(&buf[..n]);
-    }
+    let mut stomp = stomp_subscribed(broker.stomp_addr().unwrap(), "/topic/bus.reading").await;
 
     let resp = http
         .req(reqwest::Method::POST, "/mqtt/bus/reading")
@@ -131,16 +143,8 @@ async fn a_post_reaches_subscribers_of_every_protocol() {
         (&b"bus/reading"[..], &b"21.5"[..])
     );
     assert_eq!(&amqp_next(&mut consumer).await.data[..], b"21.5");
-    let mut got = Vec::new();
-    while !String::from_utf8_lossy(&got).contains("21.5") {
-        let mut buf = [0u8; 512];
-        let n = tokio::time::timeout(WAIT, stomp.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
-        got.extend_from_slice(&buf[..n]);
-    }
-    assert!(String::from_utf8_lossy(&got).starts_with("MESSAGE"));
+    let got = read_until(&mut stomp, "21.5").await;
+    assert!(got.starts_with("MESSAGE"), "{got}");
 
     // NATS: the same, by subject.
     let (status, _) = http.post("/nats/bus.reading", b"22").await;
@@ -552,34 +556,11 @@ async fn stomp_rows_send_to_topics_and_queues_and_read_them() {
     let (broker, _) = start().await;
     let http = Http::new(&broker);
     use reqwest::Method as M;
-    let mut stomp = tokio::net::TcpStream::connect(broker.stomp_addr().unwrap())
-        .await
-        .unwrap();
-    stomp
-        .write_all(b"CONNECT\naccept-version:1.2\nhost:/\n\n\0SUBSCRIBE\nid:0\ndestination:/topic/st.x\nreceipt:r\n\n\0")
-        .await
-        .unwrap();
-    let mut seen = Vec::new();
-    while !String::from_utf8_lossy(&seen).contains("receipt-id:r") {
-        let mut buf = [0u8; 512];
-        let n = tokio::time::timeout(WAIT, stomp.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
-        seen.extend_from_slice(&buf[..n]);
-    }
+    let mut stomp = stomp_subscribed(broker.stomp_addr().unwrap(), "/topic/st.x").await;
     let (status, _) = answer(http.req(M::POST, "/stomp/topic/st.x").body("s1")).await;
     assert_eq!(status, StatusCode::OK);
-    let mut got = Vec::new();
-    while !String::from_utf8_lossy(&got).contains("s1") {
-        let mut buf = [0u8; 512];
-        let n = tokio::time::timeout(WAIT, stomp.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
-        got.extend_from_slice(&buf[..n]);
-    }
-    assert!(String::from_utf8_lossy(&got).contains("destination:/topic/st.x"));
+    let got = read_until(&mut stomp, "s1").await;
+    assert!(got.contains("destination:/topic/st.x"), "{got}");
 
     // A /queue/ destination is declared on use, and read back.
     let (status, _) = answer(

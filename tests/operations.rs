@@ -87,6 +87,25 @@ async fn metrics_until(base: &str, check: impl Fn(&prometheus_parse::Scrape) -> 
     }
 }
 
+/// Declares queue `name` with `args` and publishes `n` copies of `body` to it
+/// through the default exchange (without confirms: callers poll for the result).
+async fn fill_queue(ch: &lapin::Channel, name: &str, args: FieldTable, n: usize, body: &[u8]) {
+    ch.queue_declare(name.into(), QueueDeclareOptions::default(), args)
+        .await
+        .unwrap();
+    for _ in 0..n {
+        ch.basic_publish(
+            "".into(),
+            name.into(),
+            BasicPublishOptions::default(),
+            body,
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap();
+    }
+}
+
 /// A raw STOMP 1.2 connection after CONNECTED.
 async fn stomp_connect(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -163,24 +182,7 @@ async fn metrics_count_a_known_workload_on_every_protocol() {
 
     // AMQP: 2 messages into a queue nobody consumes.
     let (_amqp, ch) = amqp_channel(&broker).await;
-    ch.queue_declare(
-        "op-depth".into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-    for _ in 0..2 {
-        ch.basic_publish(
-            "".into(),
-            "op-depth".into(),
-            BasicPublishOptions::default(),
-            b"xyz",
-            BasicProperties::default(),
-        )
-        .await
-        .unwrap();
-    }
+    fill_queue(&ch, "op-depth", FieldTable::default(), 2, b"xyz").await;
 
     // STOMP: one SEND of 6 bytes.
     let mut stomp = stomp_connect(broker.stomp_addr().unwrap()).await;
@@ -225,20 +227,7 @@ async fn metrics_count_a_known_workload_on_every_protocol() {
     // A queue with x-max-length 1 and no dead-letter exchange drops the oldest.
     let mut args = FieldTable::default();
     args.insert("x-max-length".into(), lapin::types::AMQPValue::LongInt(1));
-    ch.queue_declare("op-short".into(), QueueDeclareOptions::default(), args)
-        .await
-        .unwrap();
-    for _ in 0..3 {
-        ch.basic_publish(
-            "".into(),
-            "op-short".into(),
-            BasicPublishOptions::default(),
-            b"q",
-            BasicProperties::default(),
-        )
-        .await
-        .unwrap();
-    }
+    fill_queue(&ch, "op-short", args, 3, b"q").await;
     metrics_until(&base, |m| {
         sample(
             m,
@@ -377,26 +366,7 @@ async fn the_api_lists_connections_and_queues_and_closes_and_purges() {
 
     // A queue with two messages, purged.
     let (_amqp, ch) = amqp_channel(&broker).await;
-    ch.queue_declare(
-        "api-q".into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-    for _ in 0..2 {
-        ch.basic_publish(
-            "".into(),
-            "api-q".into(),
-            BasicPublishOptions::default(),
-            b"1",
-            BasicProperties::default(),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    }
+    fill_queue(&ch, "api-q", FieldTable::default(), 2, b"1").await;
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let (_, queues) = get(&base, "/api/queues").await;
