@@ -418,6 +418,12 @@ async fn the_bus_follows_the_users_rules() {
         let (status, body) = answer(as_app(method.clone(), path)).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {body}");
     }
+    // Another site's page in a browser may not use the bus (nor the API).
+    let (status, _) = answer(
+        as_app(reqwest::Method::POST, "/nats/app.ok").header("Sec-Fetch-Site", "cross-site"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
     // No credentials: 401.
     assert_eq!(
         http.post("/nats/app.ok", b"x").await.0,
@@ -600,6 +606,94 @@ async fn stomp_rows_send_to_topics_and_queues_and_read_them() {
             StatusCode::BAD_REQUEST,
             "{path}"
         );
+    }
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_poll_the_client_abandons_leaves_no_subscription_behind() {
+    let (broker, _) = start().await;
+    let http = Http::new(&broker);
+    let sessions = |o: &Value| o["sessions"].as_u64().unwrap();
+    let before = sessions(&http.get("/api/overview", None).await.1);
+    // The client gives up on a long poll and on a request after 200 ms.
+    let poll = http.req(reqwest::Method::GET, "/nats/gone.*?wait_ms=30000");
+    let request = http.req(reqwest::Method::PUT, "/nats/gone.svc?timeout_ms=30000");
+    let mut lines = NatsLines::open(broker.nats_addr().unwrap()).await;
+    lines
+        .send("CONNECT {\"verbose\":false}\r\nSUB gone.svc 1\r\n")
+        .await;
+    assert_eq!(lines.until_pong().await, Ok(Vec::new()));
+    let with_responder = sessions(&http.get("/api/overview", None).await.1);
+    for r in [poll, request] {
+        assert!(tokio::time::timeout(Duration::from_millis(200), r.send())
+            .await
+            .is_err());
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while sessions(&http.get("/api/overview", None).await.1) != with_responder {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a session was left open"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(with_responder, before + 1);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn retained_messages_a_user_may_not_read_stay_out_of_a_get() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = password_file(dir.path(), &[("viewer", "viewer-pw")]);
+    let (broker, mqtt) = start_with(|c| {
+        c.auth.password_file = Some(file);
+        c.auth.permissions.insert(
+            "viewer".into(),
+            PermissionSpec {
+                publish: rules(&["a.>"]),
+                subscribe: rules(&["a.>"]),
+                deny_subscribe: rules(&["a.secret"]),
+                ..PermissionSpec::default()
+            },
+        );
+    })
+    .await;
+    let http = Http::new(&broker);
+    let (m, _) = common::v4(
+        mqtt,
+        |o| {
+            o.set_credentials("viewer", "viewer-pw");
+        },
+        "retainer",
+    )
+    .await;
+    for topic in ["a/open", "a/secret"] {
+        m.client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, true, "r")
+            .await
+            .unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, got) = answer(
+            http.req(reqwest::Method::GET, "/mqtt/a/%23")
+                .basic_auth("viewer", Some("viewer-pw")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{got}");
+        let topics: Vec<&str> = got
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["topic"].as_str().unwrap())
+            .collect();
+        assert!(!topics.contains(&"a/secret"), "{got}");
+        if topics == ["a/open"] {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{got}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     broker.shutdown().await;
 }

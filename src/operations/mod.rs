@@ -46,6 +46,7 @@ pub(crate) async fn serve<S: Duplex>(stream: S, peer: SocketAddr, ctx: Arc<Conte
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn(admin_only))
         .merge(http_bus::routes())
+        .layer(axum::middleware::from_fn(same_site_only))
         .with_state(ctx.clone());
     let public = axum::Router::new()
         .route("/healthz", get(healthz))
@@ -125,6 +126,24 @@ fn subscription_count(ctx: &Context, c: &Connection) -> u64 {
 }
 
 use crate::protocols::http::json_error as error;
+
+/// Refuses what a browser sends for another site's page (`Sec-Fetch-Site`):
+/// the bus's POSTs publish and its GETs on queues take messages, which such a
+/// page could otherwise make a logged-in or loopback browser do. (It could not
+/// read the answers: the listener sends no CORS headers.)
+async fn same_site_only(request: Request, next: Next) -> Response {
+    let foreign = request
+        .headers()
+        .get("sec-fetch-site")
+        .is_some_and(|v| matches!(v.as_bytes(), b"cross-site" | b"same-site"));
+    if foreign {
+        return error(
+            StatusCode::FORBIDDEN,
+            "requests from other sites' pages are refused",
+        );
+    }
+    next.run(request).await
+}
 
 /// Lets through only users with the `admin` permission (everyone while no
 /// permissions are configured).

@@ -84,7 +84,9 @@ async fn varz(State(ctx): State<Arc<Context>>) -> Json<Value> {
     let (host, port) = ctx
         .listening_on("nats")
         .map_or((String::new(), 0), |a| (a.ip().to_string(), a.port()));
-    let http_port = ctx.listening_on("nats-monitor").map_or(0, |a| a.port());
+    let (http_host, http_port) = ctx
+        .listening_on("nats-monitor")
+        .map_or((String::new(), 0), |a| (a.ip().to_string(), a.port()));
     let subscriptions: u64 = live.iter().map(|c| c.recorded_subscriptions()).sum();
     let now = SystemTime::now();
     Json(json!({
@@ -94,7 +96,7 @@ async fn varz(State(ctx): State<Arc<Context>>) -> Json<Value> {
         "proto": 1,
         "host": host,
         "port": port,
-        "http_host": host,
+        "http_host": http_host,
         "http_port": http_port,
         "max_connections": limits.max_connections,
         "ping_interval": limits.nats_ping_interval.as_nanos() as u64,
@@ -170,13 +172,16 @@ async fn connz(
         }
     };
     match q.sort.as_deref().unwrap_or("cid") {
-        "cid" | "start" => {}
+        // Sorts on what is not kept here (idle time, pending bytes, closed
+        // connections, round-trip time) leave connections in cid order.
+        "cid" | "start" | "last" | "idle" | "pending" | "stop" | "reason" | "rtt" => {}
+        // Each key read once: counters move while the list is sorted.
         "subs" | "msgs_to" | "msgs_from" | "bytes_to" | "bytes_from" | "uptime" => {
-            live.sort_by_key(|c| std::cmp::Reverse(key(c)))
+            live.sort_by_cached_key(|c| std::cmp::Reverse(key(c)))
         }
         other => return Err(bad(format!("Invalid sorting option: {other}"))),
     }
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(DEFAULT_LIMIT);
     let total = live.len();
     let with_subs = flag(&q.subs);
     let page: Vec<Value> = live
@@ -265,11 +270,12 @@ async fn subsz(State(ctx): State<Arc<Context>>, Query(q): Query<SubszQuery>) -> 
         }
     }
     let total = list.len();
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(DEFAULT_LIMIT);
+    let nats_subscriptions: u64 = live.iter().map(|c| c.recorded_subscriptions()).sum();
     let mut v = json!({
         "server_id": ctx.server_id(),
         "now": timestamp(SystemTime::now()),
-        "num_subscriptions": ctx.router.subscription_count(),
+        "num_subscriptions": nats_subscriptions,
         "num_cache": 0,
         "num_inserts": 0,
         "num_removes": 0,

@@ -718,6 +718,8 @@ impl Queue {
                     .max_length_bytes
                     .is_some_and(|m| st.bytes + entry.body() > m);
             if full {
+                // Refused, not dropped: the publisher is told (nack). Only
+                // reject-publish-dlx also dead-letters it.
                 if args.overflow == Overflow::RejectPublishDlx && self.dead_letters() {
                     dead.push((entry, DeathReason::MaxLen));
                 }

@@ -497,8 +497,11 @@ fn sync_due(
         return;
     }
     *unsynced_since = None;
-    committer.metrics.fsyncs.inc();
-    if let Err(e) = committer.db.persist(PersistMode::SyncAll) {
+    let synced = committer.db.persist(PersistMode::SyncAll);
+    if synced.is_ok() {
+        committer.metrics.fsyncs.inc();
+    }
+    if let Err(e) = synced {
         if failed.is_none() {
             tracing::error!(error = %e, "storage: periodic fsync failed; durable publishes are refused until the broker restarts");
             *failed = Some(StoreFailure(e.to_string().into()));

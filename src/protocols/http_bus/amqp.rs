@@ -297,6 +297,10 @@ async fn bind(
     if !may_bind(&grant, &exchange, &queue, &key) {
         return forbidden("bind", &format!("{exchange}/{queue}/{key}"));
     }
+    // Another connection's exclusive queue is locked (405 in AMQP).
+    if let Err(e) = ctx.router.queue(&queue, 0) {
+        return vhost_error(e);
+    }
     let dest = Dest::Queue(queue);
     match ctx
         .router
@@ -314,6 +318,9 @@ async fn unbind(
 ) -> Response {
     if !may_bind(&grant, &exchange, &queue, &key) {
         return forbidden("unbind", &format!("{exchange}/{queue}/{key}"));
+    }
+    if let Err(e) = ctx.router.queue(&queue, 0) {
+        return vhost_error(e);
     }
     let dest = Dest::Queue(queue);
     match ctx

@@ -36,7 +36,7 @@ use axum::routing::post;
 use axum::{Extension, Json};
 use serde_json::{json, Value};
 
-use self::subscriptions::{Full, Held, Key, MAX_SUBSCRIPTIONS};
+use self::subscriptions::{Closer, Full, Held, Key, MAX_SUBSCRIPTIONS};
 use self::translate::Dialect;
 use super::http::{json_error, read_body, BodyError, BODY_READ_TIMEOUT};
 use super::pressure::Pressure;
@@ -55,6 +55,10 @@ const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_MAX: usize = 100;
 const MAX_MAX: usize = 1000;
 const CLIENT_ID: &str = "x-client-id";
+/// The longest `X-Client-Id`, and name (topic, subject) a held subscription
+/// keeps.
+const MAX_CLIENT_ID: usize = 256;
+const MAX_HELD_NAME: usize = 4096;
 
 /// The bus's routes (their state is the broker's context).
 pub(crate) fn routes() -> axum::Router<Arc<Context>> {
@@ -243,11 +247,11 @@ async fn receive(
     let Some(withheld) = grant.may_subscribe(&filter).withheld() else {
         return forbidden("subscribe to", &name);
     };
-    let client_id = match headers.get(CLIENT_ID).map(|v| v.to_str()) {
-        None => None,
-        Some(Ok(id)) if !id.is_empty() => Some(id.to_owned()),
-        Some(_) => return bad_request("X-Client-Id is not text"),
+    let key = match key_of(dialect, &grant, &name, &headers) {
+        Ok(key) => key,
+        Err(why) => return bad_request(why),
     };
+    let generation = ctx.access.generation();
     let make = || {
         let session = ctx.router.open_session();
         let opts = SubOptions {
@@ -256,17 +260,25 @@ async fn receive(
             ..SubOptions::default()
         };
         ctx.router.subscribe(session.id(), filter.clone(), opts);
-        Held::new(session, Guard::new(grant.clone()), Instant::now())
+        Held::new(
+            session,
+            Guard::new(grant.clone()),
+            generation,
+            Instant::now(),
+        )
     };
-    let (held, new, temporary) = match &client_id {
-        Some(id) => {
-            let key = Key {
-                user: grant.user().map(str::to_owned),
-                client_id: id.clone(),
-                path: format!("{dialect:?}/{name}"),
-            };
-            match ctx.http_bus.get_or_make(&key, make) {
-                Ok((held, new)) => (held, new, false),
+    let (held, new, _closer) = match &key {
+        Some(key) => {
+            // Made under rules a reload has replaced: made again under the new ones.
+            let made = ctx.http_bus.get_or_make(key, make).and_then(|(held, new)| {
+                if held.generation == generation {
+                    return Ok((held, new));
+                }
+                ctx.http_bus.remove(key, &ctx.router);
+                ctx.http_bus.get_or_make(key, make)
+            });
+            match made {
+                Ok((held, new)) => (held, new, None),
                 Err(Full) => {
                     return json_error(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -275,25 +287,60 @@ async fn receive(
                 }
             }
         }
-        None => (Arc::new(make()), true, true),
+        None => {
+            let held = make();
+            let closer = Closer {
+                router: ctx.router.clone(),
+                session: held.session.id(),
+            };
+            (Arc::new(held), true, Some(closer))
+        }
     };
-    // A new MQTT subscription gets the retained messages first, as MQTT's does.
+    // A new MQTT subscription gets the retained messages first, as MQTT's does
+    // (those its user may receive).
     let mut out: Vec<Value> = Vec::new();
     if new && dialect == Dialect::Mqtt {
         let now = super::now();
+        let guard = &mut *held.guard.lock().unwrap_or_else(|p| p.into_inner());
         for m in ctx.router.retained(&filter, now) {
-            out.push(translate::message_json(dialect, &m, m.qos, true));
+            if guard.may_receive(&m.subject) {
+                out.push(translate::message_json(dialect, &m, m.qos, true));
+            }
         }
     }
     let max = poll.max.unwrap_or(DEFAULT_MAX).clamp(1, MAX_MAX);
     let wait = Duration::from_millis(poll.wait_ms).min(MAX_WAIT);
     take(&ctx, dialect, &held, max, wait, &mut out).await;
-    if temporary {
-        ctx.router.close_session(held.session.id());
-    } else {
+    if key.is_some() {
         held.touch(Instant::now());
     }
     Json(Value::Array(out)).into_response()
+}
+
+/// The held subscription a request names by its `X-Client-Id` (`None`: it has
+/// none, and its subscription lasts one poll); a client id or a name too long to
+/// keep is refused.
+fn key_of(
+    dialect: Dialect,
+    grant: &Grant,
+    name: &str,
+    headers: &HeaderMap,
+) -> Result<Option<Key>, String> {
+    let id = match headers.get(CLIENT_ID).map(|v| v.to_str()) {
+        None => return Ok(None),
+        Some(Ok(id)) if !id.is_empty() && id.len() <= MAX_CLIENT_ID => id,
+        Some(_) => return Err(format!("X-Client-Id is text of 1 to {MAX_CLIENT_ID} bytes")),
+    };
+    if name.len() > MAX_HELD_NAME {
+        return Err(format!(
+            "a held subscription's name is at most {MAX_HELD_NAME} bytes"
+        ));
+    }
+    Ok(Some(Key {
+        user: grant.user().map(str::to_owned),
+        client_id: id.to_owned(),
+        path: format!("{dialect:?}/{name}"),
+    }))
 }
 
 /// Moves up to `max` messages from `held` into `out`, waiting up to `wait` for
@@ -340,17 +387,15 @@ async fn unsubscribe(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(Ok(id)) = headers.get(CLIENT_ID).map(|v| v.to_str()) else {
-        return bad_request("DELETE needs the X-Client-Id of the subscription");
-    };
-    let key = Key {
-        user: grant.user().map(str::to_owned),
-        client_id: id.to_owned(),
-        path: format!("{dialect:?}/{name}"),
+    let key = match key_of(dialect, &grant, &name, &headers) {
+        Ok(Some(key)) => key,
+        Ok(None) => return bad_request("DELETE needs the X-Client-Id of the subscription"),
+        Err(why) => return bad_request(why),
     };
     if ctx.http_bus.remove(&key, &ctx.router) {
         StatusCode::NO_CONTENT.into_response()
     } else {
+        let id = &key.client_id;
         json_error(
             StatusCode::NOT_FOUND,
             format!("no subscription of {id:?} on {name:?}"),
@@ -400,7 +445,14 @@ async fn request(
         return json_error(StatusCode::INTERNAL_SERVER_ERROR, "no reply subject");
     };
     message.reply_to = Some(reply_to);
+    // The reply subject is the broker's own, private to this request: no
+    // subscribe rule is asked for it (as nats-server's allow_responses lets a
+    // service answer whoever asked).
     let session = ctx.router.open_session();
+    let _closer = Closer {
+        router: ctx.router.clone(),
+        session: session.id(),
+    };
     ctx.router
         .subscribe(session.id(), filter, SubOptions::default());
     let timeout = q
@@ -447,6 +499,5 @@ async fn request(
             ),
         }
     };
-    ctx.router.close_session(session.id());
     answer
 }

@@ -27,14 +27,18 @@ pub(super) struct Held {
     pub(super) session: Arc<Session>,
     /// What its user may receive (deliveries it may not are dropped).
     pub(super) guard: Mutex<Guard>,
+    /// The reload of users and permissions it was made under: after another,
+    /// it is made again under the new rules.
+    pub(super) generation: u64,
     last_poll: Mutex<Instant>,
 }
 
 impl Held {
-    pub(super) fn new(session: Arc<Session>, guard: Guard, now: Instant) -> Held {
+    pub(super) fn new(session: Arc<Session>, guard: Guard, generation: u64, now: Instant) -> Held {
         Held {
             session,
             guard: Mutex::new(guard),
+            generation,
             last_poll: Mutex::new(now),
         }
     }
@@ -45,6 +49,20 @@ impl Held {
 
     fn idle_since(&self) -> Instant {
         *self.last_poll.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Ends a router session when dropped: a request's own session is closed even
+/// when the client goes away mid-request (its handler's future is dropped then).
+#[derive(Debug)]
+pub(super) struct Closer {
+    pub(super) router: Arc<Router>,
+    pub(super) session: crate::router::SessionId,
+}
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        self.router.close_session(self.session);
     }
 }
 
@@ -141,12 +159,26 @@ mod tests {
             path: "nats/a".into(),
         };
         let t0 = Instant::now();
-        let make = || Held::new(router.open_session(), Guard::new(Grant::everything()), t0);
+        let make = || {
+            Held::new(
+                router.open_session(),
+                Guard::new(Grant::everything()),
+                0,
+                t0,
+            )
+        };
         let (a, new) = subs.get_or_make(&key("a"), make).unwrap();
         assert!(new);
         let (again, new) = subs.get_or_make(&key("a"), || unreachable!()).unwrap();
         assert!(!new && Arc::ptr_eq(&a, &again));
-        let make = || Held::new(router.open_session(), Guard::new(Grant::everything()), t0);
+        let make = || {
+            Held::new(
+                router.open_session(),
+                Guard::new(Grant::everything()),
+                0,
+                t0,
+            )
+        };
         subs.get_or_make(&key("b"), make).unwrap();
         assert_eq!(router.session_count(), 2);
 

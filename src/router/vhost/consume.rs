@@ -109,17 +109,16 @@ impl Router {
     }
 
     /// Settles delivered entries as rejected (dead-lettered where their queue
-    /// says so), one lock per queue, and dispatches each queue again.
+    /// says so, else dropped and counted), one lock per queue, and dispatches
+    /// each queue again.
     pub fn reject_all(&self, entries: impl IntoIterator<Item = (Arc<Queue>, Entry)>, now: Now) {
         for (queue, group) in by_queue(entries) {
             queue.settle(&group);
-            if queue.spec().args.dead_letter_exchange.is_some() {
-                let dead = group
-                    .into_iter()
-                    .map(|e| (e, DeathReason::Rejected))
-                    .collect();
-                self.dead_letter(&queue, dead, now);
-            }
+            let dead = group
+                .into_iter()
+                .map(|e| (e, DeathReason::Rejected))
+                .collect();
+            self.dead_letter(&queue, dead, now);
             self.kick(&queue, now);
         }
     }
@@ -132,12 +131,10 @@ impl Router {
     }
 
     /// Settles a delivered `entry`: dead-letters it (reason rejected) if `queue`
-    /// has a dead-letter exchange, else drops it.
+    /// has a dead-letter exchange, else drops it (counted).
     pub fn reject(&self, queue: &Arc<Queue>, entry: Entry, now: Now) {
         queue.settle(std::slice::from_ref(&entry));
-        if queue.spec().args.dead_letter_exchange.is_some() {
-            self.dead_letter(queue, vec![(entry, DeathReason::Rejected)], now);
-        }
+        self.dead_letter(queue, vec![(entry, DeathReason::Rejected)], now);
     }
 
     /// Dispatches `queue` (credit or outlet room was freed).
