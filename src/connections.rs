@@ -18,21 +18,28 @@ use tokio_util::sync::CancellationToken;
 
 use crate::router::SessionId;
 
-/// The wire protocols whose connections are registered.
+/// The protocols whose connections are registered: the four wire protocols, and
+/// HTTP (every HTTP listener: Kafka REST, the registry, the operator's and the
+/// bus's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum Protocol {
     Mqtt,
     Amqp,
     Stomp,
     Nats,
+    Http,
 }
 
+/// How many [`Protocol`]s there are.
+pub(crate) const PROTOCOLS: usize = 5;
+
 impl Protocol {
-    pub(crate) const ALL: [Protocol; 4] = [
+    pub(crate) const ALL: [Protocol; PROTOCOLS] = [
         Protocol::Mqtt,
         Protocol::Amqp,
         Protocol::Stomp,
         Protocol::Nats,
+        Protocol::Http,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -41,6 +48,7 @@ impl Protocol {
             Protocol::Amqp => "amqp",
             Protocol::Stomp => "stomp",
             Protocol::Nats => "nats",
+            Protocol::Http => "http",
         }
     }
 
@@ -188,9 +196,9 @@ struct Inner {
     /// By id: ids grow, so this is the order connections came in.
     live: BTreeMap<u64, Arc<Connection>>,
     /// What ended connections moved, and how many were ever opened, per protocol.
-    ended: [Totals; 4],
+    ended: [Totals; PROTOCOLS],
     /// Per protocol, over the last sampling period.
-    rates: [Rates; 4],
+    rates: [Rates; PROTOCOLS],
 }
 
 impl Connections {
@@ -254,6 +262,12 @@ impl Connections {
         }
     }
 
+    /// Adds messages that moved outside any registered connection's counts (the
+    /// HTTP bus's requests) to `protocol`'s totals.
+    pub(crate) fn count(&self, protocol: Protocol, counts: Counts) {
+        self.lock().ended[protocol.index()].counts.add(counts);
+    }
+
     /// Takes a sample of every rate, `seconds` after the last one.
     pub(crate) fn sample(&self, seconds: f64) {
         let seconds = seconds.max(0.001);
@@ -270,14 +284,14 @@ impl Connections {
 
     /// Per protocol: messages per second received and delivered over the last
     /// sampling period.
-    pub(crate) fn rates(&self) -> [(Protocol, Rates); 4] {
+    pub(crate) fn rates(&self) -> [(Protocol, Rates); PROTOCOLS] {
         let inner = self.lock();
         Protocol::ALL.map(|p| (p, inner.rates[p.index()]))
     }
 
     /// Per protocol: connections ever opened and messages moved, live ones
     /// included.
-    pub(crate) fn totals(&self) -> [(Protocol, Totals); 4] {
+    pub(crate) fn totals(&self) -> [(Protocol, Totals); PROTOCOLS] {
         let inner = self.lock();
         let mut totals = inner.ended;
         for c in inner.live.values() {

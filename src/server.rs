@@ -53,7 +53,7 @@ pub(crate) struct Context {
     /// The wire fronts' connections, for the operator's view.
     pub(crate) clients: Arc<Connections>,
     /// Sockets refused at `max_connections`, per wire protocol.
-    refused: [AtomicU64; 4],
+    refused: [AtomicU64; crate::connections::PROTOCOLS],
     /// Set once every listener is bound and serving (`/readyz`).
     ready: std::sync::atomic::AtomicBool,
     /// When the broker started (`/varz`, `/api/overview`).
@@ -311,14 +311,16 @@ enum Front {
 }
 
 impl Front {
-    /// The wire protocol it speaks, if it is a wire front.
-    fn protocol(self) -> Option<Protocol> {
+    /// The protocol it speaks.
+    fn protocol(self) -> Protocol {
         match self {
-            Front::Mqtt => Some(Protocol::Mqtt),
-            Front::Amqp => Some(Protocol::Amqp),
-            Front::Stomp => Some(Protocol::Stomp),
-            Front::Nats => Some(Protocol::Nats),
-            _ => None,
+            Front::Mqtt => Protocol::Mqtt,
+            Front::Amqp => Protocol::Amqp,
+            Front::Stomp => Protocol::Stomp,
+            Front::Nats => Protocol::Nats,
+            Front::KafkaRest | Front::SchemaRegistry | Front::Http | Front::NatsMonitor => {
+                Protocol::Http
+            }
         }
     }
 }
@@ -458,9 +460,7 @@ async fn accept_loop(
                 let count = ctx.sockets.fetch_add(1, Ordering::Relaxed);
                 let slot = ConnectionSlot(ctx.clone());
                 if count >= ctx.config.limits.max_connections {
-                    if let Some(protocol) = front.protocol() {
-                        ctx.refused[protocol as usize].fetch_add(1, Ordering::Relaxed);
-                    }
+                    ctx.refused[front.protocol() as usize].fetch_add(1, Ordering::Relaxed);
                     warn!(%peer, max = ctx.config.limits.max_connections, "connection refused: max_connections reached");
                     continue;
                 }

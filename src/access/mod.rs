@@ -21,6 +21,7 @@ pub(crate) mod passwords;
 pub(crate) mod rules;
 pub(crate) mod scram;
 
+use crate::connections::Protocol;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -336,36 +337,12 @@ struct Failures {
     last: Instant,
 }
 
-/// The protocols logins come by, for counting refusals.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Via {
-    Mqtt,
-    Amqp,
-    Stomp,
-    Nats,
-    Http,
-}
-
-impl Via {
-    pub(crate) const ALL: [Via; 5] = [Via::Mqtt, Via::Amqp, Via::Stomp, Via::Nats, Via::Http];
-
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Via::Mqtt => "mqtt",
-            Via::Amqp => "amqp",
-            Via::Stomp => "stomp",
-            Via::Nats => "nats",
-            Via::Http => "http",
-        }
-    }
-}
-
 /// Who is logging in: the address its failures are counted against, and its
 /// protocol.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Peer {
     pub(crate) ip: IpAddr,
-    pub(crate) via: Via,
+    pub(crate) via: Protocol,
 }
 
 /// The user store and permissions every front authenticates against.
@@ -375,7 +352,7 @@ pub(crate) struct Access {
     policy: RwLock<Arc<Policy>>,
     failures: Mutex<HashMap<IpAddr, Failures>>,
     /// Logins refused since the start, by the protocol they came by (`/metrics`).
-    refused_logins: [std::sync::atomic::AtomicU64; 5],
+    refused_logins: [std::sync::atomic::AtomicU64; crate::connections::PROTOCOLS],
     /// Password checks running at once: argon2 takes 19 MiB and tens of
     /// milliseconds each, so a storm of logins waits here instead of filling the
     /// blocking pool and memory.
@@ -592,7 +569,7 @@ impl Access {
     }
 
     /// Logins refused since the start by clients of `via`.
-    pub(crate) fn refused_logins(&self, via: Via) -> u64 {
+    pub(crate) fn refused_logins(&self, via: Protocol) -> u64 {
         self.refused_logins[via as usize].load(std::sync::atomic::Ordering::Relaxed)
     }
 
@@ -677,7 +654,7 @@ mod tests {
     fn peer() -> Peer {
         Peer {
             ip: IpAddr::from([127, 0, 0, 1]),
-            via: Via::Mqtt,
+            via: Protocol::Mqtt,
         }
     }
 

@@ -14,7 +14,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::error;
-use crate::connections::Connection;
+use crate::connections::{Connection, Protocol};
 use crate::server::Context;
 
 /// The default and largest page.
@@ -100,7 +100,7 @@ async fn overview(State(ctx): State<Arc<Context>>) -> Json<Value> {
             "high_watermark_bytes": memory.high_watermark(),
             "blocked": memory.is_blocked(),
         },
-        "login_failures": crate::access::Via::ALL
+        "login_failures": Protocol::ALL
             .into_iter()
             .map(|via| ctx.access.refused_logins(via))
             .sum::<u64>(),

@@ -121,7 +121,7 @@ fn connections(registry: &mut Registry, ctx: &Context) {
         "Payload bytes delivered to clients",
     );
     let totals = ctx.clients.totals();
-    let mut open = [0i64; 4];
+    let mut open = [0i64; crate::connections::PROTOCOLS];
     for c in ctx.clients.live() {
         open[c.protocol as usize] += 1;
     }
@@ -143,7 +143,7 @@ fn connections(registry: &mut Registry, ctx: &Context) {
         "login_failures",
         "Logins refused (bad credentials or not authorized)",
     );
-    for via in crate::access::Via::ALL {
+    for via in Protocol::ALL {
         let labels = vec![("protocol", via.name().to_owned())];
         refused_logins
             .get_or_create(&labels)

@@ -19,7 +19,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tracing::debug;
 
-use crate::access::{Grant, Login, Peer, Via};
+use crate::access::{Grant, Login, Peer};
+use crate::connections::{Identity, Protocol, Registration};
 use crate::server::Context;
 use crate::transport::Duplex;
 
@@ -72,6 +73,7 @@ pub(crate) async fn serve<S: Duplex>(
     routes: axum::Router,
     public: axum::Router,
 ) {
+    let registration = Arc::new(ctx.register(Protocol::Http, peer));
     let door = Door {
         certificate_user: ctx
             .access
@@ -79,6 +81,7 @@ pub(crate) async fn serve<S: Duplex>(
             .map(Arc::from),
         ctx: ctx.clone(),
         peer,
+        registration: registration.clone(),
         known: Arc::default(),
     };
     let routes = routes
@@ -99,7 +102,7 @@ pub(crate) async fn serve<S: Duplex>(
     tokio::pin!(conn);
     let ended = tokio::select! {
         ended = conn.as_mut() => ended,
-        _ = ctx.shutdown.cancelled() => {
+        _ = registration.closing().cancelled() => {
             // In-flight requests finish; the connection closes after them.
             conn.as_mut().graceful_shutdown();
             conn.await
@@ -121,6 +124,8 @@ struct Door {
     /// The user the client's TLS certificate names, for requests without
     /// credentials.
     certificate_user: Option<Arc<str>>,
+    /// The connection in the operator's view: its user is recorded at login.
+    registration: Arc<Registration>,
     known: Arc<Mutex<Option<Known>>>,
 }
 
@@ -163,7 +168,7 @@ async fn log_in(State(door): State<Door>, mut request: Request, next: Next) -> R
                 .authenticate_optional(
                     Peer {
                         ip: door.peer.ip(),
-                        via: Via::Http,
+                        via: Protocol::Http,
                     },
                     login,
                 )
@@ -171,6 +176,10 @@ async fn log_in(State(door): State<Door>, mut request: Request, next: Next) -> R
             else {
                 return unauthorized();
             };
+            door.registration.identify(Identity {
+                user: grant.user().map(str::to_owned),
+                ..Identity::default()
+            });
             *door.known.lock().unwrap_or_else(|p| p.into_inner()) = Some(Known {
                 authorization,
                 generation,

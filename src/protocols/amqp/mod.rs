@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 
 use session::{Connection, Exit, Offer, PendingLogin};
 
-use crate::access::{Grant, Login, Peer, Via};
+use crate::access::{Grant, Login, Peer};
 use crate::connections::{Protocol, Registration};
 use crate::protocols::acks;
 use crate::protocols::delivery::{write_pending, Deliveries};
@@ -231,7 +231,7 @@ async fn log_in(ctx: &Context, peer: SocketAddr, login: &PendingLogin) -> Option
     };
     let peer = Peer {
         ip: peer.ip(),
-        via: Via::Amqp,
+        via: Protocol::Amqp,
     };
     ctx.access.authenticate(peer, login).await.ok()
 }

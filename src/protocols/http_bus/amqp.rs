@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 use super::translate::{self, Dialect};
 use super::{bad_request, body, forbidden};
 use crate::access::{Grant, Kind};
+use crate::connections::{Counts, Protocol};
 use crate::protocols::http::json_error;
 use crate::router::{
     BindArgs, Delivery, Dest, ExchangeKind, ExchangeSpec, QueueSpec, Subject, VhostError,
@@ -116,6 +117,7 @@ pub(super) async fn publish_via(
             Err(why) => return bad_request(why),
         };
     let persistent = message.qos != Delivery::AtMostOnce;
+    super::count_received(ctx, &message);
     let routed =
         match ctx
             .router
@@ -165,13 +167,16 @@ pub(super) fn take_from_queue(
     };
     let now = super::super::now();
     let mut out: Vec<Value> = Vec::new();
+    let mut counts = Counts::default();
     for _ in 0..count.unwrap_or(1).clamp(1, MAX_COUNT) {
         let Some((entry, _)) = ctx.router.get(&queue, now) else {
             break;
         };
+        counts.delivered(entry.message.payload.len());
         out.push(translate::entry_json(&entry));
         ctx.router.ack(&queue, entry, now);
     }
+    ctx.clients.count(Protocol::Http, counts);
     Json(Value::Array(out)).into_response()
 }
 

@@ -41,6 +41,7 @@ use self::translate::Dialect;
 use super::http::{json_error, read_body, BodyError, BODY_READ_TIMEOUT};
 use super::pressure::Pressure;
 use crate::access::{Grant, Guard};
+use crate::connections::{Counts, Protocol};
 use crate::router::{Delivery, Filter, SubOptions, Subject};
 use crate::server::Context;
 
@@ -212,6 +213,7 @@ async fn publish(
         Err(why) => return bad_request(why),
     };
     message.retain = retain;
+    count_received(&ctx, &message);
     let routed = ctx.router.publish(message, super::now());
     // As for any publisher: an at-least-once message is acknowledged once stored.
     if qos != Delivery::AtMostOnce && routed.ticket.wait().await.is_err() {
@@ -221,6 +223,13 @@ async fn publish(
         );
     }
     Json(json!({ "matched": routed.matched, "queued": routed.queued })).into_response()
+}
+
+/// Counts a message published over HTTP.
+fn count_received(ctx: &Context, message: &crate::router::Message) {
+    let mut counts = Counts::default();
+    counts.received(message.payload.len());
+    ctx.clients.count(Protocol::Http, counts);
 }
 
 /// `GET`'s query.
@@ -299,18 +308,21 @@ async fn receive(
     // A new MQTT subscription gets the retained messages first, as MQTT's does
     // (those its user may receive).
     let mut out: Vec<Value> = Vec::new();
+    let mut counts = Counts::default();
     if new && dialect == Dialect::Mqtt {
         let now = super::now();
         let guard = &mut *held.guard.lock().unwrap_or_else(|p| p.into_inner());
         for m in ctx.router.retained(&filter, now) {
             if guard.may_receive(&m.subject) {
+                counts.delivered(m.payload.len());
                 out.push(translate::message_json(dialect, &m, m.qos, true));
             }
         }
     }
     let max = poll.max.unwrap_or(DEFAULT_MAX).clamp(1, MAX_MAX);
     let wait = Duration::from_millis(poll.wait_ms).min(MAX_WAIT);
-    take(&ctx, dialect, &held, max, wait, &mut out).await;
+    take(&ctx, dialect, &held, max, wait, (&mut out, &mut counts)).await;
+    ctx.clients.count(Protocol::Http, counts);
     if key.is_some() {
         held.touch(Instant::now());
     }
@@ -351,7 +363,7 @@ async fn take(
     held: &Held,
     max: usize,
     wait: Duration,
-    out: &mut Vec<Value>,
+    (out, counts): (&mut Vec<Value>, &mut Counts),
 ) {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
@@ -363,6 +375,7 @@ async fn take(
             }
             let guard = &mut *held.guard.lock().unwrap_or_else(|p| p.into_inner());
             if guard.may_receive(&d.message.subject) {
+                counts.delivered(d.message.payload.len());
                 out.push(translate::message_json(
                     dialect, &d.message, d.qos, d.retain,
                 ));
@@ -445,6 +458,7 @@ async fn request(
         return json_error(StatusCode::INTERNAL_SERVER_ERROR, "no reply subject");
     };
     message.reply_to = Some(reply_to);
+    count_received(&ctx, &message);
     // The reply subject is the broker's own, private to this request: no
     // subscribe rule is asked for it (as nats-server's allow_responses lets a
     // service answer whoever asked).
@@ -479,6 +493,9 @@ async fn request(
         });
         match reply.await {
             Ok(Some(m)) => {
+                let mut counts = Counts::default();
+                counts.delivered(m.payload.len());
+                ctx.clients.count(Protocol::Http, counts);
                 let kind = m
                     .content_type
                     .clone()

@@ -26,7 +26,7 @@ pub(crate) use registry::Registry;
 use registry::{Handoff, Prior, SessionState};
 use session::{Connection, Exit};
 
-use crate::access::{scram, Grant, Guard, Login, Peer, Refused, Via};
+use crate::access::{scram, Grant, Guard, Login, Peer, Refused};
 use crate::connections::{Identity, Protocol, Registration};
 use crate::protocols::acks;
 use crate::protocols::frames::FrameReader;
@@ -370,7 +370,7 @@ async fn log_in(
         .authenticate_optional(
             Peer {
                 ip: peer.ip(),
-                via: Via::Mqtt,
+                via: Protocol::Mqtt,
             },
             login,
         )
@@ -465,7 +465,7 @@ async fn scram_log_in<R: ReadHalf, W: WriteHalf>(
         .scram_finish(
             Peer {
                 ip: peer.ip(),
-                via: Via::Mqtt,
+                via: Protocol::Mqtt,
             },
             &exchange,
             &client_final,

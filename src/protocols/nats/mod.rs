@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 
 use session::{Connection, Exit};
 
-use crate::access::{Grant, Login, Peer, Via};
+use crate::access::{Grant, Login, Peer};
 use crate::config::{ClientAuth, NatsTls};
 use crate::connections::{Identity, Protocol, Registration};
 use crate::protocols::acks;
@@ -363,7 +363,7 @@ async fn log_in(
         .authenticate_optional(
             Peer {
                 ip: peer.ip(),
-                via: Via::Nats,
+                via: Protocol::Nats,
             },
             login.or_certificate(certificate_user),
         )

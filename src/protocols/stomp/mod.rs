@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 
 use session::{Connection, Exit, Offer};
 
-use crate::access::{Grant, Login, Peer, Via};
+use crate::access::{Grant, Login, Peer};
 use crate::connections::{Protocol, Registration};
 use crate::protocols::acks;
 use crate::protocols::delivery::{write_pending, Deliveries};
@@ -235,7 +235,7 @@ async fn log_in(
         .authenticate(
             Peer {
                 ip: peer.ip(),
-                via: Via::Stomp,
+                via: Protocol::Stomp,
             },
             login.or_certificate(certificate_user),
         )
