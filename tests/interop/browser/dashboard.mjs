@@ -8,16 +8,11 @@
 // closes the connection with the row's Close button ("closed" once the row is gone).
 // With CLIENT_ID "-" it only waits for the page to fill and writes the screenshot.
 // Any console error or page error fails the run (exit status 1).
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 
 const [base, clientId, screenshot] = process.argv.slice(2);
 const errors = [];
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  timeout: 30000,
-});
+const browser = await launchChromium();
 let code = 1;
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });

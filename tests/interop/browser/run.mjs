@@ -9,7 +9,7 @@ import http from "node:http";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const [mqttPort, stompPort, natsPort, uid, inLength] = process.argv.slice(2);
@@ -29,13 +29,7 @@ const server = http.createServer((req, res) => {
 });
 await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
 
-// The flags keep Chromium off the (closed) network and let it run as root in a container.
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  timeout: 30000,
-});
+const browser = await launchChromium();
 let code = 1;
 try {
   const page = await browser.newPage();
