@@ -271,14 +271,14 @@ impl Connections {
     /// Takes a sample of every rate, `seconds` after the last one.
     pub(crate) fn sample(&self, seconds: f64) {
         let seconds = seconds.max(0.001);
-        let totals = self.totals();
-        for c in self.live() {
+        let mut inner = self.lock();
+        for c in inner.live.values() {
             let mut rates = c.rates.lock().unwrap_or_else(|p| p.into_inner());
             rates.sample(c.counts(), seconds);
         }
-        let mut inner = self.lock();
-        for (protocol, t) in totals {
-            inner.rates[protocol.index()].sample(t.counts, seconds);
+        let totals = inner.totals();
+        for (rates, t) in inner.rates.iter_mut().zip(totals) {
+            rates.sample(t.counts, seconds);
         }
     }
 
@@ -292,12 +292,20 @@ impl Connections {
     /// Per protocol: connections ever opened and messages moved, live ones
     /// included.
     pub(crate) fn totals(&self) -> [(Protocol, Totals); PROTOCOLS] {
-        let inner = self.lock();
-        let mut totals = inner.ended;
-        for c in inner.live.values() {
+        let totals = self.lock().totals();
+        Protocol::ALL.map(|p| (p, totals[p.index()]))
+    }
+}
+
+impl Inner {
+    /// What ended connections moved plus what the live ones have, by protocol
+    /// index.
+    fn totals(&self) -> [Totals; PROTOCOLS] {
+        let mut totals = self.ended;
+        for c in self.live.values() {
             totals[c.protocol.index()].counts.add(c.counts());
         }
-        Protocol::ALL.map(|p| (p, totals[p.index()]))
+        totals
     }
 }
 

@@ -368,13 +368,13 @@ async fn take(
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let now = super::now();
-        while out.len() < max {
-            let Some(d) = held.session.pop() else { break };
-            if d.message.is_expired(now.unix_ms) {
-                continue;
-            }
+        {
             let guard = &mut *held.guard.lock().unwrap_or_else(|p| p.into_inner());
-            if guard.may_receive(&d.message.subject) {
+            while out.len() < max {
+                let Some(d) = held.session.pop() else { break };
+                if d.message.is_expired(now.unix_ms) || !guard.may_receive(&d.message.subject) {
+                    continue;
+                }
                 counts.delivered(d.message.payload.len());
                 out.push(translate::message_json(
                     dialect, &d.message, d.qos, d.retain,
